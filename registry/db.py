@@ -1,0 +1,131 @@
+"""Open a registry: engine setup (SQLite WAL + busy timeout, or PostgreSQL by URL) and migrations.
+
+The schema is created and upgraded only by Alembic; `open_registry` applies pending
+revisions on first use, under a lock so concurrent workers don't race each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError, ArgumentError
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+from registry.errors import RegistryError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def default_url(home: Path) -> str:
+    return f"sqlite:///{(home / 'registry.db').resolve()}"
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:
+    # WAL lets readers (tunelab ls) run while a worker writes; the busy timeout makes
+    # concurrent writers wait for each other instead of failing with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+            event.listen(engine, "connect", _configure_sqlite)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ModuleNotFoundError) as exc:
+        raise RegistryError(f"cannot use registry URL {url!r}: {exc}") from None
+
+
+def _alembic_config(engine: Engine, connection=None):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision(engine: Engine) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        lock_path = Path(engine.url.database).with_suffix(".migrate.lock")
+        with open(lock_path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(727274)"))
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(727274)"))
+                connection.commit()
+    else:
+        yield
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply Alembic revisions up to `revision`."""
+    from alembic import command
+
+    with _migration_lock(engine):
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(engine, connection), revision)
+
+
+@dataclass
+class Registry:
+    """An open registry: the engine plus a session factory."""
+
+    engine: Engine
+    url: str
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+
+def open_registry(url: str, *, migrate: bool = True) -> Registry:
+    """Connect and bring the schema to head (the first use creates it)."""
+    engine = make_engine(url)
+    try:
+        if migrate and current_revision(engine) != head_revision(engine):
+            upgrade(engine)
+    except OperationalError as exc:
+        raise RegistryError(f"cannot open registry {engine.url.render_as_string()}: {exc.orig}") from None
+    return Registry(engine=engine, url=url)
+
+
+__all__ = ["Registry", "open_registry", "default_url", "make_engine", "upgrade", "current_revision", "head_revision", "sessionmaker"]

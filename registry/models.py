@@ -1,0 +1,92 @@
+"""The registry's tables. Schema changes go through an Alembic revision in registry/migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class RunStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Experiment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    description: str = ""
+    tags_json: str = "[]"
+    spec_path: str
+    spec_text: str
+    resolved_json: str
+    spec_hash: str = Field(index=True)
+    # Relative paths in the spec are resolved against the directory submit ran in.
+    workdir: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id", index=True)
+    status: str = Field(default=RunStatus.queued.value, index=True)
+    priority: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    worker: str | None = None
+    error: str | None = None
+    output_dir: str | None = None
+    train_seconds: float | None = None
+    final_loss: float | None = None
+    num_train_examples: int | None = None
+
+
+class Checkpoint(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    step: int
+    loss: float | None = None
+    path: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrainMetric(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    step: int
+    epoch: float | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+
+
+class EvalResult(SQLModel, table=True):
+    """One score of one evaluated model: the run's fine-tuned model, or its base (model_kind="base")."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    model_kind: str = Field(default="finetuned", index=True)
+    model_name: str
+    task: str = Field(index=True)
+    metric: str
+    value: float
+    stderr: float | None = None
+    num_fewshot: int = 0
+    limit: int = 0
+    n_samples: int | None = None
+    task_group: str | None = None
+    comparable: bool = True
+    lm_eval_version: str = ""
+    fingerprint_json: str = "{}"
+    samples_json: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)

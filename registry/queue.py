@@ -1,0 +1,87 @@
+"""The run queue: atomic claims and run state transitions.
+
+A claim is a conditional UPDATE (status still 'queued') checked by its row count, so
+any number of workers, in processes or on machines sharing a PostgreSQL registry,
+never run the same run twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlmodel import select
+
+from registry.db import Registry
+from registry.errors import NotFound
+from registry.models import Run, RunStatus, utcnow
+
+_CLAIM_ATTEMPTS = 50
+
+
+def claim_next(registry: Registry, worker: str) -> int | None:
+    """Mark the next queued run (highest priority, then oldest) running for `worker`; its id, or None."""
+    for _ in range(_CLAIM_ATTEMPTS):
+        with registry.session() as session:
+            candidate = session.exec(
+                select(Run.id)
+                .where(Run.status == RunStatus.queued.value)
+                .order_by(Run.priority.desc(), Run.id)
+                .limit(1)
+            ).first()
+            if candidate is None:
+                return None
+            now = utcnow()
+            result = session.exec(
+                update(Run)
+                .where(Run.id == candidate, Run.status == RunStatus.queued.value)
+                .values(status=RunStatus.running.value, worker=worker, started_at=now, heartbeat_at=now,
+                        error=None, finished_at=None)
+            )
+            session.commit()
+            if result.rowcount == 1:
+                return candidate
+        # Another worker took it between our read and our update: try the next one.
+    return None
+
+
+def claim_run(registry: Registry, run_id: int, worker: str) -> bool:
+    """Claim one specific queued run (used by `tunelab run`); False if it is not queued."""
+    with registry.session() as session:
+        now = utcnow()
+        result = session.exec(
+            update(Run)
+            .where(Run.id == run_id, Run.status == RunStatus.queued.value)
+            .values(status=RunStatus.running.value, worker=worker, started_at=now, heartbeat_at=now)
+        )
+        session.commit()
+        return result.rowcount == 1
+
+
+def _finish(registry: Registry, run_id: int, status: RunStatus, **values) -> None:
+    with registry.session() as session:
+        result = session.exec(
+            update(Run).where(Run.id == run_id).values(status=status.value, finished_at=utcnow(), **values)
+        )
+        session.commit()
+        if result.rowcount != 1:
+            raise NotFound(f"no run {run_id}")
+
+
+def mark_succeeded(registry: Registry, run_id: int) -> None:
+    _finish(registry, run_id, RunStatus.succeeded, error=None)
+
+
+def mark_failed(registry: Registry, run_id: int, error: str) -> None:
+    _finish(registry, run_id, RunStatus.failed, error=error)
+
+
+def heartbeat(registry: Registry, run_id: int) -> None:
+    with registry.session() as session:
+        session.exec(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+        session.commit()
+
+
+def update_run(registry: Registry, run_id: int, **values) -> None:
+    """Set training facts on a run (output dir, train time, final loss, data size)."""
+    with registry.session() as session:
+        session.exec(update(Run).where(Run.id == run_id).values(**values))
+        session.commit()

@@ -1,0 +1,1 @@
+"""Rendering: read the registry, build plain view models, hand them to Jinja2 templates."""

@@ -1,0 +1,117 @@
+"""The leaderboard view model: one row per evaluated model, base models included."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from registry.db import Registry
+from registry.queries import RunSummary, ScoreRow, list_runs, run_scores
+from reports.scores import BENCHMARKS, average, headline_rows
+
+
+@dataclass
+class Cell:
+    value: float | None
+    delta: float | None = None  # against the row's base model
+    stderr: float | None = None
+    comparable: bool = True
+
+    @property
+    def text(self) -> str:
+        return "" if self.value is None else f"{100 * self.value:.1f}"
+
+    @property
+    def delta_text(self) -> str:
+        return "" if self.delta is None else f"{100 * self.delta:+.1f}"
+
+    @property
+    def delta_class(self) -> str:
+        if self.delta is None or abs(self.delta) < 1e-12:
+            return "flat"
+        return "up" if self.delta > 0 else "down"
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str  # "finetuned" | "base"
+    run_id: int | None
+    method: str
+    base_model: str
+    cells: dict[str, Cell]
+    average: Cell
+    final_loss: float | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Column:
+    key: str
+    title: str
+
+
+@dataclass
+class Leaderboard:
+    title: str
+    generated_at: str
+    columns: list[Column]
+    rows: list[Row]
+
+
+def _cells(rows: dict[str, ScoreRow], base: dict[str, ScoreRow] | None, columns: list[str]) -> dict[str, Cell]:
+    cells = {}
+    for task in columns:
+        row = rows.get(task)
+        if row is None:
+            cells[task] = Cell(None)
+            continue
+        base_row = (base or {}).get(task)
+        delta = row.value - base_row.value if base_row is not None else None
+        cells[task] = Cell(row.value, delta, row.stderr, row.comparable)
+    return cells
+
+
+def _average_cell(cells: dict[str, Cell], base_cells: dict[str, Cell] | None) -> Cell:
+    mean = average({k: c.value for k, c in cells.items() if c.value is not None})
+    base_mean = average({k: c.value for k, c in (base_cells or {}).items() if c.value is not None})
+    delta = mean - base_mean if mean is not None and base_mean is not None else None
+    return Cell(mean, delta, None, all(c.comparable for k, c in cells.items() if k in BENCHMARKS))
+
+
+def _column_keys(all_scores: dict[int, list[ScoreRow]]) -> list[str]:
+    present = {row.task for rows in all_scores.values() for row in rows if row.task_group is None}
+    custom = sorted(present - set(BENCHMARKS))
+    return [task for task in BENCHMARKS if task in present] + custom
+
+
+def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard") -> Leaderboard:
+    runs: dict[int, RunSummary] = {r.run_id: r for r in list_runs(registry)}
+    all_scores = run_scores(registry)
+    keys = _column_keys(all_scores)
+    rows: list[Row] = []
+    bases_seen: set[tuple[str, str]] = set()
+    for run_id in sorted(all_scores):
+        summary = runs.get(run_id)
+        scores = all_scores[run_id]
+        tuned = headline_rows(scores, "finetuned")
+        base = headline_rows(scores, "base")
+        base_cells = _cells(base, None, keys) if base else None
+        if tuned and summary is not None:
+            cells = _cells(tuned, base or None, keys)
+            rows.append(Row(label=summary.name, kind="finetuned", run_id=run_id, method=summary.method,
+                            base_model=summary.base_model, cells=cells, average=_average_cell(cells, base_cells),
+                            final_loss=summary.final_loss, tags=summary.tags))
+        if base and base_cells is not None:
+            any_row = next(iter(base.values()))
+            identity = (any_row.model_name, str(any_row.fingerprint.get("eval_key", "")))
+            if identity in bases_seen:
+                continue
+            bases_seen.add(identity)
+            rows.append(Row(label=any_row.model_name, kind="base", run_id=None, method="base model",
+                            base_model=any_row.model_name, cells=base_cells,
+                            average=_average_cell(base_cells, None)))
+    rows.sort(key=lambda r: (r.average.value is None, -(r.average.value or 0.0), r.label))
+    columns = [Column(k, BENCHMARKS.get(k, k)) for k in keys]
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return Leaderboard(title=title, generated_at=generated, columns=columns, rows=rows)

@@ -1,0 +1,341 @@
+"""Score an in-memory model on the Open LLM Leaderboard v1 tasks and the spec's custom tasks, through lm-eval.
+
+The approach: lm-eval's own task definitions do the work. For every benchmark we write a small task YAML that
+`include:`s the official one from the installed lm-eval and overrides only the task name, the leaderboard's
+few-shot count (25 ARC, 10 HellaSwag, 5 MMLU, 0 TruthfulQA) and, when a local benchmarks directory is
+given, the data files (`dataset_path: json`). A `TaskManager` over just those YAMLs loads them, every dataset
+is loaded before the model runs (so missing data fails in seconds, not after an hour of MMLU), then each
+reported task runs through `simple_evaluate` with an `HFLM` wrapping the model, seeded from the spec.
+
+Reporting follows the leaderboard, not lm-eval's defaults: ARC and HellaSwag report `acc_norm`; MMLU is the
+unweighted mean over its 57 subjects (lm-eval's `mmlu` group weights by subject size), with one row per
+subject; TruthfulQA's MC2 score, which lm-eval calls `acc`, is reported as `mc2`.
+
+The local HellaSwag copy has no train split, so its shots come from the validation split it is scored on;
+lm-eval only keeps an item out of its own shots when the few-shot split is the task's test split, so the
+generated YAML names validation as the test split too (see `runner.lm_eval_tasks`). Those scores, and every
+score from a run with `limit`, are marked `comparable=False`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.lm_eval_tasks import PROFILE, EvaluationError, GeneratedTask, TaskPlan, plan_tasks
+
+if TYPE_CHECKING:
+    from experiments.schema import EvalSection
+
+__all__ = ["EvalOutcome", "EvaluationError", "TaskScore", "evaluate", "resolve_benchmarks_dir"]
+
+BENCHMARKS_DIR_ENV = "TUNELAB_BENCHMARKS_DIR"
+_OFFLINE_ENV = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One reported number: a benchmark, an MMLU subject or a custom task."""
+
+    task: str  # "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "mmlu_<subject>", or a custom task name
+    metric: str  # "acc_norm" | "acc" | "mc2"
+    value: float
+    stderr: float | None
+    num_fewshot: int
+    n_samples: int
+    group: str | None  # "mmlu" for the per-subject rows, else None
+    comparable: bool  # False when not at leaderboard settings (few-shot from the scored split, limit > 0)
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    scores: list[TaskScore]
+    lm_eval_version: str
+    fingerprint: dict  # what must match for two outcomes to be comparable (see _fingerprint)
+    samples: dict[str, list[dict]] = field(default_factory=dict)  # per task: doc_id, target, pick, correct, score
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    settings: EvalSection,
+    *,
+    workdir: Path,
+    base_dir: Path,
+    seed: int,
+    dtype: str,
+    progress: Callable[[str], None] | None = None,
+) -> EvalOutcome:
+    """Evaluate `model` (a transformers causal LM, or a peft model around one) as `settings` asks.
+
+    Relative paths in `settings` resolve against `base_dir`; generated task YAMLs go under `workdir`.
+    `dtype` is recorded in the fingerprint only: the model is used as it is.
+    """
+    say = progress or (lambda message: None)
+    benchmarks_dir = resolve_benchmarks_dir(settings, base_dir, os.environ)
+    plans = plan_tasks(
+        settings, benchmarks_dir=benchmarks_dir, base_dir=base_dir, out_dir=Path(workdir) / "lm_eval_tasks"
+    )
+    if not plans:
+        raise EvaluationError("nothing to evaluate: [eval] tasks is empty and there are no custom tasks")
+
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    source = f"local data in {benchmarks_dir}" if benchmarks_dir else "hub datasets"
+    say(f"loading {len(plans)} eval task(s) ({source}) ...")
+    loaded = _load_tasks(plans, Path(workdir) / "lm_eval_tasks", benchmarks_dir, _offline(os.environ))
+
+    limit = settings.limit or None
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
+        scores: list[TaskScore] = []
+        samples: dict[str, list[dict]] = {}
+        task_configs: dict[str, dict] = {}
+        for plan in plans:
+            shots = plan.tasks[0].num_fewshot
+            what = f"{len(plan.tasks)} subjects, " if len(plan.tasks) > 1 else ""
+            say(f"evaluating {plan.name} ({what}{shots}-shot) ...")
+            results = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=[loaded[task.lm_name] for task in plan.tasks],
+                limit=limit,
+                log_samples=True,
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
+                fewshot_random_seed=seed,
+            )
+            plan_scores = _scores(plan, results, limited=limit is not None)
+            scores += plan_scores
+            for task in plan.tasks:
+                config = results["configs"][task.lm_name]
+                task_configs[task.lm_name] = config
+                samples[task.reported] = _compact_samples(
+                    task, results["samples"][task.lm_name], config.get("target_delimiter", " ")
+                )
+            say(f"{plan.name}: {plan_scores[0].metric} = {plan_scores[0].value:.4f}")
+    finally:
+        model.train(was_training)
+
+    fingerprint = _fingerprint(
+        plans, task_configs, settings=settings, seed=seed, dtype=dtype, local=benchmarks_dir is not None
+    )
+    return EvalOutcome(scores=scores, lm_eval_version=lm_eval.__version__, fingerprint=fingerprint, samples=samples)
+
+
+def resolve_benchmarks_dir(settings: EvalSection, base_dir: Path, environ: Mapping[str, str]) -> Path | None:
+    """The local benchmark directory: the spec's, else $TUNELAB_BENCHMARKS_DIR, else None (hub datasets)."""
+    raw = settings.benchmarks_dir or environ.get(BENCHMARKS_DIR_ENV, "")
+    if not raw:
+        return None
+    path = (Path(base_dir) / Path(raw).expanduser()).resolve()
+    if not path.is_dir():
+        source = "[eval] benchmarks_dir" if settings.benchmarks_dir else BENCHMARKS_DIR_ENV
+        raise EvaluationError(f"benchmarks directory {path} (from {source}) does not exist")
+    return path
+
+
+def _offline(environ: Mapping[str, str]) -> bool:
+    return any(environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in _OFFLINE_ENV)
+
+
+def _load_tasks(plans: list[TaskPlan], tasks_dir: Path, benchmarks_dir: Path | None, offline: bool) -> dict[str, Any]:
+    """Build every lm-eval task (which loads its dataset), turning data problems into one clear EvaluationError."""
+    from lm_eval.tasks import TaskManager
+
+    # Only our YAMLs: they include the official ones by absolute path, and indexing all of lm-eval takes seconds.
+    manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
+    loaded: dict[str, Any] = {}
+    for plan in plans:
+        try:
+            loaded |= manager.load([task.lm_name for task in plan.tasks])["tasks"]
+        except Exception as err:  # datasets raises many kinds; each is re-raised with the task and a remedy
+            raise EvaluationError(_load_failure(plan, benchmarks_dir, offline, err)) from err
+    return loaded
+
+
+def _load_failure(plan: TaskPlan, benchmarks_dir: Path | None, offline: bool, err: Exception) -> str:
+    if plan.custom:
+        files = ", ".join(str(f) for f in plan.tasks[0].data_files)
+        return f"could not load custom task {plan.name} from {files}: {err}"
+    if benchmarks_dir is not None:
+        return f"could not load {plan.name} from {benchmarks_dir}: {type(err).__name__}: {err}"
+    if offline:
+        return (
+            f"{plan.name}: the hub dataset is not in the local cache and hub access is off (HF_DATASETS_OFFLINE / "
+            f"HF_HUB_OFFLINE); set [eval] benchmarks_dir or {BENCHMARKS_DIR_ENV} to a local copy of the "
+            "benchmarks (the layout of examples/benchmarks), or go online once to fill the cache"
+        )
+    return (
+        f"could not load the hub dataset for {plan.name} ({type(err).__name__}: {err}); set [eval] benchmarks_dir "
+        f"or {BENCHMARKS_DIR_ENV} to a local copy of the benchmarks"
+    )
+
+
+def _scores(plan: TaskPlan, results: dict, *, limited: bool) -> list[TaskScore]:
+    rows = [_task_score(task, results, limited=limited) for task in plan.tasks]
+    if plan.name != "mmlu":
+        return rows
+    # The leaderboard's MMLU is the plain mean over subjects, whatever their sizes.
+    values = [row.value for row in rows]
+    errors = [row.stderr for row in rows]
+    stderr = math.sqrt(sum(e * e for e in errors)) / len(errors) if all(e is not None for e in errors) else None
+    aggregate = TaskScore(
+        task="mmlu",
+        metric=rows[0].metric,
+        value=sum(values) / len(values),
+        stderr=stderr,
+        num_fewshot=rows[0].num_fewshot,
+        n_samples=sum(row.n_samples for row in rows),
+        group=None,
+        comparable=all(row.comparable for row in rows),
+    )
+    return [aggregate, *rows]
+
+
+def _task_score(task: GeneratedTask, results: dict, *, limited: bool) -> TaskScore:
+    metrics = results["results"][task.lm_name]
+    shots = results["n-shot"][task.lm_name]
+    if shots != task.num_fewshot:
+        raise EvaluationError(f"{task.reported} ran {shots}-shot, expected {task.num_fewshot}-shot")
+    stderr = metrics.get(f"{task.lm_metric}_stderr,none")
+    return TaskScore(
+        task=task.reported,
+        metric=task.metric,
+        value=float(metrics[f"{task.lm_metric},none"]),
+        # lm-eval writes "N/A" where it cannot compute one (a single item, say).
+        stderr=float(stderr) if isinstance(stderr, int | float) and math.isfinite(stderr) else None,
+        num_fewshot=shots,
+        n_samples=int(results["n-samples"][task.lm_name]["effective"]),
+        group=task.group,
+        comparable=task.leaderboard_settings and not limited,
+    )
+
+
+def _compact_samples(task: GeneratedTask, logged: list[dict], target_delimiter: str) -> list[dict]:
+    """Per item: its index, the gold choice, the model's pick, whether that counts as right, and the item's score."""
+    compact = []
+    for sample in sorted(logged, key=lambda s: s["doc_id"]):
+        lls = [float(resp[0]) for resp in sample["filtered_resps"]]
+        if task.lm_metric == "acc_norm":
+            # As lm-eval normalises: by the length in characters of each choice (without the target delimiter).
+            lengths = [len(arg[1]) - len(target_delimiter) for arg in sample["arguments"]]
+            pick = _argmax([ll / max(n, 1) for ll, n in zip(lls, lengths, strict=True)])
+        else:
+            pick = _argmax(lls)
+        score = float(sample[task.lm_metric])
+        if task.metric == "mc2":
+            # MC2 has several true answers: the pick is right when it is one of them.
+            correct = sample["doc"]["mc2_targets"]["labels"][pick] == 1
+        else:
+            correct = score == 1.0
+        compact.append(
+            {
+                "doc_id": int(sample["doc_id"]),
+                "target": _plain(sample["target"]),
+                "pick": pick,
+                "correct": correct,
+                "score": score,
+            }
+        )
+    return compact
+
+
+def _argmax(values: list[float]) -> int:
+    # First maximum, as numpy.argmax (which lm-eval uses) breaks ties.
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def _fingerprint(
+    plans: list[TaskPlan], configs: dict[str, dict], *, settings: EvalSection, seed: int, dtype: str, local: bool
+) -> dict:
+    """Everything that must match for two outcomes' scores to be compared number for number."""
+    import lm_eval
+
+    tasks = {}
+    for plan in plans:
+        first = configs[plan.tasks[0].lm_name]
+        entry: dict[str, Any] = {
+            "num_fewshot": plan.tasks[0].num_fewshot,
+            "fewshot_split": _fewshot_split(first),
+            "leaderboard_settings": all(t.leaderboard_settings for t in plan.tasks),
+            "config_sha256": _sha256_json([_portable_config(configs[t.lm_name]) for t in plan.tasks]),
+            # Hub data is pinned by the dataset name in the config; local files by their content.
+            "data_sha256": _sha256_files(files) if (files := [f for t in plan.tasks for f in t.data_files]) else None,
+        }
+        if len(plan.tasks) > 1:
+            entry["subtasks"] = len(plan.tasks)
+        tasks[plan.name] = entry
+    return {
+        "profile": PROFILE,
+        "lm_eval_version": lm_eval.__version__,
+        "data": "local" if local else "hub",
+        "limit": settings.limit,
+        "batch_size": settings.batch_size,
+        "dtype": dtype,
+        "seed": seed,
+        "tasks": tasks,
+    }
+
+
+def _fewshot_split(config: dict) -> str | None:
+    """The split a task's shots come from, by lm-eval's rule: fewshot_split, else training, validation, test."""
+    if not config.get("num_fewshot"):
+        return None
+    for key in ("fewshot_split", "training_split", "validation_split", "test_split"):
+        if config.get(key):
+            return config[key]
+    return None
+
+
+# Keys of lm-eval's dumped task config that name places on this machine; the data hash covers what they point to.
+_LOCAL_CONFIG_KEYS = {"task", "dataset_kwargs"}
+
+
+def _portable_config(config: dict) -> Any:
+    portable = {k: v for k, v in config.items() if k not in _LOCAL_CONFIG_KEYS}
+    metadata = {k: v for k, v in (portable.get("metadata") or {}).items() if k != "config_source"}
+    portable["metadata"] = metadata
+    return portable
+
+
+def _sha256_json(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=_stable_repr, ensure_ascii=False)
+    # Reprs of functions carry memory addresses; drop them so the hash is the same from run to run.
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", text)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _stable_repr(value: Any) -> str:
+    name = getattr(value, "__qualname__", None)
+    module = getattr(value, "__module__", None)
+    return f"{module}.{name}" if name else repr(value)
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        file_digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                file_digest.update(block)
+        digest.update(file_digest.hexdigest().encode("ascii"))
+    return digest.hexdigest()

@@ -1,0 +1,45 @@
+"""Foreground progress for a run: a rich progress bar for training, one line per evaluation step."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+class RunProgress:
+    def __init__(self, run_id: int, name: str, *, enabled: bool = True) -> None:
+        self.console = Console(file=sys.stderr)
+        self.enabled = enabled
+        self._label = f"run {run_id} {name}"
+        self._progress: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> "RunProgress":
+        if self.enabled:
+            self.console.print(f"[bold]{self._label}[/bold]: training")
+            self._progress = Progress(
+                TextColumn("  train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                TimeRemainingColumn(), console=self.console, transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=None, loss="-")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def training(self, step: int, total: int, loss: float | None) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=step, total=total or None,
+                                  loss=f"{loss:.4f}" if loss is not None else "-")
+
+    def note(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self.enabled:
+            self.console.print(f"  {message}")

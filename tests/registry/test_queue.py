@@ -1,0 +1,71 @@
+"""Queue claims are atomic: concurrent workers never get the same run."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from sqlmodel import select
+
+from registry.db import default_url, open_registry
+from registry.models import Run
+from registry.queue import claim_next, mark_succeeded
+from registry.submissions import NewExperiment, submit
+
+
+def new_experiment(name: str = "e", priority: int = 0, spec_hash: str = "h") -> NewExperiment:
+    return NewExperiment(name=name, description="", tags=[], spec_path="x.toml", spec_text="", resolved_json="{}",
+                         spec_hash=spec_hash, workdir="/tmp", priority=priority)
+
+
+def test_claims_follow_priority_then_fifo(registry):
+    ids = [s.run_id for s in submit(registry, [new_experiment("a"), new_experiment("b", priority=5),
+                                               new_experiment("c")])]
+    assert claim_next(registry, "w") == ids[1]
+    assert claim_next(registry, "w") == ids[0]
+    assert claim_next(registry, "w") == ids[2]
+    assert claim_next(registry, "w") is None
+
+
+def test_claimed_run_is_running_and_finishes(registry):
+    submit(registry, [new_experiment()])
+    run_id = claim_next(registry, "worker-1")
+    with registry.session() as session:
+        run = session.get(Run, run_id)
+        assert (run.status, run.worker) == ("running", "worker-1")
+        assert run.started_at is not None
+    mark_succeeded(registry, run_id)
+    with registry.session() as session:
+        assert session.get(Run, run_id).status == "succeeded"
+
+
+def test_duplicate_spec_hash_is_reported(registry):
+    first, second = submit(registry, [new_experiment(spec_hash="same"), new_experiment(spec_hash="same")])
+    assert first.duplicate_of is None
+    assert second.duplicate_of == first.experiment_id
+
+
+def _drain(url: str, worker: str, out) -> None:
+    registry = open_registry(url)
+    claimed = []
+    while (run_id := claim_next(registry, worker)) is not None:
+        claimed.append(run_id)
+    out.put(claimed)
+
+
+def test_concurrent_processes_never_claim_the_same_run(tmp_path):
+    url = default_url(tmp_path)
+    registry = open_registry(url)
+    submit(registry, [new_experiment(str(i)) for i in range(120)])
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_drain, args=(url, f"w{i}", queue)) for i in range(4)]
+    for process in workers:
+        process.start()
+    claimed = [run_id for _ in workers for run_id in queue.get(timeout=120)]
+    for process in workers:
+        process.join(timeout=60)
+    assert len(claimed) == 120
+    assert len(set(claimed)) == 120, "a run was claimed twice"
+    with registry.session() as session:
+        workers_seen = {run.worker for run in session.exec(select(Run)).all()}
+    assert len(workers_seen) >= 2, "the claims were not actually concurrent"

@@ -1,0 +1,224 @@
+"""The tunelab command line: parse arguments, call one function of a room, print.
+
+Heavy libraries (torch, transformers, lm-eval) are imported only inside the commands
+that train or evaluate, so `tunelab --help` and `tunelab ls` start instantly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from experiments.errors import SpecError
+from registry.errors import RegistryError
+from tunelab.context import AppContext
+from tunelab.output import fmt_float, fmt_time, print_json
+
+
+class TunelabGroup(click.Group):
+    """Turns the rooms' typed errors into one clear line and exit status 1 (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        from runner.errors import RunFailed
+
+        try:
+            return super().invoke(ctx)
+        except (SpecError, RegistryError, RunFailed) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=TunelabGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="TUNELAB_HOME",
+              default=Path(".tunelab"), show_default=True,
+              help="Directory holding registry.db and runs/ (env TUNELAB_HOME).")
+@click.option("--db", "db_url", envvar="TUNELAB_DB", default=None,
+              help="Registry URL, e.g. postgresql+psycopg://user@host/db (env TUNELAB_DB). Default: SQLite in HOME.")
+@click.version_option(package_name="tunelab")
+@click.pass_context
+def cli(ctx: click.Context, home: Path, db_url: str | None) -> None:
+    """tunelab: declare fine-tuning experiments in TOML, queue and run them, evaluate and compare.
+
+    \b
+    Typical session:
+      tunelab submit examples/specs/tiny-lora.toml   # validate, store, queue
+      tunelab worker --until-empty                   # train, checkpoint, evaluate
+      tunelab ls                                     # what ran, how it did
+      tunelab report -o leaderboard.html             # static HTML leaderboard
+    """
+    ctx.obj = AppContext(home=home, db_url=db_url)
+
+
+def _load_all(specs: tuple[Path, ...]):
+    from experiments.loader import load_spec
+
+    # Validate every spec before writing anything: one bad file means nothing is stored.
+    return [load_spec(path) for path in specs]
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Validate and show what would be queued; write nothing.")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option("--json", "as_json", is_flag=True, help="Print [{experiment_id, run_id}] as JSON.")
+@click.pass_obj
+def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, priority: int, as_json: bool) -> None:
+    """Validate SPEC files, store each experiment and queue a run of it."""
+    from registry.submissions import from_loaded, submit as submit_runs
+
+    loaded = _load_all(specs)
+    if dry_run:
+        if as_json:
+            print_json([{"spec": str(item.path), "name": item.spec.experiment.name, "valid": True} for item in loaded])
+        else:
+            for item in loaded:
+                click.echo(f"ok  {item.path}  ({item.spec.experiment.name}, {item.spec.method.kind})")
+        return
+    workdir = os.getcwd()
+    done = submit_runs(app.registry(), [from_loaded(item, workdir=workdir, priority=priority) for item in loaded])
+    if as_json:
+        print_json([{"experiment_id": s.experiment_id, "run_id": s.run_id} for s in done])
+        return
+    for item, s in zip(loaded, done):
+        note = f" (same spec as experiment {s.duplicate_of})" if s.duplicate_of else ""
+        click.echo(f"queued run {s.run_id}  experiment {s.experiment_id}  {item.spec.experiment.name}{note}")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Execute at most one run, then exit.")
+@click.option("--until-empty", is_flag=True, help="Exit when the queue is empty instead of waiting for work.")
+@click.option("--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at an empty queue.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.pass_obj
+def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: bool) -> None:
+    """Claim queued runs and execute them: train, checkpoint, evaluate."""
+    from runner.worker import work
+
+    def report(result) -> None:
+        line = f"run {result.run_id}: {result.status}"
+        click.echo(line + (f" ({result.error})" if result.error else ""))
+
+    results = work(app.registry(), home=app.home, once=once, until_empty=until_empty, poll_seconds=poll,
+                   show_progress=not quiet, on_result=report)
+    if not results and (once or until_empty):
+        click.echo("queue is empty")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's result as JSON.")
+@click.pass_obj
+def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
+    """Submit SPEC and execute it here in the foreground."""
+    from registry.queue import claim_run
+    from registry.submissions import from_loaded, submit as submit_runs
+    from runner.execute import execute_run
+    from runner.worker import worker_name
+
+    (loaded,) = _load_all((spec,))
+    registry = app.registry()
+    (submitted,) = submit_runs(registry, [from_loaded(loaded, workdir=os.getcwd())])
+    if not claim_run(registry, submitted.run_id, worker_name()):
+        raise click.ClickException(f"run {submitted.run_id} was claimed by another worker")
+    result = execute_run(registry, submitted.run_id, home=app.home, show_progress=not quiet)
+    if as_json:
+        print_json(asdict(result))
+    else:
+        click.echo(f"run {result.run_id}: {result.status}" + (f" ({result.error})" if result.error else ""))
+    if result.status != "succeeded":
+        raise SystemExit(1)
+
+
+@cli.command(name="ls")
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--limit", type=int, default=None, help="Show at most this many runs (newest first).")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.pass_obj
+def ls_command(app: AppContext, status: str | None, limit: int | None, as_json: bool) -> None:
+    """List runs, newest first, with their headline scores."""
+    from registry.queries import list_runs, run_scores
+    from reports.scores import headline_scores
+
+    registry = app.registry()
+    runs = list_runs(registry, status=status, limit=limit)
+    scores = run_scores(registry, [r.run_id for r in runs])
+    if as_json:
+        print_json([dict(asdict(r), scores=headline_scores(scores.get(r.run_id, []), "finetuned")) for r in runs])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"runs in {app.url}", title_justify="left")
+    for column in ("run", "experiment", "status", "method", "created", "loss", "average"):
+        table.add_column(column, justify="right" if column in ("run", "loss", "average") else "left")
+    for r in runs:
+        average = headline_scores(scores.get(r.run_id, []), "finetuned").get("average")
+        table.add_row(str(r.run_id), r.name, r.status, r.method, fmt_time(r.created_at),
+                      fmt_float(r.final_loss), fmt_float(average))
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+@click.pass_obj
+def show(app: AppContext, run_id: int, as_json: bool) -> None:
+    """Show one run: spec, status, checkpoints, metrics and eval results."""
+    from registry.queries import run_detail
+    from tunelab.show import print_detail
+
+    detail = run_detail(app.registry(), run_id)
+    if as_json:
+        print_json(detail.to_json())
+    else:
+        print_detail(detail)
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("leaderboard.html"),
+              show_default=True, help="HTML file to write.")
+@click.option("--title", default="tunelab leaderboard", show_default=True)
+@click.pass_obj
+def report(app: AppContext, output: Path, title: str) -> None:
+    """Render a self-contained HTML leaderboard of every evaluated model."""
+    from reports.leaderboard import build_leaderboard
+    from reports.render import write_leaderboard
+
+    board = build_leaderboard(app.registry(), title=title)
+    write_leaderboard(board, output)
+    click.echo(f"wrote {output} ({len(board.rows)} models)")
+
+
+@cli.group()
+def db() -> None:
+    """Registry schema: show or apply Alembic migrations."""
+
+
+@db.command("current")
+@click.pass_obj
+def db_current(app: AppContext) -> None:
+    """Print the registry's schema revision and the newest one."""
+    from registry.db import current_revision, head_revision, make_engine
+
+    engine = make_engine(app.url)
+    click.echo(f"current: {current_revision(engine) or '(empty)'}  head: {head_revision(engine)}")
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_obj
+def db_upgrade(app: AppContext, revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    from registry.db import current_revision, make_engine, upgrade
+
+    app.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(app.url)
+    upgrade(engine, revision)
+    click.echo(f"registry at revision {current_revision(engine)}")
+
+
+def main() -> None:
+    cli(prog_name="tunelab")

@@ -1,0 +1,45 @@
+"""Human-readable `tunelab show`: a run's record as rich panels and tables."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from registry.queries import RunDetail
+from reports.scores import headline_scores
+from tunelab.output import fmt_float, fmt_time
+
+
+def print_detail(detail: RunDetail) -> None:
+    console = Console()
+    s = detail.summary
+    console.print(f"[bold]run {s.run_id}[/bold]  experiment {s.experiment_id}  [bold]{s.name}[/bold]  status: {s.status}")
+    console.print(f"  method {s.method}  base {s.base_model}  spec {detail.spec_path}  hash {detail.spec_hash[:12]}")
+    console.print(f"  created {fmt_time(s.created_at)}  started {fmt_time(s.started_at)}  "
+                  f"finished {fmt_time(s.finished_at)}  output {detail.output_dir or '-'}")
+    if s.error:
+        console.print(f"  [red]error:[/red] {s.error}")
+    if detail.train_seconds is not None:
+        console.print(f"  trained {detail.num_train_examples} examples in {detail.train_seconds:.1f}s, "
+                      f"final loss {fmt_float(s.final_loss)}")
+    if detail.checkpoints:
+        console.print("  checkpoints: " + ", ".join(f"step {c['step']}" for c in detail.checkpoints))
+    if detail.scores:
+        table = Table(title="evaluation", title_justify="left")
+        for column in ("task", "metric", "fine-tuned", "base", "delta", "shots"):
+            table.add_column(column)
+        tuned = {r.task: r for r in detail.scores if r.model_kind == "finetuned" and r.task_group is None}
+        base = {r.task: r for r in detail.scores if r.model_kind == "base" and r.task_group is None}
+        for task in sorted(set(tuned) | set(base)):
+            t, b = tuned.get(task), base.get(task)
+            delta = t.value - b.value if t and b else None
+            row = t or b
+            table.add_row(task, row.metric, fmt_float(t.value if t else None), fmt_float(b.value if b else None),
+                          "-" if delta is None else f"{delta:+.4f}", str(row.num_fewshot))
+        console.print(table)
+        average = headline_scores(detail.scores, "finetuned").get("average")
+        if average is not None:
+            console.print(f"  average (leaderboard benchmarks): {average:.4f}")
+    console.print("  spec: " + json.dumps(detail.spec, sort_keys=True)[:400] + ("…" if len(json.dumps(detail.spec)) > 400 else ""))
