@@ -17,6 +17,7 @@ from experiments.errors import SpecError
 from experiments.merge import deep_merge
 from experiments.schema import Spec
 from experiments.suggest import suggestion_for_extra
+from experiments.sweep import SweepDefinitionError, check_definition, expand
 from experiments.toml_lines import field_lines, line_of
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
@@ -31,6 +32,9 @@ class LoadedSpec:
     spec: Spec
     raw: dict[str, Any]
     parents: list[Path] = field(default_factory=list)
+    # Set for specs expanded from a [sweep]: the whole sweep table and this point of it.
+    sweep: dict[str, list[Any]] | None = None
+    sweep_point: dict[str, Any] | None = None
 
 
 def parse_toml(path: Path) -> tuple[str, dict[str, Any]]:
@@ -103,10 +107,46 @@ def validate(raw: dict[str, Any], *, path: Path, text: str) -> Spec:
         raise SpecError(path, message, line=line_of(lines, loc), field=dotted or None) from None
 
 
-def load_spec(path: Path | str) -> LoadedSpec:
-    """Parse, resolve `extends` and validate one spec file."""
+def load_specs(path: Path | str) -> list[LoadedSpec]:
+    """Parse, resolve `extends`, expand `[sweep]` and validate: one LoadedSpec per experiment."""
     path = Path(path)
     text, raw = parse_toml(path)
     merged, parents = _resolve_extends(path, raw, (path.resolve(),))
-    spec = validate(merged, path=path, text=text)
-    return LoadedSpec(path=path, text=text, spec=spec, raw=merged, parents=parents)
+    sweep = merged.pop("sweep", None)
+    if sweep is None:
+        spec = validate(merged, path=path, text=text)
+        return [LoadedSpec(path=path, text=text, spec=spec, raw=merged, parents=parents)]
+    lines = field_lines(text)
+    try:
+        sweep = check_definition(sweep)
+    except SweepDefinitionError as exc:
+        loc = ("sweep", exc.key) if exc.key else ("sweep",)
+        raise SpecError(path, str(exc), line=line_of(lines, loc), field=".".join(loc)) from None
+    validate(merged, path=path, text=text)  # the spec itself must be valid before any point
+    loaded = []
+    for point, applied in expand(merged, sweep):
+        try:
+            spec = Spec.model_validate(applied)
+        except ValidationError:
+            # Re-validate to get the standard message, then point it at the sweep key responsible.
+            try:
+                validate(applied, path=path, text=text)
+            except SpecError as error:
+                key = next((k for k in point if error.field and (error.field == k or error.field.startswith(k + ".")
+                                                                  or k.startswith(error.field + "."))), None)
+                if key is not None:
+                    error.line = line_of(lines, ("sweep", key))
+                    error.message += f" (from [sweep] value {point[key]!r})"
+                raise error from None
+            raise
+        loaded.append(LoadedSpec(path=path, text=text, spec=spec, raw=applied, parents=parents,
+                                 sweep=sweep, sweep_point=point))
+    return loaded
+
+
+def load_spec(path: Path | str) -> LoadedSpec:
+    """Load a spec file that defines exactly one experiment (no [sweep])."""
+    loaded = load_specs(path)
+    if len(loaded) != 1:
+        raise SpecError(path, f"defines a sweep of {len(loaded)} experiments; submit it instead", field="sweep")
+    return loaded[0]

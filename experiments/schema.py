@@ -52,7 +52,7 @@ class MethodSection(_Section):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1)
 
     @model_validator(mode="after")
-    def _lora_keys_only_for_lora(self) -> "MethodSection":
+    def _lora_keys_only_for_lora(self) -> MethodSection:
         if self.kind == "full":
             stray = [k for k in LORA_KEYS if k in self.model_fields_set]
             if stray:
@@ -79,6 +79,7 @@ class CustomTask(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_]+$")
     path: str
     num_fewshot: int = Field(0, ge=0)
+    limit: int | None = Field(None, ge=0, description="Items of this task to score (0 = all); unset = [eval] limit.")
 
 
 class EvalSection(_Section):

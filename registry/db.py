@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError, ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
@@ -21,6 +21,8 @@ from registry.errors import RegistryError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any fixed key: advisory locks are per database, so this serialises the migrations of one registry.
+PG_MIGRATION_LOCK_KEY = 727274
 
 
 def default_url(home: Path) -> str:
@@ -86,13 +88,14 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     elif engine.dialect.name == "postgresql":
-        with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(727274)"))
+        # A session-level advisory lock, held on its own autocommit connection while the migration
+        # runs in a transaction on another one (so this one never sits idle in a transaction).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_MIGRATION_LOCK_KEY})
             try:
                 yield
             finally:
-                connection.execute(text("SELECT pg_advisory_unlock(727274)"))
-                connection.commit()
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_MIGRATION_LOCK_KEY})
     else:
         yield
 
@@ -102,8 +105,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     with _migration_lock(engine):
-        with engine.begin() as connection:
-            command.upgrade(_alembic_config(engine, connection), revision)
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                # Batch migrations rebuild tables (copy, drop, rename); with foreign keys enforced the
+                # drop of a referenced table fails. The pragma is a no-op inside a transaction, so it
+                # is set before the migration's transaction begins, and restored after.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            with connection.begin():
+                command.upgrade(_alembic_config(engine, connection), revision)
+            if engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 @dataclass

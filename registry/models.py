@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
@@ -20,8 +20,20 @@ class RunStatus(str, Enum):
     cancelled = "cancelled"
 
 
+class Sweep(SQLModel, table=True):
+    """A [sweep] submission: the experiments it expanded to point at it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    spec_path: str
+    definition_json: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Experiment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    sweep_id: int | None = Field(default=None, foreign_key="sweep.id", index=True)
+    sweep_point_json: str | None = None
     name: str = Field(index=True)
     description: str = ""
     tags_json: str = "[]"

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from sqlmodel import select
 
 from registry.db import Registry
-from registry.models import Experiment, Run, RunStatus
+from registry.models import Experiment, Run, RunStatus, Sweep
+
+
+@dataclass(frozen=True)
+class NewSweep:
+    name: str
+    spec_path: str
+    definition_json: str
 
 
 @dataclass(frozen=True)
@@ -24,23 +31,49 @@ class NewExperiment:
     spec_hash: str
     workdir: str
     priority: int = 0
+    sweep: NewSweep | None = None
+    sweep_point_json: str | None = None
 
 
 @dataclass(frozen=True)
 class Submitted:
     experiment_id: int
-    run_id: int
+    run_id: int | None  # None: a duplicate that was not queued
     duplicate_of: int | None = None
+    sweep_id: int | None = None
 
 
-def submit(registry: Registry, experiments: list[NewExperiment]) -> list[Submitted]:
-    """Insert every experiment with one queued run; all or nothing."""
+def submit(registry: Registry, experiments: list[NewExperiment], *, force: bool = False) -> list[Submitted]:
+    """Insert every experiment with one queued run; all or nothing.
+
+    A spec whose hash is already in the registry is not stored again: it reports the earlier
+    experiment, and with `force` queues a new run of that experiment.
+    """
     submitted: list[Submitted] = []
+    sweeps: dict[NewSweep, int] = {}
     with registry.session() as session:
         for new in experiments:
             earlier = session.exec(
                 select(Experiment.id).where(Experiment.spec_hash == new.spec_hash).order_by(Experiment.id)
             ).first()
+            if earlier is not None:
+                run_id = None
+                if force:
+                    run = Run(experiment_id=earlier, status=RunStatus.queued.value, priority=new.priority)
+                    session.add(run)
+                    session.flush()
+                    run_id = run.id
+                submitted.append(Submitted(earlier, run_id, duplicate_of=earlier))
+                continue
+            sweep_id = None
+            if new.sweep is not None:
+                if new.sweep not in sweeps:
+                    sweep = Sweep(name=new.sweep.name, spec_path=new.sweep.spec_path,
+                                  definition_json=new.sweep.definition_json)
+                    session.add(sweep)
+                    session.flush()
+                    sweeps[new.sweep] = sweep.id
+                sweep_id = sweeps[new.sweep]
             experiment = Experiment(
                 name=new.name,
                 description=new.description,
@@ -50,13 +83,15 @@ def submit(registry: Registry, experiments: list[NewExperiment]) -> list[Submitt
                 resolved_json=new.resolved_json,
                 spec_hash=new.spec_hash,
                 workdir=new.workdir,
+                sweep_id=sweep_id,
+                sweep_point_json=new.sweep_point_json,
             )
             session.add(experiment)
             session.flush()
             run = Run(experiment_id=experiment.id, status=RunStatus.queued.value, priority=new.priority)
             session.add(run)
             session.flush()
-            submitted.append(Submitted(experiment.id, run.id, duplicate_of=earlier))
+            submitted.append(Submitted(experiment.id, run.id, sweep_id=sweep_id))
         session.commit()
     return submitted
 
@@ -66,6 +101,10 @@ def from_loaded(loaded, *, workdir: str, priority: int = 0) -> NewExperiment:
     from experiments.canonical import canonical_json, resolved_dict, spec_hash
 
     spec = loaded.spec
+    sweep = None
+    if loaded.sweep is not None:
+        base_name = spec.experiment.name.split("/", 1)[0]
+        sweep = NewSweep(name=base_name, spec_path=str(loaded.path), definition_json=canonical_json(loaded.sweep))
     return NewExperiment(
         name=spec.experiment.name,
         description=spec.experiment.description,
@@ -76,4 +115,6 @@ def from_loaded(loaded, *, workdir: str, priority: int = 0) -> NewExperiment:
         spec_hash=spec_hash(spec),
         workdir=workdir,
         priority=priority,
+        sweep=sweep,
+        sweep_point_json=canonical_json(loaded.sweep_point) if loaded.sweep_point is not None else None,
     )

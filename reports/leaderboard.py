@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from registry.db import Registry
 from registry.queries import RunSummary, ScoreRow, list_runs, run_scores
@@ -113,5 +113,5 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard")
                             average=_average_cell(base_cells, None)))
     rows.sort(key=lambda r: (r.average.value is None, -(r.average.value or 0.0), r.label))
     columns = [Column(k, BENCHMARKS.get(k, k)) for k in keys]
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Leaderboard(title=title, generated_at=generated, columns=columns, rows=rows)

@@ -17,3 +17,7 @@ class DataError(RunFailed):
         self.line = line
         where = f"{self.path}:{line}" if line is not None else str(self.path)
         super().__init__(f"{where}: {message}")
+
+
+class RunCancelled(Exception):
+    """The run was cancelled from outside (tunelab cancel) while it executed."""

@@ -25,7 +25,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ class TaskScore:
     n_samples: int
     group: str | None  # "mmlu" for the per-subject rows, else None
     comparable: bool  # False when not at leaderboard settings (few-shot from the scored split, limit > 0)
+    limit: int = 0  # items per lm-eval task that were scored (0 = all)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,6 @@ def evaluate(
     say(f"loading {len(plans)} eval task(s) ({source}) ...")
     loaded = _load_tasks(plans, Path(workdir) / "lm_eval_tasks", benchmarks_dir, _offline(os.environ))
 
-    limit = settings.limit or None
     was_training = getattr(model, "training", False)
     model.eval()
     try:
@@ -102,6 +102,7 @@ def evaluate(
         samples: dict[str, list[dict]] = {}
         task_configs: dict[str, dict] = {}
         for plan in plans:
+            limit = _plan_limit(plan, settings)
             shots = plan.tasks[0].num_fewshot
             what = f"{len(plan.tasks)} subjects, " if len(plan.tasks) > 1 else ""
             say(f"evaluating {plan.name} ({what}{shots}-shot) ...")
@@ -115,7 +116,9 @@ def evaluate(
                 torch_random_seed=seed,
                 fewshot_random_seed=seed,
             )
-            plan_scores = _scores(plan, results, limited=limit is not None)
+            plan_scores = [
+                replace(score, limit=limit or 0) for score in _scores(plan, results, limited=limit is not None)
+            ]
             scores += plan_scores
             for task in plan.tasks:
                 config = results["configs"][task.lm_name]
@@ -131,6 +134,13 @@ def evaluate(
         plans, task_configs, settings=settings, seed=seed, dtype=dtype, local=benchmarks_dir is not None
     )
     return EvalOutcome(scores=scores, lm_eval_version=lm_eval.__version__, fingerprint=fingerprint, samples=samples)
+
+
+def _plan_limit(plan: TaskPlan, settings: EvalSection) -> int | None:
+    """Items per lm-eval task: a custom task's own `limit` wins over `[eval] limit`; 0 means all."""
+    custom = next((c for c in settings.custom if plan.custom and c.name == plan.name), None)
+    limit = custom.limit if custom is not None and custom.limit is not None else settings.limit
+    return limit or None
 
 
 def resolve_benchmarks_dir(settings: EvalSection, base_dir: Path, environ: Mapping[str, str]) -> Path | None:

@@ -20,6 +20,8 @@ from registry.db import Registry
 from registry.queries import experiment_for_run, find_base_scores
 from registry.queue import heartbeat, mark_failed, mark_succeeded, update_run
 from registry.recording import MetricPoint, ScoreRecord, record_checkpoint, record_metrics, record_scores
+from registry.run_control import is_cancelled
+from runner.errors import RunCancelled
 from runner.progress import RunProgress
 
 log = logging.getLogger(__name__)
@@ -36,18 +38,23 @@ class RunResult:
 class _Heartbeat:
     """Beats into the registry while a run executes, so a dead worker can be told from a slow one."""
 
-    def __init__(self, registry: Registry, run_id: int) -> None:
+    def __init__(self, registry: Registry, run_id: int, interval: float = HEARTBEAT_SECONDS) -> None:
         self._stop = threading.Event()
+        self.cancelled = threading.Event()
+        self._interval = interval
         self._thread = threading.Thread(target=self._beat, args=(registry, run_id), daemon=True)
 
     def _beat(self, registry: Registry, run_id: int) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
+        while not self._stop.wait(self._interval):
             try:
+                if is_cancelled(registry, run_id):
+                    self.cancelled.set()  # training polls this and stops at the next step
+                    return
                 heartbeat(registry, run_id)
             except Exception:  # a missed beat must not kill the run; the next one retries
                 log.warning("heartbeat for run %s failed", run_id, exc_info=True)
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> _Heartbeat:
         self._thread.start()
         return self
 
@@ -64,7 +71,7 @@ def eval_key(spec: Spec, lm_eval_version: str) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
 
-def _score_records(outcome, *, model_kind: str, model_name: str, limit: int, key: str) -> list[ScoreRecord]:
+def _score_records(outcome, *, model_kind: str, model_name: str, key: str) -> list[ScoreRecord]:
     fingerprint = dict(outcome.fingerprint, eval_key=key)
     return [
         ScoreRecord(
@@ -75,7 +82,7 @@ def _score_records(outcome, *, model_kind: str, model_name: str, limit: int, key
             value=score.value,
             stderr=score.stderr,
             num_fewshot=score.num_fewshot,
-            limit=limit,
+            limit=score.limit,
             n_samples=score.n_samples,
             task_group=score.group,
             comparable=score.comparable,
@@ -120,29 +127,37 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
     outcome = evaluate(model, tokenizer, spec.eval, workdir=output_dir / "eval-base", base_dir=workdir,
                        seed=spec.experiment.seed, dtype=spec.model.dtype, progress=progress.note)
     record_scores(registry, run_id, _score_records(outcome, model_kind="base", model_name=spec.model.base,
-                                                   limit=spec.eval.limit, key=key))
+                                                   key=key))
 
 
-def execute_run(registry: Registry, run_id: int, *, home: Path, show_progress: bool = True) -> RunResult:
+def execute_run(
+    registry: Registry, run_id: int, *, home: Path, show_progress: bool = True,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+) -> RunResult:
     """Run a claimed run to the end; never raises for a failure of the run itself."""
     run, experiment = experiment_for_run(registry, run_id)
     output_dir = (home / "runs" / str(run_id)).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     progress = RunProgress(run_id, experiment.name, enabled=show_progress)
     try:
-        with _Heartbeat(registry, run_id), progress:
+        with _Heartbeat(registry, run_id, heartbeat_seconds) as beat, progress:
             _execute(registry, run_id, Spec.model_validate(json.loads(experiment.resolved_json)),
-                     Path(experiment.workdir), output_dir, progress)
+                     Path(experiment.workdir), output_dir, progress, beat.cancelled.is_set)
+    except RunCancelled:
+        return RunResult(run_id, "cancelled")
     except Exception as exc:  # the run fails, the worker lives on
         error = f"{type(exc).__name__}: {exc}"
         (output_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
         mark_failed(registry, run_id, error)
         return RunResult(run_id, "failed", error)
+    if is_cancelled(registry, run_id):
+        return RunResult(run_id, "cancelled")
     mark_succeeded(registry, run_id)
     return RunResult(run_id, "succeeded")
 
 
-def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress) -> None:
+def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress,
+             cancelled) -> None:
     from runner.evaluation import evaluate
     from runner.training import TrainHooks, train
 
@@ -151,6 +166,7 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
         on_metrics=lambda m: record_metrics(registry, run_id, [MetricPoint(**m)]),
         on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, str(path)),
         on_progress=progress.training,
+        should_stop=cancelled,
     )
     outcome = train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks)
     update_run(registry, run_id, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
@@ -161,7 +177,9 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     result = evaluate(outcome.model, outcome.tokenizer, spec.eval, workdir=output_dir / "eval", base_dir=workdir,
                       seed=spec.experiment.seed, dtype=spec.model.dtype, progress=progress.note)
     record_scores(registry, run_id, _score_records(result, model_kind="finetuned",
-                                                   model_name=f"run:{run_id}", limit=spec.eval.limit, key=key))
+                                                   model_name=f"run:{run_id}", key=key))
     del outcome
+    if cancelled():
+        raise RunCancelled("cancelled")
     if spec.eval.baseline:
         _evaluate_base(registry, run_id, spec, workdir, output_dir, progress)

@@ -16,7 +16,7 @@ class RunProgress:
         self._progress: Progress | None = None
         self._task = None
 
-    def __enter__(self) -> "RunProgress":
+    def __enter__(self) -> RunProgress:
         if self.enabled:
             self.console.print(f"[bold]{self._label}[/bold]: training")
             self._progress = Progress(

@@ -18,7 +18,7 @@ from typing import Any
 from experiments.schema import Spec
 from runner.checkpoints import latest_complete, mark_complete
 from runner.data import read_instruction_jsonl, tokenize_examples
-from runner.errors import RunFailed
+from runner.errors import RunCancelled, RunFailed
 
 
 @dataclass
@@ -28,6 +28,7 @@ class TrainHooks:
     on_metrics: Callable[[dict[str, Any]], None]
     on_checkpoint: Callable[[int, float | None, Path], None]
     on_progress: Callable[[int, int, float | None], None] | None = None
+    should_stop: Callable[[], bool] = lambda: False
 
 
 @dataclass
@@ -163,6 +164,10 @@ def _registry_callback(hooks: TrainHooks):
             if hooks.on_progress:
                 hooks.on_progress(state.global_step, state.max_steps, self.last_loss)
 
+        def on_step_end(self, args, state, control, **kwargs):
+            if hooks.should_stop():
+                control.should_training_stop = True
+
         def on_save(self, args, state, control, **kwargs):
             checkpoint_dir = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if checkpoint_dir.is_dir():
@@ -186,7 +191,7 @@ def save_final(model, tokenizer, final_dir: Path) -> None:
 
 def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> TrainOutcome:
     """Train per `spec`; relative paths resolve against `workdir`; files go under `output_dir`."""
-    from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, set_seed
 
     device = pick_device()
     set_seed(spec.experiment.seed)
@@ -209,10 +214,14 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> 
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         callbacks=[callback],
     )
+    # Our own progress bar and the registry carry the logs; the Trainer's printer would repeat them.
+    trainer.remove_callback(PrinterCallback)
     resume_from = latest_complete(checkpoints_dir)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started
+    if hooks.should_stop():
+        raise RunCancelled("cancelled while training")
 
     final_dir = output_dir / "final"
     save_final(trainer.model, tokenizer, final_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from registry.db import Registry
 from registry.queue import claim_next
-from runner.execute import RunResult, execute_run
+from runner.execute import HEARTBEAT_SECONDS, RunResult, execute_run
 
 
 def worker_name() -> str:
@@ -27,6 +27,7 @@ def work(
     show_progress: bool = True,
     on_result: Callable[[RunResult], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
 ) -> list[RunResult]:
     """Execute queued runs. `once`: at most one run; `until_empty`: stop when nothing is queued."""
     name = worker_name()
@@ -38,7 +39,8 @@ def work(
                 return results
             sleep(poll_seconds)
             continue
-        result = execute_run(registry, run_id, home=home, show_progress=show_progress)
+        result = execute_run(registry, run_id, home=home, show_progress=show_progress,
+                             heartbeat_seconds=heartbeat_seconds)
         results.append(result)
         if on_result:
             on_result(result)

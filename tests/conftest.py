@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,11 +36,57 @@ def tiny_model_dir(tmp_path_factory) -> Path:
                             num_heads=2, seed=0)
 
 
-@pytest.fixture
-def registry(tmp_path):
-    from registry.db import default_url, open_registry
+def _registry_backends() -> list[str]:
+    # PostgreSQL is tested by default; TUNELAB_TEST_SQLITE_ONLY=1 is the explicit way out.
+    if os.environ.get("TUNELAB_TEST_SQLITE_ONLY") == "1":
+        return ["sqlite"]
+    return ["sqlite", "postgresql"]
 
-    return open_registry(default_url(tmp_path))
+
+@pytest.fixture(scope="session")
+def postgres_admin_engine():
+    """An autocommit engine on the test server's maintenance database (CREATE/DROP DATABASE need it)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    url = os.environ.get("TUNELAB_TEST_PG_URL", "")
+    if not url:
+        pytest.fail("the registry tests need PostgreSQL: start it with scripts/postgres.sh start and set "
+                    "TUNELAB_TEST_PG_URL to the URL it prints (or set TUNELAB_TEST_SQLITE_ONLY=1 to test "
+                    "SQLite alone)", pytrace=False)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=_registry_backends())
+def registry_url(request, tmp_path) -> Iterator[str]:
+    """The URL of a fresh, empty registry database: SQLite in tmp_path, or a new PostgreSQL database."""
+    from registry.db import default_url
+
+    if request.param == "sqlite":
+        yield default_url(tmp_path)
+        return
+    admin = request.getfixturevalue("postgres_admin_engine")
+    name = f"tunelab_test_{uuid.uuid4().hex[:16]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        # FORCE ends connections a test left open (engines it did not dispose, killed workers).
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def registry(registry_url):
+    """An open registry at head on a fresh database, once per backend."""
+    from registry.db import open_registry
+
+    opened = open_registry(registry_url)
+    yield opened
+    opened.engine.dispose()
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -52,38 +52,97 @@ def cli(ctx: click.Context, home: Path, db_url: str | None) -> None:
 
 
 def _load_all(specs: tuple[Path, ...]):
-    from experiments.loader import load_spec
+    from experiments.loader import load_specs
 
-    # Validate every spec before writing anything: one bad file means nothing is stored.
-    return [load_spec(path) for path in specs]
+    # Validate every spec (every sweep point) before writing anything: one bad file, nothing stored.
+    return [loaded for path in specs for loaded in load_specs(path)]
 
 
 @cli.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Validate and show what would be queued; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Validate, show what would be queued; write nothing.")
+@click.option("--force", is_flag=True, help="Queue a new run even when an identical spec was submitted before.")
 @click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
 @click.option("--json", "as_json", is_flag=True, help="Print [{experiment_id, run_id}] as JSON.")
 @click.pass_obj
-def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, priority: int, as_json: bool) -> None:
-    """Validate SPEC files, store each experiment and queue a run of it."""
-    from registry.submissions import from_loaded, submit as submit_runs
+def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool, priority: int, as_json: bool) -> None:
+    """Validate SPEC files, store each experiment and queue a run of it.
+
+    A spec with a [sweep] table becomes one experiment per point of the sweep. A spec whose
+    resolved content was submitted before is not stored twice: tunelab points at the earlier
+    experiment (use --force to queue a new run of it).
+    """
+    from registry.submissions import from_loaded
+    from registry.submissions import submit as submit_runs
 
     loaded = _load_all(specs)
     if dry_run:
+        from experiments.canonical import spec_hash
+
+        rows = [{"spec": str(item.path), "name": item.spec.experiment.name, "method": item.spec.method.kind,
+                 "sweep_point": item.sweep_point, "spec_hash": spec_hash(item.spec), "valid": True} for item in loaded]
         if as_json:
-            print_json([{"spec": str(item.path), "name": item.spec.experiment.name, "valid": True} for item in loaded])
+            print_json(rows)
         else:
-            for item in loaded:
-                click.echo(f"ok  {item.path}  ({item.spec.experiment.name}, {item.spec.method.kind})")
+            for row in rows:
+                click.echo(f"ok  {row['spec']}  {row['name']}  ({row['method']}, {row['spec_hash'][:12]})")
+            click.echo(f"{len(rows)} experiment(s) would be queued")
         return
     workdir = os.getcwd()
-    done = submit_runs(app.registry(), [from_loaded(item, workdir=workdir, priority=priority) for item in loaded])
+    done = submit_runs(app.registry(), [from_loaded(item, workdir=workdir, priority=priority) for item in loaded],
+                       force=force)
     if as_json:
-        print_json([{"experiment_id": s.experiment_id, "run_id": s.run_id} for s in done])
+        print_json([{"experiment_id": s.experiment_id, "run_id": s.run_id, "duplicate_of": s.duplicate_of,
+                     "sweep_id": s.sweep_id} for s in done])
         return
-    for item, s in zip(loaded, done):
-        note = f" (same spec as experiment {s.duplicate_of})" if s.duplicate_of else ""
-        click.echo(f"queued run {s.run_id}  experiment {s.experiment_id}  {item.spec.experiment.name}{note}")
+    for item, s in zip(loaded, done, strict=True):
+        name = item.spec.experiment.name
+        if s.duplicate_of is not None and s.run_id is None:
+            click.echo(f"exists  experiment {s.duplicate_of}  {name}: identical spec already submitted "
+                       "(see `tunelab ls`; --force queues a new run)")
+        elif s.duplicate_of is not None:
+            click.echo(f"queued run {s.run_id}  experiment {s.experiment_id}  {name} (again, --force)")
+        else:
+            click.echo(f"queued run {s.run_id}  experiment {s.experiment_id}  {name}")
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@click.pass_obj
+def cancel(app: AppContext, run_id: int) -> None:
+    """Cancel a queued run, or stop a running one at its next training step."""
+    from registry.run_control import cancel as cancel_run
+
+    cancel_run(app.registry(), run_id)
+    click.echo(f"run {run_id}: cancelled")
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@click.pass_obj
+def retry(app: AppContext, run_id: int) -> None:
+    """Queue a failed or cancelled run again (it resumes from its last complete checkpoint)."""
+    from registry.run_control import retry as retry_run
+
+    retry_run(app.registry(), run_id)
+    click.echo(f"run {run_id}: queued")
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of standard output.")
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of the spec language (for editor completion and checks)."""
+    import json
+
+    from experiments.json_schema import spec_json_schema
+
+    text = json.dumps(spec_json_schema(), indent=2)
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}")
 
 
 @cli.command()
@@ -91,8 +150,10 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, priority: in
 @click.option("--until-empty", is_flag=True, help="Exit when the queue is empty instead of waiting for work.")
 @click.option("--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at an empty queue.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--heartbeat", type=float, default=15.0, show_default=True,
+              help="Seconds between heartbeats (and looks for a cancel request) while a run executes.")
 @click.pass_obj
-def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: bool) -> None:
+def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: bool, heartbeat: float) -> None:
     """Claim queued runs and execute them: train, checkpoint, evaluate."""
     from runner.worker import work
 
@@ -101,7 +162,7 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
         click.echo(line + (f" ({result.error})" if result.error else ""))
 
     results = work(app.registry(), home=app.home, once=once, until_empty=until_empty, poll_seconds=poll,
-                   show_progress=not quiet, on_result=report)
+                   show_progress=not quiet, on_result=report, heartbeat_seconds=heartbeat)
     if not results and (once or until_empty):
         click.echo("queue is empty")
 
@@ -114,13 +175,17 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
 def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
     """Submit SPEC and execute it here in the foreground."""
     from registry.queue import claim_run
-    from registry.submissions import from_loaded, submit as submit_runs
+    from registry.submissions import from_loaded
+    from registry.submissions import submit as submit_runs
     from runner.execute import execute_run
     from runner.worker import worker_name
 
-    (loaded,) = _load_all((spec,))
+    loaded = _load_all((spec,))
+    if len(loaded) != 1:
+        raise click.ClickException(f"{spec} defines a sweep of {len(loaded)} experiments: use submit + worker")
     registry = app.registry()
-    (submitted,) = submit_runs(registry, [from_loaded(loaded, workdir=os.getcwd())])
+    # `run` means "run this now": an identical earlier spec still gets a fresh run.
+    (submitted,) = submit_runs(registry, [from_loaded(loaded[0], workdir=os.getcwd())], force=True)
     if not claim_run(registry, submitted.run_id, worker_name()):
         raise click.ClickException(f"run {submitted.run_id} was claimed by another worker")
     result = execute_run(registry, submitted.run_id, home=app.home, show_progress=not quiet)
@@ -150,13 +215,14 @@ def ls_command(app: AppContext, status: str | None, limit: int | None, as_json: 
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"runs in {app.url}", title_justify="left")
     for column in ("run", "experiment", "status", "method", "created", "loss", "average"):
         table.add_column(column, justify="right" if column in ("run", "loss", "average") else "left")
     for r in runs:
         average = headline_scores(scores.get(r.run_id, []), "finetuned").get("average")
-        table.add_row(str(r.run_id), r.name, r.status, r.method, fmt_time(r.created_at),
+        table.add_row(str(r.run_id), Text(r.name), r.status, r.method, fmt_time(r.created_at),
                       fmt_float(r.final_loss), fmt_float(average))
     Console().print(table)
 

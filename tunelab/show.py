@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from registry.queries import RunDetail
@@ -15,12 +16,14 @@ from tunelab.output import fmt_float, fmt_time
 def print_detail(detail: RunDetail) -> None:
     console = Console()
     s = detail.summary
-    console.print(f"[bold]run {s.run_id}[/bold]  experiment {s.experiment_id}  [bold]{s.name}[/bold]  status: {s.status}")
-    console.print(f"  method {s.method}  base {s.base_model}  spec {detail.spec_path}  hash {detail.spec_hash[:12]}")
+    console.print(f"[bold]run {s.run_id}[/bold]  experiment {s.experiment_id}  [bold]{escape(s.name)}[/bold]  "
+                  f"status: {s.status}")
+    console.print(escape(f"  method {s.method}  base {s.base_model}  spec {detail.spec_path}  "
+                         f"hash {detail.spec_hash[:12]}"))
     console.print(f"  created {fmt_time(s.created_at)}  started {fmt_time(s.started_at)}  "
                   f"finished {fmt_time(s.finished_at)}  output {detail.output_dir or '-'}")
     if s.error:
-        console.print(f"  [red]error:[/red] {s.error}")
+        console.print(f"  [red]error:[/red] {escape(s.error)}")
     if detail.train_seconds is not None:
         console.print(f"  trained {detail.num_train_examples} examples in {detail.train_seconds:.1f}s, "
                       f"final loss {fmt_float(s.final_loss)}")
@@ -42,4 +45,5 @@ def print_detail(detail: RunDetail) -> None:
         average = headline_scores(detail.scores, "finetuned").get("average")
         if average is not None:
             console.print(f"  average (leaderboard benchmarks): {average:.4f}")
-    console.print("  spec: " + json.dumps(detail.spec, sort_keys=True)[:400] + ("…" if len(json.dumps(detail.spec)) > 400 else ""))
+    spec_text = json.dumps(detail.spec, sort_keys=True)
+    console.print("  spec: " + escape(spec_text if len(spec_text) <= 400 else spec_text[:400] + "…"))

@@ -12,9 +12,9 @@ from registry.queue import claim_next, mark_succeeded
 from registry.submissions import NewExperiment, submit
 
 
-def new_experiment(name: str = "e", priority: int = 0, spec_hash: str = "h") -> NewExperiment:
+def new_experiment(name: str = "e", priority: int = 0, spec_hash: str | None = None) -> NewExperiment:
     return NewExperiment(name=name, description="", tags=[], spec_path="x.toml", spec_text="", resolved_json="{}",
-                         spec_hash=spec_hash, workdir="/tmp", priority=priority)
+                         spec_hash=spec_hash or f"hash-{name}", workdir="/tmp", priority=priority)
 
 
 def test_claims_follow_priority_then_fifo(registry):
@@ -39,9 +39,12 @@ def test_claimed_run_is_running_and_finishes(registry):
 
 
 def test_duplicate_spec_hash_is_reported(registry):
-    first, second = submit(registry, [new_experiment(spec_hash="same"), new_experiment(spec_hash="same")])
+    first, second = submit(registry, [new_experiment("a", spec_hash="same"), new_experiment("b", spec_hash="same")])
     assert first.duplicate_of is None
-    assert second.duplicate_of == first.experiment_id
+    assert (second.experiment_id, second.run_id, second.duplicate_of) == (first.experiment_id, None,
+                                                                          first.experiment_id)
+    (forced,) = submit(registry, [new_experiment("c", spec_hash="same")], force=True)
+    assert forced.experiment_id == first.experiment_id and forced.run_id not in (None, first.run_id)
 
 
 def _drain(url: str, worker: str, out) -> None:

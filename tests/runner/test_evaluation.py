@@ -96,8 +96,12 @@ def _by_task(outcome: EvalOutcome) -> dict:
 def test_profile_reports_the_four_tasks_at_leaderboard_settings(profile_run):
     outcome, _, messages = profile_run
     scores = _by_task(outcome)
-    expected = {"arc_challenge": (25, "acc_norm"), "hellaswag": (10, "acc_norm"), "mmlu": (5, "acc"),
-                "truthfulqa_mc2": (0, "mc2")}
+    expected = {
+        "arc_challenge": (25, "acc_norm"),
+        "hellaswag": (10, "acc_norm"),
+        "mmlu": (5, "acc"),
+        "truthfulqa_mc2": (0, "mc2"),
+    }
     top = [s for s in outcome.scores if s.group is None]
     assert [s.task for s in top] == list(expected)
     for task, (shots, metric) in expected.items():
@@ -165,12 +169,25 @@ def test_profile_samples_and_fingerprint(profile_run):
             assert score.value == pytest.approx(sum(r["score"] for r in rows) / len(rows))
 
     fp = outcome.fingerprint
-    assert (fp["profile"], fp["limit"], fp["seed"], fp["dtype"], fp["data"]) == ("openllm-v1", 3, SEED, "float32",
-                                                                                   "local")
+    assert (fp["profile"], fp["limit"], fp["seed"], fp["dtype"], fp["data"]) == (
+        "openllm-v1",
+        3,
+        SEED,
+        "float32",
+        "local",
+    )
     assert {k: fp["tasks"][k]["fewshot_split"] for k in fp["tasks"]} == {
-        "arc_challenge": "train", "hellaswag": "validation", "mmlu": "dev", "truthfulqa_mc2": None}
+        "arc_challenge": "train",
+        "hellaswag": "validation",
+        "mmlu": "dev",
+        "truthfulqa_mc2": None,
+    }
     assert {k: fp["tasks"][k]["num_fewshot"] for k in fp["tasks"]} == {
-        "arc_challenge": 25, "hellaswag": 10, "mmlu": 5, "truthfulqa_mc2": 0}
+        "arc_challenge": 25,
+        "hellaswag": 10,
+        "mmlu": 5,
+        "truthfulqa_mc2": 0,
+    }
     assert all(len(fp["tasks"][k]["config_sha256"]) == 64 for k in fp["tasks"])
     json.dumps(fp)  # it goes into the registry as JSON
 
@@ -211,9 +228,14 @@ def test_stock_lm_eval_would_leak_the_item_into_its_shots(tmp_path):
     bench = _write_rows(tmp_path / "validation.jsonl", _rows(SAMPLE / "hellaswag" / "validation.jsonl")[:11])
     config = {
         "include": str(official_tasks_dir() / "hellaswag" / "hellaswag.yaml"),
-        "task": "stock_hellaswag", "tag": None, "num_fewshot": 10,
-        "dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": {"validation": str(bench)}},
-        "training_split": None, "fewshot_split": "validation",
+        "task": "stock_hellaswag",
+        "tag": None,
+        "num_fewshot": 10,
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"validation": str(bench)}},
+        "training_split": None,
+        "fewshot_split": "validation",
     }
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "stock.yaml").write_text(json.dumps(config))  # JSON is YAML
@@ -229,8 +251,9 @@ def test_hellaswag_with_a_local_train_split_keeps_leaderboard_settings(tmp_path)
     rows = _rows(SAMPLE / "hellaswag" / "validation.jsonl")
     _write_rows(bench / "hellaswag" / "validation.jsonl", rows[:5])
     _write_rows(bench / "hellaswag" / "train.jsonl", rows[5:20])
-    (plan,) = plan_tasks(EvalSection(tasks=["hellaswag"]), benchmarks_dir=bench, base_dir=tmp_path,
-                         out_dir=tmp_path / "tasks")
+    (plan,) = plan_tasks(
+        EvalSection(tasks=["hellaswag"]), benchmarks_dir=bench, base_dir=tmp_path, out_dir=tmp_path / "tasks"
+    )
     assert plan.tasks[0].leaderboard_settings is True
 
 
@@ -249,8 +272,12 @@ def test_generated_yaml_includes_the_official_task_and_overrides_only_data_and_s
 
     hub = plan_tasks(EvalSection(tasks=["mmlu"]), benchmarks_dir=None, base_dir=tmp_path, out_dir=tmp_path / "hub")
     anatomy = yaml.safe_load((tmp_path / "hub" / "tunelab_mmlu_anatomy.yaml").read_text())
-    assert anatomy == {"include": str(official_tasks_dir() / "mmlu" / "default" / "mmlu_anatomy.yaml"),
-                       "task": "tunelab_mmlu_anatomy", "tag": None, "num_fewshot": 5}
+    assert anatomy == {
+        "include": str(official_tasks_dir() / "mmlu" / "default" / "mmlu_anatomy.yaml"),
+        "task": "tunelab_mmlu_anatomy",
+        "tag": None,
+        "num_fewshot": 5,
+    }
     assert len(hub[0].tasks) == 57
 
 
@@ -283,10 +310,12 @@ def _run_custom(model, tokenizer, tmp_path, monkeypatch, *, num_fewshot=1):
     raw: dict = {}
     real = lm_eval.simple_evaluate
     monkeypatch.setattr(lm_eval, "simple_evaluate", lambda *a, **k: raw.setdefault("r", real(*a, **k)))
-    settings = EvalSection(tasks=[], custom=[CustomTask(name="capitals", path="data/capitals.jsonl",
-                                                        num_fewshot=num_fewshot)])
-    outcome = evaluate(model, tokenizer, settings, workdir=tmp_path / "work", base_dir=tmp_path, seed=SEED,
-                       dtype="float32")
+    settings = EvalSection(
+        tasks=[], custom=[CustomTask(name="capitals", path="data/capitals.jsonl", num_fewshot=num_fewshot)]
+    )
+    outcome = evaluate(
+        model, tokenizer, settings, workdir=tmp_path / "work", base_dir=tmp_path, seed=SEED, dtype="float32"
+    )
     return outcome, raw["r"]
 
 
@@ -386,12 +415,23 @@ except EvaluationError as err:
 
 def test_offline_without_local_data_says_what_to_do(tiny_model_dir, tmp_path):
     # A fresh HF_HOME, so no dataset cache on this machine can make the hub data appear available.
-    env = {k: v for k, v in os.environ.items() if k not in {"TUNELAB_BENCHMARKS_DIR", "HF_DATASETS_CACHE",
-                                                             "HF_HUB_CACHE"}}
-    env |= {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT, str(tiny_model_dir), str(tmp_path)],
-                          capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"TUNELAB_BENCHMARKS_DIR", "HF_DATASETS_CACHE", "HF_HUB_CACHE"}
+    }
+    env |= {
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", OFFLINE_SCRIPT, str(tiny_model_dir), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     line = done.stdout.strip().splitlines()[-1]
     assert line.startswith("EvaluationError: arc_challenge: the hub dataset is not in the local cache")

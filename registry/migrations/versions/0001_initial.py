@@ -15,6 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Timestamps are aware UTC datetimes in the models: PostgreSQL needs timezone=True (timestamptz)
+    # to keep them exact whatever the server's TimeZone; SQLite's column is DATETIME either way.
     op.create_table(
         "experiment",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -26,7 +28,7 @@ def upgrade() -> None:
         sa.Column("resolved_json", sa.String(), nullable=False),
         sa.Column("spec_hash", sa.String(), nullable=False),
         sa.Column("workdir", sa.String(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_experiment_name", "experiment", ["name"])
     op.create_index("ix_experiment_spec_hash", "experiment", ["spec_hash"])
@@ -37,10 +39,10 @@ def upgrade() -> None:
         sa.Column("experiment_id", sa.Integer(), sa.ForeignKey("experiment.id"), nullable=False),
         sa.Column("status", sa.String(), nullable=False),
         sa.Column("priority", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("started_at", sa.DateTime(), nullable=True),
-        sa.Column("finished_at", sa.DateTime(), nullable=True),
-        sa.Column("heartbeat_at", sa.DateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("worker", sa.String(), nullable=True),
         sa.Column("error", sa.String(), nullable=True),
         sa.Column("output_dir", sa.String(), nullable=True),
@@ -58,7 +60,7 @@ def upgrade() -> None:
         sa.Column("step", sa.Integer(), nullable=False),
         sa.Column("loss", sa.Float(), nullable=True),
         sa.Column("path", sa.String(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_checkpoint_run_id", "checkpoint", ["run_id"])
 
@@ -92,7 +94,7 @@ def upgrade() -> None:
         sa.Column("lm_eval_version", sa.String(), nullable=False),
         sa.Column("fingerprint_json", sa.String(), nullable=False),
         sa.Column("samples_json", sa.String(), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_evalresult_run_id", "evalresult", ["run_id"])
     op.create_index("ix_evalresult_model_kind", "evalresult", ["model_kind"])

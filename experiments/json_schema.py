@@ -1,0 +1,23 @@
+"""The JSON Schema of the spec, generated from the same pydantic models that validate it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from experiments.schema import Spec
+
+SCHEMA_ID = "urn:tunelab:spec"
+
+
+def spec_json_schema() -> dict[str, Any]:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = SCHEMA_ID
+    schema["title"] = "tunelab experiment spec"
+    # [sweep] is consumed before validation (it expands into several specs), so it is added here.
+    schema.setdefault("properties", {})["sweep"] = {
+        "type": "object",
+        "description": 'Dotted keys to lists of values, e.g. "method.r" = [8, 16]; one experiment per combination.',
+        "additionalProperties": {"type": "array", "minItems": 1},
+    }
+    return schema

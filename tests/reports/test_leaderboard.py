@@ -1,0 +1,117 @@
+"""The leaderboard from a known registry: rows, ordering, averages, deltas, escaping (parsed HTML)."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+from registry.queue import claim_next, mark_succeeded, update_run
+from registry.recording import ScoreRecord, record_scores
+from registry.submissions import NewExperiment, submit
+from reports.leaderboard import build_leaderboard
+from reports.render import write_leaderboard
+
+EVIL = "<img src=x onerror=alert(1)>"
+BENCH = {"arc_challenge": "acc_norm", "hellaswag": "acc_norm", "mmlu": "acc", "truthfulqa_mc2": "mc2"}
+
+
+def scores(kind: str, name: str, values: dict[str, float], key: str = "k1") -> list[ScoreRecord]:
+    return [
+        ScoreRecord(model_kind=kind, model_name=name, task=task, metric=BENCH.get(task, "acc"), value=value,
+                    stderr=0.01, num_fewshot=0, limit=0, n_samples=10, task_group=None,
+                    comparable=task != "hellaswag", lm_eval_version="0.4.13", fingerprint={"eval_key": key})
+        for task, value in values.items()
+    ]
+
+
+def finished_run(registry, name: str, resolved: str = '{"method": {"kind": "lora"}, "model": {"base": "tiny"}}'):
+    (s,) = submit(registry, [NewExperiment(name=name, description="", tags=["t"], spec_path="s.toml", spec_text="",
+                                           resolved_json=resolved, spec_hash=name, workdir="/")])
+    assert claim_next(registry, "w") == s.run_id
+    update_run(registry, s.run_id, final_loss=0.5)
+    mark_succeeded(registry, s.run_id)
+    return s.run_id
+
+
+class Table(HTMLParser):
+    """Collects body rows as (kind, [cell data-value...], [cell text...]) and every start tag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[str, list[str], list[str]]] = []
+        self.tags: list[str] = []
+        self._in_body = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        attrs = dict(attrs)
+        if tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self.rows.append((attrs.get("data-kind", ""), [], []))
+        elif tag == "td" and self._in_body:
+            self.rows[-1][1].append(attrs.get("data-value", ""))
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self.rows[-1][2].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tbody":
+            self._in_body = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def render(registry, tmp_path) -> Table:
+    out = tmp_path / "lb.html"
+    write_leaderboard(build_leaderboard(registry), out)
+    parser = Table()
+    parser.feed(out.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_rows_sorted_by_average_with_base_once_and_deltas(registry, tmp_path):
+    base_values = {"arc_challenge": 0.20, "hellaswag": 0.25, "mmlu": 0.24, "truthfulqa_mc2": 0.45, "capitals": 0.2}
+    good = finished_run(registry, "good")
+    record_scores(registry, good, scores("finetuned", f"run:{good}",
+                                         {"arc_challenge": 0.30, "hellaswag": 0.35, "mmlu": 0.30,
+                                          "truthfulqa_mc2": 0.45, "capitals": 0.9}))
+    record_scores(registry, good, scores("base", "tiny", base_values))
+    weak = finished_run(registry, "weak")
+    record_scores(registry, weak, scores("finetuned", f"run:{weak}",
+                                         {"arc_challenge": 0.10, "hellaswag": 0.20, "mmlu": 0.20,
+                                          "truthfulqa_mc2": 0.30, "capitals": 0.5}))
+    record_scores(registry, weak, scores("base", "tiny", base_values))  # same base, same settings: one row
+
+    table = render(registry, tmp_path)
+    labels = [(kind, texts[0].split()[0]) for kind, _, texts in table.rows]
+    assert labels == [("finetuned", "good"), ("base", "tiny"), ("finetuned", "weak")]
+
+    kind, values, texts = table.rows[0]
+    # columns: model, method, base, ARC, HellaSwag, MMLU, TruthfulQA, capitals, average, loss
+    assert [float(v) for v in values[3:8]] == [0.30, 0.35, 0.30, 0.45, 0.9]
+    assert abs(float(values[8]) - (0.30 + 0.35 + 0.30 + 0.45) / 4) < 1e-9  # custom task not in the average
+    assert texts[3] == "30.0+10.0"  # score and its delta against the base
+    assert "*" in texts[4]  # hellaswag marked not comparable
+    assert texts[6] == "45.0+0.0"
+
+
+def test_user_strings_are_escaped(registry, tmp_path):
+    run = finished_run(registry, EVIL)
+    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
+    table = render(registry, tmp_path)
+    assert table.rows[0][2][0].startswith(EVIL)  # shown as text
+    assert "img" not in table.tags  # never parsed as an element
+    assert "<img" not in (tmp_path / "lb.html").read_text()
+
+
+def test_report_is_self_contained(registry, tmp_path):
+    run = finished_run(registry, "r")
+    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
+    render(registry, tmp_path)
+    html = (tmp_path / "lb.html").read_text()
+    assert "http://" not in html and "https://" not in html
+    assert "<link" not in html and "src=" not in html
