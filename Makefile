@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+PG_START := bash scripts/postgres.sh start
 
 .PHONY: install demo test lint clean
 
@@ -20,11 +21,19 @@ install: $(VENV)/.installed
 demo: install
 	$(OFFLINE) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh
 
+# The registry tests run on SQLite and PostgreSQL: without TUNELAB_TEST_PG_URL, start the local
+# throwaway server (scripts/postgres.sh) and use it. TUNELAB_TEST_SQLITE_ONLY=1 skips PostgreSQL.
+# The report tests drive Debian's headless Chromium (scripts/chromium.sh installs it when missing).
 test: install
-	$(OFFLINE) $(PY) -m pytest
+	bash scripts/chromium.sh >/dev/null
+	pg_url="$${TUNELAB_TEST_PG_URL:-}"; \
+	if [ -z "$$pg_url" ] && [ "$${TUNELAB_TEST_SQLITE_ONLY:-}" != 1 ]; then \
+		pg_url="$$($(PG_START))" || exit 1; \
+	fi; \
+	$(OFFLINE) TUNELAB_TEST_PG_URL="$$pg_url" $(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf .tunelab-demo leaderboard.html
+	rm -rf .tunelab-demo leaderboard.html leaderboard_runs test-artifacts

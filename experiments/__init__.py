@@ -1,9 +1,5 @@
 """The spec language: load TOML experiment specs, validate, resolve and hash them.
 
-Pure Python: no database, no torch.
+Pure Python: no database, no torch. Import the submodules you need (experiments.loader,
+experiments.schema...); this package imports nothing, so the CLI starts quickly.
 """
-
-from experiments.errors import SpecError
-from experiments.schema import Spec
-
-__all__ = ["Spec", "SpecError"]

@@ -71,6 +71,9 @@ class TrainSection(_Section):
     weight_decay: float = Field(0.0, ge=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     logging_steps: int = Field(1, gt=0)
+    keep_checkpoints: int = Field(
+        0, ge=0, description="Complete checkpoints to keep on disk, newest first (0 = keep all)."
+    )
 
 
 class CustomTask(_Section):
@@ -91,6 +94,13 @@ class EvalSection(_Section):
     custom: list[CustomTask] = Field(default_factory=list)
 
 
+class ResourcesSection(_Section):
+    max_retries: int = Field(
+        2, ge=0, description="Times a run is re-queued after its worker died or an unexpected error, "
+        "before it is marked failed. Errors in the spec or the data are never retried.",
+    )
+
+
 class Spec(_Section):
     experiment: ExperimentSection
     model: ModelSection
@@ -98,3 +108,4 @@ class Spec(_Section):
     method: MethodSection = Field(default_factory=MethodSection)
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    resources: ResourcesSection = Field(default_factory=ResourcesSection)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
@@ -130,15 +131,50 @@ class Registry:
         return Session(self.engine, expire_on_commit=False)
 
 
+_REVISION = re.compile(r"^(down_revision|revision)\s*=\s*['\"]?([\w]+)?['\"]?", re.MULTILINE)
+
+
+def _head_from_files() -> str | None:
+    """The head of a linear revision chain, read from the version files without importing Alembic.
+
+    Opening a registry happens on every command (`tunelab ls` too); Alembic's import and script
+    loading would double its start-up. None when the chain is not simply linear: then ask Alembic.
+    """
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        found = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
+        if "revision" in found:
+            revisions.add(found["revision"])
+            if found.get("down_revision"):
+                parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _needs_upgrade(engine: Engine) -> bool:
+    head = _head_from_files()
+    if head is not None and _stored_revision(engine) == head:
+        return False
+    return current_revision(engine) != head_revision(engine)
+
+
 def open_registry(url: str, *, migrate: bool = True) -> Registry:
     """Connect and bring the schema to head (the first use creates it)."""
     engine = make_engine(url)
     try:
-        if migrate and current_revision(engine) != head_revision(engine):
+        if migrate and _needs_upgrade(engine):
             upgrade(engine)
     except OperationalError as exc:
         raise RegistryError(f"cannot open registry {engine.url.render_as_string()}: {exc.orig}") from None
     return Registry(engine=engine, url=url)
 
 
-__all__ = ["Registry", "open_registry", "default_url", "make_engine", "upgrade", "current_revision", "head_revision", "sessionmaker"]
+__all__ = ["Registry", "open_registry", "default_url", "make_engine", "upgrade", "current_revision", "head_revision",
+           "sessionmaker"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
 
@@ -61,6 +62,10 @@ class Run(SQLModel, table=True):
     train_seconds: float | None = None
     final_loss: float | None = None
     num_train_examples: int | None = None
+    # Times the run went back to the queue on its own (worker lost, unexpected error); see registry/recovery.py.
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Versions, devices and source commit the run last executed with (runner/environment.py).
+    environment_json: str | None = None
 
 
 class Checkpoint(SQLModel, table=True):
@@ -83,10 +88,14 @@ class TrainMetric(SQLModel, table=True):
 
 
 class EvalResult(SQLModel, table=True):
-    """One score of one evaluated model: the run's fine-tuned model, or its base (model_kind="base")."""
+    """One score of one evaluated model: the run's fine-tuned model, or its base (model_kind="base").
+
+    `tunelab eval` records any model (a run's weights, a local directory, a hub id) as model_kind="eval": with
+    the run's id when the target is a run, else with run_id NULL; model_digest names the exact weights.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="run.id", index=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
     model_kind: str = Field(default="finetuned", index=True)
     model_name: str
     task: str = Field(index=True)
@@ -102,3 +111,30 @@ class EvalResult(SQLModel, table=True):
     fingerprint_json: str = "{}"
     samples_json: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    model_digest: str | None = Field(default=None, index=True)
+
+
+class EvalCacheEntry(SQLModel, table=True):
+    """One benchmark's evaluation result, keyed by everything it depends on (see runner/eval_cache.py)."""
+
+    __tablename__ = "evalcache"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True)  # sha256 of weights, task definition and data, settings, lm-eval version
+    task: str
+    model_digest: str = Field(index=True)
+    lm_eval_version: str
+    payload_json: str  # the scores, per-item logs and fingerprint entry of that benchmark
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FileDigest(SQLModel, table=True):
+    """sha256 of a model file, remembered by path, size and mtime so large weights are hashed once."""
+
+    __tablename__ = "filedigest"
+
+    id: int | None = Field(default=None, primary_key=True)
+    path: str = Field(unique=True, index=True)
+    size: int = Field(sa_type=BigInteger)
+    mtime_ns: int = Field(sa_type=BigInteger)
+    sha256: str

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from registry.db import Registry
 from registry.errors import NotFound
-from registry.models import Checkpoint, EvalResult, Experiment, Run, TrainMetric
+from registry.models import Checkpoint, EvalCacheEntry, EvalResult, Experiment, FileDigest, Run, TrainMetric
 
 
 @dataclass
@@ -28,6 +28,8 @@ class RunSummary:
     finished_at: datetime | None
     final_loss: float | None
     error: str | None
+    train_seconds: float | None = None
+    num_train_examples: int | None = None
 
 
 @dataclass
@@ -61,6 +63,8 @@ class RunDetail:
     checkpoints: list[dict] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)
     scores: list[ScoreRow] = field(default_factory=list)
+    # What the run last executed with (versions, devices, source commit); None before it first ran.
+    environment: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -92,6 +96,8 @@ def _summary(run: Run, experiment: Experiment) -> RunSummary:
         finished_at=run.finished_at,
         final_loss=run.final_loss,
         error=run.error,
+        train_seconds=run.train_seconds,
+        num_train_examples=run.num_train_examples,
     )
 
 
@@ -124,16 +130,36 @@ def _score_row(result: EvalResult) -> ScoreRow:
     )
 
 
-def run_scores(registry: Registry, run_ids: list[int] | None = None) -> dict[int, list[ScoreRow]]:
-    """Eval results grouped by run id (all runs when `run_ids` is None)."""
-    with registry.session() as session:
-        query = select(EvalResult).order_by(EvalResult.run_id, EvalResult.id)
-        if run_ids is not None:
-            query = query.where(EvalResult.run_id.in_(run_ids))
-        grouped: dict[int, list[ScoreRow]] = {}
-        for result in session.exec(query).all():
-            grouped.setdefault(result.run_id, []).append(_score_row(result))
-        return grouped
+_SCORE_COLUMNS = (
+    EvalResult.run_id, EvalResult.model_kind, EvalResult.model_name, EvalResult.task, EvalResult.metric,
+    EvalResult.value, EvalResult.stderr, EvalResult.num_fewshot, EvalResult.limit, EvalResult.n_samples,
+    EvalResult.task_group, EvalResult.comparable, EvalResult.lm_eval_version, EvalResult.fingerprint_json,
+)
+
+
+def run_scores(
+    registry: Registry, run_ids: list[int] | None = None, *, headline_only: bool = False
+) -> dict[int, list[ScoreRow]]:
+    """Eval results grouped by run id (all runs when `run_ids` is None).
+
+    `headline_only` leaves out group members (the 57 MMLU subjects), which listings never show.
+    Plain column rows, not ORM objects: a leaderboard reads tens of thousands of them.
+    """
+    # Scores of models that belong to no run (`tunelab eval PATH`) are no run's: see model_evaluations.
+    query = select(*_SCORE_COLUMNS).where(EvalResult.run_id.is_not(None)).order_by(EvalResult.run_id, EvalResult.id)
+    if run_ids is not None:
+        query = query.where(EvalResult.run_id.in_(run_ids))
+    if headline_only:
+        query = query.where(EvalResult.task_group.is_(None))
+    grouped: dict[int, list[ScoreRow]] = {}
+    with registry.engine.connect() as connection:
+        for row in connection.execute(query):
+            grouped.setdefault(row.run_id, []).append(ScoreRow(
+                model_kind=row.model_kind, model_name=row.model_name, task=row.task, metric=row.metric,
+                value=row.value, stderr=row.stderr, num_fewshot=row.num_fewshot, limit=row.limit,
+                n_samples=row.n_samples, task_group=row.task_group, comparable=row.comparable,
+                lm_eval_version=row.lm_eval_version, fingerprint=json.loads(row.fingerprint_json)))
+    return grouped
 
 
 def run_detail(registry: Registry, run_id: int) -> RunDetail:
@@ -162,6 +188,7 @@ def run_detail(registry: Registry, run_id: int) -> RunDetail:
             metrics=[{"step": m.step, "epoch": m.epoch, "loss": m.loss, "learning_rate": m.learning_rate,
                       "grad_norm": m.grad_norm} for m in metrics],
             scores=[_score_row(r) for r in results],
+            environment=json.loads(run.environment_json) if run.environment_json else None,
         )
 
 
@@ -203,3 +230,63 @@ def samples_of(registry: Registry, run_id: int, model_kind: str, task: str) -> l
         if result is None or result.samples_json is None:
             return None
         return json.loads(result.samples_json)
+
+
+def resolved_specs(registry: Registry, run_ids: list[int] | None = None) -> dict[int, dict[str, Any]]:
+    """The resolved spec of each run's experiment, by run id."""
+    with registry.session() as session:
+        query = select(Run.id, Experiment.resolved_json).join(Experiment, Experiment.id == Run.experiment_id)
+        if run_ids is not None:
+            query = query.where(Run.id.in_(run_ids))
+        return {run_id: json.loads(text) for run_id, text in session.exec(query).all()}
+
+
+def cached_evaluations(registry: Registry, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The evaluation-cache payloads stored under any of `keys`, by key."""
+    if not keys:
+        return {}
+    with registry.session() as session:
+        rows = session.exec(select(EvalCacheEntry).where(EvalCacheEntry.key.in_(keys))).all()
+    return {row.key: json.loads(row.payload_json) for row in rows}
+
+
+def known_file_digest(registry: Registry, path: str, size: int, mtime_ns: int) -> str | None:
+    """A file's remembered sha256, if it was hashed at this very size and mtime."""
+    with registry.session() as session:
+        row = session.exec(select(FileDigest).where(FileDigest.path == path)).first()
+    if row is None or row.size != size or row.mtime_ns != mtime_ns:
+        return None
+    return row.sha256
+
+
+@dataclass
+class ModelEvaluation:
+    """The latest `tunelab eval` scores of one model at one group of settings (its eval_key)."""
+
+    model_name: str  # run:ID, a local path or a hub id
+    model_digest: str | None
+    run_id: int | None
+    eval_key: str
+    evaluated_at: datetime
+    scores: list[ScoreRow]
+
+
+def model_evaluations(registry: Registry) -> list[ModelEvaluation]:
+    """Scores recorded by `tunelab eval` (model_kind "eval"), one entry per model and settings, newest first.
+
+    Within an entry the latest row of each task wins, so evaluating a model again replaces its numbers.
+    """
+    with registry.session() as session:
+        results = session.exec(select(EvalResult).where(EvalResult.model_kind == "eval").order_by(EvalResult.id)).all()
+    grouped: dict[tuple[str, str], dict[str, EvalResult]] = {}
+    for result in results:
+        key = str(json.loads(result.fingerprint_json).get("eval_key", ""))
+        grouped.setdefault((result.model_name, key), {})[result.task] = result
+    evaluations = []
+    for (name, key), rows in grouped.items():
+        latest = max(rows.values(), key=lambda r: r.id)
+        evaluations.append((latest.id, ModelEvaluation(
+            model_name=name, model_digest=latest.model_digest, run_id=latest.run_id, eval_key=key,
+            evaluated_at=latest.created_at, scores=[_score_row(r) for r in sorted(rows.values(), key=lambda r: r.id)],
+        )))
+    return [evaluation for _, evaluation in sorted(evaluations, key=lambda pair: pair[0], reverse=True)]

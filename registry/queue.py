@@ -85,3 +85,25 @@ def update_run(registry: Registry, run_id: int, **values) -> None:
     with registry.session() as session:
         session.exec(update(Run).where(Run.id == run_id).values(**values))
         session.commit()
+
+
+def beat(registry: Registry, run_id: int, worker: str | None) -> str:
+    """Heartbeat a run only while `worker` still holds it; 'running', or the status it has now.
+
+    A worker whose run was taken away (cancelled, or re-queued as stale and claimed elsewhere)
+    learns it here and stops, instead of racing the new owner.
+    """
+    with registry.session() as session:
+        result = session.exec(
+            update(Run)
+            .where(Run.id == run_id, Run.status == RunStatus.running.value, Run.worker == worker)
+            .values(heartbeat_at=utcnow())
+        )
+        session.commit()
+        if result.rowcount == 1:
+            return RunStatus.running.value
+        status = session.exec(select(Run.status).where(Run.id == run_id)).first()
+    if status is None:
+        raise NotFound(f"no run {run_id}")
+    # Running but under another worker's name: for us it is as good as gone.
+    return "lost" if status == RunStatus.running.value else status

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from registry.db import Registry
-from registry.queries import RunSummary, ScoreRow, list_runs, run_scores
+from registry.queries import RunSummary, ScoreRow, list_runs, resolved_specs, run_scores
 from reports.scores import BENCHMARKS, average, headline_rows
 
 
@@ -43,6 +44,11 @@ class Row:
     average: Cell
     final_loss: float | None = None
     tags: list[str] = field(default_factory=list)
+    href: str | None = None  # the run page, when the report has them
+    train_seconds: float | None = None
+    num_examples: int | None = None
+    settings: str = ""
+    version: str = ""  # changes whenever the run's record does (its page is then rendered again)
 
 
 @dataclass
@@ -85,9 +91,26 @@ def _column_keys(all_scores: dict[int, list[ScoreRow]]) -> list[str]:
     return [task for task in BENCHMARKS if task in present] + custom
 
 
-def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard") -> Leaderboard:
+def key_settings(spec: dict) -> str:
+    """The few hyperparameters people compare first, as one short string."""
+    method, train = spec.get("method", {}), spec.get("train", {})
+    parts = [f"lr {train['learning_rate']:g}"] if "learning_rate" in train else []
+    if method.get("kind") in ("lora", "qlora"):
+        parts.append(f"r {method.get('r')}")
+    if train.get("max_steps"):
+        parts.append(f"{train['max_steps']} steps")
+    elif "epochs" in train:
+        parts.append(f"{train['epochs']:g} ep")
+    if "batch_size" in train:
+        parts.append(f"bs {train['batch_size'] * train.get('grad_accum', 1)}")
+    return " · ".join(parts)
+
+
+def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
+                      run_href: Callable[[int], str] | None = None) -> Leaderboard:
     runs: dict[int, RunSummary] = {r.run_id: r for r in list_runs(registry)}
-    all_scores = run_scores(registry)
+    all_scores = run_scores(registry, headline_only=True)
+    specs = resolved_specs(registry, list(all_scores))
     keys = _column_keys(all_scores)
     rows: list[Row] = []
     bases_seen: set[tuple[str, str]] = set()
@@ -101,7 +124,10 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard")
             cells = _cells(tuned, base or None, keys)
             rows.append(Row(label=summary.name, kind="finetuned", run_id=run_id, method=summary.method,
                             base_model=summary.base_model, cells=cells, average=_average_cell(cells, base_cells),
-                            final_loss=summary.final_loss, tags=summary.tags))
+                            final_loss=summary.final_loss, tags=summary.tags,
+                            href=run_href(run_id) if run_href else None, train_seconds=summary.train_seconds,
+                            num_examples=summary.num_train_examples, settings=key_settings(specs.get(run_id, {})),
+                            version=f"{summary.status}|{summary.finished_at}|{len(scores)}"))
         if base and base_cells is not None:
             any_row = next(iter(base.values()))
             identity = (any_row.model_name, str(any_row.fingerprint.get("eval_key", "")))

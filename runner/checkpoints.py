@@ -1,17 +1,47 @@
-"""Checkpoint bookkeeping: a checkpoint counts only once its completion marker is on disk.
+"""Checkpoints on disk: written whole or not at all, and pruned without ever exposing a partial one.
 
-The Trainer writes `checkpoint-N/`; after it returns we write the marker (fsync'd) and
-only then record the checkpoint in the registry, so a half-written directory left by a
-kill or a full disk is never taken for a checkpoint.
+A checkpoint is written into `checkpoints/.staging/checkpoint-N/`; once every file is
+fsync'd, a completion marker is added and the directory is renamed to
+`checkpoints/checkpoint-N/` (a rename within one filesystem is atomic). Readers only trust
+directories that carry the marker, so whatever a kill or a full disk leaves behind is
+never taken for a checkpoint, and `discard_incomplete` clears it away.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 MARKER = "tunelab-complete.json"
+PREFIX = "checkpoint-"
+STAGING = ".staging"
+DELETING = ".deleting-"
+
+
+@dataclass(frozen=True)
+class CompleteCheckpoint:
+    step: int
+    loss: float | None
+    path: Path
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file under `root`, then the directories, so a rename after this is durable."""
+    for directory, _subdirs, files in os.walk(root, topdown=False):
+        for name in files:
+            _fsync(Path(directory) / name)
+        _fsync(Path(directory))
 
 
 def mark_complete(checkpoint_dir: Path, *, step: int, loss: float | None) -> None:
@@ -27,15 +57,80 @@ def is_complete(checkpoint_dir: Path) -> bool:
     return (checkpoint_dir / MARKER).is_file()
 
 
+def staging_dir(checkpoints_root: Path) -> Path:
+    """Where the Trainer writes checkpoints before they are published."""
+    return checkpoints_root / STAGING
+
+
+def publish(staged: Path, checkpoints_root: Path, *, step: int, loss: float | None) -> Path:
+    """Make a fully written staged checkpoint visible as `checkpoint-<step>`, atomically; its path."""
+    target = checkpoints_root / f"{PREFIX}{step}"
+    fsync_tree(staged)
+    mark_complete(staged, step=step, loss=loss)
+    _fsync(staged)
+    if target.exists():  # an unmarked leftover of the same step from an older tunelab: never trusted
+        _remove(target)
+    os.replace(staged, target)
+    _fsync(checkpoints_root)
+    return target
+
+
+def _step_of(path: Path) -> int | None:
+    try:
+        return int(path.name.removeprefix(PREFIX))
+    except ValueError:
+        return None
+
+
+def complete_checkpoints(checkpoints_root: Path) -> list[CompleteCheckpoint]:
+    """The complete checkpoints under `checkpoints_root`, oldest step first."""
+    if not checkpoints_root.is_dir():
+        return []
+    found = []
+    for child in checkpoints_root.iterdir():
+        step = _step_of(child) if child.name.startswith(PREFIX) else None
+        if step is not None and is_complete(child):
+            loss = json.loads((child / MARKER).read_text(encoding="utf-8")).get("loss")
+            found.append(CompleteCheckpoint(step, loss, child))
+    return sorted(found, key=lambda c: c.step)
+
+
 def latest_complete(checkpoints_root: Path) -> Path | None:
     """The complete checkpoint with the highest step under `checkpoints_root`, if any."""
+    complete = complete_checkpoints(checkpoints_root)
+    return complete[-1].path if complete else None
+
+
+def _remove(path: Path) -> None:
+    # Rename first: a kill during rmtree then leaves a `.deleting-` leftover, never a
+    # `checkpoint-N` directory with its marker but half of its files.
+    doomed = path.with_name(DELETING + path.name)
+    if doomed.exists():
+        shutil.rmtree(doomed)
+    os.replace(path, doomed)
+    shutil.rmtree(doomed)
+
+
+def discard_incomplete(checkpoints_root: Path) -> list[Path]:
+    """Remove staging leftovers, half-deleted and unmarked checkpoint directories; what was removed."""
     if not checkpoints_root.is_dir():
-        return None
-    complete = []
-    for child in checkpoints_root.iterdir():
-        if child.name.startswith("checkpoint-") and is_complete(child):
-            try:
-                complete.append((int(child.name.removeprefix("checkpoint-")), child))
-            except ValueError:
-                continue
-    return max(complete)[1] if complete else None
+        return []
+    removed = []
+    for child in sorted(checkpoints_root.iterdir()):
+        leftover = child.name in (STAGING,) or child.name.startswith(DELETING)
+        unmarked = child.name.startswith(PREFIX) and child.is_dir() and not is_complete(child)
+        if leftover or unmarked:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+            removed.append(child)
+    return removed
+
+
+def prune(checkpoints_root: Path, keep: int) -> list[int]:
+    """Delete all but the newest `keep` complete checkpoints (0 keeps all); the steps deleted."""
+    if keep <= 0:
+        return []
+    complete = complete_checkpoints(checkpoints_root)
+    doomed = complete[:-keep]
+    for checkpoint in doomed:
+        _remove(checkpoint.path)
+    return [c.step for c in doomed]

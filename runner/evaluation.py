@@ -61,6 +61,7 @@ class EvalOutcome:
     lm_eval_version: str
     fingerprint: dict  # what must match for two outcomes to be comparable (see _fingerprint)
     samples: dict[str, list[dict]] = field(default_factory=dict)  # per task: doc_id, target, pick, correct, score
+    cached: tuple[str, ...] = ()  # benchmarks whose results came from the evaluation cache (runner.eval_cache)
 
 
 def evaluate(
@@ -92,7 +93,7 @@ def evaluate(
 
     source = f"local data in {benchmarks_dir}" if benchmarks_dir else "hub datasets"
     say(f"loading {len(plans)} eval task(s) ({source}) ...")
-    loaded = _load_tasks(plans, Path(workdir) / "lm_eval_tasks", benchmarks_dir, _offline(os.environ))
+    manager, loaded = _load_tasks(plans, Path(workdir) / "lm_eval_tasks", benchmarks_dir, _offline(os.environ))
 
     was_training = getattr(model, "training", False)
     model.eval()
@@ -102,7 +103,7 @@ def evaluate(
         samples: dict[str, list[dict]] = {}
         task_configs: dict[str, dict] = {}
         for plan in plans:
-            limit = _plan_limit(plan, settings)
+            limit = plan_limit(plan, settings)
             shots = plan.tasks[0].num_fewshot
             what = f"{len(plan.tasks)} subjects, " if len(plan.tasks) > 1 else ""
             say(f"evaluating {plan.name} ({what}{shots}-shot) ...")
@@ -115,6 +116,8 @@ def evaluate(
                 numpy_random_seed=seed,
                 torch_random_seed=seed,
                 fewshot_random_seed=seed,
+                # Without a manager, every call indexes all of lm-eval's thousands of task YAMLs (seconds each).
+                task_manager=manager,
             )
             plan_scores = [
                 replace(score, limit=limit or 0) for score in _scores(plan, results, limited=limit is not None)
@@ -136,7 +139,7 @@ def evaluate(
     return EvalOutcome(scores=scores, lm_eval_version=lm_eval.__version__, fingerprint=fingerprint, samples=samples)
 
 
-def _plan_limit(plan: TaskPlan, settings: EvalSection) -> int | None:
+def plan_limit(plan: TaskPlan, settings: EvalSection) -> int | None:
     """Items per lm-eval task: a custom task's own `limit` wins over `[eval] limit`; 0 means all."""
     custom = next((c for c in settings.custom if plan.custom and c.name == plan.name), None)
     limit = custom.limit if custom is not None and custom.limit is not None else settings.limit
@@ -159,8 +162,13 @@ def _offline(environ: Mapping[str, str]) -> bool:
     return any(environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in _OFFLINE_ENV)
 
 
-def _load_tasks(plans: list[TaskPlan], tasks_dir: Path, benchmarks_dir: Path | None, offline: bool) -> dict[str, Any]:
-    """Build every lm-eval task (which loads its dataset), turning data problems into one clear EvaluationError."""
+def _load_tasks(
+    plans: list[TaskPlan], tasks_dir: Path, benchmarks_dir: Path | None, offline: bool
+) -> tuple[Any, dict[str, Any]]:
+    """Build every lm-eval task (which loads its dataset), turning data problems into one clear EvaluationError.
+
+    Returns the task manager too, so each `simple_evaluate` reuses it.
+    """
     from lm_eval.tasks import TaskManager
 
     # Only our YAMLs: they include the official ones by absolute path, and indexing all of lm-eval takes seconds.
@@ -171,7 +179,7 @@ def _load_tasks(plans: list[TaskPlan], tasks_dir: Path, benchmarks_dir: Path | N
             loaded |= manager.load([task.lm_name for task in plan.tasks])["tasks"]
         except Exception as err:  # datasets raises many kinds; each is re-raised with the task and a remedy
             raise EvaluationError(_load_failure(plan, benchmarks_dir, offline, err)) from err
-    return loaded
+    return manager, loaded
 
 
 def _load_failure(plan: TaskPlan, benchmarks_dir: Path | None, offline: bool, err: Exception) -> str:
@@ -208,7 +216,7 @@ def _scores(plan: TaskPlan, results: dict, *, limited: bool) -> list[TaskScore]:
         num_fewshot=rows[0].num_fewshot,
         n_samples=sum(row.n_samples for row in rows),
         group=None,
-        comparable=all(row.comparable for row in rows),
+        comparable=plan.complete and all(row.comparable for row in rows),
     )
     return [aggregate, *rows]
 
@@ -286,7 +294,7 @@ def _fingerprint(
         entry: dict[str, Any] = {
             "num_fewshot": plan.tasks[0].num_fewshot,
             "fewshot_split": _fewshot_split(first),
-            "leaderboard_settings": all(t.leaderboard_settings for t in plan.tasks),
+            "leaderboard_settings": plan.complete and all(t.leaderboard_settings for t in plan.tasks),
             "config_sha256": _sha256_json([_portable_config(configs[t.lm_name]) for t in plan.tasks]),
             # Hub data is pinned by the dataset name in the config; local files by their content.
             "data_sha256": _sha256_files(files) if (files := [f for t in plan.tasks for f in t.data_files]) else None,
@@ -294,15 +302,21 @@ def _fingerprint(
         if len(plan.tasks) > 1:
             entry["subtasks"] = len(plan.tasks)
         tasks[plan.name] = entry
+    return fingerprint_header(settings, seed=seed, dtype=dtype, local=local, lm_eval_version=lm_eval.__version__) | {
+        "tasks": tasks
+    }
+
+
+def fingerprint_header(settings: EvalSection, *, seed: int, dtype: str, local: bool, lm_eval_version: str) -> dict:
+    """The fingerprint's settings, shared by all its tasks (each task adds its own entry under "tasks")."""
     return {
         "profile": PROFILE,
-        "lm_eval_version": lm_eval.__version__,
+        "lm_eval_version": lm_eval_version,
         "data": "local" if local else "hub",
         "limit": settings.limit,
         "batch_size": settings.batch_size,
         "dtype": dtype,
         "seed": seed,
-        "tasks": tasks,
     }
 
 

@@ -1,27 +1,46 @@
 """Execute one claimed run: train, checkpoint, evaluate (fine-tuned and base), record, finish.
 
-Anything that goes wrong ends the run `failed` with its error text; the caller (a worker)
-goes on to the next run.
+How an attempt ends:
+- succeeded / cancelled: as the run says;
+- an error: `failed` with its text, or back to the queue while `[resources] max_retries` allows
+  and the error is not the run's own (a RunFailed such as bad data or a full disk, or an
+  invalid spec, would only fail again);
+- interrupted (the worker got SIGTERM/SIGINT): a checkpoint at the current step, then back to
+  the queue (`queued`, not counted as a retry);
+- lost (the run was re-queued as stale while this worker stalled, and someone else holds it):
+  this worker stops and writes nothing more.
+The caller (a worker) goes on to the next run, or stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.canonical import canonical_json
+from experiments.errors import SpecError
 from experiments.schema import Spec
 from registry.db import Registry
 from registry.queries import experiment_for_run, find_base_scores
-from registry.queue import heartbeat, mark_failed, mark_succeeded, update_run
+from registry.queue import beat, mark_succeeded, update_run
 from registry.recording import MetricPoint, ScoreRecord, record_checkpoint, record_metrics, record_scores
+from registry.recovery import (
+    KeptCheckpoint,
+    forget_checkpoints,
+    forget_scores,
+    requeue_interrupted,
+    retry_or_fail,
+    rewind,
+)
 from registry.run_control import is_cancelled
-from runner.errors import RunCancelled
+from runner.errors import RunCancelled, RunFailed
 from runner.progress import RunProgress
 
 log = logging.getLogger(__name__)
@@ -31,28 +50,95 @@ HEARTBEAT_SECONDS = 15.0
 @dataclass
 class RunResult:
     run_id: int
-    status: str
+    status: str  # succeeded | failed | cancelled | queued (interrupted or re-queued after an error) | lost
     error: str | None = None
 
 
-class _Heartbeat:
-    """Beats into the registry while a run executes, so a dead worker can be told from a slow one."""
+class RunInterrupted(Exception):
+    """The worker was asked to stop while a run executed; the run goes back to the queue."""
 
-    def __init__(self, registry: Registry, run_id: int, interval: float = HEARTBEAT_SECONDS) -> None:
+
+class RunLost(Exception):
+    """The run is no longer this worker's (re-queued as stale and claimed elsewhere)."""
+
+
+class StopRequest:
+    """A request to stop, made from a signal handler (runner/worker.py).
+
+    Training polls it at every step and stops after saving a checkpoint. Elsewhere in a run
+    (loading, evaluation) nothing polls, so a request there interrupts the run on the spot;
+    between runs it only sets the flag, which the worker loop reads before each claim.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.signum: int | None = None
+        self.event = threading.Event()  # set with the request: an idle worker's sleep ends at once
+        self._in_run = False
+        self._polled = 0
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def request(self, reason: str, signum: int | None = None) -> None:
+        self.reason, self.signum = reason, signum
+        self.event.set()
+        if self._in_run and not self._polled:
+            raise RunInterrupted(reason)
+
+    def check(self) -> None:
+        if self.requested:
+            raise RunInterrupted(self.reason)
+
+    @contextlib.contextmanager
+    def run(self) -> Iterator[None]:
+        self.check()
+        self._in_run = True
+        try:
+            yield
+        finally:
+            self._in_run = False
+
+    @contextlib.contextmanager
+    def polled(self) -> Iterator[None]:
+        self._polled += 1
+        try:
+            yield
+        finally:
+            self._polled -= 1
+
+
+class _Heartbeat:
+    """Beats into the registry while a run executes, so a dead worker can be told from a slow one.
+
+    A beat also tells this worker whether the run is still its own: cancelled, or lost to
+    another worker after being re-queued as stale.
+    """
+
+    def __init__(self, registry: Registry, run_id: int, worker: str | None,
+                 interval: float = HEARTBEAT_SECONDS) -> None:
         self._stop = threading.Event()
         self.cancelled = threading.Event()
+        self.lost = threading.Event()
         self._interval = interval
-        self._thread = threading.Thread(target=self._beat, args=(registry, run_id), daemon=True)
+        self._thread = threading.Thread(target=self._beat, args=(registry, run_id, worker), daemon=True)
 
-    def _beat(self, registry: Registry, run_id: int) -> None:
+    def _beat(self, registry: Registry, run_id: int, worker: str | None) -> None:
         while not self._stop.wait(self._interval):
             try:
-                if is_cancelled(registry, run_id):
-                    self.cancelled.set()  # training polls this and stops at the next step
-                    return
-                heartbeat(registry, run_id)
+                status = beat(registry, run_id, worker)
             except Exception:  # a missed beat must not kill the run; the next one retries
                 log.warning("heartbeat for run %s failed", run_id, exc_info=True)
+                continue
+            if status == "running":
+                continue
+            # Training polls these and stops at the next step.
+            (self.cancelled if status == "cancelled" else self.lost).set()
+            return
+
+    def should_stop(self) -> bool:
+        return self.cancelled.is_set() or self.lost.is_set()
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -111,7 +197,8 @@ def _lm_eval_version() -> str:
 
 
 def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress) -> None:
-    from runner.evaluation import evaluate
+    from runner.eval_cache import evaluate_cached
+    from runner.eval_target import base_model_digest
     from runner.training import load_model, load_tokenizer, resolve_model_path
 
     key = eval_key(spec, _lm_eval_version())
@@ -124,62 +211,142 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
     tokenizer = load_tokenizer(model_path, spec.model.revision)
     model = load_model(model_path, spec.model.dtype, spec.model.revision)
     model.eval()
-    outcome = evaluate(model, tokenizer, spec.eval, workdir=output_dir / "eval-base", base_dir=workdir,
-                       seed=spec.experiment.seed, dtype=spec.model.dtype, progress=progress.note)
+    digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
+    outcome = evaluate_cached(registry, lambda: (model, tokenizer), digest, spec.eval,
+                              workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
+                              dtype=spec.model.dtype, progress=progress.note)
     record_scores(registry, run_id, _score_records(outcome, model_kind="base", model_name=spec.model.base,
                                                    key=key))
 
 
+def _retryable(exc: Exception) -> bool:
+    """Whether another attempt could succeed: not for the run's own errors (data, spec, disk)."""
+    from pydantic import ValidationError
+
+    return not isinstance(exc, (RunFailed, SpecError, ValidationError))
+
+
+def _make_output_dir(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFailed(f"cannot create the run's output directory {output_dir}: {exc.strerror or exc}") from None
+
+
+def _write_traceback(output_dir: Path) -> None:
+    try:
+        (output_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:  # the output directory may be the very thing that failed; the registry has the error
+        log.warning("could not write %s", output_dir / "error.txt")
+
+
 def execute_run(
     registry: Registry, run_id: int, *, home: Path, show_progress: bool = True,
-    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS, stop: StopRequest | None = None,
 ) -> RunResult:
-    """Run a claimed run to the end; never raises for a failure of the run itself."""
+    """Run a claimed run to the end of this attempt; never raises for a failure of the run itself."""
+    stop = stop or StopRequest()
     run, experiment = experiment_for_run(registry, run_id)
+    worker = run.worker
     output_dir = (home / "runs" / str(run_id)).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
     progress = RunProgress(run_id, experiment.name, enabled=show_progress)
     try:
-        with _Heartbeat(registry, run_id, heartbeat_seconds) as beat, progress:
-            _execute(registry, run_id, Spec.model_validate(json.loads(experiment.resolved_json)),
-                     Path(experiment.workdir), output_dir, progress, beat.cancelled.is_set)
+        with stop.run():
+            _make_output_dir(output_dir)
+            with _Heartbeat(registry, run_id, worker, heartbeat_seconds) as heart, progress:
+                _execute(registry, run_id, Spec.model_validate(json.loads(experiment.resolved_json)),
+                         Path(experiment.workdir), output_dir, progress, heart, stop)
+    except RunInterrupted as exc:
+        from runner.checkpoints import latest_complete
+
+        latest = latest_complete(output_dir / "checkpoints")
+        where = f"resumes from {latest.name}" if latest else "no checkpoint yet, starts over"
+        note = f"interrupted ({exc}); re-queued, {where}"
+        if not requeue_interrupted(registry, run_id, worker, note):
+            return RunResult(run_id, "lost", "the run was no longer this worker's")
+        return RunResult(run_id, "queued", note)
     except RunCancelled:
         return RunResult(run_id, "cancelled")
-    except Exception as exc:  # the run fails, the worker lives on
+    except RunLost as exc:
+        return RunResult(run_id, "lost", str(exc))
+    except Exception as exc:  # the run fails (or is re-queued), the worker lives on
         error = f"{type(exc).__name__}: {exc}"
-        (output_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        mark_failed(registry, run_id, error)
-        return RunResult(run_id, "failed", error)
+        _write_traceback(output_dir)
+        status = retry_or_fail(registry, run_id, worker, error, retryable=_retryable(exc))
+        return RunResult(run_id, status, error)
     if is_cancelled(registry, run_id):
         return RunResult(run_id, "cancelled")
     mark_succeeded(registry, run_id)
     return RunResult(run_id, "succeeded")
 
 
-def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress,
-             cancelled) -> None:
-    from runner.evaluation import evaluate
-    from runner.training import TrainHooks, train
+def _record_environment(registry: Registry, run_id: int, workdir: Path) -> None:
+    from runner.environment import snapshot
 
-    update_run(registry, run_id, output_dir=str(output_dir))
-    hooks = TrainHooks(
+    update_run(registry, run_id, environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
+
+
+def _training_hooks(registry: Registry, run_id: int, progress, heart: _Heartbeat, stop: StopRequest):
+    from runner.training import TrainHooks
+
+    def on_start(step: int, on_disk) -> None:
+        kept = [KeptCheckpoint(c.step, c.loss, str(c.path)) for c in on_disk]
+        dropped = rewind(registry, run_id, step, kept)
+        if step:
+            progress.resumed(step, dropped)
+
+    return TrainHooks(
         on_metrics=lambda m: record_metrics(registry, run_id, [MetricPoint(**m)]),
         on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, str(path)),
         on_progress=progress.training,
-        should_stop=cancelled,
+        should_stop=heart.should_stop,
+        should_pause=lambda: stop.requested,
+        polling=stop.polled,
+        on_start=on_start,
+        on_pruned=lambda steps: forget_checkpoints(registry, run_id, steps),
     )
-    outcome = train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks)
+
+
+def _check_still_ours(heart: _Heartbeat) -> None:
+    if heart.lost.is_set():
+        raise RunLost("the run was re-queued while this worker stalled; another worker holds it")
+    if heart.cancelled.is_set():
+        raise RunCancelled("cancelled")
+
+
+def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress,
+             heart: _Heartbeat, stop: StopRequest) -> None:
+    from runner.eval_cache import evaluate_cached
+    from runner.eval_target import trained_model_digest
+    from runner.training import train
+
+    update_run(registry, run_id, output_dir=str(output_dir))
+    _record_environment(registry, run_id, workdir)
+    forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
+    try:
+        outcome = train(spec, workdir=workdir, output_dir=output_dir,
+                        hooks=_training_hooks(registry, run_id, progress, heart, stop))
+    except RunCancelled:
+        _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
+        raise
+    _check_still_ours(heart)
+    if outcome.interrupted:
+        raise RunInterrupted(f"{stop.reason} at step {outcome.global_step}")
     update_run(registry, run_id, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
                num_train_examples=outcome.num_examples)
+    stop.check()  # a request that came as training finished: evaluation would not poll it
 
     key = eval_key(spec, _lm_eval_version())
     outcome.model.eval()
-    result = evaluate(outcome.model, outcome.tokenizer, spec.eval, workdir=output_dir / "eval", base_dir=workdir,
-                      seed=spec.experiment.seed, dtype=spec.model.dtype, progress=progress.note)
+    digest = trained_model_digest(registry, outcome.final_dir, base=spec.model.base, workdir=workdir,
+                                  revision=spec.model.revision)
+    # Default arguments, not a closure: nothing may keep the model alive after `del outcome` below.
+    result = evaluate_cached(registry, lambda m=outcome.model, t=outcome.tokenizer: (m, t), digest, spec.eval,
+                             workdir=output_dir / "eval", base_dir=workdir, seed=spec.experiment.seed,
+                             dtype=spec.model.dtype, progress=progress.note)
     record_scores(registry, run_id, _score_records(result, model_kind="finetuned",
                                                    model_name=f"run:{run_id}", key=key))
     del outcome
-    if cancelled():
-        raise RunCancelled("cancelled")
+    _check_still_ours(heart)
     if spec.eval.baseline:
         _evaluate_base(registry, run_id, spec, workdir, output_dir, progress)

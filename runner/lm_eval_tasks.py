@@ -75,13 +75,19 @@ class TaskPlan:
     name: str
     tasks: tuple[GeneratedTask, ...]
     custom: bool = False
+    # False for MMLU over a chosen few subjects (tasks = ["mmlu_anatomy", ...]): not the leaderboard's MMLU.
+    complete: bool = True
 
 
 def official_tasks_dir() -> Path:
     """The `lm_eval/tasks` directory of the installed lm-eval."""
-    import lm_eval.tasks
+    import importlib.util
 
-    return Path(lm_eval.tasks.__file__).resolve().parent
+    # Found without importing lm-eval (seconds), so planning and cache look-ups stay instant.
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise EvaluationError("lm-eval is not installed")
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "tasks"
 
 
 def plan_tasks(settings: EvalSection, *, benchmarks_dir: Path | None, base_dir: Path, out_dir: Path) -> list[TaskPlan]:
@@ -89,30 +95,54 @@ def plan_tasks(settings: EvalSection, *, benchmarks_dir: Path | None, base_dir: 
 
     `benchmarks_dir` None means the official hub datasets.
     """
-    unknown = [t for t in settings.tasks if t not in LEADERBOARD]
-    if unknown:
-        raise EvaluationError(
-            f"unknown eval task(s) {', '.join(map(repr, unknown))}; known: {', '.join(LEADERBOARD)} "
-            "(own data goes in [[eval.custom]])"
-        )
-    names = list(dict.fromkeys(settings.tasks)) + [c.name for c in settings.custom]
+    official = official_tasks_dir()
+    requested = benchmark_requests(settings.tasks, official)
+    names = list(requested) + [c.name for c in settings.custom]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         raise EvaluationError(f"custom task name(s) {', '.join(clashes)} already used by another eval task")
 
-    official = official_tasks_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     # lm-eval indexes every YAML in the directory: drop what an earlier evaluation left there.
     for stale in out_dir.glob(f"{TASK_PREFIX}*.yaml"):
         stale.unlink()
     plans = [
-        _plan_benchmark(LEADERBOARD[name], official, benchmarks_dir, out_dir) for name in dict.fromkeys(settings.tasks)
+        _plan_benchmark(LEADERBOARD[name], official, benchmarks_dir, out_dir, subjects)
+        for name, subjects in requested.items()
     ]
     plans += [_plan_custom(custom, base_dir, out_dir) for custom in settings.custom]
     return plans
 
 
-def _plan_benchmark(bench: Benchmark, official: Path, benchmarks_dir: Path | None, out_dir: Path) -> TaskPlan:
+def benchmark_requests(tasks: list[str], official: Path | None = None) -> dict[str, list[str] | None]:
+    """Check `[eval] tasks`; return each benchmark to run, in order, with its MMLU subjects (None = all).
+
+    Besides the four benchmark names, `mmlu_<subject>` asks for single MMLU subjects (for quick runs); they are
+    scored together as a partial MMLU, which is never leaderboard-comparable.
+    """
+    subjects = _mmlu_subjects(official or official_tasks_dir()) if any(t.startswith("mmlu_") for t in tasks) else []
+    unknown = [t for t in tasks if t not in LEADERBOARD and not (t.startswith("mmlu_") and t[5:] in subjects)]
+    if unknown:
+        raise EvaluationError(
+            f"unknown eval task(s) {', '.join(map(repr, unknown))}; known: {', '.join(LEADERBOARD)} or "
+            "mmlu_<subject> (own data goes in [[eval.custom]])"
+        )
+    requested: dict[str, list[str] | None] = {}
+    for task in dict.fromkeys(tasks):
+        if task in LEADERBOARD:
+            if task == "mmlu" and requested.get("mmlu"):
+                raise EvaluationError("eval tasks name both mmlu (all subjects) and single mmlu_<subject> tasks")
+            requested[task] = None
+        elif requested.get("mmlu", []) is None:
+            raise EvaluationError("eval tasks name both mmlu (all subjects) and single mmlu_<subject> tasks")
+        else:
+            requested.setdefault("mmlu", []).append(task.removeprefix("mmlu_"))
+    return requested
+
+
+def _plan_benchmark(
+    bench: Benchmark, official: Path, benchmarks_dir: Path | None, out_dir: Path, subjects: list[str] | None = None
+) -> TaskPlan:
     if bench.name == "mmlu":
         tasks = tuple(
             _write_benchmark_task(
@@ -123,9 +153,9 @@ def _plan_benchmark(bench: Benchmark, official: Path, benchmarks_dir: Path | Non
                 _mmlu_data(benchmarks_dir, subject) if benchmarks_dir else None,
                 out_dir,
             )
-            for subject in _mmlu_subjects(official)
+            for subject in (subjects if subjects is not None else _mmlu_subjects(official))
         )
-        return TaskPlan("mmlu", tasks)
+        return TaskPlan("mmlu", tasks, complete=subjects is None)
     data = _LOCAL_DATA[bench.name](benchmarks_dir) if benchmarks_dir else None
     task = _write_benchmark_task(bench, official / bench.official_yaml, bench.name, None, data, out_dir)
     return TaskPlan(bench.name, (task,))
@@ -225,6 +255,34 @@ def _mmlu_data(benchmarks_dir: Path, subject: str) -> _LocalData:
 
 
 _LOCAL_DATA = {"arc_challenge": _arc_data, "hellaswag": _hellaswag_data, "truthfulqa_mc2": _truthfulqa_data}
+
+# The files each benchmark reads from a local benchmarks directory, required then optional, as the readers above
+# look for them (tests check the two agree); `tunelab doctor` lists the missing ones before any run starts.
+LOCAL_FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "arc_challenge": (("arc_challenge/train.jsonl", "arc_challenge/test.jsonl"), ("arc_challenge/validation.jsonl",)),
+    "hellaswag": (("hellaswag/validation.jsonl",), ("hellaswag/train.jsonl",)),
+    "mmlu": (("mmlu/{subject}/test.jsonl", "mmlu/{subject}/dev.jsonl"), ("mmlu/{subject}/validation.jsonl",)),
+    "truthfulqa_mc2": (("truthfulqa/mc_validation.jsonl",), ()),
+}
+
+
+def required_local_files(tasks: list[str]) -> dict[str, list[str]]:
+    """Per benchmark of `[eval] tasks`, the files (relative to a benchmarks directory) it cannot run without."""
+    official = official_tasks_dir()
+    required: dict[str, list[str]] = {}
+    for name, subjects in benchmark_requests(tasks, official).items():
+        patterns = LOCAL_FILES[name][0]
+        if name == "mmlu":
+            chosen = subjects if subjects is not None else _mmlu_subjects(official)
+            required[name] = [p.format(subject=s) for s in chosen for p in patterns]
+        else:
+            required[name] = list(patterns)
+    return required
+
+
+def mmlu_subjects(official: Path | None = None) -> list[str]:
+    """The 57 MMLU subjects, as the installed lm-eval names them."""
+    return _mmlu_subjects(official or official_tasks_dir())
 
 
 def _mmlu_subjects(official: Path) -> list[str]:

@@ -37,6 +37,15 @@ class RunProgress:
             self._progress.update(self._task, completed=step, total=total or None,
                                   loss=f"{loss:.4f}" if loss is not None else "-")
 
+    def resumed(self, step: int, dropped: int) -> None:
+        """Training continues from a checkpoint; printed above the bar, which stays."""
+        if not self.enabled:
+            return
+        extra = f", {dropped} logged step(s) after it will be redone" if dropped else ""
+        self.console.print(f"  resuming from the checkpoint at step {step}{extra}")
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=step)
+
     def note(self, message: str) -> None:
         if self._progress is not None:
             self._progress.stop()

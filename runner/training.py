@@ -3,22 +3,45 @@
 A readable top-to-bottom recipe: load tokenizer and model, wrap for the method,
 tokenise the data, train with callbacks that write metrics and checkpoints into the
 registry, save the final weights atomically.
+
+Resuming is part of the recipe: a run that starts again continues from its last complete
+checkpoint (model, optimizer, scheduler, RNG and data position, so the result is the same
+as an uninterrupted run), or skips training altogether when its final weights are on disk.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from experiments.schema import Spec
-from runner.checkpoints import latest_complete, mark_complete
+from runner.checkpoints import (
+    CompleteCheckpoint,
+    complete_checkpoints,
+    discard_incomplete,
+    fsync_tree,
+    is_complete,
+    prune,
+    publish,
+    staging_dir,
+)
 from runner.data import read_instruction_jsonl, tokenize_examples
 from runner.errors import RunCancelled, RunFailed
+
+# Written into final/ last: its presence means training finished and the weights are whole.
+FINAL_FACTS = "tunelab-train.json"
+# Below this much free space, a failed write is put down to a full disk (torch and safetensors
+# report ENOSPC as their own exception types, not as OSError).
+LOW_DISK_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -28,7 +51,16 @@ class TrainHooks:
     on_metrics: Callable[[dict[str, Any]], None]
     on_checkpoint: Callable[[int, float | None, Path], None]
     on_progress: Callable[[int, int, float | None], None] | None = None
+    # Cancelled (or the run was taken away): stop at the next step, no checkpoint.
     should_stop: Callable[[], bool] = lambda: False
+    # The worker is shutting down: save a checkpoint at the next step, then stop.
+    should_pause: Callable[[], bool] = lambda: False
+    # Entered around the training loop, the only stretch where the two above are polled.
+    polling: Callable[[], AbstractContextManager] = contextlib.nullcontext
+    # Training (re)starts at this step with these checkpoints on disk; 0 and [] on a fresh start.
+    on_start: Callable[[int, list[CompleteCheckpoint]], None] | None = None
+    # Checkpoints deleted by [train] keep_checkpoints.
+    on_pruned: Callable[[list[int]], None] | None = None
 
 
 @dataclass
@@ -40,6 +72,8 @@ class TrainOutcome:
     final_loss: float | None
     train_seconds: float
     num_examples: int
+    resumed_from: int = 0  # the step training continued from; 0 = from the start
+    interrupted: bool = False  # stopped early by should_pause, with a checkpoint at global_step
 
 
 def pick_device() -> str:
@@ -148,12 +182,13 @@ def _training_arguments(spec: Spec, checkpoints_dir: Path, device: str):
     )
 
 
-def _registry_callback(hooks: TrainHooks):
+def _registry_callback(hooks: TrainHooks, keep_checkpoints: int):
     from transformers import TrainerCallback
 
     class RegistryCallback(TrainerCallback):
         def __init__(self) -> None:
             self.last_loss: float | None = None
+            self.paused = False
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -167,31 +202,114 @@ def _registry_callback(hooks: TrainHooks):
         def on_step_end(self, args, state, control, **kwargs):
             if hooks.should_stop():
                 control.should_training_stop = True
+            elif hooks.should_pause():
+                # Runs after the Trainer's own flow callback, so this save happens at this very step.
+                control.should_save = True
+                control.should_training_stop = True
+                self.paused = state.global_step < state.max_steps
 
         def on_save(self, args, state, control, **kwargs):
             checkpoint_dir = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if checkpoint_dir.is_dir():
-                mark_complete(checkpoint_dir, step=state.global_step, loss=self.last_loss)
+            if is_complete(checkpoint_dir):
                 hooks.on_checkpoint(state.global_step, self.last_loss, checkpoint_dir)
+                pruned = prune(Path(args.output_dir), keep_checkpoints)
+                if pruned and hooks.on_pruned:
+                    hooks.on_pruned(pruned)
 
     return RegistryCallback()
 
 
-def save_final(model, tokenizer, final_dir: Path) -> None:
-    """Write the final weights to a staging directory, then rename it into place."""
+def _disk_failure(exc: BaseException, where: Path) -> str | None:
+    """Why a write under `where` failed, when the cause is the disk (full, read-only, no permission)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                                  errno.EPERM):
+        return exc.strerror or os.strerror(exc.errno)
+    text = str(exc)
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        free = None
+    if "No space left on device" in text or "os error 28" in text or (free is not None and free < LOW_DISK_BYTES):
+        return f"{os.strerror(errno.ENOSPC)} ({free} bytes free)" if free is not None else os.strerror(errno.ENOSPC)
+    return None
+
+
+def _staged_trainer_class():
+    from transformers import Trainer
+
+    class StagedTrainer(Trainer):
+        """A Trainer whose checkpoints appear whole or not at all (see runner/checkpoints.py).
+
+        The stock `_save_checkpoint` writes everything under `_get_output_dir()`; pointing that
+        at the staging directory while it runs, then publishing the result, is the whole change.
+        """
+
+        _staging: Path | None = None
+
+        def _get_output_dir(self, trial) -> str:
+            return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
+
+        def _save_checkpoint(self, model, trial) -> None:
+            root = Path(self.args.output_dir)
+            step = self.state.global_step
+            self._staging = staging_dir(root)
+            staged = self._staging / f"checkpoint-{step}"
+            try:
+                super()._save_checkpoint(model, trial)
+                losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
+                publish(staged, root, step=step, loss=losses[-1] if losses else None)
+            except Exception as exc:
+                reason = _disk_failure(exc, root)
+                shutil.rmtree(staged, ignore_errors=True)
+                if reason is None:
+                    raise
+                raise RunFailed(f"cannot write the checkpoint at step {step} under {root}: {reason}; "
+                                "earlier checkpoints are intact") from exc
+            finally:
+                self._staging = None
+
+    return StagedTrainer
+
+
+def save_final(model, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None:
+    """Write the final weights to a staging directory, then rename it into place.
+
+    `facts` (step, loss, time) go in last, as FINAL_FACTS: a later attempt that finds them
+    skips training and goes straight to evaluation.
+    """
     staging = final_dir.with_name(final_dir.name + ".staging")
-    if staging.exists():
-        shutil.rmtree(staging)
-    model.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
-    os.replace(staging, final_dir)
+    try:
+        if staging.exists():
+            shutil.rmtree(staging)
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / FINAL_FACTS).write_text(json.dumps(facts), encoding="utf-8")
+        fsync_tree(staging)
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        os.replace(staging, final_dir)
+    except Exception as exc:
+        reason = _disk_failure(exc, final_dir.parent)
+        shutil.rmtree(staging, ignore_errors=True)
+        if reason is None:
+            raise
+        raise RunFailed(f"cannot write the final model to {final_dir}: {reason}") from exc
+
+
+def _load_final(spec: Spec, model_path: str, final_dir: Path):
+    if spec.method.kind == "full":
+        return load_model(str(final_dir), spec.model.dtype)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(load_model(model_path, spec.model.dtype, spec.model.revision), str(final_dir))
 
 
 def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> TrainOutcome:
-    """Train per `spec`; relative paths resolve against `workdir`; files go under `output_dir`."""
-    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, set_seed
+    """Train per `spec`; relative paths resolve against `workdir`; files go under `output_dir`.
+
+    Continues from the last complete checkpoint under `output_dir`, if there is one.
+    """
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, set_seed
 
     device = pick_device()
     set_seed(spec.experiment.seed)
@@ -202,12 +320,27 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> 
     features = tokenize_examples(
         examples, tokenizer, max_seq_len=spec.data.max_seq_len, train_on_prompt=spec.data.train_on_prompt
     )
-    model = apply_method(load_model(model_path, spec.model.dtype, spec.model.revision), spec)
-
     checkpoints_dir = output_dir / "checkpoints"
+    final_dir = output_dir / "final"
+    if (final_dir / FINAL_FACTS).is_file():
+        facts = json.loads((final_dir / FINAL_FACTS).read_text(encoding="utf-8"))
+        if hooks.on_start:
+            hooks.on_start(facts["global_step"], complete_checkpoints(checkpoints_dir))
+        return TrainOutcome(model=_load_final(spec, model_path, final_dir), tokenizer=tokenizer,
+                            final_dir=final_dir, global_step=facts["global_step"], final_loss=facts["final_loss"],
+                            train_seconds=facts["train_seconds"], num_examples=len(features),
+                            resumed_from=facts["global_step"])
+
+    model = apply_method(load_model(model_path, spec.model.dtype, spec.model.revision), spec)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    callback = _registry_callback(hooks)
-    trainer = Trainer(
+    discard_incomplete(checkpoints_dir)
+    complete = complete_checkpoints(checkpoints_dir)
+    resume_from = complete[-1] if complete else None
+    if hooks.on_start:
+        hooks.on_start(resume_from.step if resume_from else 0, complete)
+
+    callback = _registry_callback(hooks, spec.train.keep_checkpoints)
+    trainer = _staged_trainer_class()(
         model=model,
         args=_training_arguments(spec, checkpoints_dir, device),
         train_dataset=_ListDataset(features),
@@ -216,21 +349,18 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> 
     )
     # Our own progress bar and the registry carry the logs; the Trainer's printer would repeat them.
     trainer.remove_callback(PrinterCallback)
-    resume_from = latest_complete(checkpoints_dir)
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with hooks.polling():
+        result = trainer.train(resume_from_checkpoint=str(resume_from.path) if resume_from else None)
     seconds = time.perf_counter() - started
     if hooks.should_stop():
         raise RunCancelled("cancelled while training")
-
-    final_dir = output_dir / "final"
-    save_final(trainer.model, tokenizer, final_dir)
-    return TrainOutcome(
-        model=trainer.model,
-        tokenizer=tokenizer,
-        final_dir=final_dir,
-        global_step=trainer.state.global_step,
-        final_loss=callback.last_loss if callback.last_loss is not None else float(result.training_loss),
-        train_seconds=seconds,
-        num_examples=len(features),
-    )
+    final_loss = callback.last_loss if callback.last_loss is not None else float(result.training_loss)
+    outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
+                           global_step=trainer.state.global_step, final_loss=final_loss, train_seconds=seconds,
+                           num_examples=len(features), resumed_from=resume_from.step if resume_from else 0,
+                           interrupted=callback.paused)
+    if not outcome.interrupted:
+        save_final(trainer.model, tokenizer, final_dir,
+                   {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds})
+    return outcome

@@ -1,20 +1,63 @@
-"""The worker loop: claim queued runs atomically and execute them, one after another."""
+"""The worker loop: take back runs of dead workers, claim queued runs atomically, execute them.
+
+SIGTERM or SIGINT asks for a clean stop: the running run saves a checkpoint at its next
+training step (or, outside training, is interrupted at once) and goes back to the queue,
+and the loop claims nothing more. A second signal gets the default behaviour (the process
+dies; its run is then recovered by another worker's stale-run check).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import signal
 import socket
-import time
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from registry.db import Registry
 from registry.queue import claim_next
-from runner.execute import HEARTBEAT_SECONDS, RunResult, execute_run
+from registry.recovery import requeue_stale
+from runner.execute import HEARTBEAT_SECONDS, RunResult, StopRequest, execute_run
+
+log = logging.getLogger(__name__)
+STALE_AFTER_SECONDS = 120.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: StopRequest) -> Iterator[None]:
+    """Turn the first SIGTERM/SIGINT into `stop.request`; restore the previous handlers after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def handle(signum, _frame) -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)  # a second signal is not polite any more
+        stop.request(signal.Signals(signum).name, signum)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _recover(registry: Registry, stale_after: float | None) -> None:
+    if stale_after is None:
+        return
+    for recovered in requeue_stale(registry, stale_after):
+        log.warning("run %s: %s (%s)", recovered.run_id, recovered.status, recovered.error)
 
 
 def work(
@@ -26,23 +69,34 @@ def work(
     poll_seconds: float = 5.0,
     show_progress: bool = True,
     on_result: Callable[[RunResult], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    stale_after: float | None = STALE_AFTER_SECONDS,
+    stop: StopRequest | None = None,
 ) -> list[RunResult]:
-    """Execute queued runs. `once`: at most one run; `until_empty`: stop when nothing is queued."""
+    """Execute queued runs. `once`: at most one run; `until_empty`: stop when nothing is queued.
+
+    Before each claim, runs whose heartbeat is older than `stale_after` seconds are re-queued
+    (None: leave them). `stop` (made here when not given) records a SIGTERM/SIGINT.
+    """
     name = worker_name()
+    stop = stop or StopRequest()
+    sleep = sleep or stop.event.wait  # an idle worker wakes at once on SIGTERM/SIGINT
     results: list[RunResult] = []
-    while True:
-        run_id = claim_next(registry, name)
-        if run_id is None:
-            if once or until_empty:
+    with stop_on_signals(stop):
+        while not stop.requested:
+            _recover(registry, stale_after)
+            run_id = claim_next(registry, name)
+            if run_id is None:
+                if once or until_empty:
+                    return results
+                sleep(poll_seconds)
+                continue
+            result = execute_run(registry, run_id, home=home, show_progress=show_progress,
+                                 heartbeat_seconds=heartbeat_seconds, stop=stop)
+            results.append(result)
+            if on_result:
+                on_result(result)
+            if once:
                 return results
-            sleep(poll_seconds)
-            continue
-        result = execute_run(registry, run_id, home=home, show_progress=show_progress,
-                             heartbeat_seconds=heartbeat_seconds)
-        results.append(result)
-        if on_result:
-            on_result(result)
-        if once:
-            return results
+    return results

@@ -40,7 +40,7 @@ install_server() {
         mkdir -p /etc/postgresql-common
         echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
     fi
-    export DEBIAN_FRONTEND=noninteractive
+    export DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1
     apt-get update -qq >&2
     apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold postgresql >&2
 }

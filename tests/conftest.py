@@ -1,4 +1,5 @@
-"""Shared fixtures: offline environment, a tiny model built once per session, registries in tmp_path."""
+"""Shared fixtures: offline environment, a tiny model built once per session, registries on both backends
+(SQLite in tmp_path, and a fresh database on the test PostgreSQL server named by TUNELAB_TEST_PG_URL)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def _registry_backends() -> list[str]:
 
 @pytest.fixture(scope="session")
 def postgres_admin_engine():
-    """An autocommit engine on the test server's maintenance database (CREATE/DROP DATABASE need it)."""
+    """An autocommit engine on the database TUNELAB_TEST_PG_URL names, to CREATE and DROP test databases."""
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 

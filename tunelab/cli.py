@@ -14,8 +14,9 @@ import click
 
 from experiments.errors import SpecError
 from registry.errors import RegistryError
+from registry.query_help import FIELDS_HELP
 from tunelab.context import AppContext
-from tunelab.output import fmt_float, fmt_time, print_json
+from tunelab.output import print_json
 
 
 class TunelabGroup(click.Group):
@@ -152,18 +153,40 @@ def schema(output: Path | None) -> None:
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--heartbeat", type=float, default=15.0, show_default=True,
               help="Seconds between heartbeats (and looks for a cancel request) while a run executes.")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+              help="Before each claim, re-queue running runs with no heartbeat for this many seconds "
+                   "(their worker died); must exceed every worker's --heartbeat.")
 @click.pass_obj
-def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: bool, heartbeat: float) -> None:
-    """Claim queued runs and execute them: train, checkpoint, evaluate."""
+def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: bool, heartbeat: float,
+           stale_after: float) -> None:
+    """Claim queued runs and execute them: train, checkpoint, evaluate.
+
+    SIGTERM or Ctrl-C stops cleanly: the current run saves a checkpoint at its next step and
+    goes back to the queue; exit status 0 after SIGTERM, 130 after Ctrl-C. A second signal
+    stops at once (the run is then recovered by --stale-after).
+    """
+    import signal
+
+    from runner.execute import StopRequest
     from runner.worker import work
+
+    if stale_after <= heartbeat:
+        raise click.BadParameter(f"{stale_after:g}s would take live runs for dead ones: it must exceed "
+                                 f"--heartbeat ({heartbeat:g}s)", param_hint="--stale-after")
 
     def report(result) -> None:
         line = f"run {result.run_id}: {result.status}"
         click.echo(line + (f" ({result.error})" if result.error else ""))
 
+    stop = StopRequest()
     results = work(app.registry(), home=app.home, once=once, until_empty=until_empty, poll_seconds=poll,
-                   show_progress=not quiet, on_result=report, heartbeat_seconds=heartbeat)
-    if not results and (once or until_empty):
+                   show_progress=not quiet, on_result=report, heartbeat_seconds=heartbeat,
+                   stale_after=stale_after, stop=stop)
+    if stop.requested:
+        click.echo(f"worker stopped ({stop.reason})")
+        if stop.signum == signal.SIGINT:
+            raise SystemExit(130)
+    elif not results and (once or until_empty):
         click.echo("queue is empty")
 
 
@@ -197,34 +220,26 @@ def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
         raise SystemExit(1)
 
 
-@cli.command(name="ls")
+@cli.command(name="ls", epilog=FIELDS_HELP)
+@click.option("--where", "where", metavar="EXPR", help='Filter, e.g. \'method.kind = "lora" and arc_challenge > 0.3\'.')
+@click.option("--sort", metavar="FIELD", help="Order by a field (a score, a spec key, id, name...); best first.")
+@click.option("--asc", is_flag=True, help="Sort ascending instead.")
 @click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
-@click.option("--limit", type=int, default=None, help="Show at most this many runs (newest first).")
-@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.option("--limit", type=int, default=None, help="Show at most this many runs.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_obj
-def ls_command(app: AppContext, status: str | None, limit: int | None, as_json: bool) -> None:
-    """List runs, newest first, with their headline scores."""
-    from registry.queries import list_runs, run_scores
-    from reports.scores import headline_scores
+def ls_command(app: AppContext, where: str | None, sort: str | None, asc: bool, status: str | None,
+               limit: int | None, fmt: str, as_json: bool) -> None:
+    """List runs (newest first) with their headline scores; filter and sort with a small query language."""
+    from registry.queries import run_scores
+    from registry.run_query import query_runs
+    from tunelab.listing import print_runs
 
     registry = app.registry()
-    runs = list_runs(registry, status=status, limit=limit)
-    scores = run_scores(registry, [r.run_id for r in runs])
-    if as_json:
-        print_json([dict(asdict(r), scores=headline_scores(scores.get(r.run_id, []), "finetuned")) for r in runs])
-        return
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=f"runs in {app.url}", title_justify="left")
-    for column in ("run", "experiment", "status", "method", "created", "loss", "average"):
-        table.add_column(column, justify="right" if column in ("run", "loss", "average") else "left")
-    for r in runs:
-        average = headline_scores(scores.get(r.run_id, []), "finetuned").get("average")
-        table.add_row(str(r.run_id), Text(r.name), r.status, r.method, fmt_time(r.created_at),
-                      fmt_float(r.final_loss), fmt_float(average))
-    Console().print(table)
+    runs = query_runs(registry, where=where, sort=sort, descending=not asc, limit=limit, status=status)
+    scores = run_scores(registry, [r.run_id for r in runs], headline_only=True)
+    print_runs(runs, scores, fmt="json" if as_json else fmt, title=f"runs in {app.url}")
 
 
 @cli.command()
@@ -247,15 +262,46 @@ def show(app: AppContext, run_id: int, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("leaderboard.html"),
               show_default=True, help="HTML file to write.")
 @click.option("--title", default="tunelab leaderboard", show_default=True)
+@click.option("--run-pages/--no-run-pages", default=True, show_default=True,
+              help="Also write one page per run (spec, curves, per-subject scores, fingerprint).")
 @click.pass_obj
-def report(app: AppContext, output: Path, title: str) -> None:
-    """Render a self-contained HTML leaderboard of every evaluated model."""
-    from reports.leaderboard import build_leaderboard
-    from reports.render import write_leaderboard
+def report(app: AppContext, output: Path, title: str, run_pages: bool) -> None:
+    """Render a static HTML leaderboard of every evaluated model, with a page per run.
 
-    board = build_leaderboard(app.registry(), title=title)
-    write_leaderboard(board, output)
-    click.echo(f"wrote {output} ({len(board.rows)} models)")
+    The run pages go to a folder beside the file (leaderboard_runs/ for leaderboard.html),
+    linked with relative paths: the report opens from disk, with no server and no network.
+    """
+    from reports.render import runs_dir_for, write_report
+
+    board = write_report(app.registry(), output, title=title, run_pages=run_pages)
+    pages = f" and run pages in {runs_dir_for(output)}/" if run_pages else ""
+    click.echo(f"wrote {output} ({len(board.rows)} models){pages}")
+
+
+@cli.command()
+@click.argument("run_a", type=int)
+@click.argument("run_b", type=int)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write an HTML comparison page to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.pass_obj
+def compare(app: AppContext, run_a: int, run_b: int, output: Path | None, as_json: bool) -> None:
+    """Compare two runs: differing spec keys, score deltas with significance, flipped items."""
+    from reports.compare import build_comparison
+    from tunelab.compare_text import print_comparison
+
+    comparison = build_comparison(app.registry(), run_a, run_b)
+    if as_json:
+        data = asdict(comparison)
+        data.pop("loss_svg")
+        print_json(data)
+    else:
+        print_comparison(comparison)
+    if output is not None:
+        from reports.render import render_comparison, write_atomically
+
+        write_atomically(output, render_comparison(comparison))
+        click.echo(f"wrote {output}")
 
 
 @cli.group()
@@ -288,3 +334,8 @@ def db_upgrade(app: AppContext, revision: str) -> None:
 
 def main() -> None:
     cli(prog_name="tunelab")
+
+
+from tunelab.eval_commands import register  # noqa: E402  (eval, doctor: their own module)
+
+register(cli)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from registry.db import Registry, default_url, open_registry
+if TYPE_CHECKING:
+    from registry.db import Registry
+
 
 
 @dataclass
@@ -16,9 +19,13 @@ class AppContext:
 
     @property
     def url(self) -> str:
+        from registry.db import default_url
+
         return self.db_url or default_url(self.home)
 
     def registry(self) -> Registry:
+        from registry.db import open_registry
+
         if self._registry is None:
             self.home.mkdir(parents=True, exist_ok=True)
             self._registry = open_registry(self.url)

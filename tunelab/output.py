@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from registry.queries import to_jsonable
-
 
 def print_json(data: Any) -> None:
+    from registry.queries import to_jsonable
+
     click.echo(json.dumps(to_jsonable(data), indent=2))
 
 

@@ -1,4 +1,4 @@
-"""Queue claims are atomic: concurrent workers never get the same run."""
+"""Queue claims are atomic: concurrent workers never get the same run, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import multiprocessing
 
 from sqlmodel import select
 
-from registry.db import default_url, open_registry
+from registry.db import open_registry
 from registry.models import Run
 from registry.queue import claim_next, mark_succeeded
 from registry.submissions import NewExperiment, submit
@@ -47,21 +47,21 @@ def test_duplicate_spec_hash_is_reported(registry):
     assert forced.experiment_id == first.experiment_id and forced.run_id not in (None, first.run_id)
 
 
-def _drain(url: str, worker: str, out) -> None:
+def _drain(url: str, worker: str, start, out) -> None:
     registry = open_registry(url)
+    start.wait(timeout=120)  # every worker is up before any claims, so the claims really overlap
     claimed = []
     while (run_id := claim_next(registry, worker)) is not None:
         claimed.append(run_id)
+    registry.engine.dispose()
     out.put(claimed)
 
 
-def test_concurrent_processes_never_claim_the_same_run(tmp_path):
-    url = default_url(tmp_path)
-    registry = open_registry(url)
+def test_concurrent_processes_never_claim_the_same_run(registry):
     submit(registry, [new_experiment(str(i)) for i in range(120)])
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    workers = [context.Process(target=_drain, args=(url, f"w{i}", queue)) for i in range(4)]
+    start, queue = context.Barrier(4), context.Queue()
+    workers = [context.Process(target=_drain, args=(registry.url, f"w{i}", start, queue)) for i in range(4)]
     for process in workers:
         process.start()
     claimed = [run_id for _ in workers for run_id in queue.get(timeout=120)]
@@ -70,5 +70,6 @@ def test_concurrent_processes_never_claim_the_same_run(tmp_path):
     assert len(claimed) == 120
     assert len(set(claimed)) == 120, "a run was claimed twice"
     with registry.session() as session:
-        workers_seen = {run.worker for run in session.exec(select(Run)).all()}
-    assert len(workers_seen) >= 2, "the claims were not actually concurrent"
+        runs = session.exec(select(Run)).all()
+    assert {run.status for run in runs} == {"running"}
+    assert len({run.worker for run in runs}) >= 2, "the claims were not actually concurrent"

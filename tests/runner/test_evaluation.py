@@ -436,3 +436,30 @@ def test_offline_without_local_data_says_what_to_do(tiny_model_dir, tmp_path):
     line = done.stdout.strip().splitlines()[-1]
     assert line.startswith("EvaluationError: arc_challenge: the hub dataset is not in the local cache")
     assert "set [eval] benchmarks_dir or TUNELAB_BENCHMARKS_DIR to a local copy" in line
+
+
+# ---------------------------------------------------------------- single MMLU subjects
+
+
+def test_single_mmlu_subjects_make_one_partial_mmlu(tmp_path):
+    settings = EvalSection(tasks=["mmlu_virology", "arc_challenge", "mmlu_anatomy"])
+    plans = plan_tasks(settings, benchmarks_dir=SAMPLE, base_dir=tmp_path, out_dir=tmp_path / "tasks")
+    assert [p.name for p in plans] == ["mmlu", "arc_challenge"]
+    assert [t.reported for t in plans[0].tasks] == ["mmlu_virology", "mmlu_anatomy"]
+    assert (plans[0].complete, plans[1].complete) == (False, True)
+    assert sorted(p.name for p in (tmp_path / "tasks").iterdir()) == [
+        "tunelab_arc_challenge.yaml", "tunelab_mmlu_anatomy.yaml", "tunelab_mmlu_virology.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        (["mmlu", "mmlu_anatomy"], "both mmlu .all subjects. and single"),
+        (["mmlu_anatomy", "mmlu"], "both mmlu .all subjects. and single"),
+        (["mmlu_astrology"], "unknown eval task.*'mmlu_astrology'"),
+        (["anatomy", "mmlu_virology"], "unknown eval task.*'anatomy'"),
+    ],
+)
+def test_bad_mmlu_subject_requests(tasks, message, tmp_path):
+    with pytest.raises(EvaluationError, match=message):
+        plan_tasks(EvalSection(tasks=tasks), benchmarks_dir=SAMPLE, base_dir=tmp_path, out_dir=tmp_path)

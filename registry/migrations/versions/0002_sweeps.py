@@ -21,7 +21,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(), nullable=False),
         sa.Column("spec_path", sa.String(), nullable=False),
         sa.Column("definition_json", sa.String(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     # Batch mode: SQLite can't add a foreign key to an existing table in place.
     with op.batch_alter_table("experiment") as batch:

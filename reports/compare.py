@@ -1,0 +1,103 @@
+"""Compare two runs: the spec keys that differ, score deltas with significance, loss curves, flipped items."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from registry.db import Registry
+from registry.queries import RunDetail, run_detail
+from reports.charts import line_chart
+from reports.run_page import loss_series
+from reports.scores import BENCHMARKS
+
+
+@dataclass
+class SpecDifference:
+    key: str
+    a: str
+    b: str
+
+
+@dataclass
+class ScoreDelta:
+    task: str
+    metric: str
+    a: float | None
+    b: float | None
+    delta: float | None
+    p_value: float | None = None  # McNemar's exact test on the items both models answered
+    flips: list[dict] = field(default_factory=list)  # items right for one model and wrong for the other
+
+
+@dataclass
+class Comparison:
+    a_id: int
+    b_id: int
+    a_name: str
+    b_name: str
+    spec_differences: list[SpecDifference]
+    scores: list[ScoreDelta]
+    loss_svg: str | None
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"learning_rate": 1e-3}} -> {"train.learning_rate": 1e-3}; lists stay values."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
+def spec_differences(a: dict, b: dict) -> list[SpecDifference]:
+    fa, fb = flatten(a), flatten(b)
+    missing = "(not set)"
+    return [
+        SpecDifference(key, json.dumps(fa[key]) if key in fa else missing,
+                       json.dumps(fb[key]) if key in fb else missing)
+        for key in sorted(set(fa) | set(fb))
+        if fa.get(key, missing) != fb.get(key, missing) and key != "experiment.name"
+    ]
+
+
+def _headline(detail: RunDetail) -> dict[str, Any]:
+    return {r.task: r for r in detail.scores if r.model_kind == "finetuned" and r.task_group is None}
+
+
+def _samples(registry: Registry, run_id: int, task: str) -> list[dict] | None:
+    from registry.queries import samples_of
+
+    return samples_of(registry, run_id, "finetuned", task)
+
+
+def _paired(a_samples: list[dict] | None, b_samples: list[dict] | None) -> tuple[float | None, list[dict]]:
+    """McNemar's exact p-value and the flipped items, from two per-item logs of the same task."""
+    if not a_samples or not b_samples:
+        return None, []
+    from reports.flips import flipped_items, mcnemar_exact
+
+    flips = flipped_items(a_samples, b_samples)
+    a_only = sum(1 for f in flips if f["direction"] == "right_to_wrong")
+    b_only = sum(1 for f in flips if f["direction"] == "wrong_to_right")
+    return mcnemar_exact(a_only, b_only), flips
+
+
+def build_comparison(registry: Registry, a_id: int, b_id: int) -> Comparison:
+    a, b = run_detail(registry, a_id), run_detail(registry, b_id)
+    ha, hb = _headline(a), _headline(b)
+    order = [t for t in BENCHMARKS if t in ha or t in hb] + sorted((set(ha) | set(hb)) - set(BENCHMARKS))
+    scores = []
+    for task in order:
+        ra, rb = ha.get(task), hb.get(task)
+        delta = rb.value - ra.value if ra and rb else None
+        p_value, flips = _paired(_samples(registry, a_id, task), _samples(registry, b_id, task)) if ra and rb else (
+            None, [])
+        scores.append(ScoreDelta(task, (ra or rb).metric, ra.value if ra else None, rb.value if rb else None,
+                                 delta, p_value, flips))
+    label_a, label_b = f"#{a_id} {a.summary.name}", f"#{b_id} {b.summary.name}"
+    loss_svg = line_chart([loss_series(a, label_a), loss_series(b, label_b)], title="Training loss",
+                          xlabel="step", ylabel="loss")
+    return Comparison(a_id, b_id, a.summary.name, b.summary.name, spec_differences(a.spec, b.spec), scores, loss_svg)

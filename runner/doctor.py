@@ -1,0 +1,238 @@
+"""Check that every queued run will find its files, before a worker takes a GPU for it (`tunelab doctor`).
+
+Per run: the base model and its tokenizer (a local directory, or the hub cache), the training data, the benchmark
+data of each eval task (the files in the benchmarks directory, or the hub datasets' cache when offline) and the
+custom tasks' files. Nothing is loaded and nothing is downloaded; only files are looked at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.lm_eval_tasks import (
+    LEADERBOARD,
+    EvaluationError,
+    benchmark_requests,
+    check_custom_rows,
+    official_tasks_dir,
+    required_local_files,
+)
+
+if TYPE_CHECKING:
+    from experiments.schema import Spec
+    from registry.db import Registry
+
+_WEIGHTS = ("*.safetensors", "*.bin")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+_DATASET_LINE = re.compile(r"""^["']?dataset_path["']?:\s*["']?([^"'\s]+)""", re.MULTILINE)
+_INCLUDE_LINE = re.compile(r"""^["']?include["']?:\s*["']?([^"'\s]+)""", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing a run needs that is not there."""
+
+    what: str  # "base model", "tokenizer", "train data", "benchmark data", "custom task", "eval tasks"
+    where: str  # the path or hub id looked for
+    detail: str
+
+
+@dataclass
+class RunCheck:
+    run_id: int
+    name: str
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # fine, but worth knowing (a download will happen)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _offline(environ: Mapping[str, str]) -> bool:
+    return any(environ.get(n, "").strip().lower() in {"1", "true", "yes", "on"}
+               for n in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def check_queued_runs(registry: Registry, *, offline: bool = False,
+                      environ: Mapping[str, str] = os.environ) -> list[RunCheck]:
+    """One check per queued run, in queue order. `offline` (or HF_*_OFFLINE) means nothing may be downloaded."""
+    from experiments.schema import Spec
+    from registry.queries import experiment_for_run, list_runs
+
+    offline = offline or _offline(environ)
+    checks = []
+    for summary in sorted(list_runs(registry, status="queued"), key=lambda r: r.run_id):
+        _, experiment = experiment_for_run(registry, summary.run_id)
+        check = RunCheck(summary.run_id, summary.name)
+        spec = Spec.model_validate(json.loads(experiment.resolved_json))
+        check_spec(spec, Path(experiment.workdir), check, registry=registry, offline=offline, environ=environ)
+        checks.append(check)
+    return checks
+
+
+def check_spec(spec: Spec, workdir: Path, check: RunCheck, *, registry: Registry | None = None,
+               offline: bool, environ: Mapping[str, str]) -> RunCheck:
+    """Add to `check` what `spec`, submitted from `workdir`, needs and does not find."""
+    _check_model(spec, workdir, check, registry, offline, environ)
+    train = _path(spec.data.train, workdir)
+    if not train.is_file():
+        check.problems.append(Problem("train data", str(train), "file not found"))
+    elif train.stat().st_size == 0:
+        check.problems.append(Problem("train data", str(train), "file is empty"))
+    _check_benchmarks(spec, workdir, check, offline, environ)
+    for custom in spec.eval.custom:
+        path = _path(custom.path, workdir)
+        try:
+            check_custom_rows(path)
+        except EvaluationError as err:
+            check.problems.append(Problem("custom task", str(path), f"{custom.name}: {err}"))
+    return check
+
+
+def _path(raw: str, workdir: Path) -> Path:
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else Path(workdir) / path
+
+
+# ---------------------------------------------------------------- the base model
+
+
+def _check_model(spec: Spec, workdir: Path, check: RunCheck, registry: Registry | None, offline: bool,
+                 environ: Mapping[str, str]) -> None:
+    base = spec.model.base
+    if base.startswith("run:"):
+        _check_run_weights(base, check, registry)
+        return
+    local = _path(base, workdir)
+    if local.is_dir():
+        _check_model_dir(local, check, str(local))
+    elif base.startswith((".", "/", "~")) or base.count("/") > 1:
+        check.problems.append(Problem("base model", str(local), "directory not found"))
+    else:
+        _check_hub_model(base, spec.model.revision, check, offline, environ)
+
+
+def _check_model_dir(directory: Path, check: RunCheck, label: str) -> None:
+    if not (directory / "config.json").is_file():
+        check.problems.append(Problem("base model", label, "no config.json"))
+    if not any(p for pattern in _WEIGHTS for p in directory.glob(pattern) if p.name != "training_args.bin"):
+        check.problems.append(Problem("base model", label, "no weights (*.safetensors or *.bin)"))
+    if not any((directory / name).is_file() for name in _TOKENIZER_FILES):
+        check.problems.append(Problem("tokenizer", label, f"none of {', '.join(_TOKENIZER_FILES)}"))
+
+
+def _check_hub_model(repo_id: str, revision: str | None, check: RunCheck, offline: bool,
+                     environ: Mapping[str, str]) -> None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        snapshot = Path(snapshot_download(repo_id, revision=revision, local_files_only=True,
+                                          cache_dir=_hf_caches(environ)[0]))
+    except HFValidationError:
+        check.problems.append(Problem("base model", repo_id, "neither a local directory nor a hub model id"))
+        return
+    except LocalEntryNotFoundError:
+        if offline:
+            check.problems.append(Problem("base model", repo_id, "not in the hub cache, and hub access is off"))
+        else:
+            check.notes.append(f"base model {repo_id} is not in the hub cache: the worker will download it")
+        return
+    _check_model_dir(snapshot, check, f"{repo_id} (hub cache {snapshot})")
+
+
+def _check_run_weights(base: str, check: RunCheck, registry: Registry | None) -> None:
+    from registry.errors import NotFound
+
+    run_id = base.removeprefix("run:")
+    if registry is None or not run_id.isdigit():
+        check.problems.append(Problem("base model", base, "not a run id"))
+        return
+    from registry.queries import experiment_for_run
+
+    try:
+        run, _ = experiment_for_run(registry, int(run_id))
+    except NotFound:
+        check.problems.append(Problem("base model", base, f"no run {run_id}"))
+        return
+    final = Path(run.output_dir) / "final" if run.output_dir else None
+    if final is None or not final.is_dir():
+        check.problems.append(Problem("base model", base, f"run {run_id} has no final weights yet ({run.status})"))
+
+
+# ---------------------------------------------------------------- benchmark data
+
+
+def _check_benchmarks(spec: Spec, workdir: Path, check: RunCheck, offline: bool,
+                      environ: Mapping[str, str]) -> None:
+    from runner.evaluation import BENCHMARKS_DIR_ENV, resolve_benchmarks_dir
+
+    try:
+        requested = benchmark_requests(spec.eval.tasks)
+    except EvaluationError as err:
+        check.problems.append(Problem("eval tasks", ", ".join(spec.eval.tasks), str(err)))
+        return
+    try:
+        benchmarks_dir = resolve_benchmarks_dir(spec.eval, workdir, environ)
+    except EvaluationError as err:
+        where = spec.eval.benchmarks_dir or environ.get(BENCHMARKS_DIR_ENV, "")
+        check.problems.append(Problem("benchmark data", where, str(err)))
+        return
+    if benchmarks_dir is not None:
+        for name, files in required_local_files(spec.eval.tasks).items():
+            missing = [rel for rel in files if not (benchmarks_dir / rel).is_file()]
+            for rel in missing:
+                check.problems.append(Problem("benchmark data", str(benchmarks_dir / rel), f"{name}: file not found"))
+        return
+    for name in requested:
+        dataset = hub_dataset(name)
+        if _dataset_cached(dataset, environ):
+            continue
+        if offline:
+            check.problems.append(Problem(
+                "benchmark data", dataset,
+                f"{name}: hub dataset not in the cache and hub access is off; set [eval] benchmarks_dir or "
+                f"{BENCHMARKS_DIR_ENV} to a local copy",
+            ))
+        else:
+            check.notes.append(f"{name}: hub dataset {dataset} is not cached: the worker will download it")
+
+
+def hub_dataset(benchmark: str) -> str:
+    """The hub dataset a benchmark's official lm-eval task loads (following its `include:` chain)."""
+    official = official_tasks_dir()
+    path = official / LEADERBOARD[benchmark].official_yaml.format(subject="anatomy")
+    seen: set[Path] = set()
+    while path not in seen:
+        seen.add(path)
+        text = path.read_text(encoding="utf-8")
+        if found := _DATASET_LINE.search(text):
+            return found.group(1)
+        includes = _INCLUDE_LINE.findall(text)
+        if not includes:
+            break
+        path = (path.parent / includes[0]).resolve()
+    raise EvaluationError(f"cannot tell which hub dataset {benchmark} loads")
+
+
+def _hf_caches(environ: Mapping[str, str]) -> tuple[Path, Path]:
+    """The hub cache and the datasets cache, as huggingface_hub and datasets find them from the environment."""
+    home = Path(environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
+    hub_cache = Path(environ.get("HF_HUB_CACHE", home / "hub")).expanduser()
+    return hub_cache, Path(environ.get("HF_DATASETS_CACHE", home / "datasets")).expanduser()
+
+
+def _dataset_cached(dataset: str, environ: Mapping[str, str]) -> bool:
+    """Whether `datasets` could load a hub dataset offline: its files in the hub cache, or its prepared arrow."""
+    hub_cache, datasets_cache = _hf_caches(environ)
+    owner_name = dataset.split("/")
+    return (hub_cache / ("datasets--" + "--".join(owner_name))).is_dir() or (
+        datasets_cache / "___".join(owner_name)
+    ).is_dir()

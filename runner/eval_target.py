@@ -1,0 +1,285 @@
+"""Evaluate any model into the registry (`tunelab eval TARGET`): a run's final weights, a local directory, a hub id.
+
+A target resolves to a `ModelSource`: the directory of full weights, plus a LoRA adapter directory where there is
+one. Its scores are recorded as model_kind "eval", under the run's id when the target is a run and with no run
+otherwise, named by the target ("run:3", an absolute path, a hub id) and by the content hash of the weights.
+Evaluation goes through the cache (runner.eval_cache), so evaluating the same weights again is a look-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import RunFailed
+
+if TYPE_CHECKING:
+    from experiments.schema import EvalSection
+    from registry.db import Registry
+    from runner.evaluation import EvalOutcome
+
+log = logging.getLogger(__name__)
+_RUN_TARGET = re.compile(r"^(?:run:)?(\d+)$")
+# What a model needs from the hub to be evaluated; optimizer states and other formats' weights are not fetched.
+_HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.bin"]
+
+
+class EvalTargetError(RunFailed):
+    """A target that cannot be evaluated: no such run, no final weights, a path or hub id that is not a model."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights of one evaluation target are, and how to load them."""
+
+    label: str  # the registry's model_name: "run:3", an absolute path, or a hub id
+    model_dir: Path  # full weights: the model itself, or the base model under an adapter
+    adapter_dir: Path | None
+    dtype: str
+    run_id: int | None = None
+    base_dir: Path | None = None  # where relative paths in the run's eval settings point (its submit directory)
+
+    @property
+    def directories(self) -> list[Path]:
+        """What the model's content hash covers: the weights, then the adapter."""
+        return [self.model_dir] + ([self.adapter_dir] if self.adapter_dir else [])
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        # Training saves the tokenizer beside the adapter; a bare adapter uses its base model's.
+        if self.adapter_dir and any((self.adapter_dir / n).is_file() for n in ("tokenizer.json", "tokenizer.model")):
+            return self.adapter_dir
+        return self.model_dir
+
+
+@dataclass(frozen=True)
+class TargetEvaluation:
+    source: ModelSource
+    digest: str
+    eval_key: str
+    outcome: EvalOutcome
+    recorded: bool  # False when an identical evaluation was already in the registry
+
+
+def _offline(environ: Mapping[str, str]) -> bool:
+    return any(environ.get(n, "").strip().lower() in {"1", "true", "yes", "on"} for n in ("HF_HUB_OFFLINE",))
+
+
+def hub_model_dir(repo_id: str, revision: str | None = None, *, environ: Mapping[str, str] = os.environ) -> Path:
+    """The local snapshot of a hub model: from the cache, downloaded first unless hub access is off."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    offline = _offline(environ)
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES,
+                                      local_files_only=offline))
+    except LocalEntryNotFoundError:
+        raise EvalTargetError(
+            f"hub model {repo_id!r} is not in the local cache and hub access is off (HF_HUB_OFFLINE); "
+            "download it once online, or give a local directory"
+        ) from None
+    except HFValidationError:
+        raise EvalTargetError(f"{repo_id!r} is neither a directory nor a hub model id") from None
+    except OSError as err:  # network and HTTP errors from the hub client
+        raise EvalTargetError(f"cannot fetch hub model {repo_id!r}: {err}") from None
+
+
+def model_dir_for(base: str, *, workdir: Path, revision: str | None = None,
+                  environ: Mapping[str, str] = os.environ) -> Path:
+    """A spec's `model.base` (a directory relative to `workdir`, or a hub id) as a local directory."""
+    candidate = Path(base).expanduser()
+    candidate = candidate if candidate.is_absolute() else Path(workdir) / candidate
+    if candidate.is_dir():
+        return candidate.resolve()
+    if base.startswith((".", "/", "~")) or base.count("/") > 1:
+        raise EvalTargetError(f"model directory {candidate} does not exist")
+    return hub_model_dir(base, revision, environ=environ)
+
+
+def trained_source(final_dir: Path, *, base: str, workdir: Path, dtype: str, revision: str | None = None,
+                   run_id: int | None = None, environ: Mapping[str, str] = os.environ) -> ModelSource:
+    """A run's final weights: the full model, or its base plus the adapter training saved."""
+    final_dir = Path(final_dir)
+    label = f"run:{run_id}" if run_id is not None else str(final_dir)
+    if (final_dir / "adapter_config.json").is_file():
+        base_dir = model_dir_for(base, workdir=workdir, revision=revision, environ=environ)
+        return ModelSource(label, base_dir, final_dir.resolve(), dtype, run_id, Path(workdir))
+    return ModelSource(label, final_dir.resolve(), None, dtype, run_id, Path(workdir))
+
+
+def resolve_target(registry: Registry, target: str, *, home: Path, cwd: Path, dtype: str | None = None,
+                   revision: str | None = None, environ: Mapping[str, str] = os.environ) -> ModelSource:
+    """`run:ID` or ID (a run's final weights), a local model or adapter directory, or a hub model id."""
+    match = _RUN_TARGET.match(target)
+    if match and not (Path(cwd) / target).is_dir():
+        return _run_source(registry, int(match.group(1)), home=home, dtype=dtype, environ=environ)
+    path = Path(target).expanduser()
+    path = path if path.is_absolute() else Path(cwd) / path
+    if path.is_dir():
+        path = path.resolve()
+        if (path / "adapter_config.json").is_file():
+            config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+            base = config.get("base_model_name_or_path")
+            if not base:
+                raise EvalTargetError(f"adapter {path} does not name its base model (base_model_name_or_path)")
+            base_dir = model_dir_for(base, workdir=path, revision=revision, environ=environ)
+            return ModelSource(str(path), base_dir, path, dtype or "float32")
+        return ModelSource(str(path), path, None, dtype or "float32")
+    if target.startswith((".", "/", "~")):
+        raise EvalTargetError(f"model directory {path} does not exist")
+    return ModelSource(target, hub_model_dir(target, revision, environ=environ), None, dtype or "float32")
+
+
+def _run_source(registry: Registry, run_id: int, *, home: Path, dtype: str | None,
+                environ: Mapping[str, str]) -> ModelSource:
+    from experiments.schema import Spec
+    from registry.queries import experiment_for_run
+
+    run, experiment = experiment_for_run(registry, run_id)
+    spec = Spec.model_validate(json.loads(experiment.resolved_json))
+    output_dir = Path(run.output_dir) if run.output_dir else Path(home) / "runs" / str(run_id)
+    final_dir = output_dir / "final"
+    if not final_dir.is_dir():
+        raise EvalTargetError(f"run {run_id} has no final weights at {final_dir} (status {run.status})")
+    return trained_source(final_dir, base=spec.model.base, workdir=Path(experiment.workdir),
+                          dtype=dtype or spec.model.dtype, revision=spec.model.revision, run_id=run_id,
+                          environ=environ)
+
+
+def run_eval_settings(registry: Registry, run_id: int) -> tuple[EvalSection, int]:
+    """A run's own [eval] section and seed: the defaults for evaluating its weights again."""
+    from experiments.schema import Spec
+    from registry.queries import experiment_for_run
+
+    _, experiment = experiment_for_run(registry, run_id)
+    spec = Spec.model_validate(json.loads(experiment.resolved_json))
+    return spec.eval, spec.experiment.seed
+
+
+def load_source(source: ModelSource) -> tuple[Any, Any]:
+    """Load the model (with its adapter applied, not merged) and its tokenizer, ready to evaluate."""
+    from runner.training import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(str(source.tokenizer_dir))
+    model = load_model(str(source.model_dir), source.dtype)
+    if source.adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(source.adapter_dir))
+    model.eval()
+    return model, tokenizer
+
+
+def settings_key(settings: EvalSection, *, dtype: str, seed: int, lm_eval_version: str) -> str:
+    """What makes two evaluations of one model interchangeable; the same recipe as runner.execute.eval_key."""
+    from experiments.canonical import canonical_json
+
+    values = settings.model_dump(mode="json")
+    values.pop("baseline", None)
+    payload = {"eval": values, "dtype": dtype, "lm_eval": lm_eval_version, "seed": seed}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+
+def evaluate_target(
+    registry: Registry,
+    source: ModelSource,
+    settings: EvalSection,
+    *,
+    home: Path,
+    base_dir: Path,
+    seed: int,
+    refresh: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> TargetEvaluation:
+    """Evaluate `source` as `settings` ask (through the cache) and record its scores as model_kind "eval"."""
+    from registry.queries import model_evaluations
+    from registry.recording import ScoreRecord, record_scores
+    from runner.eval_cache import evaluate_cached, model_digest
+
+    digest = model_digest(source.directories, registry)
+    outcome = evaluate_cached(
+        registry, lambda: load_source(source), digest, settings, workdir=Path(home) / "evals" / digest[:16],
+        base_dir=base_dir, seed=seed, dtype=source.dtype, progress=progress, refresh=refresh,
+    )
+    key = settings_key(settings, dtype=source.dtype, seed=seed, lm_eval_version=outcome.lm_eval_version)
+    already = any(
+        e.model_name == source.label and e.eval_key == key and e.model_digest == digest
+        and {s.task for s in e.scores} >= {s.task for s in outcome.scores}
+        for e in model_evaluations(registry)
+    )
+    if already and len(outcome.cached) == len(outcome.fingerprint["tasks"]):
+        return TargetEvaluation(source, digest, key, outcome, recorded=False)
+    fingerprint = dict(outcome.fingerprint, eval_key=key)
+    records = [
+        ScoreRecord(model_kind="eval", model_name=source.label, task=s.task, metric=s.metric, value=s.value,
+                    stderr=s.stderr, num_fewshot=s.num_fewshot, limit=s.limit, n_samples=s.n_samples,
+                    task_group=s.group, comparable=s.comparable, lm_eval_version=outcome.lm_eval_version,
+                    fingerprint=fingerprint, samples=outcome.samples.get(s.task), model_digest=digest)
+        for s in outcome.scores
+    ]
+    record_scores(registry, source.run_id, records)
+    return TargetEvaluation(source, digest, key, outcome, recorded=True)
+
+
+def settings_from_options(
+    defaults: EvalSection,
+    *,
+    cwd: Path,
+    tasks: list[str] | None = None,
+    limit: int | None = None,
+    benchmarks_dir: str | None = None,
+    custom: list[tuple[str, str]] | None = None,
+    batch_size: int | None = None,
+) -> EvalSection:
+    """`defaults` (a run's [eval], or the spec defaults) with the options given on the command line applied.
+
+    Paths from the command line are made absolute against `cwd`, so the recorded settings name real files.
+    """
+    changes: dict[str, Any] = {}
+    if tasks is not None:
+        changes["tasks"] = tasks
+    if limit is not None:
+        changes["limit"] = limit
+    if benchmarks_dir is not None:
+        changes["benchmarks_dir"] = str((Path(cwd) / Path(benchmarks_dir).expanduser()).resolve())
+    if custom:
+        changes["custom"] = [{"name": name, "path": str((Path(cwd) / path).resolve())} for name, path in custom]
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    # Validate as a whole, so a bad value fails as the spec would.
+    return type(defaults).model_validate(defaults.model_dump() | changes)
+
+
+def base_model_digest(registry: Registry, base: str, *, workdir: Path, revision: str | None = None) -> str | None:
+    """The content hash of a spec's base model, or None (evaluate without the cache) where its files are not
+    on this machine as a directory (a model the loader found some other way)."""
+    from runner.eval_cache import model_digest
+    from runner.evaluation import EvaluationError
+
+    try:
+        return model_digest([model_dir_for(base, workdir=workdir, revision=revision)], registry)
+    except (EvalTargetError, EvaluationError, OSError) as err:
+        log.warning("base model %s: evaluating without the cache (%s)", base, err)
+        return None
+
+
+def trained_model_digest(registry: Registry, final_dir: Path, *, base: str, workdir: Path,
+                         revision: str | None = None) -> str | None:
+    """The content hash of a run's final weights (with its base model, for an adapter), or None as above."""
+    from runner.eval_cache import model_digest
+    from runner.evaluation import EvaluationError
+
+    try:
+        source = trained_source(final_dir, base=base, workdir=workdir, dtype="float32", revision=revision)
+        return model_digest(source.directories, registry)
+    except (EvalTargetError, EvaluationError, OSError) as err:
+        log.warning("%s: evaluating without the cache (%s)", final_dir, err)
+        return None

@@ -1,0 +1,226 @@
+"""`tunelab doctor`: every queued run's files are checked before any worker starts; what is missing is listed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from experiments.schema import EvalSection
+from registry.db import default_url, open_registry
+from runner.doctor import check_queued_runs, hub_dataset
+from runner.lm_eval_tasks import LOCAL_FILES, EvaluationError, plan_tasks, required_local_files
+from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
+
+SAMPLE = REPO_ROOT / "examples" / "benchmarks"
+
+
+def _doctor(home: Path, *args: str):
+    result = invoke(home, "doctor", *args)
+    return result.exit_code, result.output
+
+
+def test_runs_with_everything_in_place_pass(tiny_model_dir, tmp_path):
+    home = tmp_path / "home"
+    invoke_json(home, "submit", str(write_spec(tmp_path / "a.toml", name="a", model_dir=tiny_model_dir)))
+    invoke_json(home, "submit", str(write_spec(tmp_path / "b.toml", name="b", model_dir=tiny_model_dir,
+                                               tasks=("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2"))))
+    code, output = _doctor(home, "--offline")
+    assert code == 0, output
+    assert output.splitlines() == ["run 1 a: ok", "run 2 b: ok", "2 queued run(s) checked, 0 with missing files"]
+    assert [(c["run_id"], c["ok"], c["problems"]) for c in json.loads(_doctor(home, "--json")[1])] == [
+        (1, True, []), (2, True, [])]
+
+
+def test_everything_missing_is_listed_per_run_and_exits_1(tiny_model_dir, tmp_path):
+    home = tmp_path / "home"
+    bench = shutil.copytree(SAMPLE, tmp_path / "bench")
+    (bench / "mmlu" / "virology" / "dev.jsonl").unlink()
+    (bench / "hellaswag" / "validation.jsonl").unlink()
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    (model / "tokenizer.json").unlink()
+    good = write_spec(tmp_path / "good.toml", name="good", model_dir=tiny_model_dir)
+    bad = write_spec(
+        tmp_path / "bad.toml", name="bad", model_dir=model, train=tmp_path / "no-such-train.jsonl",
+        tasks=("arc_challenge", "hellaswag", "mmlu"),
+        extra=f'[[eval.custom]]\nname = "mine"\npath = "{tmp_path / "mine.jsonl"}"\n',
+    ).read_text().replace(str(SAMPLE), str(bench))
+    (tmp_path / "bad.toml").write_text(bad)
+    missing_model = write_spec(tmp_path / "gone.toml", name="gone", model_dir=tmp_path / "gone-model", custom=False)
+    for spec in (good, tmp_path / "bad.toml", missing_model):
+        invoke_json(home, "submit", str(spec))
+
+    code, output = _doctor(home)
+    assert code == 1
+    checks = {c["name"]: c for c in json.loads(_doctor(home, "--json")[1])}
+    assert checks["good"]["ok"] is True
+    assert sorted((p["what"], Path(p["where"]).name) for p in checks["bad"]["problems"]) == [
+        ("benchmark data", "dev.jsonl"),
+        ("benchmark data", "validation.jsonl"),
+        ("custom task", "mine.jsonl"),
+        ("tokenizer", "model"),
+        ("train data", "no-such-train.jsonl"),
+    ]
+    assert [(p["what"], p["detail"]) for p in checks["gone"]["problems"]] == [("base model", "directory not found")]
+    # The text form names each run and each missing thing on its own line.
+    assert "run 2 bad: 5 missing" in output and "run 3 gone: 1 missing" in output
+    assert f"  - benchmark data: {bench / 'mmlu' / 'virology' / 'dev.jsonl'} (mmlu: file not found)" in output
+
+
+def test_no_queued_runs(tmp_path):
+    assert _doctor(tmp_path / "home") == (0, "no queued runs\n")
+
+
+def _hub_spec_run(tmp_path: Path, *, base: str, benchmarks: bool) -> Path:
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path / "hub.toml", name="hub", model_dir=tmp_path, custom=False)
+    text = spec.read_text().replace(f'base = "{tmp_path}"', f'base = "{base}"')
+    if not benchmarks:
+        text = text.replace(f'benchmarks_dir = "{SAMPLE}"', 'benchmarks_dir = ""')
+    spec.write_text(text)
+    invoke_json(home, "submit", str(spec))
+    return home
+
+
+def _fake_hub_model(hub_cache: Path, repo_id: str, model_dir: Path) -> None:
+    """A hub cache entry as huggingface_hub lays it out: refs/main naming a snapshot of the files."""
+    repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(model_dir, repo / "snapshots" / ("0" * 40))
+
+
+def test_hub_models_and_datasets_must_be_cached_offline(tiny_model_dir, tmp_path):
+    home = _hub_spec_run(tmp_path, base="some-org/tiny", benchmarks=False)
+    registry = open_registry(default_url(home))
+    hf = tmp_path / "hf"
+    environ = {"HF_HOME": str(hf)}
+
+    (offline,) = check_queued_runs(registry, offline=True, environ=environ)
+    assert [(p.what, p.where) for p in offline.problems] == [
+        ("base model", "some-org/tiny"), ("benchmark data", "allenai/ai2_arc")]
+    assert "TUNELAB_BENCHMARKS_DIR" in offline.problems[1].detail
+
+    (online,) = check_queued_runs(registry, offline=False, environ=environ)
+    assert online.ok and len(online.notes) == 2 and "will download" in online.notes[0]
+
+    _fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
+    (hf / "hub" / "datasets--allenai--ai2_arc").mkdir(parents=True)
+    (cached,) = check_queued_runs(registry, offline=True, environ=environ)
+    assert cached.ok, cached.problems
+
+
+def test_a_hub_snapshot_missing_its_weights_is_reported(tiny_model_dir, tmp_path):
+    home = _hub_spec_run(tmp_path, base="some-org/tiny", benchmarks=True)
+    hf = tmp_path / "hf"
+    _fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
+    next((hf / "hub").rglob("model.safetensors")).unlink()
+    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True, environ={"HF_HOME": str(hf)})
+    assert [(p.what, p.detail) for p in check.problems] == [("base model", "no weights (*.safetensors or *.bin)")]
+
+
+def test_the_environment_variable_benchmarks_dir_is_checked_too(tiny_model_dir, tmp_path):
+    home = _hub_spec_run(tmp_path, base=str(tiny_model_dir), benchmarks=False)
+    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True,
+                                 environ={"TUNELAB_BENCHMARKS_DIR": str(tmp_path / "nowhere")})
+    assert [(p.what, p.where) for p in check.problems] == [("benchmark data", str(tmp_path / "nowhere"))]
+
+
+def test_hub_datasets_are_the_official_tasks_own():
+    assert [hub_dataset(b) for b in LOCAL_FILES] == ["allenai/ai2_arc", "Rowan/hellaswag", "cais/mmlu",
+                                                      "truthfulqa/truthful_qa"]
+
+
+# ---------------------------------------------------------------- the doctor's file list is the evaluator's
+
+
+TASKS = ["arc_challenge", "hellaswag", "mmlu_anatomy", "mmlu_virology", "truthfulqa_mc2"]
+
+
+def test_required_files_are_exactly_what_evaluation_cannot_do_without(tmp_path):
+    required = [rel for files in required_local_files(TASKS).values() for rel in files]
+    assert len(required) == 2 + 1 + 4 + 1
+    minimal = tmp_path / "minimal"
+    for rel in required:  # only the required files: planning works
+        (minimal / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SAMPLE / rel, minimal / rel)
+    plan_tasks(EvalSection(tasks=TASKS), benchmarks_dir=minimal, base_dir=tmp_path, out_dir=tmp_path / "t")
+    for rel in required:  # ...and without any one of them it fails, naming that file
+        shutil.move(minimal / rel, tmp_path / "aside")
+        with pytest.raises(EvaluationError, match=f"{rel} is missing"):
+            plan_tasks(EvalSection(tasks=TASKS), benchmarks_dir=minimal, base_dir=tmp_path, out_dir=tmp_path / "t")
+        shutil.move(tmp_path / "aside", minimal / rel)
+
+
+def test_full_mmlu_requires_every_subject():
+    files = required_local_files(["mmlu"])["mmlu"]
+    assert len(files) == 2 * 57 and "mmlu/virology/dev.jsonl" in files
+
+
+# ---------------------------------------------------------------- importing a user's copy of the benchmarks
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _user_copy(root: Path) -> Path:
+    """The sample, as a user might hold it: hub parquet, a save_to_disk DatasetDict, one MMLU file per split with
+    letter answers and a subject column, TruthfulQA in its original {answer: label} form."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset, DatasetDict
+
+    src = root / "src"
+    (src / "ARC-Challenge" / "data").mkdir(parents=True)
+    for split in ("train", "validation", "test"):
+        table = pa.Table.from_pylist(_jsonl(SAMPLE / "arc_challenge" / f"{split}.jsonl"))
+        pq.write_table(table, src / "ARC-Challenge" / "data" / f"{split}-00000-of-00001.parquet")
+    rows = [dict(r, label=int(r["label"])) for r in _jsonl(SAMPLE / "hellaswag" / "validation.jsonl")]
+    DatasetDict({"validation": Dataset.from_list(rows)}).save_to_disk(str(src / "hellaswag"))
+    (src / "mmlu").mkdir()
+    for split in ("test", "dev", "validation"):
+        rows = [dict(r, answer="ABCD"[r["answer"]]) for subject in sorted((SAMPLE / "mmlu").iterdir())
+                for r in _jsonl(subject / f"{split}.jsonl")]
+        name = "val" if split == "validation" else split
+        (src / "mmlu" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    original = [{"question": r["question"],
+                 **{k: dict(zip(r[k]["choices"], r[k]["labels"], strict=True)) for k in ("mc1_targets", "mc2_targets")}}
+                for r in _jsonl(SAMPLE / "truthfulqa" / "mc_validation.jsonl")]
+    (src / "truthful_qa").mkdir()
+    (src / "truthful_qa" / "mc_validation.json").write_text(json.dumps(original))
+    return src
+
+
+def test_import_benchmarks_rebuilds_the_official_layout_from_other_formats(tmp_path):
+    import subprocess
+    import sys
+
+    src = _user_copy(tmp_path)
+    dest = tmp_path / "dest"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "import_benchmarks.py"), str(src), str(dest)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    expected = sorted(p.relative_to(SAMPLE) for p in SAMPLE.rglob("*.jsonl"))
+    assert sorted(p.relative_to(dest) for p in dest.rglob("*.jsonl")) == expected
+    for rel in expected:
+        assert _jsonl(dest / rel) == _jsonl(SAMPLE / rel), rel
+    # ...so the evaluator takes it as it is.
+    assert not [rel for files in required_local_files(["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2"])
+                .values() for rel in files if not (dest / rel).is_file()]
+
+
+def test_import_names_the_file_and_row_with_a_missing_column(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("import_benchmarks", REPO_ROOT / "scripts" / "import_benchmarks.py")
+    import_benchmarks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(import_benchmarks)
+    (tmp_path / "src" / "hellaswag").mkdir(parents=True)
+    (tmp_path / "src" / "hellaswag" / "validation.jsonl").write_text(json.dumps({"ctx_a": "a", "label": 0}) + "\n")
+    with pytest.raises(import_benchmarks.ImportProblem, match=r"validation row 1: missing column\(s\) activity_label"):
+        import_benchmarks.import_benchmarks(tmp_path / "src", tmp_path / "dest")
+    with pytest.raises(import_benchmarks.ImportProblem, match="no benchmark directory"):
+        import_benchmarks.import_benchmarks(tmp_path / "dest", tmp_path / "dest2")
