@@ -86,19 +86,24 @@ def start_worker(home: Path) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-def last_metric(db: sqlite3.Connection, run_id: int) -> tuple[int, int]:
-    """(highest row id, highest step) of the run's training metrics."""
-    row = db.execute("SELECT COALESCE(MAX(id), 0), COALESCE(MAX(step), 0) FROM trainmetric WHERE run_id = ?",
-                     (run_id,)).fetchone()
-    return row[0], row[1]
+def last_step(db: sqlite3.Connection, run_id: int) -> int:
+    return db.execute("SELECT COALESCE(MAX(step), 0) FROM trainmetric WHERE run_id = ?", (run_id,)).fetchone()[0]
 
 
-def first_new_step(db: sqlite3.Connection, run_id: int, after_id: int, worker: subprocess.Popen) -> int:
+def first_new_step(db: sqlite3.Connection, run_id: int, checkpoint: int, worker: subprocess.Popen) -> int:
+    """Wait for the restarted run to log a step after its checkpoint; that step.
+
+    Steps the killed attempt logged after the checkpoint are still there until the new attempt
+    drops them (long before its first step: model load, checkpoint restore), so a new step is
+    one logged after they are gone.
+    """
+    dropped = False
     while True:
-        row = db.execute("SELECT step FROM trainmetric WHERE run_id = ? AND id > ? ORDER BY id LIMIT 1",
-                         (run_id, after_id)).fetchone()
-        if row:
-            return row[0]
+        count, first = db.execute("SELECT COUNT(*), MIN(step) FROM trainmetric WHERE run_id = ? AND step > ?",
+                                  (run_id, checkpoint)).fetchone()
+        if dropped and count:
+            return first
+        dropped = dropped or count == 0
         if worker.poll() is not None:
             raise SystemExit(f"the worker exited ({worker.returncode}) before training resumed")
         time.sleep(POLL_SECONDS)
@@ -138,20 +143,20 @@ def main() -> None:
         kills: list[Kill] = []
         worker = start_worker(home)
         for target in targets:
-            while last_metric(db, run_id)[1] < target:
+            while last_step(db, run_id) < target:
                 if worker.poll() is not None:
                     raise SystemExit(f"the worker exited ({worker.returncode}) before step {target}")
                 time.sleep(POLL_SECONDS)
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             latest = latest_complete(checkpoints)
-            after_id, last_step = last_metric(db, run_id)
-            kill = Kill(target, last_step, int(latest.name.removeprefix("checkpoint-")) if latest else 0, 0.0, 0)
+            checkpoint = int(latest.name.removeprefix("checkpoint-")) if latest else 0
+            kill = Kill(target, last_step(db, run_id), checkpoint, 0.0, 0)
             kills.append(kill)
             requeue_stale(registry, 0)  # its worker is dead for sure: no need to wait for the heartbeat to age
             began = time.perf_counter()
             worker = start_worker(home)
-            kill.first_new_step = first_new_step(db, run_id, after_id, worker)
+            kill.first_new_step = first_new_step(db, run_id, checkpoint, worker)
             kill.restart_seconds = time.perf_counter() - began
         if worker.wait() != 0:
             raise SystemExit(f"the last worker failed ({worker.returncode})")
@@ -178,7 +183,7 @@ def main() -> None:
     redone = [k.last_step - k.checkpoint for k in kills]
     seconds = [k.restart_seconds for k in kills]
     print(f"steps re-done: total {sum(redone)}, mean {sum(redone) / len(redone):.1f} "
-          f"(at most save_every - 1 = {args.save_every - 1} per kill, plus the step in flight)")
+          f"(at most save_every = {args.save_every} per kill, plus the step in flight)")
     print(f"restart -> first new step: mean {sum(seconds) / len(seconds):.2f}s, max {max(seconds):.2f}s")
     print(f"both runs finished: {[s[0] for s in status]}")
     print(f"each step logged once: {sorted(steps_logged) == list(range(1, args.steps + 1))}")

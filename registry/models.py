@@ -66,6 +66,10 @@ class Run(SQLModel, table=True):
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # Versions, devices and source commit the run last executed with (runner/environment.py).
     environment_json: str | None = None
+    # sha256 of the processed token stream the run trained on (runner/data_fingerprint.py).
+    data_fingerprint: str | None = None
+    # Set on a run made by `tunelab reproduce`: the run it re-ran.
+    reproduces_run_id: int | None = Field(default=None, foreign_key="run.id")
 
 
 class Checkpoint(SQLModel, table=True):

@@ -271,13 +271,16 @@ class ModelEvaluation:
     scores: list[ScoreRow]
 
 
-def model_evaluations(registry: Registry) -> list[ModelEvaluation]:
+def model_evaluations(registry: Registry, *, model_name: str | None = None) -> list[ModelEvaluation]:
     """Scores recorded by `tunelab eval` (model_kind "eval"), one entry per model and settings, newest first.
 
     Within an entry the latest row of each task wins, so evaluating a model again replaces its numbers.
     """
+    query = select(EvalResult).where(EvalResult.model_kind == "eval").order_by(EvalResult.id)
+    if model_name is not None:
+        query = query.where(EvalResult.model_name == model_name)
     with registry.session() as session:
-        results = session.exec(select(EvalResult).where(EvalResult.model_kind == "eval").order_by(EvalResult.id)).all()
+        results = session.exec(query).all()
     grouped: dict[tuple[str, str], dict[str, EvalResult]] = {}
     for result in results:
         key = str(json.loads(result.fingerprint_json).get("eval_key", ""))

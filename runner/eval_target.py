@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _RUN_TARGET = re.compile(r"^(?:run:)?(\d+)$")
-# What a model needs from the hub to be evaluated; optimizer states and other formats' weights are not fetched.
-_HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.bin"]
+# What a model needs from the hub to be evaluated: config, tokenizer and safetensors weights; *.bin weights only for
+# a model that has no safetensors (most hub models ship both, and one copy is enough).
+_HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt"]
 
 
 class EvalTargetError(RunFailed):
@@ -79,8 +80,12 @@ def hub_model_dir(repo_id: str, revision: str | None = None, *, environ: Mapping
 
     offline = _offline(environ)
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES,
-                                      local_files_only=offline))
+        snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES,
+                                          local_files_only=offline))
+        if not any(snapshot.glob("*.safetensors")):
+            snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[*_HUB_FILES, "*.bin"],
+                                              local_files_only=offline))
+        return snapshot
     except LocalEntryNotFoundError:
         raise EvalTargetError(
             f"hub model {repo_id!r} is not in the local cache and hub access is off (HF_HUB_OFFLINE); "
@@ -210,10 +215,10 @@ def evaluate_target(
         base_dir=base_dir, seed=seed, dtype=source.dtype, progress=progress, refresh=refresh,
     )
     key = settings_key(settings, dtype=source.dtype, seed=seed, lm_eval_version=outcome.lm_eval_version)
+    tasks = {s.task for s in outcome.scores}
     already = any(
-        e.model_name == source.label and e.eval_key == key and e.model_digest == digest
-        and {s.task for s in e.scores} >= {s.task for s in outcome.scores}
-        for e in model_evaluations(registry)
+        e.eval_key == key and e.model_digest == digest and {s.task for s in e.scores} >= tasks
+        for e in model_evaluations(registry, model_name=source.label)
     )
     if already and len(outcome.cached) == len(outcome.fingerprint["tasks"]):
         return TargetEvaluation(source, digest, key, outcome, recorded=False)

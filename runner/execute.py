@@ -332,8 +332,10 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     _check_still_ours(heart)
     if outcome.interrupted:
         raise RunInterrupted(f"{stop.reason} at step {outcome.global_step}")
+    from runner.data_fingerprint import fingerprint_spec_data
+
     update_run(registry, run_id, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
-               num_train_examples=outcome.num_examples)
+               num_train_examples=outcome.num_examples, data_fingerprint=fingerprint_spec_data(spec, workdir))
     stop.check()  # a request that came as training finished: evaluation would not poll it
 
     key = eval_key(spec, _lm_eval_version())

@@ -19,7 +19,7 @@ def invoke(home: Path, *args: str) -> Result:
 def invoke_json(home: Path, *args: str):
     result = invoke(home, *args, "--json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def write_spec(

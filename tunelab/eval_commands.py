@@ -57,7 +57,7 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
         settings = _settings(defaults, cwd, tasks, limit, benchmarks_dir, custom, batch_size)
         say = None if quiet or as_json else (lambda message: click.echo(message, err=True))
         done = evaluate_target(registry, source, settings, home=app.home, base_dir=source.base_dir or cwd,
-                               seed=seed if seed is not None else (run_seed or _default_seed()), refresh=refresh,
+                               seed=_seed(seed, run_seed), refresh=refresh,
                                progress=say)
     except EvaluationError as err:
         raise click.ClickException(str(err)) from None
@@ -78,9 +78,13 @@ def _settings(defaults, cwd: Path, tasks, limit, benchmarks_dir, custom, batch_s
                                  benchmarks_dir=benchmarks_dir, custom=_custom_option(custom), batch_size=batch_size)
 
 
-def _default_seed() -> int:
+def _seed(given: int | None, run_seed: int | None) -> int:
+    """--seed, else the run's own seed, else the spec's default seed."""
     from experiments.schema import ExperimentSection
 
+    for seed in (given, run_seed):
+        if seed is not None:
+            return seed
     return ExperimentSection.model_fields["seed"].default
 
 

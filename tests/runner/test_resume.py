@@ -317,3 +317,19 @@ def test_a_full_disk_fails_the_run_keeps_the_last_checkpoint_and_a_retry_resumes
     assert [step for step, _ in after] == [1, 2, 3, 4, 5, 6]
     assert after[:4] == before  # steps 3 and 4 were redone from checkpoint 2, to the same losses
     assert [c["step"] for c in detail["checkpoints"]] == [2, 4, 6]
+
+
+def test_a_write_error_on_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
+    # torch.save and safetensors report ENOSPC as their own exception types; the free space tells.
+    import shutil
+    from collections import namedtuple
+
+    from runner.training import _disk_failure
+
+    usage = namedtuple("usage", "total used free")
+    torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9, 0))
+    assert _disk_failure(torch_error, tmp_path) == "No space left on device (0 bytes free)"
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**12, 10**11, 9 * 10**11))
+    assert _disk_failure(torch_error, tmp_path) is None  # plenty of space: some other bug, not the disk
+    assert _disk_failure(OSError(errno.EROFS, "Read-only file system"), tmp_path) == "Read-only file system"

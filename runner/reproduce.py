@@ -1,0 +1,171 @@
+"""`tunelab reproduce`: re-run a run from its registry record alone, and say whether it reproduced.
+
+Before running: what differs from the original's environment (packages, device, git commit,
+dirty tree), and a refusal when the training data no longer fingerprints the same. After
+(`--verify`): a verdict on the loss curve, the final weights and every eval score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from experiments.schema import Spec
+from registry.db import Registry
+from registry.errors import RegistryError
+from registry.models import Run, RunStatus
+from registry.queries import experiment_for_run, run_detail
+from runner.errors import RunFailed
+
+LOSS_TOLERANCE = 1e-6
+
+
+class DataChanged(RunFailed):
+    """The training data no longer fingerprints as it did for the original run."""
+
+
+@dataclass
+class Difference:
+    what: str
+    original: str
+    now: str
+
+
+@dataclass
+class Plan:
+    run_id: int
+    experiment_id: int
+    spec: Spec
+    workdir: Path
+    differences: list[Difference]
+    data_fingerprint: str
+    original_data_fingerprint: str | None
+
+
+@dataclass
+class Check:
+    what: str
+    original: str
+    reproduced: str
+    difference: str
+    ok: bool
+
+
+@dataclass
+class Verdict:
+    original_run_id: int
+    new_run_id: int
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def reproduced(self) -> bool:
+        return bool(self.checks) and all(check.ok for check in self.checks)
+
+    @property
+    def bit_identical(self) -> bool:
+        return any(c.what == "final weights" and c.ok for c in self.checks) and self.reproduced
+
+
+def _flatten(data, prefix: str = "") -> dict[str, str]:
+    if isinstance(data, dict):
+        flat: dict[str, str] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else key))
+        return flat
+    return {prefix: json.dumps(data)}
+
+
+def environment_differences(original: dict | None, now: dict) -> list[Difference]:
+    if original is None:
+        return [Difference("environment", "(not recorded)", "(recorded now)")]
+    before, after = _flatten(original), _flatten(now)
+    return [Difference(key, before.get(key, "-"), after.get(key, "-"))
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+
+
+def plan(registry: Registry, run_id: int) -> Plan:
+    """Everything that can be checked before any training: environment and data."""
+    from runner.data_fingerprint import fingerprint_spec_data
+    from runner.environment import snapshot
+
+    run, experiment = experiment_for_run(registry, run_id)
+    if run.status != RunStatus.succeeded.value:
+        raise RegistryError(f"run {run_id} is {run.status}; only a succeeded run can be reproduced")
+    spec = Spec.model_validate(json.loads(experiment.resolved_json))
+    workdir = Path(experiment.workdir)
+    original_env = json.loads(run.environment_json) if run.environment_json else None
+    differences = environment_differences(original_env, snapshot(workdir).to_dict())
+    return Plan(run_id, experiment.id, spec, workdir, differences, fingerprint_spec_data(spec, workdir),
+                run.data_fingerprint)
+
+
+def start(registry: Registry, the_plan: Plan, *, allow_data_change: bool = False) -> int:
+    """Queue the reproduction as a new run of the same experiment, linked to the original."""
+    if the_plan.original_data_fingerprint is None and not allow_data_change:
+        raise DataChanged(f"run {the_plan.run_id} has no data fingerprint recorded, so unchanged data cannot be "
+                          "proven; pass --allow-data-change to reproduce anyway")
+    if (the_plan.original_data_fingerprint is not None
+            and the_plan.original_data_fingerprint != the_plan.data_fingerprint and not allow_data_change):
+        raise DataChanged(
+            f"the training data of run {the_plan.run_id} changed since it ran (fingerprint "
+            f"{the_plan.original_data_fingerprint[:12]} then, {the_plan.data_fingerprint[:12]} now); "
+            "pass --allow-data-change to reproduce with the new data")
+    with registry.session() as session:
+        run = Run(experiment_id=the_plan.experiment_id, status=RunStatus.queued.value,
+                  reproduces_run_id=the_plan.run_id)
+        session.add(run)
+        session.commit()
+        return run.id
+
+
+def weights_hash(directory: Path) -> str | None:
+    """sha256 over every tensor (name, dtype, shape, bytes) in the safetensors files of `directory`."""
+    import torch
+    from safetensors import safe_open
+
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            for name in sorted(handle.keys()):
+                tensor = handle.get_tensor(name).contiguous()
+                digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+                digest.update(tensor.view(-1).view(dtype=torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def verify(registry: Registry, original_id: int, new_id: int) -> Verdict:
+    """Compare a reproduction with its original: loss curve, final weights, eval scores."""
+    a, b = run_detail(registry, original_id), run_detail(registry, new_id)
+    verdict = Verdict(original_id, new_id)
+    if b.summary.status != RunStatus.succeeded.value:
+        verdict.checks.append(Check("run", "succeeded", b.summary.status, "-", False))
+        return verdict
+    loss_a = {m["step"]: m["loss"] for m in a.metrics if m["loss"] is not None}
+    loss_b = {m["step"]: m["loss"] for m in b.metrics if m["loss"] is not None}
+    same_steps = loss_a.keys() == loss_b.keys()
+    worst = max((abs(loss_a[s] - loss_b[s]) for s in loss_a if s in loss_b), default=math.inf)
+    verdict.checks.append(Check("loss curve", f"{len(loss_a)} steps", f"{len(loss_b)} steps",
+                                f"max |Δ| {worst:.3g}", same_steps and worst <= LOSS_TOLERANCE))
+    hash_a = weights_hash(Path(a.output_dir) / "final") if a.output_dir else None
+    hash_b = weights_hash(Path(b.output_dir) / "final") if b.output_dir else None
+    verdict.checks.append(Check("final weights", (hash_a or "missing")[:12], (hash_b or "missing")[:12],
+                                "equal" if hash_a == hash_b else "differ", hash_a is not None and hash_a == hash_b))
+    scores_a = {(r.model_kind, r.task): r for r in a.scores if r.task_group is None}
+    scores_b = {(r.model_kind, r.task): r for r in b.scores if r.task_group is None}
+    for key in sorted(scores_a):
+        ra, rb = scores_a[key], scores_b.get(key)
+        label = f"{key[1]} ({key[0]})"
+        if rb is None:
+            verdict.checks.append(Check(label, f"{ra.value:.4f}", "missing", "-", False))
+            continue
+        delta = rb.value - ra.value
+        tolerance = ra.stderr if ra.stderr is not None and math.isfinite(ra.stderr) else 0.0
+        verdict.checks.append(Check(label, f"{ra.value:.4f}", f"{rb.value:.4f}",
+                                    f"{delta:+.4f} (stderr {tolerance:.4f})", abs(delta) <= tolerance))
+    return verdict
