@@ -77,12 +77,20 @@ def _paired(a_samples: list[dict] | None, b_samples: list[dict] | None) -> tuple
     """McNemar's exact p-value and the flipped items, from two per-item logs of the same task."""
     if not a_samples or not b_samples:
         return None, []
-    from reports.flips import flipped_items, mcnemar_exact
+    from reports.flips import FlipError, flip_summary, flipped_items
 
-    flips = flipped_items(a_samples, b_samples)
-    a_only = sum(1 for f in flips if f["direction"] == "right_to_wrong")
-    b_only = sum(1 for f in flips if f["direction"] == "wrong_to_right")
-    return mcnemar_exact(a_only, b_only), flips
+    try:
+        summary = flip_summary("", a_samples, b_samples)
+        flips = flipped_items(a_samples, b_samples)
+    except FlipError:
+        return None, []  # the two evaluations did not score the same items: no paired test
+    details = {int(s["doc_id"]): s for s in b_samples}
+    for flip in flips:
+        # Named for the comparison (A and B), with the item's text where the log kept it.
+        flip["a_pick"], flip["b_pick"] = flip.pop("pick_before"), flip.pop("pick_after")
+        item = details.get(flip["doc_id"], {})
+        flip["question"], flip["choices"] = item.get("question"), item.get("choices")
+    return summary.p_value, flips
 
 
 def build_comparison(registry: Registry, a_id: int, b_id: int) -> Comparison:

@@ -17,6 +17,8 @@ class Cell:
     delta: float | None = None  # against the row's base model
     stderr: float | None = None
     comparable: bool = True
+    settings_key: str = ""  # what must match for two cells of a column to be ranked together
+    note: str = ""  # why the cell is marked not comparable
 
     @property
     def text(self) -> str:
@@ -74,8 +76,34 @@ def _cells(rows: dict[str, ScoreRow], base: dict[str, ScoreRow] | None, columns:
             continue
         base_row = (base or {}).get(task)
         delta = row.value - base_row.value if base_row is not None else None
-        cells[task] = Cell(row.value, delta, row.stderr, row.comparable)
+        cells[task] = Cell(row.value, delta, row.stderr, row.comparable, settings_key=_settings_key(row),
+                           note="" if row.comparable else "not at leaderboard settings (limit or few-shot source)")
     return cells
+
+
+def _settings_key(row: ScoreRow) -> str:
+    """The parts of an eval fingerprint that change a task's number: harness, prompt config, data, shots, limit."""
+    fingerprint = row.fingerprint or {}
+    task = (fingerprint.get("tasks") or {}).get(row.task, {})
+    parts = (fingerprint.get("lm_eval_version", row.lm_eval_version), task.get("config_sha256"),
+             task.get("data_sha256"), task.get("fewshot_split"), row.num_fewshot, row.limit)
+    return "|".join(str(part) for part in parts)
+
+
+def mark_mixed_settings(rows: list[Row], keys: list[str]) -> None:
+    """Within a column, flag the cells evaluated differently from the column's most common settings."""
+    for key in keys:
+        cells = [row.cells[key] for row in rows if row.cells[key].value is not None]
+        counts: dict[str, int] = {}
+        for cell in cells:
+            counts[cell.settings_key] = counts.get(cell.settings_key, 0) + 1
+        if len(counts) < 2:
+            continue
+        usual = max(counts, key=lambda k: counts[k])
+        for cell in cells:
+            if cell.settings_key != usual:
+                cell.comparable = False
+                cell.note = "evaluated with different settings from the rest of this column (fingerprint differs)"
 
 
 def _average_cell(cells: dict[str, Cell], base_cells: dict[str, Cell] | None) -> Cell:
@@ -137,6 +165,7 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
             rows.append(Row(label=any_row.model_name, kind="base", run_id=None, method="base model",
                             base_model=any_row.model_name, cells=base_cells,
                             average=_average_cell(base_cells, None)))
+    mark_mixed_settings(rows, keys)
     rows.sort(key=lambda r: (r.average.value is None, -(r.average.value or 0.0), r.label))
     columns = [Column(k, BENCHMARKS.get(k, k)) for k in keys]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

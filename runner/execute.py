@@ -39,7 +39,6 @@ from registry.recovery import (
     retry_or_fail,
     rewind,
 )
-from registry.run_control import is_cancelled
 from runner.errors import RunCancelled, RunFailed
 from runner.progress import RunProgress
 
@@ -274,8 +273,10 @@ def execute_run(
         _write_traceback(output_dir)
         status = retry_or_fail(registry, run_id, worker, error, retryable=_retryable(exc))
         return RunResult(run_id, status, error)
-    if is_cancelled(registry, run_id):
-        return RunResult(run_id, "cancelled")
+    # Still ours? A cancel, or a stale re-queue while this worker stalled, must not be overwritten.
+    status = beat(registry, run_id, worker)
+    if status != "running":
+        return RunResult(run_id, "cancelled" if status == "cancelled" else "lost")
     mark_succeeded(registry, run_id)
     return RunResult(run_id, "succeeded")
 

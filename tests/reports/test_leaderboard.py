@@ -115,3 +115,22 @@ def test_report_is_self_contained(registry, tmp_path):
     html = (tmp_path / "lb.html").read_text()
     assert "http://" not in html and "https://" not in html
     assert "<link" not in html and "src=" not in html
+
+
+def test_cells_evaluated_differently_from_their_column_are_flagged(registry, tmp_path):
+    from dataclasses import replace
+
+    def with_config(records, config):
+        return [replace(r, fingerprint={"eval_key": "k", "lm_eval_version": "0.4.13",
+                                        "tasks": {r.task: {"config_sha256": config}}}) for r in records]
+
+    same_a, same_b, odd = (finished_run(registry, n) for n in ("a", "b", "odd"))
+    record_scores(registry, same_a, with_config(scores("finetuned", "run:a", {"mmlu": 0.30}), "c1"))
+    record_scores(registry, same_b, with_config(scores("finetuned", "run:b", {"mmlu": 0.32}), "c1"))
+    record_scores(registry, odd, with_config(scores("finetuned", "run:odd", {"mmlu": 0.90}), "c2"))
+    board = build_leaderboard(registry)
+    flags = {row.label: row.cells["mmlu"].comparable for row in board.rows}
+    assert flags == {"a": True, "b": True, "odd": False}
+    table = render(registry, tmp_path)
+    texts = {texts[0].split(" #")[0]: texts[3] for _, _, texts in table.rows}
+    assert "*" in texts["odd"] and "*" not in texts["a"]

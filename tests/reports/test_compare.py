@@ -1,0 +1,107 @@
+"""The comparison of two runs: spec differences, deltas with McNemar p-values, flipped items (parsed HTML)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from html.parser import HTMLParser
+
+from click.testing import CliRunner
+
+from registry.recording import MetricPoint, record_metrics, record_scores
+from reports.compare import build_comparison, spec_differences
+from reports.render import render_comparison
+from tests.reports.test_leaderboard import EVIL, finished_run, scores
+from tunelab.cli import cli
+
+
+def samples(correct: list[bool]) -> list[dict]:
+    return [{"doc_id": i, "target": 0, "pick": 0 if ok else 1, "correct": ok,
+             "question": f"question {i} {EVIL}", "choices": ["yes", "no"]} for i, ok in enumerate(correct)]
+
+
+class Cells(HTMLParser):
+    """Rows of every table, by table id or class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.tags: list[str] = []
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if tag == "table":
+            self._table = attrs.get("id") or f"{attrs.get('class')}:{attrs.get('data-task')}"
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None and self._table:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def two_runs(registry):
+    a = finished_run(registry, "a", resolved=json.dumps({"method": {"kind": "lora", "r": 8},
+                                                         "train": {"learning_rate": 0.001}}))
+    b = finished_run(registry, EVIL, resolved=json.dumps({"method": {"kind": "lora", "r": 16},
+                                                          "train": {"learning_rate": 0.001}}))
+    # 10 items: A right on 0-2, B right on 0-2 and 3-11 -> b=0 lost, c=9 gained... on 12 items.
+    a_correct = [True] * 3 + [False] * 9
+    b_correct = [True] * 3 + [True] * 9
+    b_correct[0] = False  # one item lost: b=1, c=9 -> p = 2 * (1 + 10) / 2**10
+    record_scores(registry, a, [replace(s, samples=samples(a_correct)) for s in
+                                scores("finetuned", "run:a", {"capitals": 3 / 12})])
+    record_scores(registry, b, [replace(s, samples=samples(b_correct)) for s in
+                                scores("finetuned", "run:b", {"capitals": 11 / 12})])
+    for run in (a, b):
+        record_metrics(registry, run, [MetricPoint(step=s, loss=1.0 / s) for s in range(1, 6)])
+    return a, b
+
+
+def test_spec_differences_only_lists_changed_keys():
+    diff = spec_differences({"method": {"r": 8, "kind": "lora"}, "x": 1}, {"method": {"r": 16, "kind": "lora"}})
+    assert [(d.key, d.a, d.b) for d in diff] == [("method.r", "8", "16"), ("x", "1", "(not set)")]
+
+
+def test_comparison_page(registry, tmp_path):
+    a, b = two_runs(registry)
+    comparison = build_comparison(registry, a, b)
+    (capitals,) = comparison.scores
+    assert abs(capitals.delta - 8 / 12) < 1e-12
+    assert capitals.p_value == 2 * (1 + 10) / 2**10
+    assert sorted(f["direction"] for f in capitals.flips) == ["right_to_wrong"] + ["wrong_to_right"] * 9
+
+    parsed = Cells()
+    parsed.feed(render_comparison(comparison))
+    assert parsed.tables["spec-diff"][1:] == [["method.r", "8", "16"]]
+    (row,) = parsed.tables["score-diff"][1:]
+    assert row[0] == "capitals" and row[4] == "+0.6667" and row[5] == "0.0215" and row[6] == "10"
+    flips = parsed.tables["flips:capitals"][1:]
+    assert len(flips) == 10
+    lost = next(r for r in flips if r[6] == "right → wrong")
+    assert lost[0] == "0" and lost[4] == "0" and lost[5] == "1"
+    assert EVIL in lost[1]  # the item's text, escaped
+    assert "img" not in parsed.tags
+    assert "svg" in parsed.tags  # overlaid loss curves
+
+
+def test_compare_cli_text_and_file(registry, tmp_path):
+    a, b = two_runs(registry)
+    # The CLI opens the registry by URL: point it at the fixture's database.
+    out = CliRunner().invoke(cli, ["--db", registry.url, "compare", str(a), str(b), "-o", str(tmp_path / "c.html")])
+    assert out.exit_code == 0, out.output
+    assert "method.r" in out.output and "+0.6667" in out.output
+    assert (tmp_path / "c.html").is_file()
