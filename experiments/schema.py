@@ -95,6 +95,7 @@ class EvalSection(_Section):
 
 
 class ResourcesSection(_Section):
+    priority: int = Field(0, description="Queue priority: higher runs first; FIFO within a priority.")
     max_retries: int = Field(
         2, ge=0, description="Times a run is re-queued after its worker died or an unexpected error, "
         "before it is marked failed. Errors in the spec or the data are never retried.",

@@ -42,7 +42,8 @@ def retry(registry: Registry, run_id: int) -> None:
         result = session.exec(
             update(Run)
             .where(Run.id == run_id, Run.status.in_(RETRYABLE))
-            .values(status=RunStatus.queued.value, error=None, finished_at=None, worker=None)
+            # A manual retry starts a fresh budget of automatic re-queues.
+            .values(status=RunStatus.queued.value, error=None, finished_at=None, worker=None, attempts=0)
         )
         session.commit()
     if result.rowcount != 1:

@@ -96,7 +96,7 @@ def submit(registry: Registry, experiments: list[NewExperiment], *, force: bool 
     return submitted
 
 
-def from_loaded(loaded, *, workdir: str, priority: int = 0) -> NewExperiment:
+def from_loaded(loaded, *, workdir: str, priority: int | None = None) -> NewExperiment:
     """Turn a validated `experiments.loader.LoadedSpec` into what `submit` stores."""
     from experiments.canonical import canonical_json, resolved_dict, spec_hash
 
@@ -114,7 +114,8 @@ def from_loaded(loaded, *, workdir: str, priority: int = 0) -> NewExperiment:
         resolved_json=canonical_json(resolved_dict(spec)),
         spec_hash=spec_hash(spec),
         workdir=workdir,
-        priority=priority,
+        # The command line's --priority overrides the spec's [resources] priority.
+        priority=spec.resources.priority if priority is None else priority,
         sweep=sweep,
         sweep_point_json=canonical_json(loaded.sweep_point) if loaded.sweep_point is not None else None,
     )

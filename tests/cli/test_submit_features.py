@@ -73,3 +73,17 @@ def test_json_schema_validates_the_example_specs(tmp_path):
     bad = {"experiment": {"name": "x"}, "model": {"base": "m"}, "data": {"train": "t"}, "train": {"learning_rat": 1}}
     errors = list(validator.iter_errors(bad))
     assert errors and "learning_rat" in errors[0].message
+
+
+def test_spec_priority_orders_the_queue_and_cli_overrides_it(tmp_path):
+    from registry.queue import claim_next
+
+    home = tmp_path / "home"
+    low = write_spec(tmp_path / "low.toml", name="low", model_dir=tmp_path)
+    high = write_spec(tmp_path / "high.toml", name="high", model_dir=tmp_path, extra="[resources]\npriority = 5\n")
+    (low_run,) = invoke_json(home, "submit", str(low))
+    (high_run,) = invoke_json(home, "submit", str(high))
+    (forced,) = invoke_json(home, "submit", "--priority", "9", "--force", str(low))
+    registry = open_registry(default_url(home))
+    order = [claim_next(registry, "w") for _ in range(3)]
+    assert order == [forced["run_id"], high_run["run_id"], low_run["run_id"]]

@@ -43,7 +43,9 @@ def report(registry, tmp_path) -> Path:
 
 def column_texts(page, index: int) -> list[str]:
     return page.eval_on_selector_all(
-        "#leaderboard tbody tr", f"rows => rows.filter(r => r.style.display !== 'none').map(r => r.cells[{index}].innerText)")
+        "#leaderboard tbody tr",
+        f"rows => rows.filter(r => r.style.display !== 'none').map(r => r.cells[{index}].innerText)",
+    )
 
 
 def test_sort_filter_and_no_script_runs(browser, report):
