@@ -55,7 +55,7 @@ def main() -> None:
         base = [tunelab, "--home", str(home), "report", "-o", str(out)]
         only = min(timed(base + ["--no-run-pages"]) for _ in range(3))
         size = out.stat().st_size
-        with_pages_first = timed(base)
+        with_pages_first = timed(base)  # renders every run page (matplotlib charts)
         with_pages_again = min(timed(base) for _ in range(3))
         render = first_render_ms(out)
         pages = len(list((Path(tmp) / "leaderboard_runs").glob("*.html")))

@@ -5,12 +5,14 @@ Field names are a public contract (users' TOML files use them): add, never renam
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_serializer, model_validator
 
 OPENLLM_V1_TASKS = ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2"]
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
+RUN_BASE = re.compile(r"run:(\d+)")
 
 
 class _Section(BaseModel):
@@ -29,35 +31,190 @@ class ExperimentSection(_Section):
 
 
 class ModelSection(_Section):
-    base: str = Field(description="Base model: a local directory, a hub id, or run:ID (a later feature).")
+    base: str = Field(description="Base model: a local directory, a hub id, or run:ID (the final weights of an "
+                      "earlier succeeded run: sequential fine-tuning).")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     revision: str | None = Field(None, description="Hub revision (commit, tag or branch) of the base model.")
 
+    @model_validator(mode="after")
+    def _run_base_is_well_formed(self) -> ModelSection:
+        if self.base.startswith("run:"):
+            if not RUN_BASE.fullmatch(self.base):
+                raise ValueError(f'base = "{self.base}": a run base is run:ID with a numeric run id, e.g. "run:3"')
+            if self.revision is not None:
+                raise ValueError(f'revision applies to hub models, not to base = "{self.base}"')
+        return self
+
+
+DataFormat = Literal["instruction", "chat", "text", "preference"]
+TEMPLATE_NAMES = ("alpaca", "chatml", "tokenizer")
+_FORMATS_HELP = (
+    "instruction: rows of instruction, optional input, output; chat: a `messages` list of {role, content} "
+    "(system, user, assistant); text: a `text` field, loss on every token (continued pre-training); "
+    "preference: prompt, chosen, rejected (for preference methods). JSONL, or CSV by the .csv extension "
+    "with the same column names (a chat row's `messages` column holds the list as JSON)."
+)
+
+
+class DataSource(_Section):
+    """One file of a training mixture ([[data.train]])."""
+
+    path: str = Field(min_length=1, description="Data file, relative to the directory submit ran in.")
+    format: DataFormat | None = Field(None, description="Format of this file; unset = [data] format.")
+    weight: float = Field(1.0, gt=0, description="Relative share of the training examples drawn from this file.")
+
+
+_SOURCES = TypeAdapter(list[DataSource])
+
 
 class DataSection(_Section):
-    train: str = Field(description="Training data file (JSONL), relative to the directory submit ran in.")
-    format: Literal["instruction"] = Field(
-        "instruction", description="instruction: JSONL rows with instruction, optional input, and output."
-    )
-    template: Literal["alpaca"] = "alpaca"
+    train: str | list[DataSource] = Field(
+        description="Training data file, relative to the directory submit ran in; or a mixture: a list of "
+        "tables {path, format, weight} sampled by weight (deterministically, with the experiment seed).")
+    format: DataFormat = Field("instruction", description=_FORMATS_HELP)
+    template: str = Field(
+        "alpaca", min_length=1,
+        description='How rows become text: "alpaca", "chatml", "tokenizer" (the tokenizer\'s own chat template) '
+        "or a Jinja template string (sandboxed). A Jinja template for instruction rows renders the prompt from "
+        "`instruction` and `input` (the output and EOS follow it); for chat rows it is a chat template over "
+        "`messages` and `add_generation_prompt`. Both also get `bos_token` and `eos_token`.")
     max_seq_len: int = Field(256, gt=0, le=32768)
     train_on_prompt: bool = Field(False, description="Also compute the loss on prompt tokens, not only the response.")
+    overlength: Literal["drop", "truncate"] = Field(
+        "truncate", description="Rows longer than max_seq_len tokens: cut to max_seq_len, or leave out.")
+    dedupe: bool = Field(True, description="Leave out rows that exactly repeat an earlier row of the same file.")
+    validation: str | float | None = Field(
+        None, description="Validation data: a file (in [data] format), or a fraction 0 < f < 1 of the training "
+        "rows held out with the experiment seed. Its loss is logged every [train] eval_every steps and at the end.")
+    packing: bool = Field(False, description="Pack several examples into each max_seq_len sequence; they do not "
+                          "attend to each other (block-diagonal attention, positions restart per example).")
+    mixture_examples: int = Field(
+        0, ge=0, description="Training examples drawn from a mixture; 0 = as many as its files hold together.")
+
+    @field_validator("train", mode="wrap")
+    @classmethod
+    def _train_file_or_mixture(cls, value: Any, handler) -> str | list[DataSource]:
+        # Validating the list directly keeps error locations as data.train.0.weight (a plain union
+        # would name its members and report both of them).
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("a mixture needs at least one {path, format, weight} table")
+            return _SOURCES.validate_python(value)
+        if not isinstance(value, str):
+            raise ValueError("must be a file path or a list of {path, format, weight} tables")
+        return handler(value)
+
+    @field_validator("template")
+    @classmethod
+    def _template_name_or_jinja(cls, value: str) -> str:
+        if value in TEMPLATE_NAMES:
+            return value
+        if "{{" not in value and "{%" not in value:
+            raise ValueError(f"unknown template {value!r}: expected {', '.join(TEMPLATE_NAMES)} "
+                             "or a Jinja template string")
+        from jinja2 import TemplateSyntaxError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        try:
+            ImmutableSandboxedEnvironment().parse(value)
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"invalid Jinja template (line {exc.lineno} of the template): {exc.message}") from None
+        return value
+
+    @field_validator("validation")
+    @classmethod
+    def _validation_file_or_fraction(cls, value: str | float | None) -> str | float | None:
+        if isinstance(value, float) and not 0 < value < 1:
+            raise ValueError("a validation fraction must be between 0 and 1 (exclusive)")
+        if isinstance(value, str) and not value:
+            raise ValueError("a validation file path must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _mixture_keys_only_for_mixtures(self) -> DataSection:
+        if "mixture_examples" in self.model_fields_set and isinstance(self.train, str):
+            raise ValueError("mixture_examples applies only when train is a list of files")
+        return self
+
+
+MethodKind = Literal["full", "lora", "qlora", "freeze", "prompt_tuning", "dpo"]
+# The keys each kind reads besides `kind`; a key another kind owns is an error, never silently ignored.
+_KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "full": (),
+    "lora": LORA_KEYS,
+    "qlora": LORA_KEYS + ("bnb_compute_dtype",),
+    "freeze": ("trainable_layers",),
+    "prompt_tuning": ("num_virtual_tokens", "prompt_init_text"),
+    "dpo": ("beta", "dpo_weights"),
+}
+# Any kind may page its optimizer state; these are stored only when set, so older specs keep their hash.
+PAGING_KEYS = ("paged_optimizer", "paged_optimizer_bits")
+_KIND_NAMES = {"full": "a full fine-tune", "freeze": "a freeze fine-tune", "prompt_tuning": "prompt tuning",
+               "dpo": 'DPO with dpo_weights = "full"'}
 
 
 class MethodSection(_Section):
-    kind: Literal["full", "lora"] = "lora"
+    kind: MethodKind = Field(
+        "lora", description="full: all weights; lora: a LoRA adapter; qlora: LoRA over a 4-bit NF4 base "
+        "(bitsandbytes); freeze: only the top `trainable_layers` decoder blocks and the LM head; prompt_tuning: "
+        "learned virtual tokens; dpo: preference optimisation (DPO) on prompt/chosen/rejected data.")
     r: int = Field(8, gt=0, description="LoRA rank.")
     alpha: float = Field(16, gt=0, description="LoRA alpha (scaling = alpha / r).")
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1)
+    bnb_compute_dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="qlora: dtype the 4-bit layers compute in; unset = float32 on the CPU, bfloat16 on a GPU.")
+    trainable_layers: int = Field(
+        1, gt=0, description="freeze: decoder blocks trained, counted from the top; the LM head trains too "
+        "(and with it the input embeddings, where the model ties them).")
+    num_virtual_tokens: int = Field(20, gt=0, description="prompt_tuning: virtual tokens prepended to every input.")
+    prompt_init_text: str | None = Field(
+        None, min_length=1, description="prompt_tuning: text whose token embeddings initialise the virtual "
+        "tokens (repeated or cut to num_virtual_tokens); unset = random initialisation.")
+    beta: float = Field(0.1, gt=0, description="dpo: strength of the pull towards the reference model.")
+    dpo_weights: Literal["lora", "full"] = Field(
+        "lora", description='dpo: what is trained. "lora": a LoRA adapter (LoRA keys apply); the reference is '
+        'the base with the adapter switched off, so no second copy is held. "full": every weight, against a '
+        "frozen copy of the base.")
+    paged_optimizer: bool | None = Field(
+        None, description="Page the optimizer state between GPU and CPU memory (bitsandbytes; CUDA only). "
+        "Unset = on for qlora when a GPU is present, off otherwise; true without a GPU is an error.")
+    paged_optimizer_bits: Literal[8, 32] = Field(
+        8, description="State precision of the paged optimizer: paged_adamw_8bit or paged_adamw_32bit.")
+
+    def keys_used(self) -> tuple[str, ...]:
+        """The options this kind reads, besides `kind` and the paging keys."""
+        keys = _KIND_KEYS[self.kind]
+        return keys + LORA_KEYS if self.kind == "dpo" and self.dpo_weights == "lora" else keys
+
+    @property
+    def trains_lora(self) -> bool:
+        return "r" in self.keys_used()
 
     @model_validator(mode="after")
-    def _lora_keys_only_for_lora(self) -> MethodSection:
-        if self.kind == "full":
-            stray = [k for k in LORA_KEYS if k in self.model_fields_set]
-            if stray:
-                raise ValueError(f"LoRA option(s) {', '.join(stray)} set on a full fine-tune (kind = \"full\")")
+    def _keys_belong_to_the_kind(self) -> MethodSection:
+        used = set(self.keys_used()) | set(PAGING_KEYS) | {"kind"}
+        stray = [k for k in type(self).model_fields if k in self.model_fields_set and k not in used]
+        if stray and set(stray) <= set(LORA_KEYS):
+            raise ValueError(f"LoRA option(s) {', '.join(stray)} set on {_KIND_NAMES[self.kind]} "
+                             f'(kind = "{self.kind}")')
+        if stray:
+            owners = {k: next(kind for kind, keys in _KIND_KEYS.items() if k in keys) for k in stray}
+            listed = ", ".join(f"{k} ({owners[k]})" for k in stray)
+            raise ValueError(f'option(s) {listed} do not apply to kind = "{self.kind}"')
+        if "paged_optimizer_bits" in self.model_fields_set and self.paged_optimizer is False:
+            raise ValueError("paged_optimizer_bits set while paged_optimizer = false")
         return self
+
+    @model_serializer(mode="wrap")
+    def _only_the_kinds_keys(self, handler) -> dict[str, Any]:
+        # The stored spec holds what the kind reads (so it re-validates) and nothing else (so specs written
+        # before a kind was added keep their canonical form and hash).
+        data = handler(self)
+        used = {"kind", *self.keys_used()}
+        defaults = {"paged_optimizer": None, "paged_optimizer_bits": 8}
+        return {k: v for k, v in data.items()
+                if k in used or (k in defaults and getattr(self, k) != defaults[k])}
 
 
 class TrainSection(_Section):
@@ -73,6 +230,10 @@ class TrainSection(_Section):
     logging_steps: int = Field(1, gt=0)
     keep_checkpoints: int = Field(
         0, ge=0, description="Complete checkpoints to keep on disk, newest first (0 = keep all)."
+    )
+    eval_every: int = Field(
+        0, ge=0, description="Optimizer steps between validation-loss evaluations ([data] validation); "
+        "0 = at the end only.",
     )
 
 

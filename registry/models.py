@@ -70,6 +70,11 @@ class Run(SQLModel, table=True):
     data_fingerprint: str | None = None
     # Set on a run made by `tunelab reproduce`: the run it re-ran.
     reproduces_run_id: int | None = Field(default=None, foreign_key="run.id")
+    # What became of the training data's rows: read, empty, duplicates, over-length, held out (runner/data.py).
+    data_stats_json: str | None = None
+    # Where the starting weights came from: {"runs": [{run_id, name, method}, ...] nearest first, "origin": base}
+    # (runner/lineage.py); runs is empty for a run that starts from a plain base model.
+    lineage_json: str | None = None
 
 
 class Checkpoint(SQLModel, table=True):
@@ -89,6 +94,8 @@ class TrainMetric(SQLModel, table=True):
     loss: float | None = None
     learning_rate: float | None = None
     grad_norm: float | None = None
+    # Loss on the [data] validation examples; set on rows of their own (loss is then None).
+    eval_loss: float | None = None
 
 
 class EvalResult(SQLModel, table=True):

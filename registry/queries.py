@@ -65,6 +65,8 @@ class RunDetail:
     scores: list[ScoreRow] = field(default_factory=list)
     # What the run last executed with (versions, devices, source commit); None before it first ran.
     environment: dict[str, Any] | None = None
+    # Row counts of the training data (read, empty, duplicates, over-length, held out); None before training.
+    data_stats: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -186,9 +188,10 @@ def run_detail(registry: Registry, run_id: int) -> RunDetail:
             checkpoints=[{"step": c.step, "loss": c.loss, "path": c.path, "created_at": c.created_at}
                          for c in checkpoints],
             metrics=[{"step": m.step, "epoch": m.epoch, "loss": m.loss, "learning_rate": m.learning_rate,
-                      "grad_norm": m.grad_norm} for m in metrics],
+                      "grad_norm": m.grad_norm, "eval_loss": m.eval_loss} for m in metrics],
             scores=[_score_row(r) for r in results],
             environment=json.loads(run.environment_json) if run.environment_json else None,
+            data_stats=json.loads(run.data_stats_json) if run.data_stats_json else None,
         )
 
 

@@ -20,6 +20,7 @@ class MetricPoint:
     loss: float | None = None
     learning_rate: float | None = None
     grad_norm: float | None = None
+    eval_loss: float | None = None  # validation loss, on a point of its own
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ def record_metrics(registry: Registry, run_id: int, points: Iterable[MetricPoint
     with registry.session() as session:
         for point in points:
             session.add(TrainMetric(run_id=run_id, step=point.step, epoch=point.epoch, loss=point.loss,
-                                    learning_rate=point.learning_rate, grad_norm=point.grad_norm))
+                                    learning_rate=point.learning_rate, grad_norm=point.grad_norm,
+                                    eval_loss=point.eval_loss))
         session.commit()
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from registry.db import Registry
-from registry.queries import RunSummary, ScoreRow, list_runs, resolved_specs, run_scores
+from registry.queries import RunSummary, ScoreRow, list_runs, model_evaluations, resolved_specs, run_scores
 from reports.scores import BENCHMARKS, average, headline_rows
 
 
@@ -139,7 +139,8 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
     runs: dict[int, RunSummary] = {r.run_id: r for r in list_runs(registry)}
     all_scores = run_scores(registry, headline_only=True)
     specs = resolved_specs(registry, list(all_scores))
-    keys = _column_keys(all_scores)
+    evaluations = model_evaluations(registry)  # `tunelab eval` of any model: rows of their own
+    keys = _column_keys({**all_scores, **{-i - 1: e.scores for i, e in enumerate(evaluations)}})
     rows: list[Row] = []
     bases_seen: set[tuple[str, str]] = set()
     for run_id in sorted(all_scores):
@@ -165,6 +166,12 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
             rows.append(Row(label=any_row.model_name, kind="base", run_id=None, method="base model",
                             base_model=any_row.model_name, cells=base_cells,
                             average=_average_cell(base_cells, None)))
+    for evaluation in evaluations:
+        cells = _cells(headline_rows(evaluation.scores, "eval"), None, keys)
+        href = run_href(evaluation.run_id) if run_href and evaluation.run_id in runs else None
+        rows.append(Row(label=evaluation.model_name, kind="eval", run_id=evaluation.run_id, method="tunelab eval",
+                        base_model=evaluation.model_name, cells=cells, average=_average_cell(cells, None),
+                        href=href, version=f"eval|{evaluation.evaluated_at}"))
     mark_mixed_settings(rows, keys)
     rows.sort(key=lambda r: (r.average.value is None, -(r.average.value or 0.0), r.label))
     columns = [Column(k, BENCHMARKS.get(k, k)) for k in keys]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runner.eval_target import hf_caches
 from runner.lm_eval_tasks import (
     LEADERBOARD,
     EvaluationError,
@@ -63,6 +64,8 @@ def _offline(environ: Mapping[str, str]) -> bool:
 def check_queued_runs(registry: Registry, *, offline: bool = False,
                       environ: Mapping[str, str] = os.environ) -> list[RunCheck]:
     """One check per queued run, in queue order. `offline` (or HF_*_OFFLINE) means nothing may be downloaded."""
+    from pydantic import ValidationError
+
     from experiments.schema import Spec
     from registry.queries import experiment_for_run, list_runs
 
@@ -71,9 +74,15 @@ def check_queued_runs(registry: Registry, *, offline: bool = False,
     for summary in sorted(list_runs(registry, status="queued"), key=lambda r: r.run_id):
         _, experiment = experiment_for_run(registry, summary.run_id)
         check = RunCheck(summary.run_id, summary.name)
-        spec = Spec.model_validate(json.loads(experiment.resolved_json))
-        check_spec(spec, Path(experiment.workdir), check, registry=registry, offline=offline, environ=environ)
         checks.append(check)
+        try:
+            spec = Spec.model_validate(json.loads(experiment.resolved_json))
+        except ValidationError as err:  # the worker would fail on it the same way
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            check.problems.append(Problem("spec", experiment.spec_path, f"{where}: {first['msg']}"))
+            continue
+        check_spec(spec, Path(experiment.workdir), check, registry=registry, offline=offline, environ=environ)
     return checks
 
 
@@ -81,11 +90,12 @@ def check_spec(spec: Spec, workdir: Path, check: RunCheck, *, registry: Registry
                offline: bool, environ: Mapping[str, str]) -> RunCheck:
     """Add to `check` what `spec`, submitted from `workdir`, needs and does not find."""
     _check_model(spec, workdir, check, registry, offline, environ)
-    train = _path(spec.data.train, workdir)
-    if not train.is_file():
-        check.problems.append(Problem("train data", str(train), "file not found"))
-    elif train.stat().st_size == 0:
-        check.problems.append(Problem("train data", str(train), "file is empty"))
+    for what, raw in _data_files(spec):
+        path = _path(raw, workdir)
+        if not path.is_file():
+            check.problems.append(Problem(what, str(path), "file not found"))
+        elif path.stat().st_size == 0:
+            check.problems.append(Problem(what, str(path), "file is empty"))
     _check_benchmarks(spec, workdir, check, offline, environ)
     for custom in spec.eval.custom:
         path = _path(custom.path, workdir)
@@ -94,6 +104,16 @@ def check_spec(spec: Spec, workdir: Path, check: RunCheck, *, registry: Registry
         except EvaluationError as err:
             check.problems.append(Problem("custom task", str(path), f"{custom.name}: {err}"))
     return check
+
+
+def _data_files(spec: Spec) -> list[tuple[str, str]]:
+    """The data files a spec trains and validates on: one train file or a mixture's files, a validation file."""
+    train = spec.data.train
+    files = [("train data", train)] if isinstance(train, str) else [("train data", source.path) for source in train]
+    validation = getattr(spec.data, "validation", None)
+    if isinstance(validation, str):
+        files.append(("validation data", validation))
+    return files
 
 
 def _path(raw: str, workdir: Path) -> Path:
@@ -135,7 +155,7 @@ def _check_hub_model(repo_id: str, revision: str | None, check: RunCheck, offlin
 
     try:
         snapshot = Path(snapshot_download(repo_id, revision=revision, local_files_only=True,
-                                          cache_dir=_hf_caches(environ)[0]))
+                                          cache_dir=hf_caches(environ)[0]))
     except HFValidationError:
         check.problems.append(Problem("base model", repo_id, "neither a local directory nor a hub model id"))
         return
@@ -222,16 +242,9 @@ def hub_dataset(benchmark: str) -> str:
     raise EvaluationError(f"cannot tell which hub dataset {benchmark} loads")
 
 
-def _hf_caches(environ: Mapping[str, str]) -> tuple[Path, Path]:
-    """The hub cache and the datasets cache, as huggingface_hub and datasets find them from the environment."""
-    home = Path(environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
-    hub_cache = Path(environ.get("HF_HUB_CACHE", home / "hub")).expanduser()
-    return hub_cache, Path(environ.get("HF_DATASETS_CACHE", home / "datasets")).expanduser()
-
-
 def _dataset_cached(dataset: str, environ: Mapping[str, str]) -> bool:
     """Whether `datasets` could load a hub dataset offline: its files in the hub cache, or its prepared arrow."""
-    hub_cache, datasets_cache = _hf_caches(environ)
+    hub_cache, datasets_cache = hf_caches(environ)
     owner_name = dataset.split("/")
     return (hub_cache / ("datasets--" + "--".join(owner_name))).is_dir() or (
         datasets_cache / "___".join(owner_name)

@@ -73,18 +73,28 @@ def _offline(environ: Mapping[str, str]) -> bool:
     return any(environ.get(n, "").strip().lower() in {"1", "true", "yes", "on"} for n in ("HF_HUB_OFFLINE",))
 
 
-def hub_model_dir(repo_id: str, revision: str | None = None, *, environ: Mapping[str, str] = os.environ) -> Path:
-    """The local snapshot of a hub model: from the cache, downloaded first unless hub access is off."""
+def hf_caches(environ: Mapping[str, str] = os.environ) -> tuple[Path, Path]:
+    """The hub cache and the datasets cache, found from the environment as huggingface_hub and datasets do."""
+    home = Path(environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
+    hub_cache = Path(environ.get("HF_HUB_CACHE", home / "hub")).expanduser()
+    return hub_cache, Path(environ.get("HF_DATASETS_CACHE", home / "datasets")).expanduser()
+
+
+def hub_model_dir(repo_id: str, revision: str | None = None, *, environ: Mapping[str, str] = os.environ,
+                  download: bool = True) -> Path:
+    """The local snapshot of a hub model: from the cache, downloaded first unless hub access is off (or
+    `download` is False: the cache only, as a worker hashing a model it already loaded wants)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    offline = _offline(environ)
+    offline = _offline(environ) or not download
     try:
+        cache = hf_caches(environ)[0]
         snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES,
-                                          local_files_only=offline))
+                                          local_files_only=offline, cache_dir=cache))
         if not any(snapshot.glob("*.safetensors")):
             snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[*_HUB_FILES, "*.bin"],
-                                              local_files_only=offline))
+                                              local_files_only=offline, cache_dir=cache))
         return snapshot
     except LocalEntryNotFoundError:
         raise EvalTargetError(
@@ -98,7 +108,7 @@ def hub_model_dir(repo_id: str, revision: str | None = None, *, environ: Mapping
 
 
 def model_dir_for(base: str, *, workdir: Path, revision: str | None = None,
-                  environ: Mapping[str, str] = os.environ) -> Path:
+                  environ: Mapping[str, str] = os.environ, download: bool = True) -> Path:
     """A spec's `model.base` (a directory relative to `workdir`, or a hub id) as a local directory."""
     candidate = Path(base).expanduser()
     candidate = candidate if candidate.is_absolute() else Path(workdir) / candidate
@@ -106,16 +116,17 @@ def model_dir_for(base: str, *, workdir: Path, revision: str | None = None,
         return candidate.resolve()
     if base.startswith((".", "/", "~")) or base.count("/") > 1:
         raise EvalTargetError(f"model directory {candidate} does not exist")
-    return hub_model_dir(base, revision, environ=environ)
+    return hub_model_dir(base, revision, environ=environ, download=download)
 
 
 def trained_source(final_dir: Path, *, base: str, workdir: Path, dtype: str, revision: str | None = None,
-                   run_id: int | None = None, environ: Mapping[str, str] = os.environ) -> ModelSource:
+                   run_id: int | None = None, environ: Mapping[str, str] = os.environ,
+                   download: bool = True) -> ModelSource:
     """A run's final weights: the full model, or its base plus the adapter training saved."""
     final_dir = Path(final_dir)
     label = f"run:{run_id}" if run_id is not None else str(final_dir)
     if (final_dir / "adapter_config.json").is_file():
-        base_dir = model_dir_for(base, workdir=workdir, revision=revision, environ=environ)
+        base_dir = model_dir_for(base, workdir=workdir, revision=revision, environ=environ, download=download)
         return ModelSource(label, base_dir, final_dir.resolve(), dtype, run_id, Path(workdir))
     return ModelSource(label, final_dir.resolve(), None, dtype, run_id, Path(workdir))
 
@@ -270,7 +281,7 @@ def base_model_digest(registry: Registry, base: str, *, workdir: Path, revision:
     from runner.evaluation import EvaluationError
 
     try:
-        return model_digest([model_dir_for(base, workdir=workdir, revision=revision)], registry)
+        return model_digest([model_dir_for(base, workdir=workdir, revision=revision, download=False)], registry)
     except (EvalTargetError, EvaluationError, OSError) as err:
         log.warning("base model %s: evaluating without the cache (%s)", base, err)
         return None
@@ -283,7 +294,8 @@ def trained_model_digest(registry: Registry, final_dir: Path, *, base: str, work
     from runner.evaluation import EvaluationError
 
     try:
-        source = trained_source(final_dir, base=base, workdir=workdir, dtype="float32", revision=revision)
+        source = trained_source(final_dir, base=base, workdir=workdir, dtype="float32", revision=revision,
+                                download=False)
         return model_digest(source.directories, registry)
     except (EvalTargetError, EvaluationError, OSError) as err:
         log.warning("%s: evaluating without the cache (%s)", final_dir, err)

@@ -34,8 +34,9 @@ from runner.checkpoints import (
     publish,
     staging_dir,
 )
-from runner.data import read_instruction_jsonl, tokenize_examples
+from runner.data import prepare_data
 from runner.errors import RunCancelled, RunFailed
+from runner.methods import apply_method, check_device, load_base, load_trained, optimizer_arguments
 
 # Written into final/ last: its presence means training finished and the weights are whole.
 FINAL_FACTS = "tunelab-train.json"
@@ -74,6 +75,10 @@ class TrainOutcome:
     num_examples: int
     resumed_from: int = 0  # the step training continued from; 0 = from the start
     interrupted: bool = False  # stopped early by should_pause, with a checkpoint at global_step
+    # Set by recipes whose data the generic fingerprint (runner/data_fingerprint.py) does not read (DPO).
+    data_fingerprint: str | None = None
+    # What became of the data files' rows (runner/data.py DataStats), for the registry.
+    data_stats: dict[str, Any] | None = None
 
 
 def pick_device() -> str:
@@ -121,25 +126,6 @@ def load_model(model_path: str, dtype: str, revision: str | None = None):
         raise RunFailed(f"cannot load model {model_path!r}: {exc}") from None
 
 
-def apply_method(model, spec: Spec):
-    """Wrap the model for the fine-tuning method; full fine-tuning trains it as is."""
-    if spec.method.kind == "full":
-        return model
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=spec.method.r,
-        lora_alpha=spec.method.alpha,
-        lora_dropout=spec.method.dropout,
-        target_modules=list(spec.method.target_modules),
-        task_type="CAUSAL_LM",
-    )
-    try:
-        return get_peft_model(model, config)
-    except ValueError as exc:
-        raise RunFailed(f"method.target_modules: {exc}") from None
-
-
 class _ListDataset:
     """A plain indexable dataset; the Trainer needs nothing more."""
 
@@ -153,11 +139,13 @@ class _ListDataset:
         return self.features[index]
 
 
-def _training_arguments(spec: Spec, checkpoints_dir: Path, device: str):
+def _training_arguments(spec: Spec, checkpoints_dir: Path, device: str, arguments_class=None, **extra: Any):
+    """The Trainer's arguments from the spec; `arguments_class` (a TrainingArguments subclass) and `extra`
+    serve trainers with their own configuration (trl's DPOConfig)."""
     from transformers import TrainingArguments
 
     train = spec.train
-    return TrainingArguments(
+    return (arguments_class or TrainingArguments)(
         output_dir=str(checkpoints_dir),
         per_device_train_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum,
@@ -179,7 +167,38 @@ def _training_arguments(spec: Spec, checkpoints_dir: Path, device: str):
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        **_evaluation_arguments(spec),
+        **optimizer_arguments(spec.method, device),
+        **extra,
     )
+
+
+def _evaluation_arguments(spec: Spec) -> dict[str, Any]:
+    """Validation loss every [train] eval_every steps; without validation data, none."""
+    if spec.data.validation is None:
+        return {}
+    every = spec.train.eval_every
+    # Only the loss is wanted: keeping every batch's logits would cost memory for nothing.
+    return {"eval_strategy": "steps" if every else "no", "eval_steps": every or None,
+            "per_device_eval_batch_size": spec.train.batch_size, "prediction_loss_only": True}
+
+
+def _data_collator(spec: Spec, tokenizer):
+    """Padding, or for [data] packing the block-diagonal attention that keeps packed examples apart."""
+    from transformers import DataCollatorForSeq2Seq
+
+    if spec.data.packing:
+        from runner.packing import PackedCollator
+
+        return PackedCollator(pad_token_id=tokenizer.pad_token_id, dtype=torch_dtype(spec.model.dtype))
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+
+
+def _evaluate_at_end(trainer) -> None:
+    """The validation loss of the final weights, unless eval_every just measured it."""
+    state = trainer.state
+    if not any(entry.get("step") == state.global_step and "eval_loss" in entry for entry in state.log_history):
+        trainer.evaluate()
 
 
 def _registry_callback(hooks: TrainHooks, keep_checkpoints: int):
@@ -196,6 +215,9 @@ def _registry_callback(hooks: TrainHooks, keep_checkpoints: int):
                 self.last_loss = float(logs["loss"])
                 hooks.on_metrics({"step": state.global_step, "epoch": state.epoch, "loss": self.last_loss,
                                   "learning_rate": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm")})
+            if "eval_loss" in logs:
+                hooks.on_metrics({"step": state.global_step, "epoch": state.epoch,
+                                  "eval_loss": float(logs["eval_loss"])})
             if hooks.on_progress:
                 hooks.on_progress(state.global_step, state.max_steps, self.last_loss)
 
@@ -234,10 +256,10 @@ def _disk_failure(exc: BaseException, where: Path) -> str | None:
     return None
 
 
-def _staged_trainer_class():
+def _staged_trainer_class(base=None):
     from transformers import Trainer
 
-    class StagedTrainer(Trainer):
+    class StagedTrainer(base or Trainer):
         """A Trainer whose checkpoints appear whole or not at all (see runner/checkpoints.py).
 
         The stock `_save_checkpoint` writes everything under `_get_output_dir()`; pointing that
@@ -296,42 +318,38 @@ def save_final(model, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None
         raise RunFailed(f"cannot write the final model to {final_dir}: {reason}") from exc
 
 
-def _load_final(spec: Spec, model_path: str, final_dir: Path):
-    if spec.method.kind == "full":
-        return load_model(str(final_dir), spec.model.dtype)
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(load_model(model_path, spec.model.dtype, spec.model.revision), str(final_dir))
-
-
 def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> TrainOutcome:
     """Train per `spec`; relative paths resolve against `workdir`; files go under `output_dir`.
 
     Continues from the last complete checkpoint under `output_dir`, if there is one.
     """
-    from transformers import DataCollatorForSeq2Seq, PrinterCallback, set_seed
+    from transformers import PrinterCallback, set_seed
+
+    from runner.data_fingerprint import fingerprint_prepared
 
     device = pick_device()
+    check_device(spec, device)
+    if spec.method.kind == "dpo":
+        from runner.preference import train_preference
+
+        return train_preference(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device=device)
     set_seed(spec.experiment.seed)
     model_path = resolve_model_path(spec.model.base, workdir)
     tokenizer = load_tokenizer(model_path, spec.model.revision)
-    data_path = Path(spec.data.train) if Path(spec.data.train).is_absolute() else workdir / spec.data.train
-    examples = read_instruction_jsonl(data_path)
-    features = tokenize_examples(
-        examples, tokenizer, max_seq_len=spec.data.max_seq_len, train_on_prompt=spec.data.train_on_prompt
-    )
+    data = prepare_data(spec, tokenizer, workdir)
+    data_facts = {"num_examples": data.num_examples, "data_fingerprint": fingerprint_prepared(data),
+                  "data_stats": data.stats.to_dict() if data.stats else None}
     checkpoints_dir = output_dir / "checkpoints"
     final_dir = output_dir / "final"
     if (final_dir / FINAL_FACTS).is_file():
         facts = json.loads((final_dir / FINAL_FACTS).read_text(encoding="utf-8"))
         if hooks.on_start:
             hooks.on_start(facts["global_step"], complete_checkpoints(checkpoints_dir))
-        return TrainOutcome(model=_load_final(spec, model_path, final_dir), tokenizer=tokenizer,
+        return TrainOutcome(model=load_trained(spec, model_path, final_dir, device), tokenizer=tokenizer,
                             final_dir=final_dir, global_step=facts["global_step"], final_loss=facts["final_loss"],
-                            train_seconds=facts["train_seconds"], num_examples=len(features),
-                            resumed_from=facts["global_step"])
+                            train_seconds=facts["train_seconds"], resumed_from=facts["global_step"], **data_facts)
 
-    model = apply_method(load_model(model_path, spec.model.dtype, spec.model.revision), spec)
+    model = apply_method(load_base(model_path, spec, device), spec, model_path=model_path)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     discard_incomplete(checkpoints_dir)
     complete = complete_checkpoints(checkpoints_dir)
@@ -343,8 +361,9 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> 
     trainer = _staged_trainer_class()(
         model=model,
         args=_training_arguments(spec, checkpoints_dir, device),
-        train_dataset=_ListDataset(features),
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+        train_dataset=_ListDataset(data.train),
+        eval_dataset=_ListDataset(data.validation) if data.validation else None,
+        data_collator=_data_collator(spec, tokenizer),
         callbacks=[callback],
     )
     # Our own progress bar and the registry carry the logs; the Trainer's printer would repeat them.
@@ -355,11 +374,13 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> 
     seconds = time.perf_counter() - started
     if hooks.should_stop():
         raise RunCancelled("cancelled while training")
+    if data.validation and not callback.paused:
+        _evaluate_at_end(trainer)
     final_loss = callback.last_loss if callback.last_loss is not None else float(result.training_loss)
     outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
                            global_step=trainer.state.global_step, final_loss=final_loss, train_seconds=seconds,
-                           num_examples=len(features), resumed_from=resume_from.step if resume_from else 0,
-                           interrupted=callback.paused)
+                           resumed_from=resume_from.step if resume_from else 0, interrupted=callback.paused,
+                           **data_facts)
     if not outcome.interrupted:
         save_final(trainer.model, tokenizer, final_dir,
                    {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds})

@@ -134,3 +134,19 @@ def test_cells_evaluated_differently_from_their_column_are_flagged(registry, tmp
     table = render(registry, tmp_path)
     texts = {texts[0].split(" #")[0]: texts[3] for _, _, texts in table.rows}
     assert "*" in texts["odd"] and "*" not in texts["a"]
+
+
+def test_models_evaluated_with_tunelab_eval_get_rows(registry, tmp_path):
+    run = finished_run(registry, "tuned")
+    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
+    from dataclasses import replace
+
+    record_scores(registry, None, [replace(s, model_kind="eval") for s in
+                                   scores("eval", "some/hub-model", {"arc_challenge": 0.6, "mmlu": 0.5})])
+    board = build_leaderboard(registry)
+    by_label = {row.label: row for row in board.rows}
+    assert by_label["some/hub-model"].kind == "eval"
+    assert by_label["some/hub-model"].cells["mmlu"].value == 0.5
+    assert [c.key for c in board.columns] == ["arc_challenge", "mmlu"]
+    table = render(registry, tmp_path)
+    assert ("eval", ) == tuple({kind for kind, _, texts in table.rows if texts[0].startswith("some/hub-model")})

@@ -389,3 +389,42 @@ def test_eval_of_a_run_without_final_weights_says_so(tiny_model_dir, tmp_path):
     result = invoke(home, "eval", "1")
     assert result.exit_code == 1
     assert "run 1 has no final weights" in result.output and "(status queued)" in result.output
+
+
+def test_migration_0004_keeps_scores_allows_runless_ones_and_downgrades(registry_url):
+    from alembic import command
+    from sqlalchemy import text
+
+    from registry.db import _alembic_config, current_revision, make_engine, upgrade
+    from tests.registry.test_migration_data import fill_first_revision
+
+    engine = make_engine(registry_url)
+    upgrade(engine, "0003")
+    fill_first_revision(engine)
+    upgrade(engine, "0004")
+    runless = ("INSERT INTO evalresult (run_id, model_kind, model_name, task, metric, value, num_fewshot, \"limit\", "
+               "comparable, lm_eval_version, fingerprint_json, created_at, model_digest) VALUES (NULL, 'eval', "
+               "'org/model', 'arc_challenge', 'acc_norm', 0.4, 25, 0, :t, '0.4.13', '{}', '2026-01-01', 'd')")
+    with engine.begin() as c:
+        c.execute(text(runless), {"t": True})
+        rows = c.execute(text("SELECT run_id, model_digest FROM evalresult ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [(1, None), (None, "d")]
+    with engine.connect() as connection, connection.begin():
+        command.downgrade(_alembic_config(engine, connection), "0003")
+    assert current_revision(engine) == "0003"
+    with engine.connect() as c:  # the run's score stays; the one of no run cannot
+        assert [tuple(r) for r in c.execute(text("SELECT run_id, value FROM evalresult")).all()] == [(1, 0.31)]
+    engine.dispose()
+
+
+def test_a_hub_id_resolves_to_its_cached_snapshot_offline(tiny_model_dir, tmp_path, sqlite_registry):
+    from runner.eval_target import EvalTargetError, resolve_target
+    from tests.runner.test_doctor import _fake_hub_model
+
+    environ = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    with pytest.raises(EvalTargetError, match="not in the local cache and hub access is off"):
+        resolve_target(sqlite_registry, "some-org/tiny", home=tmp_path, cwd=tmp_path, environ=environ)
+    _fake_hub_model(tmp_path / "hf" / "hub", "some-org/tiny", tiny_model_dir)
+    source = resolve_target(sqlite_registry, "some-org/tiny", home=tmp_path, cwd=tmp_path, environ=environ)
+    assert (source.label, source.adapter_dir, source.run_id) == ("some-org/tiny", None, None)
+    assert model_digest(source.directories) == model_digest([tiny_model_dir])

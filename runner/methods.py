@@ -1,0 +1,191 @@
+"""Fine-tuning methods: how a model is loaded, wrapped and later reloaded for each `[method] kind`.
+
+full trains every weight; freeze only the top decoder blocks and the LM head; lora and qlora (over a 4-bit
+NF4 base) train a LoRA adapter; prompt_tuning trains virtual tokens. dpo trains a LoRA adapter or every
+weight (runner/preference.py has its recipe). Options that need CUDA are refused here, in one line, before
+anything is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from experiments.schema import MethodSection, Spec
+from runner.errors import RunFailed
+
+# Kinds whose final weights are a peft adapter over the base model (plus dpo with dpo_weights = "lora").
+ADAPTER_KINDS = ("lora", "qlora", "prompt_tuning")
+
+
+def trains_adapter(method: MethodSection) -> bool:
+    """Whether training saves a peft adapter (not a whole model) as the run's final weights."""
+    return method.kind in ADAPTER_KINDS or (method.kind == "dpo" and method.dpo_weights == "lora")
+
+
+def check_device(spec: Spec, device: str) -> None:
+    """Refuse, in one line, options that need a GPU when there is none."""
+    if spec.method.paged_optimizer and device != "cuda":
+        raise RunFailed("method.paged_optimizer = true needs a CUDA GPU; none is available "
+                        "(leave it unset: qlora then pages only where a GPU is present)")
+
+
+def uses_paged_optimizer(method: MethodSection, device: str) -> bool:
+    if method.paged_optimizer is None:
+        return method.kind == "qlora" and device == "cuda"
+    return method.paged_optimizer
+
+
+def optimizer_arguments(method: MethodSection, device: str) -> dict[str, Any]:
+    """TrainingArguments for the optimizer: the Trainer's default unless the optimizer state is paged."""
+    if not uses_paged_optimizer(method, device):
+        return {}
+    return {"optim": f"paged_adamw_{method.paged_optimizer_bits}bit"}
+
+
+def bnb_compute_dtype(method: MethodSection, device: str) -> str:
+    return method.bnb_compute_dtype or ("bfloat16" if device == "cuda" else "float32")
+
+
+def load_base(model_path: str, spec: Spec, device: str):
+    """The base model as the method needs it: 4-bit NF4 (double quantisation) for qlora, else as is."""
+    from runner.training import load_model
+
+    if spec.method.kind != "qlora":
+        return load_model(model_path, spec.model.dtype, spec.model.revision)
+    return _load_quantised(model_path, spec, device)
+
+
+def _load_quantised(model_path: str, spec: Spec, device: str):
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from runner.training import torch_dtype
+
+    if spec.model.dtype != "float32" and device == "cpu":
+        raise RunFailed(f'model.dtype = "{spec.model.dtype}" needs a GPU; none is available (use "float32" on the CPU)')
+    quantisation = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch_dtype(bnb_compute_dtype(spec.method, device)),
+    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path, quantization_config=quantisation, dtype=torch_dtype(spec.model.dtype),
+            revision=spec.model.revision, device_map="cpu" if device == "cpu" else {"": 0},
+        )
+    except OSError as exc:
+        raise RunFailed(f"cannot load model {model_path!r}: {exc}") from None
+    except ImportError as exc:  # bitsandbytes missing or without a backend for this device
+        raise RunFailed(f"qlora needs bitsandbytes: {exc}") from None
+    _keep_cpu_layout_for_small_layers(model)
+    return model
+
+
+def _keep_cpu_layout_for_small_layers(model) -> None:
+    # bitsandbytes repacks 4-bit weights for a faster CPU kernel the first time it runs a layer in
+    # inference mode; the repacking assumes input widths of at least one quantisation block (64) and
+    # fails on narrower layers, so those keep the plain layout (same numbers, the generic kernel).
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit) and module.in_features < module.weight.quant_state.blocksize:
+            module.support_avx512bf16_for_cpu = False
+
+
+def lora_config(method: MethodSection):
+    from peft import LoraConfig
+
+    return LoraConfig(r=method.r, lora_alpha=method.alpha, lora_dropout=method.dropout,
+                      target_modules=list(method.target_modules), task_type="CAUSAL_LM")
+
+
+def apply_method(model, spec: Spec, *, model_path: str | None = None):
+    """Wrap or freeze the loaded model for the method; full fine-tuning (and dpo, whose trainer wraps
+    the model itself) trains it as is."""
+    kind = spec.method.kind
+    if kind in ("full", "dpo"):
+        return model
+    if kind == "freeze":
+        freeze_all_but_top(model, spec.method.trainable_layers)
+        return model
+    from peft import get_peft_model
+
+    if kind == "prompt_tuning":
+        model = get_peft_model(model, _prompt_tuning_config(spec.method, model_path))
+        return trim_virtual_token_logits(model)
+    if kind == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    try:
+        return get_peft_model(model, lora_config(spec.method))
+    except ValueError as exc:
+        raise RunFailed(f"method.target_modules: {exc}") from None
+
+
+def decoder_blocks(model) -> list:
+    """The model's stack of decoder blocks: the ModuleList as long as config.num_hidden_layers."""
+    import torch
+
+    count = model.config.get_text_config().num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return list(module)
+    raise RunFailed(f"cannot find the {count} decoder blocks of {type(model).__name__} for kind = \"freeze\"")
+
+
+def freeze_all_but_top(model, trainable_layers: int) -> None:
+    """Train only the top `trainable_layers` decoder blocks and the LM head."""
+    blocks = decoder_blocks(model)
+    if trainable_layers > len(blocks):
+        raise RunFailed(f"method.trainable_layers = {trainable_layers}, but the model has only "
+                        f"{len(blocks)} decoder blocks")
+    model.requires_grad_(False)
+    for block in blocks[len(blocks) - trainable_layers:]:
+        block.requires_grad_(True)
+    model.get_output_embeddings().requires_grad_(True)
+
+
+def _prompt_tuning_config(method: MethodSection, model_path: str | None):
+    from peft import PromptTuningConfig, PromptTuningInit
+
+    if method.prompt_init_text is None:
+        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=method.num_virtual_tokens,
+                                  prompt_tuning_init=PromptTuningInit.RANDOM)
+    return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=method.num_virtual_tokens,
+                              prompt_tuning_init=PromptTuningInit.TEXT, prompt_tuning_init_text=method.prompt_init_text,
+                              tokenizer_name_or_path=model_path)
+
+
+def trim_virtual_token_logits(model):
+    """Make a prompt-tuned model's logits line up with its input again.
+
+    peft prepends the virtual tokens' positions to the logits; evaluation (lm-eval) reads logits by input
+    position, so they are cut off after each forward. The loss, computed inside, is unaffected.
+    """
+    virtual = model.active_peft_config.num_virtual_tokens
+
+    def trim(module, args, kwargs, output):
+        tokens = kwargs.get("input_ids", args[0] if args else None)
+        if tokens is None:
+            tokens = kwargs.get("inputs_embeds")
+        logits = getattr(output, "logits", None)
+        if tokens is not None and logits is not None and logits.shape[1] == tokens.shape[1] + virtual:
+            output.logits = logits[:, virtual:]
+        return output
+
+    model.register_forward_hook(trim, with_kwargs=True)
+    return model
+
+
+def load_trained(spec: Spec, model_path: str, final_dir: Path, device: str):
+    """A run's final weights as training left them: the whole model, or the base with the adapter."""
+    from runner.training import load_model
+
+    if not trains_adapter(spec.method):
+        return load_model(str(final_dir), spec.model.dtype)
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(load_base(model_path, spec, device), str(final_dir))
+    return trim_virtual_token_logits(model) if spec.method.kind == "prompt_tuning" else model
