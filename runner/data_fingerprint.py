@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
 from experiments.schema import Spec
 
@@ -45,29 +44,13 @@ def fingerprint_prepared(prepared) -> str:
 
 def fingerprint_spec_data(spec: Spec, workdir: Path) -> str:
     """Prepare the spec's data as training would, and fingerprint it (no model is loaded)."""
-    from runner.data import data_sources, prepare_data
+    from runner.data import prepare_data
     from runner.training import load_tokenizer, resolve_model_path
 
     tokenizer = load_tokenizer(resolve_model_path(spec.model.base, workdir), spec.model.revision)
-    if all(source.format == "preference" for source in data_sources(spec.data, workdir)):
-        return _fingerprint_preference(spec, tokenizer, workdir)
+    if spec.data.format == "preference" and isinstance(spec.data.train, str):
+        # Preference pairs are read by the preference recipe; its own fingerprint is what training records.
+        from runner.preference import data_path, fingerprint_pairs, read_pairs
+
+        return fingerprint_pairs(read_pairs(data_path(spec, workdir), tokenizer, spec.data.template), tokenizer)
     return fingerprint_prepared(prepare_data(spec, tokenizer, workdir))
-
-
-def _fingerprint_preference(spec: Spec, tokenizer: Any, workdir: Path) -> str:
-    """Preference pairs: the tokens of each prompt (chat prompts through the template), chosen and rejected."""
-    from runner.data import data_sources, read_preference_rows
-    from runner.data_templates import Renderer
-
-    renderer = Renderer(spec.data.template, tokenizer)
-    digest = hashlib.sha256(b"preference;")
-    for source in data_sources(spec.data, workdir):
-        for row in read_preference_rows(source.path):
-            prompt = row.prompt if isinstance(row.prompt, str) else renderer.chat_renderer()(
-                [{"role": m.role, "content": m.content} for m in row.prompt], True)
-            for key, text in (("prompt", prompt), ("chosen", row.chosen), ("rejected", row.rejected)):
-                digest.update(key.encode())
-                tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
-                digest.update(b",".join(str(token).encode() for token in tokens))
-                digest.update(b";")
-    return digest.hexdigest()

@@ -264,9 +264,28 @@ def _compact_samples(task: GeneratedTask, logged: list[dict], target_delimiter: 
                 "pick": pick,
                 "correct": correct,
                 "score": score,
+                # Enough of the item to show it in a comparison of two models (`tunelab compare`).
+                "question": _item_text(sample["doc"]),
+                "choices": [_clip(str(arg[1]).strip(), CHOICE_CHARS) for arg in sample["arguments"]],
             }
         )
     return compact
+
+
+QUESTION_CHARS, CHOICE_CHARS = 300, 120
+_QUESTION_FIELDS = ("question", "ctx", "query", "goal", "sentence")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _item_text(doc: dict) -> str | None:
+    """The question of an item, from the first field the official schemas use for it."""
+    for name in _QUESTION_FIELDS:
+        if isinstance(doc.get(name), str):
+            return _clip(doc[name], QUESTION_CHARS)
+    return None
 
 
 def _argmax(values: list[float]) -> int:

@@ -323,6 +323,10 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
 
     update_run(registry, run_id, output_dir=str(output_dir))
     _record_environment(registry, run_id, workdir)
+    from runner.lineage import resolve_start
+
+    # A run:ID base becomes that run's final weights (an adapter merged into its base) from here on.
+    spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
     forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
     try:
         outcome = train(spec, workdir=workdir, output_dir=output_dir,
@@ -336,7 +340,9 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     from runner.data_fingerprint import fingerprint_spec_data
 
     update_run(registry, run_id, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
-               num_train_examples=outcome.num_examples, data_fingerprint=fingerprint_spec_data(spec, workdir))
+               num_train_examples=outcome.num_examples,
+               data_fingerprint=outcome.data_fingerprint or fingerprint_spec_data(spec, workdir),
+               data_stats_json=json.dumps(outcome.data_stats) if outcome.data_stats is not None else None)
     stop.check()  # a request that came as training finished: evaluation would not poll it
 
     key = eval_key(spec, _lm_eval_version())

@@ -8,6 +8,7 @@ anything is loaded.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,20 @@ def load_trained(spec: Spec, model_path: str, final_dir: Path, device: str):
 
     model = PeftModel.from_pretrained(load_base(model_path, spec, device), str(final_dir))
     return trim_virtual_token_logits(model) if spec.method.kind == "prompt_tuning" else model
+
+
+def merged_model(base_dir: str, adapter_dir: Path, dtype: str):
+    """The base with a LoRA adapter merged into its weights: a plain transformers model.
+
+    A qlora adapter is merged into the base at full precision (the usual way to ship one): the result
+    differs from the 4-bit model it trained against by the quantisation error.
+    """
+    from peft import PeftModel
+
+    from runner.training import load_model
+
+    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    if config.get("peft_type") != "LORA":
+        raise RunFailed(f"{adapter_dir}: a {config.get('peft_type', 'non-LoRA').lower()} adapter adds virtual tokens "
+                        "and has no weights to merge into the model")
+    return PeftModel.from_pretrained(load_model(base_dir, dtype), str(adapter_dir)).merge_and_unload()

@@ -104,7 +104,6 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
     model_path = resolve_model_path(spec.model.base, workdir)
     tokenizer = load_tokenizer(model_path, spec.model.revision)
     pairs = read_pairs(data_path(spec, workdir), tokenizer, spec.data.template)
-    fingerprint = fingerprint_pairs(pairs, tokenizer)
     checkpoints_dir = output_dir / "checkpoints"
     final_dir = output_dir / "final"
     if (final_dir / FINAL_FACTS).is_file():
@@ -114,7 +113,7 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
         return TrainOutcome(model=load_trained(spec, model_path, final_dir, device), tokenizer=tokenizer,
                             final_dir=final_dir, global_step=facts["global_step"], final_loss=facts["final_loss"],
                             train_seconds=facts["train_seconds"], num_examples=len(pairs),
-                            resumed_from=facts["global_step"], data_fingerprint=fingerprint)
+                            resumed_from=facts["global_step"])
 
     model = load_base(model_path, spec, device)
     by_lora = spec.method.trains_lora
@@ -149,7 +148,7 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
     outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
                            global_step=trainer.state.global_step, final_loss=final_loss, train_seconds=seconds,
                            num_examples=len(pairs), resumed_from=resume_from.step if resume_from else 0,
-                           interrupted=callback.paused, data_fingerprint=fingerprint)
+                           interrupted=callback.paused)
     if not outcome.interrupted:
         save_final(trainer.model, tokenizer, final_dir,
                    {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds})

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.schema import Spec
+from experiments.schema import RUN_BASE, Spec
 from runner.checkpoints import (
     CompleteCheckpoint,
     complete_checkpoints,
@@ -75,10 +75,10 @@ class TrainOutcome:
     num_examples: int
     resumed_from: int = 0  # the step training continued from; 0 = from the start
     interrupted: bool = False  # stopped early by should_pause, with a checkpoint at global_step
-    # Set by recipes whose data the generic fingerprint (runner/data_fingerprint.py) does not read (DPO).
-    data_fingerprint: str | None = None
     # What became of the data files' rows (runner/data.py DataStats), for the registry.
     data_stats: dict[str, Any] | None = None
+    # Hash of the features trained on (runner/data_fingerprint.py); None: the caller computes it from the spec.
+    data_fingerprint: str | None = None
 
 
 def pick_device() -> str:
@@ -95,6 +95,9 @@ def torch_dtype(name: str):
 
 def resolve_model_path(base: str, workdir: Path) -> str:
     """A local directory (relative to the submit directory) or, failing that, a hub id."""
+    if RUN_BASE.fullmatch(base):
+        # Only the registry knows where a run's weights are: runner.lineage resolves these before training.
+        raise RunFailed(f'model.base = "{base}" names a run; it is resolved through the registry (runner/lineage.py)')
     candidate = Path(base) if Path(base).is_absolute() else workdir / base
     if candidate.is_dir():
         return str(candidate)

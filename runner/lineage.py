@@ -1,0 +1,168 @@
+"""Sequential fine-tuning: `model.base = "run:ID"` starts from the final weights of an earlier run.
+
+A run whose final weights are a whole model (full, freeze, dpo over all weights) is used as it is; a LoRA
+adapter (lora, qlora, dpo with LoRA) is merged into its own base first, recursively, into the new run's
+output directory. Every run records its lineage: the runs its starting weights came from, nearest first,
+and the original base model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from experiments.schema import RUN_BASE, Spec
+from registry.db import Registry
+from registry.errors import NotFound
+from runner.errors import RunFailed
+
+# Deeper than any real chain; only a hand-made loop in the registry could reach it.
+MAX_DEPTH = 100
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    run_id: int
+    name: str
+    method: str
+
+
+@dataclass
+class Lineage:
+    origin: str  # the base model the chain started from: a directory (absolute) or a hub id
+    runs: list[Ancestor] = field(default_factory=list)  # nearest first
+
+    def to_json(self) -> dict:
+        return {"runs": [asdict(a) for a in self.runs], "origin": self.origin}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Lineage:
+        return cls(origin=data["origin"], runs=[Ancestor(**a) for a in data.get("runs", [])])
+
+    def describe(self, run_id: int | None = None) -> str:
+        """One line, newest first: "run 3 <- run 2 (lora) <- run 1 (full) <- /models/tiny"."""
+        parts = [f"run {run_id}"] if run_id is not None else []
+        parts += [f"run {a.run_id} ({a.method})" for a in self.runs]
+        return " <- ".join(parts + [self.origin])
+
+
+def run_base_id(base: str) -> int | None:
+    """The run id of a `run:ID` base; None for a directory or hub id."""
+    match = RUN_BASE.fullmatch(base)
+    return int(match.group(1)) if match else None
+
+
+def _run_and_spec(registry: Registry, run_id: int, base: str):
+    from registry.queries import experiment_for_run
+
+    try:
+        run, experiment = experiment_for_run(registry, run_id)
+    except NotFound:
+        raise RunFailed(f'model.base = "{base}": there is no run {run_id}') from None
+    return run, experiment, Spec.model_validate(json.loads(experiment.resolved_json))
+
+
+def _local_or_hub(base: str, workdir: Path) -> str:
+    candidate = Path(base) if Path(base).is_absolute() else Path(workdir) / base
+    return str(candidate.resolve()) if candidate.is_dir() else base
+
+
+def lineage_of(registry: Registry, base: str, workdir: Path, *, run_id: int | None = None) -> Lineage:
+    """Follow run:ID bases back to a model that is not a run. `run_id` (the run starting from `base`)
+    must not appear in its own chain."""
+    runs: list[Ancestor] = []
+    seen = {run_id} if run_id is not None else set()
+    while (parent := run_base_id(base)) is not None:
+        if parent in seen or len(runs) >= MAX_DEPTH:
+            raise RunFailed(f'model.base = "run:{parent}" makes a loop: run {parent} is its own ancestor')
+        seen.add(parent)
+        _, experiment, spec = _run_and_spec(registry, parent, base)
+        runs.append(Ancestor(parent, experiment.name, spec.method.kind))
+        base, workdir = spec.model.base, Path(experiment.workdir)
+    return Lineage(origin=_local_or_hub(base, workdir), runs=runs)
+
+
+def final_weights(registry: Registry, run_id: int) -> tuple[Path, Spec, Path]:
+    """The final weights directory of a succeeded run, with its spec and submit directory."""
+    from runner.training import FINAL_FACTS
+
+    base = f"run:{run_id}"
+    run, experiment, spec = _run_and_spec(registry, run_id, base)
+    if run.status != "succeeded":
+        raise RunFailed(f'model.base = "{base}": run {run_id} is {run.status}; a run base must have succeeded')
+    final = Path(run.output_dir or "") / "final"
+    if not run.output_dir or not (final / FINAL_FACTS).is_file():
+        raise RunFailed(f'model.base = "{base}": run {run_id} has no final weights at {final}')
+    return final, spec, Path(experiment.workdir)
+
+
+def base_model_dir(registry: Registry, base: str, workdir: Path, *, scratch: Path) -> str:
+    """A spec's model.base as something `from_pretrained` loads: a directory or hub id, or for run:ID
+    the run's whole final model (merging adapters into `scratch` where needed)."""
+    from runner.training import resolve_model_path
+
+    run_id = run_base_id(base)
+    if run_id is None:
+        return resolve_model_path(base, workdir)
+    return str(starting_weights(registry, run_id, scratch=scratch))
+
+
+def starting_weights(registry: Registry, run_id: int, *, scratch: Path) -> Path:
+    """Run `run_id`'s final weights as a whole model directory: its final/ itself, or its adapter merged
+    into its base under `scratch` (kept there, so a resumed run merges once). Call `lineage_of` first:
+    it refuses loops."""
+    from runner.methods import merged_model, trains_adapter
+    from runner.training import load_tokenizer
+
+    final, spec, workdir = final_weights(registry, run_id)
+    if not trains_adapter(spec.method):
+        return final
+    if spec.method.kind == "prompt_tuning":
+        raise RunFailed(f'model.base = "run:{run_id}": run {run_id} is prompt tuning, whose virtual tokens cannot '
+                        "be merged into weights; start from a full, freeze, lora or qlora run")
+    merged = scratch / f"run-{run_id}"
+    if merged.is_dir():  # written whole: staged, then renamed into place
+        return merged
+    model = merged_model(base_model_dir(registry, spec.model.base, workdir, scratch=scratch), final, spec.model.dtype)
+    save_whole(model, load_tokenizer(str(final)), merged)
+    return merged
+
+
+def save_whole(model, tokenizer, destination: Path) -> None:
+    """Save model and tokenizer to a staging directory, then rename it to `destination`."""
+    from runner.checkpoints import fsync_tree
+
+    staging = destination.with_name(destination.name + ".staging")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        fsync_tree(staging)
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.replace(staging, destination)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RunFailed(f"cannot write {destination}: {exc.strerror or exc}") from None
+
+
+def resolve_start(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path) -> Spec:
+    """Record the run's lineage; for a run:ID base, return the spec with model.base pointing at the
+    directory of that run's final weights (the spec stored in the registry keeps run:ID)."""
+    from registry.queue import update_run
+
+    lineage = lineage_of(registry, spec.model.base, workdir, run_id=run_id)
+    update_run(registry, run_id, lineage_json=json.dumps(lineage.to_json(), sort_keys=True))
+    parent = run_base_id(spec.model.base)
+    if parent is None:
+        return spec
+    start = starting_weights(registry, parent, scratch=output_dir / "base")
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"base": str(start)})})
+
+
+def recorded_lineage(lineage_json: str | None) -> Lineage | None:
+    return Lineage.from_json(json.loads(lineage_json)) if lineage_json else None
