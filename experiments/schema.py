@@ -36,13 +36,17 @@ class ModelSection(_Section):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     revision: str | None = Field(None, description="Hub revision (commit, tag or branch) of the base model.")
 
+    @field_validator("base")
+    @classmethod
+    def _run_base_is_well_formed(cls, base: str) -> str:
+        if base.startswith("run:") and not RUN_BASE.fullmatch(base):
+            raise ValueError('a run base is run:ID with a numeric run id, e.g. "run:3"')
+        return base
+
     @model_validator(mode="after")
-    def _run_base_is_well_formed(self) -> ModelSection:
-        if self.base.startswith("run:"):
-            if not RUN_BASE.fullmatch(self.base):
-                raise ValueError(f'base = "{self.base}": a run base is run:ID with a numeric run id, e.g. "run:3"')
-            if self.revision is not None:
-                raise ValueError(f'revision applies to hub models, not to base = "{self.base}"')
+    def _no_revision_for_a_run_base(self) -> ModelSection:
+        if self.revision is not None and RUN_BASE.fullmatch(self.base):
+            raise ValueError(f'revision applies to hub models, not to base = "{self.base}"')
         return self
 
 
@@ -76,8 +80,9 @@ class DataSection(_Section):
         "alpaca", min_length=1,
         description='How rows become text: "alpaca", "chatml", "tokenizer" (the tokenizer\'s own chat template) '
         "or a Jinja template string (sandboxed). A Jinja template for instruction rows renders the prompt from "
-        "`instruction` and `input` (the output and EOS follow it); for chat rows it is a chat template over "
-        "`messages` and `add_generation_prompt`. Both also get `bos_token` and `eos_token`.")
+        "`instruction` and `input`, verbatim (the output and EOS follow it); for chat rows it is a chat template "
+        "over `messages` and `add_generation_prompt`, with transformers' whitespace handling (trim_blocks, "
+        "lstrip_blocks). Both also get `bos_token`, `eos_token` and `raise_exception(message)`.")
     max_seq_len: int = Field(256, gt=0, le=32768)
     train_on_prompt: bool = Field(False, description="Also compute the loss on prompt tokens, not only the response.")
     overlength: Literal["drop", "truncate"] = Field(
@@ -132,7 +137,7 @@ class DataSection(_Section):
 
     @model_validator(mode="after")
     def _mixture_keys_only_for_mixtures(self) -> DataSection:
-        if "mixture_examples" in self.model_fields_set and isinstance(self.train, str):
+        if self.mixture_examples and isinstance(self.train, str):
             raise ValueError("mixture_examples applies only when train is a list of files")
         return self
 

@@ -65,6 +65,8 @@ class RunDetail:
     scores: list[ScoreRow] = field(default_factory=list)
     # What the run last executed with (versions, devices, source commit); None before it first ran.
     environment: dict[str, Any] | None = None
+    # Where the starting weights came from ({"runs": [...] nearest first, "origin": base}); None before it ran.
+    lineage: dict[str, Any] | None = None
     # Row counts of the training data (read, empty, duplicates, over-length, held out); None before training.
     data_stats: dict[str, Any] | None = None
 
@@ -191,6 +193,7 @@ def run_detail(registry: Registry, run_id: int) -> RunDetail:
                       "grad_norm": m.grad_norm, "eval_loss": m.eval_loss} for m in metrics],
             scores=[_score_row(r) for r in results],
             environment=json.loads(run.environment_json) if run.environment_json else None,
+            lineage=json.loads(run.lineage_json) if run.lineage_json else None,
             data_stats=json.loads(run.data_stats_json) if run.data_stats_json else None,
         )
 

@@ -62,7 +62,12 @@ class Rendered:
 ChatRenderer = Callable[[list[dict[str, str]], bool], str]
 
 
-def _sandbox():
+def _sandbox(*, chat: bool):
+    """A sandboxed Jinja environment; unknown variables are errors, not empty strings.
+
+    Chat templates get transformers' whitespace handling (trim_blocks, lstrip_blocks), so a template
+    copied from a tokenizer_config.json renders the same here; prompt templates render verbatim.
+    """
     from jinja2 import StrictUndefined
     from jinja2.exceptions import TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -70,9 +75,7 @@ def _sandbox():
     def raise_exception(message: str) -> None:
         raise TemplateError(message)
 
-    # The same whitespace handling as transformers' chat templates, so a template copied from a
-    # tokenizer_config.json renders the same here.
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, undefined=StrictUndefined)
+    env = ImmutableSandboxedEnvironment(trim_blocks=chat, lstrip_blocks=chat, undefined=StrictUndefined)
     env.globals["raise_exception"] = raise_exception
     return env
 
@@ -83,9 +86,9 @@ class Renderer:
     def __init__(self, template: str, tokenizer: Any) -> None:
         self.template = template
         self.tokenizer = tokenizer
-        self._env = _sandbox()
         self._chat: ChatRenderer | None = None
-        self._prompt = None if template in ("alpaca", "chatml", "tokenizer") else self._env.from_string(template)
+        named = template in ("alpaca", "chatml", "tokenizer")
+        self._prompt = None if named else _sandbox(chat=False).from_string(template)
         self._specials = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
 
     def render(self, example: Example, path: Path) -> Rendered:
@@ -127,7 +130,7 @@ class Renderer:
             self._chat = render_with_tokenizer
         else:
             source = {"chatml": CHATML_TEMPLATE, "alpaca": ALPACA_CHAT_TEMPLATE}.get(self.template, self.template)
-            compiled = self._env.from_string(source)
+            compiled = _sandbox(chat=True).from_string(source)
 
             def render_with_jinja(messages: list[dict[str, str]], generation_prompt: bool) -> str:
                 return compiled.render(messages=messages, add_generation_prompt=generation_prompt,

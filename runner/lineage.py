@@ -55,13 +55,13 @@ def run_base_id(base: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _run_and_spec(registry: Registry, run_id: int, base: str):
+def _run_and_spec(registry: Registry, run_id: int, context: str):
     from registry.queries import experiment_for_run
 
     try:
         run, experiment = experiment_for_run(registry, run_id)
     except NotFound:
-        raise RunFailed(f'model.base = "{base}": there is no run {run_id}') from None
+        raise RunFailed(f"{context}: there is no run {run_id}") from None
     return run, experiment, Spec.model_validate(json.loads(experiment.resolved_json))
 
 
@@ -79,23 +79,25 @@ def lineage_of(registry: Registry, base: str, workdir: Path, *, run_id: int | No
         if parent in seen or len(runs) >= MAX_DEPTH:
             raise RunFailed(f'model.base = "run:{parent}" makes a loop: run {parent} is its own ancestor')
         seen.add(parent)
-        _, experiment, spec = _run_and_spec(registry, parent, base)
+        _, experiment, spec = _run_and_spec(registry, parent, f'model.base = "{base}"')
         runs.append(Ancestor(parent, experiment.name, spec.method.kind))
         base, workdir = spec.model.base, Path(experiment.workdir)
     return Lineage(origin=_local_or_hub(base, workdir), runs=runs)
 
 
-def final_weights(registry: Registry, run_id: int) -> tuple[Path, Spec, Path]:
-    """The final weights directory of a succeeded run, with its spec and submit directory."""
+def final_weights(registry: Registry, run_id: int, *, context: str | None = None) -> tuple[Path, Spec, Path]:
+    """The final weights directory of a succeeded run, with its spec and submit directory.
+
+    `context` starts the error messages (default: the run as a model.base)."""
     from runner.training import FINAL_FACTS
 
-    base = f"run:{run_id}"
-    run, experiment, spec = _run_and_spec(registry, run_id, base)
+    context = context or f'model.base = "run:{run_id}"'
+    run, experiment, spec = _run_and_spec(registry, run_id, context)
     if run.status != "succeeded":
-        raise RunFailed(f'model.base = "{base}": run {run_id} is {run.status}; a run base must have succeeded')
+        raise RunFailed(f"{context}: run {run_id} is {run.status}; only a succeeded run has final weights")
     final = Path(run.output_dir or "") / "final"
     if not run.output_dir or not (final / FINAL_FACTS).is_file():
-        raise RunFailed(f'model.base = "{base}": run {run_id} has no final weights at {final}')
+        raise RunFailed(f"{context}: run {run_id} has no final weights at {final}")
     return final, spec, Path(experiment.workdir)
 
 

@@ -37,6 +37,8 @@ def data_path(spec: Spec, workdir: Path) -> Path:
                         f'(it is "{spec.data.format}")')
     if not isinstance(spec.data.train, str):
         raise RunFailed('method.kind = "dpo" reads one preference file: [data] train must be a path, not a mixture')
+    if spec.data.validation is not None:
+        raise RunFailed('method.kind = "dpo" does not take [data] validation data yet; leave it unset')
     path = Path(spec.data.train)
     return path if path.is_absolute() else workdir / path
 

@@ -257,6 +257,10 @@ def show(app: AppContext, run_id: int, as_json: bool) -> None:
         print_json(detail.to_json())
     else:
         print_detail(detail)
+        if detail.lineage and detail.lineage["runs"]:
+            from runner.lineage import Lineage
+
+            click.echo("  lineage: " + Lineage.from_json(detail.lineage).describe(run_id))
 
 
 @cli.command()
@@ -378,3 +382,26 @@ def main() -> None:
 from tunelab.eval_commands import register  # noqa: E402  (eval, doctor: their own module)
 
 register(cli)
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write (must not exist, or be empty).")
+@click.option("--merge", is_flag=True, help="Merge an adapter into its base model: a plain transformers model.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@click.pass_obj
+def export(app: AppContext, run_id: int, output: Path, merge: bool, as_json: bool) -> None:
+    """Export RUN_ID's final model to a directory, with its tokenizer and a model card (README.md).
+
+    Full-weight runs are whole models; adapter runs export the adapter (loads with peft over its base),
+    or with --merge the base with the adapter merged in.
+    """
+    from runner.export import export_run
+
+    result = export_run(app.registry(), run_id, output, merge=merge)
+    if as_json:
+        print_json(asdict(result) | {"output": str(result.output)})
+        return
+    over = f" over {result.base}" if result.form == "adapter" else ""
+    click.echo(f"run {run_id}: wrote {result.form} model ({result.method}{over}) to {result.output}")
