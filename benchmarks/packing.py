@@ -7,7 +7,8 @@ batch is padded to its longest example; with packing the rows are nearly full. T
 
 Runs alternate (unpacked, packed, unpacked...) and the median of each is reported, since other work
 on the machine skews single timings. The tokens the model actually processed (padding included) are
-counted at the collator too: their ratio is the speed-up packing can give on any machine.
+counted at the collator too: their ratio is the speed-up packing can give on any machine (a packed
+row costs the same per token as a padded batch: the block-diagonal mask adds no measurable time).
 
     python benchmarks/packing.py                      # self_instruct_human if ../shared/datasets has it
     python benchmarks/packing.py --data my.jsonl --max-seq-len 1024 --hidden 512 --repeats 3 --json

@@ -85,13 +85,16 @@ def _load_quantised(model_path: str, spec: Spec, device: str):
 
 def _keep_cpu_layout_for_small_layers(model) -> None:
     # bitsandbytes repacks 4-bit weights for a faster CPU kernel the first time it runs a layer in
-    # inference mode; the repacking assumes input widths of at least one quantisation block (64) and
-    # fails on narrower layers, so those keep the plain layout (same numbers, the generic kernel).
+    # inference mode; the repacking assumes whole quantisation blocks (64) along the input and groups of
+    # 32 outputs, and fails on other shapes, so those layers keep the plain layout (same numbers, the
+    # generic kernel).
     import bitsandbytes as bnb
 
     for module in model.modules():
-        if isinstance(module, bnb.nn.Linear4bit) and module.in_features < module.weight.quant_state.blocksize:
-            module.support_avx512bf16_for_cpu = False
+        if isinstance(module, bnb.nn.Linear4bit):
+            block = module.weight.quant_state.blocksize
+            if module.in_features % block or module.in_features < block or module.out_features % 32:
+                module.support_avx512bf16_for_cpu = False
 
 
 def lora_config(method: MethodSection):

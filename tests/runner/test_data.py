@@ -144,8 +144,8 @@ def test_preference_rows_take_a_text_or_a_conversation_prompt(tmp_path):
     assert second.prompt == (ChatMessage("system", "Answer briefly."), ChatMessage("user", "Capital of Kanora?"))
 
 
-@pytest.mark.skipif(not SHARED_DATASETS.is_dir(), reason="shared datasets not present")
 def test_the_shared_permissive_datasets_read_in_full():
+    assert SHARED_DATASETS.is_dir(), f"the shared datasets are expected beside the checkout, at {SHARED_DATASETS}"
     assert len(read_rows(SHARED_DATASETS / "self_instruct_human" / "train.jsonl", "instruction")) == 427
     assert len(read_preference_rows(SHARED_DATASETS / "hh_rlhf_harmless_base" / "test.jsonl")) == 2303
 

@@ -301,9 +301,10 @@ def test_eval_of_a_directory_is_recorded_with_no_run_and_is_cached_the_second_ti
     assert evaluation.eval_key == first["eval_key"]
     assert {s.task: s.value for s in evaluation.scores} == {s["task"]: s["value"] for s in first["scores"]}
     assert all(s.model_kind == "eval" for s in evaluation.scores)
-    # Scores of no run are not any run's, and the leaderboard as it stands still builds.
+    # Scores of no run are not any run's; the leaderboard shows the model as a row of its own.
     assert run_scores(registry) == {}
-    assert build_leaderboard(registry).rows == []
+    (row,) = build_leaderboard(registry).rows
+    assert (row.kind, row.label, row.run_id) == ("eval", str(tiny_model_dir), None)
 
 
 def _lora_run(tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
