@@ -54,7 +54,8 @@ def main() -> None:
             "--help (start-up alone)": [tunelab, "--help"],
         }
         print(f"registry: {url.split(':', 1)[0]}, {args.experiments} experiments/runs, "
-              f"{args.experiments * 10} metric rows, {args.experiments * 4} eval results (filled in {fill_seconds:.1f} s)")
+              f"{args.experiments * 10} metric rows, {args.experiments * 4} eval results "
+              f"(filled in {fill_seconds:.1f} s)")
         print(f"where: {WHERE}")
         for label, command in commands.items():
             measured = times(command)

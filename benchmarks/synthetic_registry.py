@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
 
@@ -19,7 +19,7 @@ def fill(registry: Registry, *, experiments: int, metrics_per_run: int, subjects
          seed: int = 0) -> None:
     """One succeeded run per experiment, with training metrics and eval results (fine-tuned and base)."""
     rng = random.Random(seed)
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     kinds = ["lora", "full", "lora", "qlora"]
     experiment_rows, run_rows, metric_rows, result_rows, checkpoint_rows = [], [], [], [], []
     for i in range(1, experiments + 1):

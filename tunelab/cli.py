@@ -63,7 +63,8 @@ def _load_all(specs: tuple[Path, ...]):
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Validate, show what would be queued; write nothing.")
 @click.option("--force", is_flag=True, help="Queue a new run even when an identical spec was submitted before.")
-@click.option("--priority", type=int, default=None, help="Queue priority (higher first); overrides [resources] priority.")
+@click.option("--priority", type=int, default=None,
+              help="Queue priority (higher first); overrides [resources] priority.")
 @click.option("--json", "as_json", is_flag=True, help="Print [{experiment_id, run_id}] as JSON.")
 @click.pass_obj
 def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool, priority: int | None,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import jsonschema
-import tomllib
 from sqlmodel import select
 
 from experiments.loader import load_spec

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from registry.db import current_revision, head_revision, make_engine, upgrade
+from registry.db import Registry, current_revision, head_revision, make_engine, upgrade
 from registry.queries import list_runs, run_detail
-from registry.db import Registry
 
-NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def fill_first_revision(engine) -> None:
