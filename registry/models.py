@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -104,6 +104,10 @@ class EvalResult(SQLModel, table=True):
     `tunelab eval` records any model (a run's weights, a local directory, a hub id) as model_kind="eval": with
     the run's id when the target is a run, else with run_id NULL; model_digest names the exact weights.
     """
+
+    # Score look-ups go by run, kind and task (listings, --where on scores): without this the
+    # planner may scan by task alone, which is quadratic on a large registry.
+    __table_args__ = (Index("ix_evalresult_run_kind_task", "run_id", "model_kind", "task"),)
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
