@@ -12,7 +12,6 @@ reference.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from itertools import takewhile
@@ -90,13 +89,13 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
     from trl import DPOConfig, DPOTrainer
 
     from runner.checkpoints import complete_checkpoints, discard_incomplete
-    from runner.methods import load_base, load_trained, lora_config
+    from runner.methods import load_base, lora_config
     from runner.training import (
-        FINAL_FACTS,
         TrainOutcome,
         _registry_callback,
         _staged_trainer_class,
         _training_arguments,
+        finished_outcome,
         load_tokenizer,
         resolve_model_path,
         save_final,
@@ -108,14 +107,9 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
     pairs = read_pairs(data_path(spec, workdir), tokenizer, spec.data.template)
     checkpoints_dir = output_dir / "checkpoints"
     final_dir = output_dir / "final"
-    if (final_dir / FINAL_FACTS).is_file():
-        facts = json.loads((final_dir / FINAL_FACTS).read_text(encoding="utf-8"))
-        if hooks.on_start:
-            hooks.on_start(facts["global_step"], complete_checkpoints(checkpoints_dir))
-        return TrainOutcome(model=load_trained(spec, model_path, final_dir, device), tokenizer=tokenizer,
-                            final_dir=final_dir, global_step=facts["global_step"], final_loss=facts["final_loss"],
-                            train_seconds=facts["train_seconds"], num_examples=len(pairs),
-                            resumed_from=facts["global_step"])
+    finished = finished_outcome(spec, model_path, tokenizer, output_dir, hooks, device, num_examples=len(pairs))
+    if finished is not None:
+        return finished
 
     model = load_base(model_path, spec, device)
     by_lora = spec.method.trains_lora

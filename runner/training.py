@@ -321,6 +321,20 @@ def save_final(model, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None
         raise RunFailed(f"cannot write the final model to {final_dir}: {reason}") from exc
 
 
+def finished_outcome(spec: Spec, model_path: str, tokenizer, output_dir: Path, hooks: TrainHooks, device: str,
+                     **data_facts: Any) -> TrainOutcome | None:
+    """The outcome of an attempt that finished training but died later (e.g. in evaluation): no retraining."""
+    final_dir, checkpoints_dir = output_dir / "final", output_dir / "checkpoints"
+    if not (final_dir / FINAL_FACTS).is_file():
+        return None
+    facts = json.loads((final_dir / FINAL_FACTS).read_text(encoding="utf-8"))
+    if hooks.on_start:
+        hooks.on_start(facts["global_step"], complete_checkpoints(checkpoints_dir))
+    return TrainOutcome(model=load_trained(spec, model_path, final_dir, device), tokenizer=tokenizer,
+                        final_dir=final_dir, global_step=facts["global_step"], final_loss=facts["final_loss"],
+                        train_seconds=facts["train_seconds"], resumed_from=facts["global_step"], **data_facts)
+
+
 def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> TrainOutcome:
     """Train per `spec`; relative paths resolve against `workdir`; files go under `output_dir`.
 
@@ -344,13 +358,9 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> 
                   "data_stats": data.stats.to_dict() if data.stats else None}
     checkpoints_dir = output_dir / "checkpoints"
     final_dir = output_dir / "final"
-    if (final_dir / FINAL_FACTS).is_file():
-        facts = json.loads((final_dir / FINAL_FACTS).read_text(encoding="utf-8"))
-        if hooks.on_start:
-            hooks.on_start(facts["global_step"], complete_checkpoints(checkpoints_dir))
-        return TrainOutcome(model=load_trained(spec, model_path, final_dir, device), tokenizer=tokenizer,
-                            final_dir=final_dir, global_step=facts["global_step"], final_loss=facts["final_loss"],
-                            train_seconds=facts["train_seconds"], resumed_from=facts["global_step"], **data_facts)
+    finished = finished_outcome(spec, model_path, tokenizer, output_dir, hooks, device, **data_facts)
+    if finished is not None:
+        return finished
 
     model = apply_method(load_base(model_path, spec, device), spec, model_path=model_path)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
