@@ -26,6 +26,8 @@ class CompleteCheckpoint:
     step: int
     loss: float | None
     path: Path
+    # What it was trained with (runner/checkpoint_identity.py); None for checkpoints that predate it.
+    identity: dict | None = None
 
 
 def _fsync(path: Path) -> None:
@@ -44,10 +46,11 @@ def fsync_tree(root: Path) -> None:
         _fsync(Path(directory))
 
 
-def mark_complete(checkpoint_dir: Path, *, step: int, loss: float | None) -> None:
+def mark_complete(checkpoint_dir: Path, *, step: int, loss: float | None, identity: dict | None = None) -> None:
     tmp = checkpoint_dir / (MARKER + ".tmp")
+    facts = {"step": step, "loss": loss} | ({"identity": identity} if identity else {})
     with tmp.open("w", encoding="utf-8") as handle:
-        json.dump({"step": step, "loss": loss}, handle)
+        json.dump(facts, handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, checkpoint_dir / MARKER)
@@ -62,11 +65,12 @@ def staging_dir(checkpoints_root: Path) -> Path:
     return checkpoints_root / STAGING
 
 
-def publish(staged: Path, checkpoints_root: Path, *, step: int, loss: float | None) -> Path:
+def publish(staged: Path, checkpoints_root: Path, *, step: int, loss: float | None,
+            identity: dict | None = None) -> Path:
     """Make a fully written staged checkpoint visible as `checkpoint-<step>`, atomically; its path."""
     target = checkpoints_root / f"{PREFIX}{step}"
     fsync_tree(staged)
-    mark_complete(staged, step=step, loss=loss)
+    mark_complete(staged, step=step, loss=loss, identity=identity)
     _fsync(staged)
     if target.exists():  # an unmarked leftover of the same step from an older tunelab: never trusted
         _remove(target)
@@ -90,8 +94,8 @@ def complete_checkpoints(checkpoints_root: Path) -> list[CompleteCheckpoint]:
     for child in checkpoints_root.iterdir():
         step = _step_of(child) if child.name.startswith(PREFIX) else None
         if step is not None and is_complete(child):
-            loss = json.loads((child / MARKER).read_text(encoding="utf-8")).get("loss")
-            found.append(CompleteCheckpoint(step, loss, child))
+            facts = json.loads((child / MARKER).read_text(encoding="utf-8"))
+            found.append(CompleteCheckpoint(step, facts.get("loss"), child, facts.get("identity")))
     return sorted(found, key=lambda c: c.step)
 
 

@@ -88,7 +88,7 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
     from transformers import PrinterCallback, set_seed
     from trl import DPOConfig, DPOTrainer
 
-    from runner.checkpoints import complete_checkpoints, discard_incomplete
+    from runner.checkpoint_identity import identity_for
     from runner.methods import load_base, lora_config
     from runner.training import (
         TrainOutcome,
@@ -98,6 +98,7 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
         finished_outcome,
         load_tokenizer,
         resolve_model_path,
+        resume_point,
         save_final,
     )
 
@@ -111,15 +112,12 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
     if finished is not None:
         return finished
 
+    data_fingerprint = fingerprint_pairs(pairs, tokenizer)
+    identity = identity_for(spec, tokenizer, data_fingerprint)
+    resume_from = resume_point(checkpoints_dir, identity, hooks)
     model = load_base(model_path, spec, device)
     by_lora = spec.method.trains_lora
     reference = None if by_lora else load_base(model_path, spec, device)
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    discard_incomplete(checkpoints_dir)
-    complete = complete_checkpoints(checkpoints_dir)
-    resume_from = complete[-1] if complete else None
-    if hooks.on_start:
-        hooks.on_start(resume_from.step if resume_from else 0, complete)
 
     callback = _registry_callback(hooks, spec.train.keep_checkpoints)
     arguments = _training_arguments(
@@ -133,6 +131,7 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
         )
     except ValueError as exc:  # trl's checks of the model and adapter (e.g. target_modules)
         raise RunFailed(f"dpo: {exc}") from None
+    trainer.identity = identity.to_json()
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     with hooks.polling():
@@ -144,7 +143,7 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
     outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
                            global_step=trainer.state.global_step, final_loss=final_loss, train_seconds=seconds,
                            num_examples=len(pairs), resumed_from=resume_from.step if resume_from else 0,
-                           interrupted=callback.paused)
+                           interrupted=callback.paused, data_fingerprint=data_fingerprint)
     if not outcome.interrupted:
         save_final(trainer.model, tokenizer, final_dir,
                    {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds})

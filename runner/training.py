@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.schema import RUN_BASE, Spec
+from runner.checkpoint_identity import TrainingIdentity, check_resumable, identity_for
 from runner.checkpoints import (
     CompleteCheckpoint,
     complete_checkpoints,
@@ -270,6 +271,8 @@ def _staged_trainer_class(base=None):
         """
 
         _staging: Path | None = None
+        # Written into each checkpoint's marker (runner/checkpoint_identity.py); set by the recipe.
+        identity: dict | None = None
 
         def _get_output_dir(self, trial) -> str:
             return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
@@ -282,7 +285,7 @@ def _staged_trainer_class(base=None):
             try:
                 super()._save_checkpoint(model, trial)
                 losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
-                publish(staged, root, step=step, loss=losses[-1] if losses else None)
+                publish(staged, root, step=step, loss=losses[-1] if losses else None, identity=self.identity)
             except Exception as exc:
                 reason = _disk_failure(exc, root)
                 shutil.rmtree(staged, ignore_errors=True)
@@ -335,16 +338,33 @@ def finished_outcome(spec: Spec, model_path: str, tokenizer, output_dir: Path, h
                         train_seconds=facts["train_seconds"], resumed_from=facts["global_step"], **data_facts)
 
 
-def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> TrainOutcome:
+def resume_point(checkpoints_dir: Path, identity: TrainingIdentity, hooks: TrainHooks) -> CompleteCheckpoint | None:
+    """The complete checkpoint to continue from (None: start afresh), after clearing half-written ones.
+
+    Refuses (IncompatibleCheckpoint) a checkpoint written with another spec, tokenizer or data.
+    """
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    discard_incomplete(checkpoints_dir)
+    complete = complete_checkpoints(checkpoints_dir)
+    resume_from = complete[-1] if complete else None
+    if resume_from is not None:
+        check_resumable(resume_from.path, resume_from.identity, identity)
+    if hooks.on_start:
+        hooks.on_start(resume_from.step if resume_from else 0, complete)
+    return resume_from
+
+
+def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, device: str | None = None) -> TrainOutcome:
     """Train per `spec`; relative paths resolve against `workdir`; files go under `output_dir`.
 
-    Continues from the last complete checkpoint under `output_dir`, if there is one.
+    Continues from the last complete checkpoint under `output_dir`, if there is one. `device`
+    ("cpu" or "cuda"; default: a GPU when there is one) is where the model trains.
     """
     from transformers import PrinterCallback, set_seed
 
     from runner.data_fingerprint import fingerprint_prepared
 
-    device = pick_device()
+    device = device or pick_device()
     check_device(spec, device)
     if spec.method.kind == "dpo":
         from runner.preference import train_preference
@@ -362,13 +382,9 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> 
     if finished is not None:
         return finished
 
+    identity = identity_for(spec, tokenizer, data_facts["data_fingerprint"])
+    resume_from = resume_point(checkpoints_dir, identity, hooks)
     model = apply_method(load_base(model_path, spec, device), spec, model_path=model_path)
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    discard_incomplete(checkpoints_dir)
-    complete = complete_checkpoints(checkpoints_dir)
-    resume_from = complete[-1] if complete else None
-    if hooks.on_start:
-        hooks.on_start(resume_from.step if resume_from else 0, complete)
 
     callback = _registry_callback(hooks, spec.train.keep_checkpoints)
     trainer = _staged_trainer_class()(
@@ -379,6 +395,7 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks) -> 
         data_collator=_data_collator(spec, tokenizer),
         callbacks=[callback],
     )
+    trainer.identity = identity.to_json()
     # Our own progress bar and the registry carry the logs; the Trainer's printer would repeat them.
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
