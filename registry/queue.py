@@ -7,26 +7,34 @@ never run the same run twice.
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import select
 
 from registry.db import Registry
 from registry.errors import NotFound
-from registry.models import Run, RunStatus, utcnow
+from registry.models import Experiment, Run, RunStatus, utcnow
 
 _CLAIM_ATTEMPTS = 50
 
 
-def claim_next(registry: Registry, worker: str) -> int | None:
-    """Mark the next queued run (highest priority, then oldest) running for `worker`; its id, or None."""
+def _gpus_needed():
+    from registry.where import spec_number
+
+    # Specs stored before [resources] gpus existed have no such key: they need none.
+    return func.coalesce(spec_number("resources", "gpus"), 0)
+
+
+def claim_next(registry: Registry, worker: str, *, max_gpus: int | None = None) -> int | None:
+    """Mark the next queued run (highest priority, then oldest) running for `worker`; its id, or None.
+
+    `max_gpus`: only runs whose [resources] gpus this worker can give (None: any run).
+    """
     for _ in range(_CLAIM_ATTEMPTS):
         with registry.session() as session:
-            candidate = session.exec(
-                select(Run.id)
-                .where(Run.status == RunStatus.queued.value)
-                .order_by(Run.priority.desc(), Run.id)
-                .limit(1)
-            ).first()
+            query = select(Run.id).where(Run.status == RunStatus.queued.value)
+            if max_gpus is not None:
+                query = query.join(Experiment, Experiment.id == Run.experiment_id).where(_gpus_needed() <= max_gpus)
+            candidate = session.exec(query.order_by(Run.priority.desc(), Run.id).limit(1)).first()
             if candidate is None:
                 return None
             now = utcnow()
@@ -41,6 +49,15 @@ def claim_next(registry: Registry, worker: str) -> int | None:
                 return candidate
         # Another worker took it between our read and our update: try the next one.
     return None
+
+
+def queued_needing_more_gpus(registry: Registry, max_gpus: int) -> int:
+    """How many queued runs ask for more GPUs than `max_gpus` (a worker that cannot take them says so)."""
+    with registry.session() as session:
+        return session.exec(
+            select(func.count(Run.id)).join(Experiment, Experiment.id == Run.experiment_id)
+            .where(Run.status == RunStatus.queued.value, _gpus_needed() > max_gpus)
+        ).one()
 
 
 def claim_run(registry: Registry, run_id: int, worker: str) -> bool:

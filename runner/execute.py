@@ -15,6 +15,7 @@ The caller (a worker) goes on to the next run, or stops.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from experiments.canonical import canonical_json
 from experiments.errors import SpecError
@@ -41,6 +43,9 @@ from registry.recovery import (
 )
 from runner.errors import RunCancelled, RunFailed
 from runner.progress import RunProgress
+
+if TYPE_CHECKING:
+    from runner.training import TrainHooks
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15.0
@@ -218,7 +223,7 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
                                                    key=key))
 
 
-def _retryable(exc: Exception) -> bool:
+def retryable(exc: Exception) -> bool:
     """Whether another attempt could succeed: not for the run's own errors (data, spec, disk)."""
     from pydantic import ValidationError
 
@@ -271,7 +276,7 @@ def execute_run(
     except Exception as exc:  # the run fails (or is re-queued), the worker lives on
         error = f"{type(exc).__name__}: {exc}"
         _write_traceback(output_dir)
-        status = retry_or_fail(registry, run_id, worker, error, retryable=_retryable(exc))
+        status = retry_or_fail(registry, run_id, worker, error, retryable=retryable(exc))
         return RunResult(run_id, status, error)
     # Still ours? A cancel, or a stale re-queue while this worker stalled, must not be overwritten.
     status = beat(registry, run_id, worker)
@@ -287,7 +292,8 @@ def _record_environment(registry: Registry, run_id: int, workdir: Path) -> None:
     update_run(registry, run_id, environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
 
 
-def _training_hooks(registry: Registry, run_id: int, progress, heart: _Heartbeat, stop: StopRequest):
+def registry_hooks(registry: Registry, run_id: int, progress) -> TrainHooks:
+    """Training's reports written into the registry (metrics, checkpoints, resume, pruning); progress shown."""
     from runner.training import TrainHooks
 
     def on_start(step: int, on_disk) -> None:
@@ -300,12 +306,14 @@ def _training_hooks(registry: Registry, run_id: int, progress, heart: _Heartbeat
         on_metrics=lambda m: record_metrics(registry, run_id, [MetricPoint(**m)]),
         on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, str(path)),
         on_progress=progress.training,
-        should_stop=heart.should_stop,
-        should_pause=lambda: stop.requested,
-        polling=stop.polled,
         on_start=on_start,
         on_pruned=lambda steps: forget_checkpoints(registry, run_id, steps),
     )
+
+
+def _training_hooks(registry: Registry, run_id: int, progress, heart: _Heartbeat, stop: StopRequest) -> TrainHooks:
+    return dataclasses.replace(registry_hooks(registry, run_id, progress), should_stop=heart.should_stop,
+                               should_pause=lambda: stop.requested, polling=stop.polled)
 
 
 def _check_still_ours(heart: _Heartbeat) -> None:
@@ -315,11 +323,27 @@ def _check_still_ours(heart: _Heartbeat) -> None:
         raise RunCancelled("cancelled")
 
 
+def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, hooks: TrainHooks,
+           progress):
+    """Training in this process, or for [resources] gpus = N > 1 in N processes under torchrun."""
+    from runner.devices import check_run_gpus, cuda_device_count
+    from runner.training import train
+
+    gpus = spec.resources.gpus
+    if gpus:
+        check_run_gpus(gpus, cuda_device_count())
+    if gpus <= 1:
+        return train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device="cuda" if gpus else None)
+    from runner.distributed import train_distributed
+
+    return train_distributed(registry, run_id, spec, workdir=workdir, output_dir=output_dir, hooks=hooks,
+                             nproc=gpus, device="cuda", progress=progress)
+
+
 def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress,
              heart: _Heartbeat, stop: StopRequest) -> None:
     from runner.eval_cache import evaluate_cached
     from runner.eval_target import trained_model_digest
-    from runner.training import train
 
     update_run(registry, run_id, output_dir=str(output_dir))
     _record_environment(registry, run_id, workdir)
@@ -329,8 +353,8 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
     forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
     try:
-        outcome = train(spec, workdir=workdir, output_dir=output_dir,
-                        hooks=_training_hooks(registry, run_id, progress, heart, stop))
+        outcome = _train(registry, run_id, spec, workdir, output_dir,
+                         _training_hooks(registry, run_id, progress, heart, stop), progress)
     except RunCancelled:
         _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
         raise

@@ -99,7 +99,7 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
         load_tokenizer,
         resolve_model_path,
         resume_point,
-        save_final,
+        save_final_once,
     )
 
     set_seed(spec.experiment.seed)
@@ -145,6 +145,6 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
                            num_examples=len(pairs), resumed_from=resume_from.step if resume_from else 0,
                            interrupted=callback.paused, data_fingerprint=data_fingerprint)
     if not outcome.interrupted:
-        save_final(trainer.model, tokenizer, final_dir,
-                   {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds})
+        save_final_once(trainer, tokenizer, final_dir,
+                        {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds})
     return outcome

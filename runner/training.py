@@ -171,6 +171,8 @@ def _training_arguments(spec: Spec, checkpoints_dir: Path, device: str, argument
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        # Processes launched by torchrun on CPUs (the distributed path's tests) talk over gloo; GPUs over NCCL.
+        ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         **_evaluation_arguments(spec),
         **optimizer_arguments(spec.method, device),
         **extra,
@@ -236,7 +238,7 @@ def _registry_callback(hooks: TrainHooks, keep_checkpoints: int):
 
         def on_save(self, args, state, control, **kwargs):
             checkpoint_dir = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if is_complete(checkpoint_dir):
+            if is_complete(checkpoint_dir) and state.is_world_process_zero:
                 hooks.on_checkpoint(state.global_step, self.last_loss, checkpoint_dir)
                 pruned = prune(Path(args.output_dir), keep_checkpoints)
                 if pruned and hooks.on_pruned:
@@ -284,8 +286,13 @@ def _staged_trainer_class(base=None):
             staged = self._staging / f"checkpoint-{step}"
             try:
                 super()._save_checkpoint(model, trial)
-                losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
-                publish(staged, root, step=step, loss=losses[-1] if losses else None, identity=self.identity)
+                # Under torchrun every process writes its part (its RNG state) into the one staging
+                # directory; the first publishes once all are done, and none goes on before that.
+                self.accelerator.wait_for_everyone()
+                if self.is_world_process_zero():
+                    losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
+                    publish(staged, root, step=step, loss=losses[-1] if losses else None, identity=self.identity)
+                self.accelerator.wait_for_everyone()
             except Exception as exc:
                 reason = _disk_failure(exc, root)
                 shutil.rmtree(staged, ignore_errors=True)
@@ -322,6 +329,13 @@ def save_final(model, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None
         if reason is None:
             raise
         raise RunFailed(f"cannot write the final model to {final_dir}: {reason}") from exc
+
+
+def save_final_once(trainer, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None:
+    """save_final from the first process only (under torchrun all of them get here), the others waiting."""
+    if trainer.is_world_process_zero():
+        save_final(trainer.model, tokenizer, final_dir, facts)
+    trainer.accelerator.wait_for_everyone()
 
 
 def finished_outcome(spec: Spec, model_path: str, tokenizer, output_dir: Path, hooks: TrainHooks, device: str,
@@ -412,6 +426,6 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
                            resumed_from=resume_from.step if resume_from else 0, interrupted=callback.paused,
                            **data_facts)
     if not outcome.interrupted:
-        save_final(trainer.model, tokenizer, final_dir,
-                   {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds})
+        save_final_once(trainer, tokenizer, final_dir,
+                        {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds})
     return outcome

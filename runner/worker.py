@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from registry.db import Registry
-from registry.queue import claim_next
+from registry.queue import claim_next, queued_needing_more_gpus
 from registry.recovery import requeue_stale
+from runner.devices import DeviceChoice, visible_devices
 from runner.execute import HEARTBEAT_SECONDS, RunResult, StopRequest, execute_run
 
 log = logging.getLogger(__name__)
@@ -73,22 +74,30 @@ def work(
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
     stale_after: float | None = STALE_AFTER_SECONDS,
     stop: StopRequest | None = None,
+    devices: DeviceChoice | None = None,
+    on_skipped: Callable[[int], None] | None = None,
 ) -> list[RunResult]:
     """Execute queued runs. `once`: at most one run; `until_empty`: stop when nothing is queued.
 
     Before each claim, runs whose heartbeat is older than `stale_after` seconds are re-queued
-    (None: leave them). `stop` (made here when not given) records a SIGTERM/SIGINT.
+    (None: leave them). `stop` (made here when not given) records a SIGTERM/SIGINT. `devices`:
+    what to train on (default: every GPU there is, else the CPU); runs whose [resources] gpus
+    exceed it are left for other workers, and `on_skipped` hears how many when the queue looks empty.
+    Raises runner.devices.DeviceUnavailable when the devices asked for are not there.
     """
     name = worker_name()
     stop = stop or StopRequest()
     sleep = sleep or stop.event.wait  # an idle worker wakes at once on SIGTERM/SIGINT
     results: list[RunResult] = []
-    with stop_on_signals(stop):
+    with visible_devices(devices or DeviceChoice()) as gpus, stop_on_signals(stop):
         while not stop.requested:
             _recover(registry, stale_after)
-            run_id = claim_next(registry, name)
+            run_id = claim_next(registry, name, max_gpus=gpus)
             if run_id is None:
                 if once or until_empty:
+                    left = queued_needing_more_gpus(registry, gpus)
+                    if left and on_skipped:
+                        on_skipped(left)
                     return results
                 sleep(poll_seconds)
                 continue

@@ -158,9 +158,14 @@ def schema(output: Path | None) -> None:
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Before each claim, re-queue running runs with no heartbeat for this many seconds "
                    "(their worker died); must exceed every worker's --heartbeat.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Train on the CPU, on CUDA GPUs, or on GPUs when there are any.")
+@click.option("--gpus", metavar="0,1", default=None,
+              help="Only these GPUs (CUDA indices); a run with [resources] gpus = N > 1 trains on N of them "
+                   "through torchrun. Runs needing more GPUs than the worker has are left for other workers.")
 @click.pass_obj
 def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: bool, heartbeat: float,
-           stale_after: float) -> None:
+           stale_after: float, device: str, gpus: str | None) -> None:
     """Claim queued runs and execute them: train, checkpoint, evaluate.
 
     SIGTERM or Ctrl-C stops cleanly: the current run saves a checkpoint at its next step and
@@ -169,26 +174,41 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
     """
     import signal
 
+    from runner.devices import DeviceUnavailable, make_choice
     from runner.execute import StopRequest
     from runner.worker import work
 
     if stale_after <= heartbeat:
         raise click.BadParameter(f"{stale_after:g}s would take live runs for dead ones: it must exceed "
                                  f"--heartbeat ({heartbeat:g}s)", param_hint="--stale-after")
+    try:
+        devices = make_choice(device, gpus)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gpus") from None
 
     def report(result) -> None:
         line = f"run {result.run_id}: {result.status}"
         click.echo(line + (f" ({result.error})" if result.error else ""))
 
+    left_for_others: list[int] = []
+
+    def skipped(count: int) -> None:
+        left_for_others.append(count)
+        click.echo(f"{count} queued run(s) need more GPUs than this worker has ({devices.describe()}); "
+                   "left for other workers")
+
     stop = StopRequest()
-    results = work(app.registry(), home=app.home, once=once, until_empty=until_empty, poll_seconds=poll,
-                   show_progress=not quiet, on_result=report, heartbeat_seconds=heartbeat,
-                   stale_after=stale_after, stop=stop)
+    try:
+        results = work(app.registry(), home=app.home, once=once, until_empty=until_empty, poll_seconds=poll,
+                       show_progress=not quiet, on_result=report, heartbeat_seconds=heartbeat,
+                       stale_after=stale_after, stop=stop, devices=devices, on_skipped=skipped)
+    except DeviceUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     if stop.requested:
         click.echo(f"worker stopped ({stop.reason})")
         if stop.signum == signal.SIGINT:
             raise SystemExit(130)
-    elif not results and (once or until_empty):
+    elif not results and not left_for_others and (once or until_empty):
         click.echo("queue is empty")
 
 

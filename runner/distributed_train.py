@@ -1,0 +1,67 @@
+"""One process of a multi-GPU run, as torchrun starts it: `python -m runner.distributed_train JOB`.
+
+Trains with runner.training.train like a single-process run; the first process (rank 0) writes
+to the registry and shows progress, the others train silently. See runner/distributed.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from experiments.schema import Spec
+from runner.distributed import CONTROL_FILE, ERROR_FILE, REGISTRY_ENV, DistributedJob, SharedControl
+from runner.errors import RunCancelled
+from runner.progress import RunProgress
+
+
+def _hooks(job: DistributedJob, spec: Spec, first: bool):
+    from runner.execute import registry_hooks
+    from runner.training import TrainHooks
+
+    progress = RunProgress(job.run_id, spec.experiment.name, enabled=first and job.show_progress)
+    if not first:
+        return TrainHooks(on_metrics=lambda _m: None, on_checkpoint=lambda *_a: None), progress
+    from registry.db import open_registry
+
+    return registry_hooks(open_registry(os.environ[REGISTRY_ENV], migrate=False), job.run_id, progress), progress
+
+
+def _record_error(output_dir: Path, exc: Exception) -> None:
+    from runner.execute import retryable
+
+    path = output_dir / ERROR_FILE
+    if path.exists():  # another process told first
+        return
+    tmp = path.with_name(f"{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({"type": type(exc).__name__, "message": str(exc), "retryable": retryable(exc)}),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str]) -> int:
+    from runner.training import train
+
+    job = DistributedJob.read(Path(argv[0]))
+    output_dir = Path(job.output_dir)
+    spec = Spec.model_validate(job.spec)
+    first = int(os.environ.get("RANK", "0")) == 0
+    control = SharedControl(output_dir / CONTROL_FILE, job.worker_pid)
+    hooks, progress = _hooks(job, spec, first)
+    hooks = dataclasses.replace(hooks, should_stop=control.should_stop, should_pause=control.should_pause)
+    try:
+        with progress:
+            train(spec, workdir=Path(job.workdir), output_dir=output_dir, hooks=hooks, device=job.device)
+    except RunCancelled:
+        return 0  # the worker asked for it and knows
+    except Exception as exc:
+        _record_error(output_dir, exc)
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
