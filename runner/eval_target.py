@@ -165,7 +165,13 @@ def _run_source(registry: Registry, run_id: int, *, home: Path, dtype: str | Non
     final_dir = output_dir / "final"
     if not final_dir.is_dir():
         raise EvalTargetError(f"run {run_id} has no final weights at {final_dir} (status {run.status})")
-    return trained_source(final_dir, base=spec.model.base, workdir=Path(experiment.workdir),
+    base = spec.model.base
+    if (final_dir / "adapter_config.json").is_file():
+        from runner.lineage import base_model_dir
+
+        # A run:ID base is that run's whole model, which training merged under the run's own output directory.
+        base = base_model_dir(registry, base, Path(experiment.workdir), scratch=output_dir / "base")
+    return trained_source(final_dir, base=base, workdir=Path(experiment.workdir),
                           dtype=dtype or spec.model.dtype, revision=spec.model.revision, run_id=run_id,
                           environ=environ)
 
@@ -190,6 +196,11 @@ def load_source(source: ModelSource) -> tuple[Any, Any]:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(source.adapter_dir))
+        if model.active_peft_config.is_prompt_learning:
+            from runner.methods import trim_virtual_token_logits
+
+            # As the worker evaluates it: lm-eval reads logits by input position.
+            model = trim_virtual_token_logits(model)
     model.eval()
     return model, tokenizer
 

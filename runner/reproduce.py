@@ -98,8 +98,20 @@ def plan(registry: Registry, run_id: int) -> Plan:
     workdir = Path(experiment.workdir)
     original_env = json.loads(run.environment_json) if run.environment_json else None
     differences = environment_differences(original_env, snapshot(workdir).to_dict())
-    return Plan(run_id, experiment.id, spec, workdir, differences, fingerprint_spec_data(spec, workdir),
-                run.data_fingerprint)
+    return Plan(run_id, experiment.id, spec, workdir, differences,
+                fingerprint_spec_data(_with_loadable_base(registry, spec), workdir), run.data_fingerprint)
+
+
+def _with_loadable_base(registry: Registry, spec: Spec) -> Spec:
+    """For a sequential run (model.base = "run:ID"), the spec with its base pointing at that run's final
+    weights, whose directory holds the tokenizer the data was tokenised with."""
+    from runner.lineage import final_weights, run_base_id
+
+    parent = run_base_id(spec.model.base)
+    if parent is None:
+        return spec
+    final, _, _ = final_weights(registry, parent)
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"base": str(final)})})
 
 
 def start(registry: Registry, the_plan: Plan, *, allow_data_change: bool = False) -> int:

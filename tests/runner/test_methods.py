@@ -223,6 +223,13 @@ def test_prompt_tuning_learns_virtual_tokens_and_keeps_logits_aligned(tmp_path, 
     init = model.word_embeddings.weight[torch.tensor((init_ids * 4)[:4])]
     assert not torch.allclose(learned, init)
 
+    # Loaded again for evaluation outside the worker (`tunelab eval`): the same aligned logits.
+    from runner.eval_target import ModelSource, load_source
+
+    again, _ = load_source(ModelSource("t", tiny_model_dir, outcome.final_dir, "float32"))
+    with torch.no_grad():
+        assert torch.allclose(again(**tokens).logits, logits, atol=1e-6)
+
 
 # ---- DPO ------------------------------------------------------------------------------------------------------
 

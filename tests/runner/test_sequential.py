@@ -119,3 +119,30 @@ def test_a_run_base_that_is_not_usable_fails_the_run_in_one_line(chain, tiny_mod
     assert result.exit_code == 1
     assert (f'model.base = "run:{failed["run_id"]}": run {failed["run_id"]} is cancelled; only a succeeded run '
             "has final weights") in result.output
+
+
+def _capitals(detail: dict, kind: str) -> float:
+    (value,) = [s["value"] for s in detail["scores"] if s["task"] == "capitals" and s["model_kind"] == kind]
+    return value
+
+
+def test_an_adapter_trained_on_a_run_evaluates_on_demand_as_the_worker_did(chain, tiny_model_dir):
+    # LoRA on run:A: `tunelab eval run:C` must put the adapter on A's weights, not on the original base.
+    root, home, a, _ = chain
+    spec_c = write_spec(root / "c.toml", name="c", model_dir=tiny_model_dir, kind="lora", tasks=(), baseline=False)
+    c = invoke_json(home, "run", "--quiet", str(_on_run(spec_c, tiny_model_dir, a["run_id"])))
+    assert c["status"] == "succeeded", c
+    by_worker = _capitals(invoke_json(home, "show", str(c["run_id"])), "finetuned")
+    on_demand = invoke_json(home, "eval", f"run:{c['run_id']}", "--quiet", "--refresh")
+    (score,) = [s for s in on_demand["scores"] if s["task"] == "capitals"]
+    assert score["value"] == by_worker
+
+
+def test_a_sequential_run_reproduces_bit_identically(chain):
+    import json
+
+    _, home, _, b = chain
+    result = invoke(home, "reproduce", "--quiet", "--verify", "--json", str(b["run_id"]))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["verdict"]["reproduced"] and report["verdict"]["bit_identical"]
