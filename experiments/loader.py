@@ -92,7 +92,8 @@ def validate(raw: dict[str, Any], *, path: Path, text: str) -> Spec:
         return Spec.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = tuple(error["loc"])
+        # A table key that failed its own check is located at the key ("[key]" is pydantic's marker for it).
+        loc = tuple(part for part in error["loc"] if part != "[key]")
         dotted = ".".join(str(part) for part in loc)
         lines = field_lines(text)
         if error["type"] == "extra_forbidden":

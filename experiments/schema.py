@@ -5,12 +5,27 @@ Field names are a public contract (users' TOML files use them): add, never renam
 
 from __future__ import annotations
 
+import difflib
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_serializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 OPENLLM_V1_TASKS = ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2"]
+# The Open LLM Leaderboard v1 few-shot counts; [eval.num_fewshot] departs from them per benchmark.
+OPENLLM_V1_SHOTS = {"arc_challenge": 25, "hellaswag": 10, "mmlu": 5, "truthfulqa_mc2": 0}
+# MMLU's shots are the first ones of each subject's dev split, which holds five.
+MMLU_MAX_SHOTS = 5
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 RUN_BASE = re.compile(r"run:(\d+)")
 
@@ -251,13 +266,62 @@ class CustomTask(_Section):
     limit: int | None = Field(None, ge=0, description="Items of this task to score (0 = all); unset = [eval] limit.")
 
 
+def _shots_task_is_known(name: str, info: ValidationInfo) -> str:
+    """A key of [eval.num_fewshot]: a leaderboard benchmark, or a task named in [eval] tasks."""
+    tasks: list[str] = info.data.get("tasks", [])
+    custom = [c.name for c in info.data.get("custom", [])]
+    if name in custom:
+        raise ValueError("a custom task: set num_fewshot in its [[eval.custom]] table")
+    if name in OPENLLM_V1_SHOTS or (name in tasks and not name.startswith("mmlu_")):
+        return name
+    if name.startswith("mmlu_") and name[5:]:
+        raise ValueError("single MMLU subjects share MMLU's shots: set mmlu = N instead")
+    known = list(dict.fromkeys([*OPENLLM_V1_SHOTS, *(t for t in tasks if not t.startswith("mmlu_"))]))
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f' (did you mean "{close[0]}"?)' if close else f" (known: {', '.join(known)})"
+    # The loader appends the key itself: "(got 'arc_chalenge')".
+    raise ValueError(f"unknown eval task: neither a leaderboard benchmark nor one of [eval] tasks{hint}")
+
+
+_ShotsTask = Annotated[str, AfterValidator(_shots_task_is_known)]
+_Shots = Annotated[int, Field(ge=0)]
+
+
 class EvalSection(_Section):
-    tasks: list[str] = Field(default_factory=lambda: list(OPENLLM_V1_TASKS))
+    tasks: list[str] = Field(
+        default_factory=lambda: list(OPENLLM_V1_TASKS),
+        description="arc_challenge, hellaswag, mmlu, truthfulqa_mc2 (the Open LLM Leaderboard v1 profile), "
+        "mmlu_<subject>, or the name of a task defined in include_path.")
     limit: int = Field(0, ge=0, description="Cap on items per task (0 = all); for quick runs.")
     benchmarks_dir: str = Field("", description="Local benchmark data directory; empty = the official hub datasets.")
     batch_size: int = Field(8, gt=0)
     baseline: bool = Field(True, description="Also evaluate the base model, so every score has a delta.")
     custom: list[CustomTask] = Field(default_factory=list)
+    include_path: str = Field(
+        "", description="Directory of lm-eval task YAMLs (searched recursively), relative to the directory "
+        "submit ran in; their tasks can be named in tasks. Each reports the first metric of its metric_list.")
+    num_fewshot: dict[_ShotsTask, _Shots] = Field(
+        default_factory=dict,
+        description="Few-shot count per task, e.g. {arc_challenge = 0}: a benchmark (its leaderboard count "
+        "otherwise; a benchmark evaluated with another count is not leaderboard-comparable) or an include_path "
+        "task (its YAML's count otherwise). Custom tasks set theirs in [[eval.custom]].")
+
+    @field_validator("num_fewshot")
+    @classmethod
+    def _mmlu_has_five_shots(cls, shots: dict[str, int]) -> dict[str, int]:
+        if shots.get("mmlu", 0) > MMLU_MAX_SHOTS:
+            raise ValueError(f"mmlu takes at most {MMLU_MAX_SHOTS} shots (the dev split of each subject), "
+                             f"got {shots['mmlu']}")
+        return shots
+
+    @model_serializer(mode="wrap")
+    def _new_keys_only_when_set(self, handler) -> dict[str, Any]:
+        # Specs that set neither keep the canonical form (and hash, and eval key) they had before these existed.
+        data = handler(self)
+        for key in ("include_path", "num_fewshot"):
+            if not data.get(key):
+                data.pop(key, None)
+        return data
 
 
 class ResourcesSection(_Section):

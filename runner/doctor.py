@@ -1,8 +1,9 @@
 """Check that every queued run will find its files, before a worker takes a GPU for it (`tunelab doctor`).
 
 Per run: the base model and its tokenizer (a local directory, or the hub cache), the training data, the benchmark
-data of each eval task (the files in the benchmarks directory, or the hub datasets' cache when offline) and the
-custom tasks' files. Nothing is loaded and nothing is downloaded; only files are looked at.
+data of each eval task (the files in the benchmarks directory, or the hub datasets' cache when offline), the
+custom tasks' files, and the spec's include_path: that it exists, that it defines the tasks [eval] tasks names,
+and their data. Nothing is loaded and nothing is downloaded; only files are looked at.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from runner.eval_target import hf_caches
 from runner.lm_eval_tasks import (
     LEADERBOARD,
     EvaluationError,
+    TaskDirectory,
     benchmark_requests,
     check_custom_rows,
+    hub_dataset_of,
+    included_task_data,
     official_tasks_dir,
     required_local_files,
+    task_directory,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +44,7 @@ _INCLUDE_LINE = re.compile(r"""^["']?include["']?:\s*["']?([^"'\s]+)""", re.MULT
 class Problem:
     """One thing a run needs that is not there."""
 
-    what: str  # "base model", "tokenizer", "train data", "benchmark data", "custom task", "eval tasks"
+    what: str  # "base model", "tokenizer", "train data", "benchmark data", "custom task", "eval tasks", ...
     where: str  # the path or hub id looked for
     detail: str
 
@@ -194,11 +199,21 @@ def _check_benchmarks(spec: Spec, workdir: Path, check: RunCheck, offline: bool,
                       environ: Mapping[str, str]) -> None:
     from runner.evaluation import BENCHMARKS_DIR_ENV, resolve_benchmarks_dir
 
+    tasks = spec.eval.tasks
     try:
-        requested = benchmark_requests(spec.eval.tasks)
+        directory = task_directory(spec.eval, workdir)
     except EvaluationError as err:
-        check.problems.append(Problem("eval tasks", ", ".join(spec.eval.tasks), str(err)))
+        check.problems.append(Problem("eval tasks", spec.eval.include_path, str(err)))
+        # Its tasks cannot be told from typos now; check the benchmarks that are certainly asked for.
+        directory, tasks = None, [t for t in tasks if t in LEADERBOARD or t.startswith("mmlu_")]
+    try:
+        requested = benchmark_requests(tasks, directory=directory)
+    except EvaluationError as err:
+        check.problems.append(Problem("eval tasks", ", ".join(tasks), str(err)))
         return
+    if directory is not None:
+        _check_included(directory, [t for t in dict.fromkeys(tasks) if t not in requested and t in directory.tasks],
+                        workdir, check, offline, environ)
     try:
         benchmarks_dir = resolve_benchmarks_dir(spec.eval, workdir, environ)
     except EvaluationError as err:
@@ -206,23 +221,41 @@ def _check_benchmarks(spec: Spec, workdir: Path, check: RunCheck, offline: bool,
         check.problems.append(Problem("benchmark data", where, str(err)))
         return
     if benchmarks_dir is not None:
-        for name, files in required_local_files(spec.eval.tasks).items():
+        for name, files in required_local_files(tasks, directory).items():
             missing = [rel for rel in files if not (benchmarks_dir / rel).is_file()]
             for rel in missing:
                 check.problems.append(Problem("benchmark data", str(benchmarks_dir / rel), f"{name}: file not found"))
         return
     for name in requested:
-        dataset = hub_dataset(name)
-        if _dataset_cached(dataset, environ):
+        _check_hub_dataset(name, hub_dataset(name), check, offline, environ)
+
+
+def _check_included(directory: TaskDirectory, names: list[str], workdir: Path, check: RunCheck, offline: bool,
+                    environ: Mapping[str, str]) -> None:
+    """The data of the include_path tasks a spec names: local files present, hub datasets cached when offline."""
+    for name in names:
+        task = directory.tasks[name]
+        try:
+            included_task_data(task, workdir)
+        except EvaluationError as err:
+            check.problems.append(Problem("eval task data", str(task.yaml_path), str(err)))
             continue
-        if offline:
-            check.problems.append(Problem(
-                "benchmark data", dataset,
-                f"{name}: hub dataset not in the cache and hub access is off; set [eval] benchmarks_dir or "
-                f"{BENCHMARKS_DIR_ENV} to a local copy",
-            ))
-        else:
-            check.notes.append(f"{name}: hub dataset {dataset} is not cached: the worker will download it")
+        if (dataset := hub_dataset_of(task, workdir)) is not None:
+            _check_hub_dataset(name, dataset, check, offline, environ)
+
+
+def _check_hub_dataset(name: str, dataset: str, check: RunCheck, offline: bool, environ: Mapping[str, str]) -> None:
+    from runner.evaluation import BENCHMARKS_DIR_ENV
+
+    if _dataset_cached(dataset, environ):
+        return
+    if offline:
+        remedy = (f"set [eval] benchmarks_dir or {BENCHMARKS_DIR_ENV} to a local copy" if name in LEADERBOARD
+                  else "point its YAML at local data files")
+        check.problems.append(Problem(
+            "benchmark data", dataset, f"{name}: hub dataset not in the cache and hub access is off; {remedy}"))
+    else:
+        check.notes.append(f"{name}: hub dataset {dataset} is not cached: the worker will download it")
 
 
 def hub_dataset(benchmark: str) -> str:

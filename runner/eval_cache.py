@@ -3,8 +3,10 @@
 A benchmark's key (arc_challenge, hellaswag, mmlu, truthfulqa_mc2 or a custom task) is the sha256 of:
 - the model: its weight, config and tokenizer files (the base's and the adapter's), hashed by content;
 - the task definition: the YAML tunelab generated, with every path replaced by the content it points to (the
-  official lm-eval YAMLs it includes, their Python helpers, the local data files);
-- the few-shot count, the item limit, the batch size, the dtype, the seed and the lm-eval version.
+  official lm-eval YAMLs it includes, or the include_path task's YAML and the YAMLs it includes in turn, the
+  Python helpers beside each, the local data files or dataset directory);
+- the few-shot count, the item limit, the batch size, the dtype, the device (cpu, cuda, mps), the seed and the
+  lm-eval version.
 Evaluating the same thing again is a look-up; changing any of these evaluates again. Hub datasets are known by
 name only (lm-eval does not pin their revision either). Large model files are hashed once: their digest is
 remembered by path, size and mtime.
@@ -15,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,18 +27,20 @@ from runner.evaluation import (
     EvaluationError,
     TaskScore,
     evaluate,
+    evaluation_device,
     fingerprint_header,
     plan_limit,
     resolve_benchmarks_dir,
 )
-from runner.lm_eval_tasks import LEADERBOARD, PROFILE, TaskPlan, plan_tasks
+from runner.lm_eval_tasks import PROFILE, TaskPlan, map_data_files, plan_tasks, task_yaml_loader
 
 if TYPE_CHECKING:
     from experiments.schema import EvalSection
     from registry.db import Registry
 
 # Bump when the key's recipe or the payload's shape changes: older entries then simply stop matching.
-CACHE_VERSION = 1
+# 2: the device is part of the key; include_path tasks.
+CACHE_VERSION = 2
 # What a model directory holds that changes its scores; README, generation config and optimizer state do not.
 _MODEL_CONFIG_FILES = (
     "config.json",
@@ -52,7 +55,6 @@ _MODEL_CONFIG_FILES = (
     "merges.txt",
 )
 _NOT_WEIGHTS = {"training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
-_INCLUDE_LINE = re.compile(r"""^["']?include["']?:\s*["']?([^"'\s]+)""", re.MULTILINE)
 
 
 def lm_eval_version() -> str:
@@ -124,15 +126,17 @@ def task_digest(plan: TaskPlan) -> str:
             config["include"] = _include_digest(Path(config["include"]))
         files = (config.get("dataset_kwargs") or {}).get("data_files")
         if files:
-            config["dataset_kwargs"] = dict(config["dataset_kwargs"], data_files={
-                split: file_sha256(Path(path)) for split, path in files.items()
-            })  # fmt: skip
+            config["dataset_kwargs"] = dict(config["dataset_kwargs"], data_files=map_data_files(
+                files, lambda path: file_sha256(Path(path))))
+        dataset = Path(str(config.get("dataset_path", "")))
+        if dataset.is_absolute() and dataset.is_dir():  # an include_path task's local dataset directory
+            config["dataset_path"] = _directory_digest(dataset)
         configs.append(config)
     return _sha256_json(configs)
 
 
 def _include_digest(path: Path, seen: frozenset[Path] = frozenset()) -> str:
-    """An official YAML, the YAMLs it includes in turn, and the Python helpers beside them, as one hash."""
+    """A task YAML, the YAMLs it includes in turn, and the Python helpers beside them, as one hash."""
     path = path.resolve()
     if path in seen:
         raise EvaluationError(f"lm-eval task YAML {path} includes itself")
@@ -140,15 +144,35 @@ def _include_digest(path: Path, seen: frozenset[Path] = frozenset()) -> str:
     digest = hashlib.sha256(text.encode("utf-8"))
     for helper in sorted(path.parent.glob("*.py")):
         digest.update(f"{helper.name}\0{file_sha256(helper)}\n".encode())
-    for include in _INCLUDE_LINE.findall(text):
+    for include in _includes(path):
         digest.update(_include_digest(path.parent / include, seen | {path}).encode())
     return digest.hexdigest()
 
 
+def _includes(path: Path) -> list[str]:
+    """The files a task YAML includes, as written in it."""
+    import yaml
+
+    try:
+        # Read without following includes (those are hashed one by one) and with `!function` kept as text.
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=task_yaml_loader())  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as err:
+        raise EvaluationError(f"lm-eval task YAML {path} cannot be read: {err}") from err
+    include = config.get("include") if isinstance(config, dict) else None
+    return [] if include is None else [str(i) for i in (include if isinstance(include, list) else [include])]
+
+
+def _directory_digest(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(directory).as_posix()}\0{file_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
 def plan_key(
-    plan: TaskPlan, settings: EvalSection, *, model: str, seed: int, dtype: str, lm_eval: str
+    plan: TaskPlan, settings: EvalSection, *, model: str, seed: int, dtype: str, device: str, lm_eval: str
 ) -> str:
-    """The cache key of one benchmark evaluated on one model."""
+    """The cache key of one benchmark evaluated on one model, on one device."""
     return _sha256_json(
         {
             "cache": CACHE_VERSION,
@@ -160,6 +184,7 @@ def plan_key(
             "limit": plan_limit(plan, settings) or 0,
             "batch_size": settings.batch_size,
             "dtype": dtype,
+            "device": device,
             "seed": seed,
             "lm_eval": lm_eval,
         }
@@ -191,19 +216,23 @@ def evaluate_cached(
     base_dir: Path,
     seed: int,
     dtype: str,
+    device: str | None = None,
     progress: Callable[[str], None] | None = None,
     refresh: bool = False,
 ) -> EvalOutcome:
     """`runner.evaluation.evaluate`, answering from the registry's cache each benchmark evaluated before.
 
     `load_model` is called only when some benchmark must really run; `digest` is the model's content hash
-    (`model_digest`), None to evaluate without the cache. `refresh` evaluates everything again and replaces
-    the cached results. The outcome's `cached` names the benchmarks that came from the cache.
+    (`model_digest`), None to evaluate without the cache. `device` is where the model is evaluated (None: this
+    machine's `evaluation_device`); it is part of the key, since the numbers differ slightly from device to device.
+    `refresh` evaluates everything again and replaces the cached results. The outcome's `cached` names the
+    benchmarks that came from the cache.
     """
+    device = device or evaluation_device()
     if digest is None:
         model, tokenizer = load_model()
         return evaluate(model, tokenizer, settings, workdir=workdir, base_dir=base_dir, seed=seed, dtype=dtype,
-                        progress=progress)
+                        device=device, progress=progress)
     from registry.queries import cached_evaluations
     from registry.recording import forget_cached_evaluations, record_cached_evaluation
 
@@ -215,7 +244,7 @@ def evaluate_cached(
     if not plans:
         raise EvaluationError("nothing to evaluate: [eval] tasks is empty and there are no custom tasks")
     version = lm_eval_version()
-    keys = {plan.name: plan_key(plan, settings, model=digest, seed=seed, dtype=dtype, lm_eval=version)
+    keys = {plan.name: plan_key(plan, settings, model=digest, seed=seed, dtype=dtype, device=device, lm_eval=version)
             for plan in plans}
     if refresh:
         forget_cached_evaluations(registry, keys.values())
@@ -228,8 +257,8 @@ def evaluate_cached(
     missing = [plan for plan in plans if plan.name not in found]
     if missing:
         model, tokenizer = load_model()
-        fresh = evaluate(model, tokenizer, _only(settings, {p.name for p in missing}), workdir=workdir,
-                         base_dir=base_dir, seed=seed, dtype=dtype, progress=progress)
+        fresh = evaluate(model, tokenizer, _only(settings, missing), workdir=workdir, base_dir=base_dir, seed=seed,
+                         dtype=dtype, device=device, progress=progress)
         for plan in missing:
             result = _extract(plan, fresh)
             record_cached_evaluation(registry, key=keys[plan.name], task=plan.name, model_digest=digest,
@@ -237,7 +266,7 @@ def evaluate_cached(
             found[plan.name] = result
 
     ordered = [found[plan.name] for plan in plans]
-    header = fingerprint_header(settings, seed=seed, dtype=dtype, local=benchmarks_dir is not None,
+    header = fingerprint_header(settings, seed=seed, dtype=dtype, device=device, local=benchmarks_dir is not None,
                                 lm_eval_version=version)
     return EvalOutcome(
         scores=[score for result in ordered for score in result.scores],
@@ -248,11 +277,12 @@ def evaluate_cached(
     )
 
 
-def _only(settings: EvalSection, names: set[str]) -> EvalSection:
-    """The settings narrowed to the named benchmarks (mmlu_<subject> tasks belong to "mmlu")."""
-    tasks = [t for t in settings.tasks if (t if t in LEADERBOARD else "mmlu") in names]
-    custom = [c for c in settings.custom if c.name in names]
-    return settings.model_copy(update={"tasks": tasks, "custom": custom})
+def _only(settings: EvalSection, plans: list[TaskPlan]) -> EvalSection:
+    """The settings narrowed to the tasks of `plans` (mmlu_<subject> entries belong to the "mmlu" plan)."""
+    asked = {task for plan in plans for task in plan.requested}
+    custom = {plan.name for plan in plans if plan.custom}
+    return settings.model_copy(update={"tasks": [t for t in settings.tasks if t in asked],
+                                       "custom": [c for c in settings.custom if c.name in custom]})
 
 
 def _extract(plan: TaskPlan, outcome: EvalOutcome) -> _CachedPlan:

@@ -13,8 +13,13 @@ subject; TruthfulQA's MC2 score, which lm-eval calls `acc`, is reported as `mc2`
 
 The local HellaSwag copy has no train split, so its shots come from the validation split it is scored on;
 lm-eval only keeps an item out of its own shots when the few-shot split is the task's test split, so the
-generated YAML names validation as the test split too (see `runner.lm_eval_tasks`). Those scores, and every
-score from a run with `limit`, are marked `comparable=False`.
+generated YAML names validation as the test split too (see `runner.lm_eval_tasks`). Those scores, every score of
+a benchmark whose shots the spec changed ([eval.num_fewshot]), and every score from a run with `limit`, are marked
+`comparable=False`; with changed shots the fingerprint's profile is "custom", not "openllm-v1".
+
+Tasks of the spec's include_path report their first metric (lm-eval's first when they list none), under its
+filter when the task has a filter_list. The model is evaluated on one device (`evaluation_device`), moved there
+first if it is elsewhere; the device is part of the fingerprint and of the cache key.
 """
 
 from __future__ import annotations
@@ -29,12 +34,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.lm_eval_tasks import PROFILE, EvaluationError, GeneratedTask, TaskPlan, plan_tasks
+from runner.lm_eval_tasks import (
+    EvaluationError,
+    GeneratedTask,
+    TaskPlan,
+    plan_tasks,
+    profile_name,
+    resolve_include_path,
+    shot_overrides,
+)
 
 if TYPE_CHECKING:
     from experiments.schema import EvalSection
 
-__all__ = ["EvalOutcome", "EvaluationError", "TaskScore", "evaluate", "resolve_benchmarks_dir"]
+__all__ = ["EvalOutcome", "EvaluationError", "TaskScore", "evaluate", "evaluation_device", "resolve_benchmarks_dir"]
 
 BENCHMARKS_DIR_ENV = "TUNELAB_BENCHMARKS_DIR"
 _OFFLINE_ENV = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
@@ -42,16 +55,16 @@ _OFFLINE_ENV = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
 
 @dataclass(frozen=True)
 class TaskScore:
-    """One reported number: a benchmark, an MMLU subject or a custom task."""
+    """One reported number: a benchmark, an MMLU subject, a custom task or a task of the spec's include_path."""
 
-    task: str  # "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "mmlu_<subject>", or a custom task name
-    metric: str  # "acc_norm" | "acc" | "mc2"
+    task: str  # "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "mmlu_<subject>", a custom or include_path task
+    metric: str  # "acc_norm" | "acc" | "mc2"; an include_path task's own ("exact_match,strict-match" under a filter)
     value: float
     stderr: float | None
     num_fewshot: int
     n_samples: int
     group: str | None  # "mmlu" for the per-subject rows, else None
-    comparable: bool  # False when not at leaderboard settings (few-shot from the scored split, limit > 0)
+    comparable: bool  # False when not at leaderboard settings (other shots, shots from the scored split, limit > 0)
     limit: int = 0  # items per lm-eval task that were scored (0 = all)
 
 
@@ -73,18 +86,19 @@ def evaluate(
     base_dir: Path,
     seed: int,
     dtype: str,
+    device: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> EvalOutcome:
     """Evaluate `model` (a transformers causal LM, or a peft model around one) as `settings` asks.
 
     Relative paths in `settings` resolve against `base_dir`; generated task YAMLs go under `workdir`.
-    `dtype` is recorded in the fingerprint only: the model is used as it is.
+    `dtype` is recorded in the fingerprint only: the model is used as it is. `device` ("cpu", "cuda", "mps") is
+    where it is evaluated: it is moved there if needed; None evaluates it where it is.
     """
     say = progress or (lambda message: None)
     benchmarks_dir = resolve_benchmarks_dir(settings, base_dir, os.environ)
-    plans = plan_tasks(
-        settings, benchmarks_dir=benchmarks_dir, base_dir=base_dir, out_dir=Path(workdir) / "lm_eval_tasks"
-    )
+    tasks_dir = Path(workdir) / "lm_eval_tasks"
+    plans = plan_tasks(settings, benchmarks_dir=benchmarks_dir, base_dir=base_dir, out_dir=tasks_dir)
     if not plans:
         raise EvaluationError("nothing to evaluate: [eval] tasks is empty and there are no custom tasks")
 
@@ -93,9 +107,11 @@ def evaluate(
 
     source = f"local data in {benchmarks_dir}" if benchmarks_dir else "hub datasets"
     say(f"loading {len(plans)} eval task(s) ({source}) ...")
-    manager, loaded = _load_tasks(plans, Path(workdir) / "lm_eval_tasks", benchmarks_dir, _offline(os.environ))
+    search = [p for p in (resolve_include_path(settings, base_dir), tasks_dir) if p is not None]
+    manager, loaded = _load_tasks(plans, search, benchmarks_dir, _offline(os.environ))
 
     was_training = getattr(model, "training", False)
+    device = place_model(model, device)
     model.eval()
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
@@ -127,16 +143,46 @@ def evaluate(
                 config = results["configs"][task.lm_name]
                 task_configs[task.lm_name] = config
                 samples[task.reported] = _compact_samples(
-                    task, results["samples"][task.lm_name], config.get("target_delimiter", " ")
+                    task, results["samples"][task.lm_name], config.get("target_delimiter", " "),
+                    key=_metric_key(task, results["results"][task.lm_name]),
+                    multiple_choice=config.get("output_type") == "multiple_choice",
                 )
             say(f"{plan.name}: {plan_scores[0].metric} = {plan_scores[0].value:.4f}")
     finally:
         model.train(was_training)
 
     fingerprint = _fingerprint(
-        plans, task_configs, settings=settings, seed=seed, dtype=dtype, local=benchmarks_dir is not None
+        plans, task_configs, settings=settings, seed=seed, dtype=dtype, device=device, local=benchmarks_dir is not None
     )
     return EvalOutcome(scores=scores, lm_eval_version=lm_eval.__version__, fingerprint=fingerprint, samples=samples)
+
+
+def evaluation_device() -> str:
+    """The device evaluations run on here: "cuda" when a GPU is present, else "mps" (Apple), else "cpu"."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def model_device(model: Any) -> str:
+    """The device type ("cpu", "cuda", "mps") a model's weights are on (the first weight's, if spread)."""
+    first = next(iter(model.parameters()), None)
+    return first.device.type if first is not None else "cpu"
+
+
+def place_model(model: Any, device: str | None) -> str:
+    """Move `model` to `device` unless it is there already; return the device it is evaluated on."""
+    current = model_device(model)
+    if device is None or device == current:
+        return current
+    try:
+        model.to(device)
+    except (RuntimeError, ValueError) as err:  # quantised or dispatched models refuse to move
+        raise EvaluationError(f"cannot move the model from {current} to {device} to evaluate it: {err}") from err
+    return device
 
 
 def plan_limit(plan: TaskPlan, settings: EvalSection) -> int | None:
@@ -163,16 +209,18 @@ def _offline(environ: Mapping[str, str]) -> bool:
 
 
 def _load_tasks(
-    plans: list[TaskPlan], tasks_dir: Path, benchmarks_dir: Path | None, offline: bool
+    plans: list[TaskPlan], search: list[Path], benchmarks_dir: Path | None, offline: bool
 ) -> tuple[Any, dict[str, Any]]:
     """Build every lm-eval task (which loads its dataset), turning data problems into one clear EvaluationError.
 
+    `search` is the spec's include_path (when set) and the directory of generated YAMLs, which wins on a clash.
     Returns the task manager too, so each `simple_evaluate` reuses it.
     """
     from lm_eval.tasks import TaskManager
 
-    # Only our YAMLs: they include the official ones by absolute path, and indexing all of lm-eval takes seconds.
-    manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
+    # Only these directories: our YAMLs include the official ones by absolute path, and indexing all of lm-eval
+    # takes seconds.
+    manager = TaskManager(include_path=[str(path) for path in search], include_defaults=False)
     loaded: dict[str, Any] = {}
     for plan in plans:
         try:
@@ -186,6 +234,9 @@ def _load_failure(plan: TaskPlan, benchmarks_dir: Path | None, offline: bool, er
     if plan.custom:
         files = ", ".join(str(f) for f in plan.tasks[0].data_files)
         return f"could not load custom task {plan.name} from {files}: {err}"
+    if plan.included:
+        hub = " (hub access is off: HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)" if offline else ""
+        return f"could not load task {plan.name} of include_path{hub}: {type(err).__name__}: {err}"
     if benchmarks_dir is not None:
         return f"could not load {plan.name} from {benchmarks_dir}: {type(err).__name__}: {err}"
     if offline:
@@ -226,11 +277,13 @@ def _task_score(task: GeneratedTask, results: dict, *, limited: bool) -> TaskSco
     shots = results["n-shot"][task.lm_name]
     if shots != task.num_fewshot:
         raise EvaluationError(f"{task.reported} ran {shots}-shot, expected {task.num_fewshot}-shot")
-    stderr = metrics.get(f"{task.lm_metric}_stderr,none")
+    key = _metric_key(task, metrics)
+    name, _, filter_name = key.partition(",")
+    stderr = metrics.get(f"{name}_stderr,{filter_name}")
     return TaskScore(
         task=task.reported,
-        metric=task.metric,
-        value=float(metrics[f"{task.lm_metric},none"]),
+        metric=(task.metric or name) if filter_name == "none" else key,
+        value=float(metrics[key]),
         # lm-eval writes "N/A" where it cannot compute one (a single item, say).
         stderr=float(stderr) if isinstance(stderr, int | float) and math.isfinite(stderr) else None,
         num_fewshot=shots,
@@ -240,23 +293,42 @@ def _task_score(task: GeneratedTask, results: dict, *, limited: bool) -> TaskSco
     )
 
 
-def _compact_samples(task: GeneratedTask, logged: list[dict], target_delimiter: str) -> list[dict]:
-    """Per item: its index, the gold choice, the model's pick, whether that counts as right, and the item's score."""
+def _metric_key(task: GeneratedTask, metrics: dict) -> str:
+    """The "metric,filter" key of lm-eval's results to report: the task's metric, else lm-eval's first one."""
+    keys = [k for k in metrics if "," in k and not k.split(",")[0].endswith("_stderr")]
+    if task.lm_metric:
+        keys = [k for k in keys if k.split(",")[0] == task.lm_metric]
+    # Unfiltered first, as lm-eval reports a task without a filter_list.
+    keys.sort(key=lambda k: not k.endswith(",none"))
+    if not keys:
+        raise EvaluationError(f"{task.reported}: lm-eval reported no {task.lm_metric or 'metric'} "
+                              f"(it reported: {', '.join(metrics) or 'nothing'})")
+    return keys[0]
+
+
+def _compact_samples(
+    task: GeneratedTask, logged: list[dict], target_delimiter: str, *, key: str | None = None,
+    multiple_choice: bool = True,
+) -> list[dict]:
+    """Per item: its index, the gold choice, the model's pick, whether that counts as right, and the item's score.
+
+    `key` is the reported "metric,filter" (default: the task's metric, unfiltered); a task with several filters
+    logs each item once per filter. Only a multiple-choice item has a pick and choices.
+    """
+    metric, _, filter_name = (key or f"{task.lm_metric},none").partition(",")
+    logged = [s for s in logged if s.get("filter", "none") == filter_name]
     compact = []
     for sample in sorted(logged, key=lambda s: s["doc_id"]):
-        lls = [float(resp[0]) for resp in sample["filtered_resps"]]
-        if task.lm_metric == "acc_norm":
-            # As lm-eval normalises: by the length in characters of each choice (without the target delimiter).
-            lengths = [len(arg[1]) - len(target_delimiter) for arg in sample["arguments"]]
-            pick = _argmax([ll / max(n, 1) for ll, n in zip(lls, lengths, strict=True)])
-        else:
-            pick = _argmax(lls)
-        score = float(sample[task.lm_metric])
+        pick = _pick(sample, metric, target_delimiter) if multiple_choice else None
+        value = sample.get(metric)
+        score = float(value) if isinstance(value, int | float) else None
         if task.metric == "mc2":
             # MC2 has several true answers: the pick is right when it is one of them.
             correct = sample["doc"]["mc2_targets"]["labels"][pick] == 1
-        else:
+        elif score is not None:
             correct = score == 1.0
+        else:  # a metric computed over the whole task (F1, MCC): say whether the pick is the gold one
+            correct = pick is not None and pick == _plain(sample["target"])
         compact.append(
             {
                 "doc_id": int(sample["doc_id"]),
@@ -266,10 +338,20 @@ def _compact_samples(task: GeneratedTask, logged: list[dict], target_delimiter: 
                 "score": score,
                 # Enough of the item to show it in a comparison of two models (`tunelab compare`).
                 "question": _item_text(sample["doc"]),
-                "choices": [_clip(str(arg[1]).strip(), CHOICE_CHARS) for arg in sample["arguments"]],
+                "choices": [_clip(str(arg[1]).strip(), CHOICE_CHARS) for arg in sample["arguments"]]
+                if multiple_choice else [],
             }
         )
     return compact
+
+
+def _pick(sample: dict, metric: str, target_delimiter: str) -> int:
+    lls = [float(resp[0]) for resp in sample["filtered_resps"]]
+    if metric == "acc_norm":
+        # As lm-eval normalises: by the length in characters of each choice (without the target delimiter).
+        lengths = [len(arg[1]) - len(target_delimiter) for arg in sample["arguments"]]
+        return _argmax([ll / max(n, 1) for ll, n in zip(lls, lengths, strict=True)])
+    return _argmax(lls)
 
 
 QUESTION_CHARS, CHOICE_CHARS = 300, 120
@@ -302,7 +384,8 @@ def _plain(value: Any) -> Any:
 
 
 def _fingerprint(
-    plans: list[TaskPlan], configs: dict[str, dict], *, settings: EvalSection, seed: int, dtype: str, local: bool
+    plans: list[TaskPlan], configs: dict[str, dict], *, settings: EvalSection, seed: int, dtype: str, device: str,
+    local: bool,
 ) -> dict:
     """Everything that must match for two outcomes' scores to be compared number for number."""
     import lm_eval
@@ -321,22 +404,28 @@ def _fingerprint(
         if len(plan.tasks) > 1:
             entry["subtasks"] = len(plan.tasks)
         tasks[plan.name] = entry
-    return fingerprint_header(settings, seed=seed, dtype=dtype, local=local, lm_eval_version=lm_eval.__version__) | {
-        "tasks": tasks
-    }
+    header = fingerprint_header(settings, seed=seed, dtype=dtype, device=device, local=local,
+                                lm_eval_version=lm_eval.__version__)
+    return header | {"tasks": tasks}
 
 
-def fingerprint_header(settings: EvalSection, *, seed: int, dtype: str, local: bool, lm_eval_version: str) -> dict:
+def fingerprint_header(
+    settings: EvalSection, *, seed: int, dtype: str, device: str, local: bool, lm_eval_version: str
+) -> dict:
     """The fingerprint's settings, shared by all its tasks (each task adds its own entry under "tasks")."""
-    return {
-        "profile": PROFILE,
+    header = {
+        "profile": profile_name(settings),
         "lm_eval_version": lm_eval_version,
         "data": "local" if local else "hub",
         "limit": settings.limit,
         "batch_size": settings.batch_size,
         "dtype": dtype,
+        "device": device,
         "seed": seed,
     }
+    if overrides := shot_overrides(settings):
+        header["num_fewshot_overrides"] = overrides
+    return header
 
 
 def _fewshot_split(config: dict) -> str | None:
@@ -355,6 +444,8 @@ _LOCAL_CONFIG_KEYS = {"task", "dataset_kwargs"}
 
 def _portable_config(config: dict) -> Any:
     portable = {k: v for k, v in config.items() if k not in _LOCAL_CONFIG_KEYS}
+    if Path(str(portable.get("dataset_path", ""))).is_absolute():  # a local dataset directory: hashed as data
+        portable.pop("dataset_path")
     metadata = {k: v for k, v in (portable.get("metadata") or {}).items() if k != "config_source"}
     portable["metadata"] = metadata
     return portable

@@ -133,6 +133,71 @@ def test_hub_datasets_are_the_official_tasks_own():
                                                       "truthfulqa/truthful_qa"]
 
 
+# ---------------------------------------------------------------- tasks of an include_path
+
+
+def _include_run(tmp_path: Path, monkeypatch, model_dir: Path, *, include_path: str = "tasks",
+                 tasks: tuple[str, ...] = ("arc_challenge", "capitals_yaml")) -> Path:
+    """A queued run whose [eval] names a task of a YAML directory, submitted from tmp_path."""
+    from tests.runner.test_eval_include_path import write_task_dir
+
+    write_task_dir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a relative include_path is relative to the directory submit ran in
+    spec = write_spec(tmp_path / "inc.toml", name="inc", model_dir=model_dir, tasks=tasks, custom=False)
+    spec.write_text(spec.read_text().replace("[eval]\n", f'[eval]\ninclude_path = "{include_path}"\n'))
+    invoke_json(tmp_path / "home", "submit", str(spec))
+    return tmp_path / "home"
+
+
+def _problems(home: Path, environ: dict | None = None) -> list[tuple[str, str, str]]:
+    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True, environ=environ or {})
+    return [(p.what, p.where, p.detail) for p in check.problems]
+
+
+def test_include_path_tasks_in_place_pass(tiny_model_dir, tmp_path, monkeypatch):
+    home = _include_run(tmp_path, monkeypatch, tiny_model_dir)
+    code, output = _doctor(home, "--offline")
+    assert (code, output.splitlines()[0]) == (0, "run 1 inc: ok")
+
+
+def test_a_missing_include_path_is_reported_and_the_benchmarks_still_checked(tiny_model_dir, tmp_path, monkeypatch):
+    home = _include_run(tmp_path, monkeypatch, tiny_model_dir, include_path="no-such-dir",
+                        tasks=("arc_challenge", "mmlu_astrology", "capitals_yaml"))
+    (include, mmlu) = _problems(home)
+    assert include[:2] == ("eval tasks", "no-such-dir")
+    assert "no-such-dir (from [eval] include_path) does not exist" in include[2]
+    assert mmlu[0] == "eval tasks" and "'mmlu_astrology'" in mmlu[2]
+
+
+def test_a_task_not_in_the_include_path_is_reported_with_the_tasks_there(tiny_model_dir, tmp_path, monkeypatch):
+    home = _include_run(tmp_path, monkeypatch, tiny_model_dir, tasks=("arc_challenge", "capitals_yml"))
+    ((what, where, detail),) = _problems(home)
+    assert (what, where) == ("eval tasks", "arc_challenge, capitals_yml")
+    assert "unknown eval task(s) 'capitals_yml'" in detail and "(its tasks: capitals_yaml)" in detail
+    _, output = _doctor(home)
+    assert "  - eval tasks: arc_challenge, capitals_yml (unknown eval task(s) 'capitals_yml'" in output
+
+
+def test_an_include_path_tasks_missing_data_is_reported(tiny_model_dir, tmp_path, monkeypatch):
+    home = _include_run(tmp_path, monkeypatch, tiny_model_dir)
+    (tmp_path / "tasks" / "data" / "capitals.jsonl").unlink()
+    ((what, where, detail),) = _problems(home)
+    assert (what, where) == ("eval task data", str(tmp_path / "tasks" / "capitals.yaml"))
+    assert "data file data/capitals.jsonl not found" in detail
+
+
+def test_an_include_path_tasks_hub_dataset_must_be_cached_offline(tiny_model_dir, tmp_path, monkeypatch):
+    home = _include_run(tmp_path, monkeypatch, tiny_model_dir)
+    task = tmp_path / "tasks" / "capitals.yaml"
+    task.write_text("include: _capitals_template\ntask: capitals_yaml\ndataset_path: some-org/capitals\n")
+    environ = {"HF_HOME": str(tmp_path / "hf")}
+    ((what, where, detail),) = _problems(home, environ)
+    assert (what, where) == ("benchmark data", "some-org/capitals")
+    assert "capitals_yaml: hub dataset not in the cache" in detail and "local data files" in detail
+    (tmp_path / "hf" / "hub" / "datasets--some-org--capitals").mkdir(parents=True)
+    assert _problems(home, environ) == []
+
+
 # ---------------------------------------------------------------- the doctor's file list is the evaluator's
 
 

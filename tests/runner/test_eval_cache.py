@@ -98,15 +98,24 @@ def test_the_same_evaluation_twice_is_answered_from_the_cache(tiny_model_dir, sq
 # ---------------------------------------------------------------- what invalidates (a fake lm-eval counts calls)
 
 
+class _Calls(list):
+    def __init__(self) -> None:
+        super().__init__()
+        self.devices: list[str | None] = []
+
+
 @pytest.fixture
 def fake_lm_eval(monkeypatch):
-    """Stands in for runner.evaluation.evaluate; records the benchmarks each call was asked for."""
-    calls: list[list[str]] = []
+    """Stands in for runner.evaluation.evaluate; records the benchmarks each call was asked for (and, in
+    `calls.devices`, the device it was told to evaluate on)."""
+    calls = _Calls()
+    devices = calls.devices
 
-    def fake(model, tokenizer, settings, *, workdir, base_dir, seed, dtype, progress=None):
+    def fake(model, tokenizer, settings, *, workdir, base_dir, seed, dtype, device=None, progress=None):
         bench = resolve_benchmarks_dir(settings, base_dir, {})
         plans = plan_tasks(settings, benchmarks_dir=bench, base_dir=base_dir, out_dir=Path(workdir) / "fake")
         calls.append([p.name for p in plans])
+        devices.append(device)
         scores = [
             TaskScore(task=p.name, metric="acc", value=0.25 * len(calls), stderr=None,
                       num_fewshot=p.tasks[0].num_fewshot, n_samples=2, group=None, comparable=False)
@@ -120,10 +129,10 @@ def fake_lm_eval(monkeypatch):
 
 
 def _run(registry, project: Path, settings: EvalSection, *, model: Path, dtype: str = "float32", seed: int = SEED,
-         **kwargs) -> EvalOutcome:
+         device: str = "cpu", **kwargs) -> EvalOutcome:
     digest = model_digest([model], registry)
     return evaluate_cached(registry, lambda: (None, None), digest, settings, workdir=project / "work",
-                           base_dir=project, seed=seed, dtype=dtype, **kwargs)
+                           base_dir=project, seed=seed, dtype=dtype, device=device, **kwargs)
 
 
 def _perturbed_copy(model_dir: Path, target: Path) -> Path:
@@ -151,7 +160,9 @@ CHANGES = {
     "limit": lambda p, m: ({"limit": 3}, {}),
     "batch size": lambda p, m: ({"batch_size": 2}, {}),
     "dtype": lambda p, m: ({}, {"dtype": "bfloat16"}),
+    "device": lambda p, m: ({}, {"device": "cuda"}),
     "seed": lambda p, m: ({}, {"seed": SEED + 1}),
+    "benchmark shots": lambda p, m: ({"num_fewshot": {"arc_challenge": 0}}, {}),
 }
 
 
@@ -164,10 +175,63 @@ def test_any_change_of_a_key_evaluates_again(change, tiny_model_dir, sqlite_regi
 
     setting_changes, run_changes = CHANGES[change](project, tiny_model_dir)
     changed = _run(sqlite_registry, project, _settings(**setting_changes), **({"model": tiny_model_dir} | run_changes))
-    affected = {"task data": ["arc_challenge"], "custom task data": ["capitals"], "num_fewshot": ["capitals"]}
+    affected = {"task data": ["arc_challenge"], "custom task data": ["capitals"], "num_fewshot": ["capitals"],
+                "benchmark shots": ["arc_challenge"]}
     expected = affected.get(change, ["arc_challenge", "capitals"])
     assert fake_lm_eval[1:] == [expected]
     assert set(changed.cached) == {"arc_challenge", "capitals"} - set(expected)
+
+
+def test_the_device_is_this_machines_unless_given_and_is_what_evaluates(
+    tiny_model_dir, sqlite_registry, project, fake_lm_eval, monkeypatch
+):
+    digest = model_digest([tiny_model_dir], sqlite_registry)
+
+    def run_here():
+        return evaluate_cached(sqlite_registry, lambda: (None, None), digest, _settings(), workdir=project / "work",
+                               base_dir=project, seed=SEED, dtype="float32")
+
+    monkeypatch.setattr(eval_cache, "evaluation_device", lambda: "cpu")
+    on_cpu = run_here()
+    assert fake_lm_eval.devices == ["cpu"] and on_cpu.fingerprint["device"] == "cpu"
+    assert run_here().cached == ("arc_challenge", "capitals")
+    monkeypatch.setattr(eval_cache, "evaluation_device", lambda: "cuda")  # the same registry, on a GPU machine
+    on_gpu = run_here()
+    assert fake_lm_eval.devices == ["cpu", "cuda"] and on_gpu.cached == ()
+    assert on_gpu.fingerprint["device"] == "cuda"
+
+
+def _append(path: Path, text: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
+
+
+INCLUDE_CHANGES = {
+    "its YAML": lambda tasks: _append(tasks / "capitals.yaml", "description: 'Answer the question.'\n"),
+    "the YAML it includes": lambda tasks: _append(tasks / "_capitals_template", "# a comment is content too\n"),
+    "a Python helper beside it": lambda tasks: _append(tasks / "helpers.py", "# edited\n"),
+    "its data file": lambda tasks: _edit_rows(tasks / "data" / "capitals.jsonl"),
+    "its shots": lambda tasks: {"num_fewshot": {"capitals_yaml": 1}},
+}
+
+
+@pytest.mark.parametrize("change", list(INCLUDE_CHANGES))
+def test_an_include_path_task_is_keyed_by_its_yamls_helpers_data_and_shots(
+    change, tiny_model_dir, sqlite_registry, project, fake_lm_eval
+):
+    from tests.runner.test_eval_include_path import write_task_dir
+
+    tasks = write_task_dir(project)
+    settings = {"tasks": ["arc_challenge", "capitals_yaml"], "include_path": "tasks", "custom": []}
+    _run(sqlite_registry, project, _settings(**settings), model=tiny_model_dir)
+    # Another task written into the directory is no change to this one.
+    (tasks / "other.yaml").write_text("task: other\ninclude: _capitals_template\ndataset_path: json\n")
+    again = _run(sqlite_registry, project, _settings(**settings), model=tiny_model_dir)
+    assert again.cached == ("arc_challenge", "capitals_yaml")
+
+    changes = INCLUDE_CHANGES[change](tasks) or {}
+    changed = _run(sqlite_registry, project, _settings(**settings | changes), model=tiny_model_dir)
+    assert fake_lm_eval == [["arc_challenge", "capitals_yaml"], ["capitals_yaml"]]
+    assert changed.cached == ("arc_challenge",)
 
 
 def test_the_lm_eval_version_is_part_of_the_key(tiny_model_dir, sqlite_registry, project, fake_lm_eval, monkeypatch):

@@ -1,5 +1,6 @@
 """Evaluation through lm-eval's official tasks: leaderboard settings, MMLU's unweighted mean, TruthfulQA's mc2,
-HellaSwag's few-shot self-exclusion, custom tasks, and the errors a user sees when data is missing.
+HellaSwag's few-shot self-exclusion, per-task shots, the evaluation device, custom tasks, and the errors a user
+sees when data is missing.
 
 One module-scoped run evaluates the full four-task profile on a copy of the example benchmark sample; the other
 tests are small (a custom task, task construction without a model, or errors raised before the model runs).
@@ -17,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from experiments.schema import CustomTask, EvalSection
-from runner.evaluation import EvalOutcome, EvaluationError, evaluate, resolve_benchmarks_dir
-from runner.lm_eval_tasks import ALPACA_PROMPT, official_tasks_dir, plan_tasks
+from runner.evaluation import EvalOutcome, EvaluationError, evaluate, model_device, place_model, resolve_benchmarks_dir
+from runner.lm_eval_tasks import ALPACA_PROMPT, official_tasks_dir, plan_tasks, profile_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
@@ -169,13 +170,15 @@ def test_profile_samples_and_fingerprint(profile_run):
             assert score.value == pytest.approx(sum(r["score"] for r in rows) / len(rows))
 
     fp = outcome.fingerprint
-    assert (fp["profile"], fp["limit"], fp["seed"], fp["dtype"], fp["data"]) == (
+    assert (fp["profile"], fp["limit"], fp["seed"], fp["dtype"], fp["device"], fp["data"]) == (
         "openllm-v1",
         3,
         SEED,
         "float32",
+        "cpu",  # where the model was: evaluate() without a device does not move it
         "local",
     )
+    assert "num_fewshot_overrides" not in fp
     assert {k: fp["tasks"][k]["fewshot_split"] for k in fp["tasks"]} == {
         "arc_challenge": "train",
         "hellaswag": "validation",
@@ -190,6 +193,108 @@ def test_profile_samples_and_fingerprint(profile_run):
     }
     assert all(len(fp["tasks"][k]["config_sha256"]) == 64 for k in fp["tasks"])
     json.dumps(fp)  # it goes into the registry as JSON
+
+
+# ---------------------------------------------------------------- shots per task ([eval.num_fewshot])
+
+
+@pytest.fixture(scope="module")
+def shots_run(tiny_lm, tmp_path_factory):
+    """ARC 0-shot and TruthfulQA 2-shot over the whole sample (no limit), with lm-eval's raw logs captured."""
+    import lm_eval
+
+    raw: dict = {"samples": {}, "n-shot": {}}
+    real = lm_eval.simple_evaluate
+
+    def spy(*args, **kwargs):
+        results = real(*args, **kwargs)
+        raw["samples"].update(results["samples"])
+        raw["n-shot"].update(results["n-shot"])
+        return results
+
+    settings = EvalSection(tasks=["arc_challenge", "truthfulqa_mc2"], benchmarks_dir=str(SAMPLE),
+                           num_fewshot={"arc_challenge": 0, "truthfulqa_mc2": 2})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lm_eval, "simple_evaluate", spy)
+        outcome = evaluate(*tiny_lm, settings, workdir=tmp_path_factory.mktemp("shots"), base_dir=REPO_ROOT,
+                           seed=SEED, dtype="float32")
+    return outcome, raw
+
+
+def test_changed_shots_are_what_lm_eval_runs(shots_run):
+    outcome, raw = shots_run
+    scores = _by_task(outcome)
+    assert (scores["arc_challenge"].num_fewshot, scores["truthfulqa_mc2"].num_fewshot) == (0, 2)
+    assert raw["n-shot"] == {"tunelab_arc_challenge": 0, "tunelab_truthfulqa_mc2": 2}
+    arc = raw["samples"]["tunelab_arc_challenge"]
+    assert len(arc) == len(_rows(SAMPLE / "arc_challenge" / "test.jsonl"))
+    # 0-shot: the context is the item's own question and nothing else.
+    assert all(s["arguments"][0][0] == f"Question: {s['doc']['question']}\nAnswer:" for s in arc)
+
+
+def test_truthfulqa_shots_come_from_its_one_split_never_the_item_itself(shots_run):
+    _, raw = shots_run
+    questions = [json.loads(row)["question"] for row in _rows(SAMPLE / "truthfulqa" / "mc_validation.jsonl")]
+    for sample in raw["samples"]["tunelab_truthfulqa_mc2"]:
+        context = sample["arguments"][0][0]
+        assert context.count(f"Q: {sample['doc']['question']}") == 1
+        assert sum(f"Q: {q}\n" in context for q in questions if q != sample["doc"]["question"]) == 2
+
+
+def test_changed_shots_are_not_leaderboard_comparable_and_the_profile_says_so(shots_run):
+    outcome, _ = shots_run
+    assert [s.comparable for s in outcome.scores] == [False, False]  # limit 0: only the shots make them so
+    fp = outcome.fingerprint
+    assert fp["profile"] == "custom"
+    assert fp["num_fewshot_overrides"] == {"arc_challenge": 0, "truthfulqa_mc2": 2}
+    assert {k: (v["num_fewshot"], v["leaderboard_settings"]) for k, v in fp["tasks"].items()} == {
+        "arc_challenge": (0, False), "truthfulqa_mc2": (2, False)}
+    assert fp["tasks"]["truthfulqa_mc2"]["fewshot_split"] == "validation"
+
+
+def test_the_profile_names_openllm_v1_unless_a_requested_benchmarks_shots_change(tmp_path):
+    same = EvalSection(tasks=["arc_challenge"], num_fewshot={"arc_challenge": 25})
+    (plan,) = plan_tasks(same, benchmarks_dir=SAMPLE, base_dir=tmp_path, out_dir=tmp_path / "a")
+    assert plan.tasks[0].leaderboard_settings is True and profile_name(same) == "openllm-v1"
+    # Shots for a benchmark that is not evaluated change nothing.
+    assert profile_name(EvalSection(tasks=["hellaswag"], num_fewshot={"arc_challenge": 0})) == "openllm-v1"
+    assert profile_name(EvalSection(tasks=["mmlu_anatomy"], num_fewshot={"mmlu": 0})) == "custom"
+
+
+def test_single_mmlu_subjects_take_mmlus_shots(tmp_path):
+    import yaml
+
+    settings = EvalSection(tasks=["mmlu_anatomy", "mmlu_virology"], num_fewshot={"mmlu": 2})
+    (plan,) = plan_tasks(settings, benchmarks_dir=SAMPLE, base_dir=tmp_path, out_dir=tmp_path / "tasks")
+    assert [(t.num_fewshot, t.leaderboard_settings) for t in plan.tasks] == [(2, False), (2, False)]
+    assert {yaml.safe_load(t.yaml_path.read_text())["num_fewshot"] for t in plan.tasks} == {2}
+
+
+@pytest.mark.parametrize(
+    ("shots", "message"),
+    [
+        ({"arc_challenge": 31}, r"arc_challenge: 31-shot needs 31 rows in .*arc_challenge/train\.jsonl .*it has 30"),
+        # Shots drawn from the scored split leave the item out: 40 rows give at most 39 shots.
+        ({"hellaswag": 40}, r"hellaswag: 40-shot needs 41 rows in .*hellaswag/validation\.jsonl .*it has 40"),
+    ],
+)
+def test_more_shots_than_local_rows_fail_before_the_model_runs(tmp_path, shots, message):
+    settings = EvalSection(tasks=list(shots), num_fewshot=shots)
+    with pytest.raises(EvaluationError, match=message):
+        plan_tasks(settings, benchmarks_dir=SAMPLE, base_dir=tmp_path, out_dir=tmp_path / "tasks")
+
+
+# ---------------------------------------------------------------- the device
+
+
+def test_the_model_is_moved_to_the_evaluation_device_only_when_elsewhere():
+    import torch
+
+    model = torch.nn.Linear(2, 2)
+    assert place_model(model, None) == "cpu" and model_device(model) == "cpu"
+    assert place_model(model, "cpu") == "cpu"
+    # "meta" stands in for an accelerator: a real move, on any machine.
+    assert place_model(model, "meta") == "meta" and model_device(model) == "meta"
 
 
 # ---------------------------------------------------------------- HellaSwag few-shot from its own split
