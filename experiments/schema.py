@@ -330,6 +330,18 @@ class ResourcesSection(_Section):
         2, ge=0, description="Times a run is re-queued after its worker died or an unexpected error, "
         "before it is marked failed. Errors in the spec or the data are never retried.",
     )
+    gpus: int = Field(
+        0, ge=0, description="GPUs the run needs: 0 = whatever the worker has (a GPU, or the CPU); N > 1 trains "
+        "with one process per GPU through torchrun (data parallel). Only a worker with N GPUs claims the run.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _gpus_only_when_set(self, handler) -> dict[str, Any]:
+        # Specs that leave it at 0 keep the canonical form (and hash) they had before it existed.
+        data = handler(self)
+        if not data.get("gpus"):
+            data.pop("gpus", None)
+        return data
 
 
 class Spec(_Section):

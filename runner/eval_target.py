@@ -282,7 +282,14 @@ def settings_from_options(
     if batch_size is not None:
         changes["batch_size"] = batch_size
     # Validate as a whole, so a bad value fails as the spec would.
-    return type(defaults).model_validate(defaults.model_dump() | changes)
+    from pydantic import ValidationError
+
+    try:
+        return type(defaults).model_validate(defaults.model_dump() | changes)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"] if part != "[key]")
+        raise EvalTargetError(f"eval.{where}: {error['msg'].removeprefix('Value error, ')}") from None
 
 
 def base_model_digest(registry: Registry, base: str, *, workdir: Path, revision: str | None = None) -> str | None:

@@ -1,0 +1,21 @@
+"""`tunelab eval` options that clash with a run's own [eval] settings fail in one line, as a spec would."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.schema import EvalSection
+from runner.eval_target import EvalTargetError, settings_from_options
+
+
+def test_dropping_a_task_whose_shots_the_run_set_is_a_clear_error(tmp_path):
+    defaults = EvalSection(tasks=["arc_challenge", "capitals_qa"], num_fewshot={"capitals_qa": 2})
+    with pytest.raises(EvalTargetError) as refused:
+        settings_from_options(defaults, cwd=tmp_path, tasks=["arc_challenge"])
+    assert str(refused.value).startswith("eval.num_fewshot.capitals_qa: ")
+    assert "unknown eval task: neither a leaderboard benchmark nor one of [eval] tasks" in str(refused.value)
+
+
+def test_options_that_fit_are_applied(tmp_path):
+    settings = settings_from_options(EvalSection(), cwd=tmp_path, tasks=["hellaswag"], limit=3)
+    assert (settings.tasks, settings.limit) == (["hellaswag"], 3)
