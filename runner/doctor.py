@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,9 +66,10 @@ def _offline(environ: Mapping[str, str]) -> bool:
                for n in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
-def check_queued_runs(registry: Registry, *, offline: bool = False,
-                      environ: Mapping[str, str] = os.environ) -> list[RunCheck]:
-    """One check per queued run, in queue order. `offline` (or HF_*_OFFLINE) means nothing may be downloaded."""
+def check_queued_runs(registry: Registry, *, offline: bool = False, environ: Mapping[str, str] = os.environ,
+                      gpus_here: Callable[[], int] | None = None) -> list[RunCheck]:
+    """One check per queued run, in queue order. `offline` (or HF_*_OFFLINE) means nothing may be downloaded.
+    `gpus_here` counts this machine's GPUs (asked only when a run needs some)."""
     from pydantic import ValidationError
 
     from experiments.schema import Spec
@@ -88,7 +89,21 @@ def check_queued_runs(registry: Registry, *, offline: bool = False,
             check.problems.append(Problem("spec", experiment.spec_path, f"{where}: {first['msg']}"))
             continue
         check_spec(spec, Path(experiment.workdir), check, registry=registry, offline=offline, environ=environ)
+        if spec.resources.gpus:
+            _note_gpus(spec.resources.gpus, check, gpus_here)
     return checks
+
+
+def _note_gpus(wanted: int, check: RunCheck, gpus_here: Callable[[], int] | None) -> None:
+    """Not a problem (a worker on another machine may have them), but worth saying before anyone waits."""
+    if gpus_here is None:
+        from runner.devices import cuda_device_count
+
+        gpus_here = cuda_device_count
+    here = gpus_here()
+    if here < wanted:
+        check.notes.append(f"[resources] gpus = {wanted}: this machine has {here} GPU(s); only a worker with "
+                           f"{wanted} will claim the run")
 
 
 def check_spec(spec: Spec, workdir: Path, check: RunCheck, *, registry: Registry | None = None,

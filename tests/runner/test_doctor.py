@@ -289,3 +289,20 @@ def test_import_names_the_file_and_row_with_a_missing_column(tmp_path):
         import_benchmarks.import_benchmarks(tmp_path / "src", tmp_path / "dest")
     with pytest.raises(import_benchmarks.ImportProblem, match="no benchmark directory"):
         import_benchmarks.import_benchmarks(tmp_path / "dest", tmp_path / "dest2")
+
+
+def test_a_run_needing_more_gpus_than_this_machine_has_is_noted_not_failed(tiny_model_dir, tmp_path):
+    from registry.db import open_registry
+    from runner.doctor import check_queued_runs
+
+    home = tmp_path / "home"
+    invoke_json(home, "submit", str(write_spec(tmp_path / "g.toml", name="g", model_dir=tiny_model_dir,
+                                               extra="[resources]\ngpus = 2\n")))
+    registry = open_registry(f"sqlite:///{home / 'registry.db'}")
+    (short,) = check_queued_runs(registry, offline=True, gpus_here=lambda: 1)
+    assert short.ok and short.notes == [
+        "[resources] gpus = 2: this machine has 1 GPU(s); only a worker with 2 will claim the run"]
+    (enough,) = check_queued_runs(registry, offline=True, gpus_here=lambda: 2)
+    assert enough.ok and enough.notes == []
+    code, output = _doctor(home, "--offline")  # this machine: no GPU
+    assert code == 0 and "only a worker with 2 will claim the run" in output
