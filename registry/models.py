@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Index
+from sqlalchemy import BigInteger, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
 
@@ -107,7 +107,15 @@ class EvalResult(SQLModel, table=True):
 
     # Score look-ups go by run, kind and task (listings, --where on scores): without this the
     # planner may scan by task alone, which is quadratic on a large registry.
-    __table_args__ = (Index("ix_evalresult_run_kind_task", "run_id", "model_kind", "task"),)
+    # Reports read through two covering indexes, so they never touch rows heavy with per-item logs: headline
+    # scores' p-values (SQLite stores a row's columns in order, and vs_base_p, added after samples_json, is
+    # reached in the row only by walking the log's overflow pages) and the values of group members (a run's
+    # 57 MMLU subjects, for its page).
+    __table_args__ = (
+        Index("ix_evalresult_run_kind_task", "run_id", "model_kind", "task"),
+        Index("ix_evalresult_group_kind_p", "task_group", "model_kind", "vs_base_p", "run_id", "task"),
+        Index("ix_evalresult_run_group_values", "run_id", "task_group", "model_kind", "task", "value"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
@@ -127,6 +135,9 @@ class EvalResult(SQLModel, table=True):
     samples_json: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     model_digest: str | None = Field(default=None, index=True)
+    # A fine-tuned score's McNemar exact p-value against its base model's score, from the two per-item logs
+    # (registry/recording.py sets it once both are recorded); None when either log is missing.
+    vs_base_p: float | None = None
 
 
 class EvalCacheEntry(SQLModel, table=True):
@@ -153,3 +164,18 @@ class FileDigest(SQLModel, table=True):
     size: int = Field(sa_type=BigInteger)
     mtime_ns: int = Field(sa_type=BigInteger)
     sha256: str
+
+
+class RenderCacheEntry(SQLModel, table=True):
+    """Rendered report parts (a matplotlib SVG chart, a run page), zlib-compressed, keyed by a hash of their content.
+
+    Filled when a run's data becomes final (reports/render_cache.py), so a report reads its run pages instead
+    of drawing and rendering them.
+    """
+
+    __tablename__ = "rendercache"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True)  # sha256 of what was rendered from what, and the renderer's version
+    body_zlib: bytes = Field(sa_type=LargeBinary)
+    created_at: datetime = Field(default_factory=utcnow)

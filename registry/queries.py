@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from registry.db import Registry
 from registry.errors import NotFound
-from registry.models import Checkpoint, EvalCacheEntry, EvalResult, Experiment, FileDigest, Run, TrainMetric
+from registry.models import (
+    Checkpoint,
+    EvalCacheEntry,
+    EvalResult,
+    Experiment,
+    FileDigest,
+    RenderCacheEntry,
+    Run,
+    TrainMetric,
+)
 
 
 @dataclass
@@ -47,6 +56,8 @@ class ScoreRow:
     comparable: bool
     lm_eval_version: str
     fingerprint: dict
+    # McNemar exact p-value of a fine-tuned score against its base (per-item logs); None where not known.
+    vs_base_p: float | None = None
 
 
 @dataclass
@@ -131,14 +142,41 @@ def _score_row(result: EvalResult) -> ScoreRow:
         comparable=result.comparable,
         lm_eval_version=result.lm_eval_version,
         fingerprint=json.loads(result.fingerprint_json),
+        vs_base_p=result.vs_base_p,
     )
 
 
+# Never samples_json: the per-item logs are megabytes per run, and listings and reports don't show them.
 _SCORE_COLUMNS = (
     EvalResult.run_id, EvalResult.model_kind, EvalResult.model_name, EvalResult.task, EvalResult.metric,
     EvalResult.value, EvalResult.stderr, EvalResult.num_fewshot, EvalResult.limit, EvalResult.n_samples,
     EvalResult.task_group, EvalResult.comparable, EvalResult.lm_eval_version, EvalResult.fingerprint_json,
 )
+
+
+def _p_values(connection, run_ids: list[int] | None) -> dict[tuple[int, str], float]:
+    """Fine-tuned headline scores' p-values against their base, by (run id, task), from their covering index.
+
+    Never in the same query as the other score columns: on SQLite the column sits after the per-item logs.
+    """
+    query = select(EvalResult.run_id, EvalResult.task, EvalResult.vs_base_p).where(
+        EvalResult.task_group.is_(None), EvalResult.model_kind == "finetuned", EvalResult.vs_base_p.is_not(None))
+    if run_ids is not None:
+        query = query.where(EvalResult.run_id.in_(run_ids))
+    return {(row.run_id, row.task): row.vs_base_p for row in connection.execute(query)}
+
+
+def _score_from_columns(row: Any, fingerprints: dict[str, dict], p_values: dict[tuple[int, str], float]) -> ScoreRow:
+    # Every score of one evaluation carries the same fingerprint text: parse each distinct text once.
+    fingerprint = fingerprints.get(row.fingerprint_json)
+    if fingerprint is None:
+        fingerprint = fingerprints[row.fingerprint_json] = json.loads(row.fingerprint_json)
+    return ScoreRow(
+        model_kind=row.model_kind, model_name=row.model_name, task=row.task, metric=row.metric, value=row.value,
+        stderr=row.stderr, num_fewshot=row.num_fewshot, limit=row.limit, n_samples=row.n_samples,
+        task_group=row.task_group, comparable=row.comparable, lm_eval_version=row.lm_eval_version,
+        fingerprint=fingerprint,
+        vs_base_p=p_values.get((row.run_id, row.task)) if row.model_kind == "finetuned" else None)
 
 
 def run_scores(
@@ -156,28 +194,50 @@ def run_scores(
     if headline_only:
         query = query.where(EvalResult.task_group.is_(None))
     grouped: dict[int, list[ScoreRow]] = {}
+    fingerprints: dict[str, dict] = {}
     with registry.engine.connect() as connection:
+        p_values = _p_values(connection, run_ids)
         for row in connection.execute(query):
-            grouped.setdefault(row.run_id, []).append(ScoreRow(
-                model_kind=row.model_kind, model_name=row.model_name, task=row.task, metric=row.metric,
-                value=row.value, stderr=row.stderr, num_fewshot=row.num_fewshot, limit=row.limit,
-                n_samples=row.n_samples, task_group=row.task_group, comparable=row.comparable,
-                lm_eval_version=row.lm_eval_version, fingerprint=json.loads(row.fingerprint_json)))
+            grouped.setdefault(row.run_id, []).append(_score_from_columns(row, fingerprints, p_values))
     return grouped
 
 
 def run_detail(registry: Registry, run_id: int) -> RunDetail:
+    detail = run_details(registry, [run_id]).get(run_id)
+    if detail is None:
+        raise NotFound(f"no run with id {run_id}")
+    return detail
+
+
+# Ids per IN (...) list: well under SQLite's bound-parameter limit, and small enough to keep memory flat.
+_ID_CHUNK = 500
+
+
+def run_details(registry: Registry, run_ids: list[int], *, group_members: bool = True) -> dict[int, RunDetail]:
+    """The full record of each of `run_ids` that exists, by run id, in a handful of queries per 500 runs.
+
+    A report with a page per run reads a thousand runs at once; one run_detail per run would be thousands
+    of round trips. Plain column rows, not ORM objects, and never the per-item logs. `group_members=False`
+    leaves the members of a group (MMLU's 57 subjects) out of `scores`: read their values with member_scores,
+    from an index alone, instead of a thousand rows heavy with logs and fingerprints.
+    """
+    details: dict[int, RunDetail] = {}
+    ids = sorted(set(run_ids))
+    fingerprints: dict[str, dict] = {}
     with registry.session() as session:
-        pair = session.exec(
-            select(Run, Experiment).join(Experiment, Experiment.id == Run.experiment_id).where(Run.id == run_id)
-        ).first()
-        if pair is None:
-            raise NotFound(f"no run with id {run_id}")
-        run, experiment = pair
-        checkpoints = session.exec(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.step))
-        metrics = session.exec(select(TrainMetric).where(TrainMetric.run_id == run_id).order_by(TrainMetric.id))
-        results = session.exec(select(EvalResult).where(EvalResult.run_id == run_id).order_by(EvalResult.id))
-        return RunDetail(
+        for start in range(0, len(ids), _ID_CHUNK):
+            details.update(_details_of(session, ids[start:start + _ID_CHUNK], fingerprints, group_members))
+    return details
+
+
+def _details_of(session: Session, ids: list[int], fingerprints: dict[str, dict],
+                group_members: bool) -> dict[int, RunDetail]:
+    pairs = session.exec(
+        select(Run, Experiment).join(Experiment, Experiment.id == Run.experiment_id).where(Run.id.in_(ids))
+    ).all()
+    details: dict[int, RunDetail] = {}
+    for run, experiment in pairs:
+        details[run.id] = RunDetail(
             summary=_summary(run, experiment),
             spec=json.loads(experiment.resolved_json),
             spec_text=experiment.spec_text,
@@ -187,15 +247,55 @@ def run_detail(registry: Registry, run_id: int) -> RunDetail:
             output_dir=run.output_dir,
             train_seconds=run.train_seconds,
             num_train_examples=run.num_train_examples,
-            checkpoints=[{"step": c.step, "loss": c.loss, "path": c.path, "created_at": c.created_at}
-                         for c in checkpoints],
-            metrics=[{"step": m.step, "epoch": m.epoch, "loss": m.loss, "learning_rate": m.learning_rate,
-                      "grad_norm": m.grad_norm, "eval_loss": m.eval_loss} for m in metrics],
-            scores=[_score_row(r) for r in results],
             environment=json.loads(run.environment_json) if run.environment_json else None,
             lineage=json.loads(run.lineage_json) if run.lineage_json else None,
             data_stats=json.loads(run.data_stats_json) if run.data_stats_json else None,
         )
+    if not details:
+        return details
+    connection = session.connection()
+    checkpoints = select(Checkpoint.run_id, Checkpoint.step, Checkpoint.loss, Checkpoint.path, Checkpoint.created_at)
+    for c in connection.execute(checkpoints.where(Checkpoint.run_id.in_(ids)).order_by(Checkpoint.step, Checkpoint.id)):
+        details[c.run_id].checkpoints.append(
+            {"step": c.step, "loss": c.loss, "path": c.path, "created_at": c.created_at})
+    metrics = select(TrainMetric.run_id, TrainMetric.step, TrainMetric.epoch, TrainMetric.loss,
+                     TrainMetric.learning_rate, TrainMetric.grad_norm, TrainMetric.eval_loss)
+    rows = connection.execute(metrics.where(TrainMetric.run_id.in_(ids)).order_by(TrainMetric.id)).all()
+    for run_id, step, epoch, loss, learning_rate, grad_norm, eval_loss in rows:
+        details[run_id].metrics.append({"step": step, "epoch": epoch, "loss": loss, "learning_rate": learning_rate,
+                                        "grad_norm": grad_norm, "eval_loss": eval_loss})
+    scores = select(*_SCORE_COLUMNS).where(EvalResult.run_id.in_(ids)).order_by(EvalResult.id)
+    if not group_members:
+        scores = scores.where(EvalResult.task_group.is_(None))
+    p_values = _p_values(connection, ids)
+    for row in connection.execute(scores).all():
+        details[row.run_id].scores.append(_score_from_columns(row, fingerprints, p_values))
+    return details
+
+
+class MemberScore(NamedTuple):
+    """One member of a score group (an MMLU subject): what per-subject tables and charts show of it."""
+
+    model_kind: str
+    task_group: str
+    task: str
+    value: float
+
+
+def member_scores(registry: Registry, run_ids: list[int]) -> dict[int, list[MemberScore]]:
+    """The scores of group members (MMLU subjects) of each run, by run id, read from their covering index."""
+    found: dict[int, list[MemberScore]] = {}
+    ids = sorted(set(run_ids))
+    columns = (EvalResult.run_id, EvalResult.model_kind, EvalResult.task_group, EvalResult.task, EvalResult.value)
+    with registry.engine.connect() as connection:
+        for start in range(0, len(ids), _ID_CHUNK):
+            query = select(*columns).where(EvalResult.run_id.in_(ids[start:start + _ID_CHUNK]),
+                                           EvalResult.task_group.is_not(None))
+            # all(): one fetch for the lot; iterating the result fetches row by row, a third of the time.
+            for run_id, model_kind, task_group, task, value in connection.execute(
+                    query.order_by(EvalResult.run_id, EvalResult.task)).all():
+                found.setdefault(run_id, []).append(MemberScore(model_kind, task_group, task, value))
+    return found
 
 
 def experiment_for_run(registry: Registry, run_id: int) -> tuple[Run, Experiment]:
@@ -299,3 +399,15 @@ def model_evaluations(registry: Registry, *, model_name: str | None = None) -> l
             evaluated_at=latest.created_at, scores=[_score_row(r) for r in sorted(rows.values(), key=lambda r: r.id)],
         )))
     return [evaluation for _, evaluation in sorted(evaluations, key=lambda pair: pair[0], reverse=True)]
+
+
+def cached_renders(registry: Registry, keys: list[str]) -> dict[str, bytes]:
+    """The stored (zlib-compressed) body of each key that is in the render cache (charts, run pages)."""
+    found: dict[str, bytes] = {}
+    wanted = sorted(set(keys))
+    with registry.engine.connect() as connection:
+        for start in range(0, len(wanted), _ID_CHUNK):
+            query = select(RenderCacheEntry.key, RenderCacheEntry.body_zlib).where(
+                RenderCacheEntry.key.in_(wanted[start:start + _ID_CHUNK]))
+            found.update({row.key: bytes(row.body_zlib) for row in connection.execute(query).all()})
+    return found

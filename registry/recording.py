@@ -6,11 +6,22 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sqlalchemy import exists, or_, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 from sqlmodel import select
 
 from registry.db import Registry
-from registry.models import Checkpoint, EvalCacheEntry, EvalResult, FileDigest, TrainMetric
+from registry.models import (
+    Checkpoint,
+    EvalCacheEntry,
+    EvalResult,
+    FileDigest,
+    RenderCacheEntry,
+    TrainMetric,
+    utcnow,
+)
+from registry.significance import PairingError, pooled_p_value
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,12 @@ def record_metrics(registry: Registry, run_id: int, points: Iterable[MetricPoint
 
 
 def record_scores(registry: Registry, run_id: int | None, scores: Iterable[ScoreRecord]) -> None:
-    """Store scores; run_id None for a model that belongs to no run (`tunelab eval` of a path or hub id)."""
+    """Store scores; run_id None for a model that belongs to no run (`tunelab eval` of a path or hub id).
+
+    Once a run has both a fine-tuned score and its base's, with per-item logs, the fine-tuned score gets its
+    McNemar p-value against the base (whichever of the two is recorded last sets it).
+    """
+    scores = list(scores)
     with registry.session() as session:
         for score in scores:
             session.add(
@@ -84,6 +100,8 @@ def record_scores(registry: Registry, run_id: int | None, scores: Iterable[Score
                 )
             )
         session.commit()
+    if run_id is not None and any(score.model_kind in ("finetuned", "base") for score in scores):
+        update_vs_base_p(registry, run_id)
 
 
 def record_cached_evaluation(
@@ -125,3 +143,107 @@ def record_file_digest(registry: Registry, *, path: str, size: int, mtime_ns: in
             session.commit()
         except IntegrityError:
             session.rollback()  # another process recorded the same path at the same moment; either row will do
+
+
+def update_vs_base_p(registry: Registry, run_id: int) -> int:
+    """Set vs_base_p on the run's fine-tuned headline scores that lack it, where both per-item logs exist.
+
+    A group's headline score (MMLU) has no log of its own: its test pools the items of its members. A base
+    whose scores were reused from an earlier identical evaluation is copied without logs; its logs are then
+    read from the evaluation it was copied from. Returns how many scores got a p-value.
+    """
+    with registry.session() as session:
+        rows = session.exec(
+            select(EvalResult.id, EvalResult.model_kind, EvalResult.model_name, EvalResult.task,
+                   EvalResult.task_group, EvalResult.fingerprint_json)
+            .where(EvalResult.run_id == run_id, EvalResult.model_kind.in_(("finetuned", "base")))
+        ).all()
+        logged = set(session.exec(
+            select(EvalResult.id).where(EvalResult.run_id == run_id, EvalResult.samples_json.is_not(None))
+        ).all())
+        pending = set(session.exec(
+            select(EvalResult.id).where(EvalResult.run_id == run_id, EvalResult.model_kind == "finetuned",
+                                        EvalResult.task_group.is_(None), EvalResult.vs_base_p.is_(None))
+        ).all())
+        tuned = {row.task: row for row in rows if row.model_kind == "finetuned"}
+        base = {row.task: row for row in rows if row.model_kind == "base"}
+        updated = 0
+        for task, row in tuned.items():
+            if row.id not in pending or task not in base:
+                continue
+            members = [task] if row.id in logged else sorted(
+                t for t, r in tuned.items() if r.task_group == task and r.id in logged)
+            if not members or any(m not in base for m in members):
+                continue
+            base_logs = [_base_log(session, run_id, base[m], base[m].id in logged) for m in members]
+            if any(log is None for log in base_logs):
+                continue
+            tuned_logs = [_log_of(session, tuned[m].id) for m in members]
+            try:
+                p_value = pooled_p_value(list(zip(base_logs, tuned_logs, strict=True)))
+            except PairingError:
+                # The two evaluations scored different items: there is no paired test, and the score keeps None.
+                continue
+            session.exec(update(EvalResult).where(EvalResult.id == row.id).values(vs_base_p=p_value))
+            updated += 1
+        session.commit()
+    return updated
+
+
+def _log_of(session, result_id: int) -> list[dict]:
+    text = session.exec(select(EvalResult.samples_json).where(EvalResult.id == result_id)).one()
+    return json.loads(text)
+
+
+def _base_log(session, run_id: int, row, has_log: bool) -> list[dict] | None:
+    """The per-item log of a run's base score: its own, or that of the evaluation it was reused from."""
+    if has_log:
+        return _log_of(session, row.id)
+    eval_key = json.loads(row.fingerprint_json).get("eval_key")
+    if eval_key is None:
+        return None
+    candidates = session.exec(
+        select(EvalResult.id, EvalResult.fingerprint_json)
+        .where(EvalResult.model_kind == "base", EvalResult.model_name == row.model_name, EvalResult.task == row.task,
+               EvalResult.run_id != run_id, EvalResult.samples_json.is_not(None))
+        .order_by(EvalResult.id.desc())
+    ).all()
+    for candidate in candidates:
+        if json.loads(candidate.fingerprint_json).get("eval_key") == eval_key:
+            return _log_of(session, candidate.id)
+    return None
+
+
+def backfill_vs_base_p(registry: Registry) -> int:
+    """Set vs_base_p for fine-tuned scores recorded before it existed (or whose base came later).
+
+    Looks only at fine-tuned headline scores without a p-value whose run has a base score for the same task
+    and a per-item log for it: on a registry where every p-value is known, this is one index-only query.
+    Returns how many scores got a p-value.
+    """
+    tuned, base, member = aliased(EvalResult), aliased(EvalResult), aliased(EvalResult)
+    has_base = exists().where(base.run_id == tuned.run_id, base.model_kind == "base", base.task == tuned.task)
+    has_member_log = exists().where(member.run_id == tuned.run_id, member.model_kind == "finetuned",
+                                    member.task_group == tuned.task, member.samples_json.is_not(None))
+    query = select(tuned.run_id).distinct().where(
+        tuned.model_kind == "finetuned", tuned.vs_base_p.is_(None), tuned.task_group.is_(None),
+        tuned.run_id.is_not(None), has_base, or_(tuned.samples_json.is_not(None), has_member_log))
+    with registry.session() as session:
+        run_ids = sorted(session.exec(query).all())
+    return sum(update_vs_base_p(registry, run_id) for run_id in run_ids)
+
+
+def record_renders(registry: Registry, bodies: dict[str, bytes]) -> None:
+    """Store rendered report parts (zlib-compressed) by key; a key already stored is left as it is."""
+    if not bodies:
+        return
+    if registry.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    rows = [{"key": key, "body_zlib": body, "created_at": utcnow()} for key, body in sorted(bodies.items())]
+    # The same key is the same content: whichever process stored it first is as good as ours.
+    statement = insert(RenderCacheEntry).on_conflict_do_nothing(index_elements=["key"])
+    with registry.engine.begin() as connection:
+        for start in range(0, len(rows), 500):
+            connection.execute(statement, rows[start:start + 500])

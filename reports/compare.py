@@ -10,7 +10,7 @@ from registry.db import Registry
 from registry.queries import RunDetail, run_detail
 from reports.charts import line_chart
 from reports.run_page import loss_series
-from reports.scores import BENCHMARKS
+from reports.scores import BENCHMARKS, SubjectDelta, group_scores, subject_deltas
 
 
 @dataclass
@@ -40,6 +40,8 @@ class Comparison:
     spec_differences: list[SpecDifference]
     scores: list[ScoreDelta]
     loss_svg: str | None
+    # MMLU subjects, A against B, worst change first (B - A): what B lost relative to A.
+    subjects: list[SubjectDelta] = field(default_factory=list)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -108,4 +110,7 @@ def build_comparison(registry: Registry, a_id: int, b_id: int) -> Comparison:
     label_a, label_b = f"#{a_id} {a.summary.name}", f"#{b_id} {b.summary.name}"
     loss_svg = line_chart([loss_series(a, label_a), loss_series(b, label_b)], title="Training loss",
                           xlabel="step", ylabel="loss")
-    return Comparison(a_id, b_id, a.summary.name, b.summary.name, spec_differences(a.spec, b.spec), scores, loss_svg)
+    subjects_a, subjects_b = group_scores(a.scores, "finetuned"), group_scores(b.scores, "finetuned")
+    subjects = subject_deltas(subjects_a, subjects_b) if subjects_a and subjects_b else []
+    return Comparison(a_id, b_id, a.summary.name, b.summary.name, spec_differences(a.spec, b.spec), scores, loss_svg,
+                      subjects)

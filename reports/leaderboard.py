@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 
 from registry.db import Registry
 from registry.queries import RunSummary, ScoreRow, list_runs, model_evaluations, resolved_specs, run_scores
+from registry.recording import backfill_vs_base_p
 from reports.scores import BENCHMARKS, average, headline_rows
+
+SIGNIFICANCE_LEVEL = 0.05
 
 
 @dataclass
@@ -19,10 +22,23 @@ class Cell:
     comparable: bool = True
     settings_key: str = ""  # what must match for two cells of a column to be ranked together
     note: str = ""  # why the cell is marked not comparable
+    p_value: float | None = None  # McNemar exact test of the delta, on the per-item logs of both models
 
     @property
     def text(self) -> str:
         return "" if self.value is None else f"{100 * self.value:.1f}"
+
+    @property
+    def significant(self) -> bool:
+        """The change against the base is more than chance (p < 0.05)."""
+        return self.p_value is not None and self.p_value < SIGNIFICANCE_LEVEL
+
+    @property
+    def p_text(self) -> str:
+        if self.p_value is None:
+            return ""
+        verdict = "significant" if self.significant else "not significant"
+        return f"p = {self.p_value:.3g} ({verdict} at {SIGNIFICANCE_LEVEL}; McNemar's exact test against the base)"
 
     @property
     def delta_text(self) -> str:
@@ -77,7 +93,8 @@ def _cells(rows: dict[str, ScoreRow], base: dict[str, ScoreRow] | None, columns:
         base_row = (base or {}).get(task)
         delta = row.value - base_row.value if base_row is not None else None
         cells[task] = Cell(row.value, delta, row.stderr, row.comparable, settings_key=_settings_key(row),
-                           note="" if row.comparable else "not at leaderboard settings (limit or few-shot source)")
+                           note="" if row.comparable else "not at leaderboard settings (limit or few-shot source)",
+                           p_value=row.vs_base_p if base_row is not None else None)
     return cells
 
 
@@ -119,6 +136,15 @@ def _column_keys(all_scores: dict[int, list[ScoreRow]]) -> list[str]:
     return [task for task in BENCHMARKS if task in present] + custom
 
 
+def run_version(summary: RunSummary, scores: list[ScoreRow]) -> str:
+    """Changes whenever what the run's page shows does: status, finish time, scores, their p-values.
+
+    `scores`: the run's headline scores, of every kind (fine-tuned, base, `tunelab eval`).
+    """
+    known = sum(row.vs_base_p is not None for row in scores)
+    return f"{summary.status}|{summary.finished_at}|{len(scores)}|{known}"
+
+
 def key_settings(spec: dict) -> str:
     """The few hyperparameters people compare first, as one short string."""
     method, train = spec.get("method", {}), spec.get("train", {})
@@ -136,6 +162,12 @@ def key_settings(spec: dict) -> str:
 
 def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
                       run_href: Callable[[int], str] | None = None) -> Leaderboard:
+    """Every evaluated model's row; fine-tuned cells carry their delta against the base and its p-value.
+
+    p-values are stored when scores are recorded; those of scores recorded before that are computed here,
+    once, from the per-item logs, and stored (a no-op query when every p-value is known).
+    """
+    backfill_vs_base_p(registry)
     runs: dict[int, RunSummary] = {r.run_id: r for r in list_runs(registry)}
     all_scores = run_scores(registry, headline_only=True)
     specs = resolved_specs(registry, list(all_scores))
@@ -156,7 +188,7 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
                             final_loss=summary.final_loss, tags=summary.tags,
                             href=run_href(run_id) if run_href else None, train_seconds=summary.train_seconds,
                             num_examples=summary.num_train_examples, settings=key_settings(specs.get(run_id, {})),
-                            version=f"{summary.status}|{summary.finished_at}|{len(scores)}"))
+                            version=run_version(summary, scores)))
         if base and base_cells is not None:
             any_row = next(iter(base.values()))
             identity = (any_row.model_name, str(any_row.fingerprint.get("eval_key", "")))

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from registry.db import Registry
 from reports.leaderboard import Leaderboard
-from reports.run_page import RunPage
+from reports.run_page import RunPage, build_run_pages
 
 
+@cache
 def environment() -> Environment:
+    """One environment per process: it compiles each template once (a thousand run pages reuse it)."""
     # Autoescape everything: names, tags and descriptions are user-supplied strings.
     return Environment(
         loader=PackageLoader("reports", "templates"),
@@ -59,26 +66,135 @@ def _page_is_current(path: Path, version: str) -> bool:
         return False
 
 
-def write_report(registry, path: Path, *, title: str, run_pages: bool = True) -> Leaderboard:
+@cache
+def page_format() -> str:
+    """Changes whenever the run page's template or charts change, so that pages made before are made again."""
+    from reports.charts import DRAWING_VERSION
+
+    digest = hashlib.sha256(str(DRAWING_VERSION).encode())
+    for name in ("run.html.j2", "_style.html.j2"):
+        digest.update((Path(__file__).parent / "templates" / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def page_versions(board: Leaderboard) -> dict[int, str]:
+    """Each run's page version, from every leaderboard row of the run (its fine-tuned row, its eval rows)."""
+    versions: dict[int, list[str]] = {}
+    for row in board.rows:
+        if row.run_id is not None:
+            versions.setdefault(row.run_id, []).append(row.version)
+    return {run_id: _page_version(parts) for run_id, parts in versions.items()}
+
+
+def _page_version(row_versions: list[str]) -> str:
+    return "|".join([page_format(), *sorted(row_versions)])
+
+
+def run_page_version(registry: Registry, run_id: int) -> str | None:
+    """The version the leaderboard will give the run's page, when its only row is its fine-tuned one.
+
+    None for a run without fine-tuned scores: it has no page. (A run also evaluated with `tunelab eval` has a
+    row for that too; its page's version then differs, and a report renders the page afresh.)
+    """
+    from registry.queries import run_details
+    from reports.leaderboard import run_version
+
+    detail = run_details(registry, [run_id], group_members=False).get(run_id)
+    if detail is None or not any(score.model_kind == "finetuned" for score in detail.scores):
+        return None
+    return _page_version([run_version(detail.summary, detail.scores)])
+
+
+def default_jobs() -> int:
+    """Processes for writing run pages: the CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# Below this many pages, starting processes costs more than it saves.
+_PARALLEL_FROM = 32
+# Pages per batch of cache look-ups and queries: bounds memory on a large registry.
+_BATCH = 200
+
+
+@dataclass(frozen=True)
+class _PageJob:
+    registry: Registry
+    runs_dir: Path
+    back_href: str
+    versions: dict[int, str]
+
+    def write(self, run_ids: list[int]) -> int:
+        """Write the pages of `run_ids`: cached ones as they are, the others rendered (and cached when final)."""
+        from reports.render_cache import BACK_LINK, cached_pages, store_pages, with_back_link
+        from reports.run_page import FINAL_STATUSES
+
+        written = 0
+        for start in range(0, len(run_ids), _BATCH):
+            batch = run_ids[start:start + _BATCH]
+            cached = cached_pages(self.registry, {run_id: self.versions[run_id] for run_id in batch})
+            made: dict[int, tuple[str, str]] = {}
+            for page in build_run_pages(self.registry, [run_id for run_id in batch if run_id not in cached]):
+                version = self.versions[page.run_id]
+                cached[page.run_id] = render_run_page(page, back_href=BACK_LINK, version=version)
+                if page.status in FINAL_STATUSES:
+                    made[page.run_id] = (version, cached[page.run_id])
+            store_pages(self.registry, made)
+            for run_id, html in sorted(cached.items()):
+                write_atomically(self.runs_dir / f"run-{run_id}.html", with_back_link(html, self.back_href))
+                written += 1
+        return written
+
+
+# What forked page writers inherit: an open registry cannot be pickled into a worker.
+_forked: tuple[_PageJob, list[list[int]]] | None = None
+
+
+def _write_share(index: int) -> int:
+    job, shares = _forked
+    job.registry.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+    return job.write(shares[index])
+
+
+def write_run_pages(job: _PageJob, run_ids: list[int], jobs: int) -> int:
+    """Write the pages of `run_ids`, shared with `jobs - 1` forked processes when there are many (Linux).
+
+    This process writes a share too, rather than wait. Returns how many pages were written.
+    """
+    if jobs <= 1 or len(run_ids) < _PARALLEL_FROM or sys.platform != "linux":
+        return job.write(run_ids)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _forked
+    shares = [run_ids[i::jobs] for i in range(jobs)]  # interleaved: runs without cached charts spread evenly
+    _forked = (job, shares)
+    try:
+        with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            others = [pool.submit(_write_share, index) for index in range(1, jobs)]
+            written = job.write(shares[0])
+            return written + sum(future.result() for future in others)
+    finally:
+        _forked = None
+
+
+def write_report(registry: Registry, path: Path, *, title: str, run_pages: bool = True,
+                 jobs: int | None = None) -> Leaderboard:
     """The leaderboard plus one page per run on it, linked with relative paths (opens from disk).
 
-    A run page is rendered again only when its run changed since the last report (charts are
-    the slow part), so re-rendering a large registry's report stays quick.
+    A run page is written again only when its run changed since the last report. Pages and charts come from
+    the registry's render cache when there (the worker fills it as a run finishes: reports/render_cache.py);
+    the others are rendered, their charts drawn, in `jobs` processes (default: one per CPU), and cached.
     """
     from reports.leaderboard import build_leaderboard
-    from reports.run_page import build_run_page
 
     runs_dir = runs_dir_for(path)
     href = (lambda run_id: f"{runs_dir.name}/run-{run_id}.html") if run_pages else None
     board = build_leaderboard(registry, title=title, run_href=href)
     if run_pages:
-        for row in board.rows:
-            if row.run_id is None:
-                continue
-            page_path = runs_dir / f"run-{row.run_id}.html"
-            if _page_is_current(page_path, row.version):
-                continue
-            page = build_run_page(registry, row.run_id)
-            write_atomically(page_path, render_run_page(page, back_href=f"../{path.name}", version=row.version))
+        versions = page_versions(board)
+        stale = [run_id for run_id, version in sorted(versions.items())
+                 if not _page_is_current(runs_dir / f"run-{run_id}.html", version)]
+        job = _PageJob(registry, runs_dir, f"../{path.name}", versions)
+        write_run_pages(job, stale, default_jobs() if jobs is None else jobs)
     write_leaderboard(board, path)
     return board

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from registry.db import Registry
-from registry.queries import RunDetail, run_detail
-from reports.charts import Series, bar_chart, line_chart
-from reports.scores import BENCHMARKS
+from registry.errors import NotFound
+from registry.queries import MemberScore, RunDetail, ScoreRow, member_scores, run_details
+from reports.charts import Chart, Series, bar_spec, line_spec
+from reports.scores import BENCHMARKS, SubjectDelta, group_scores, subject_deltas
+
+# Runs whose data will not change: their drawn charts are worth keeping in the chart cache.
+FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# Runs per batch of queries and chart look-ups: bounds memory on a large registry.
+_BATCH = 200
+# A run's group member scores (MMLU subjects): full rows from run_detail, or index-only ones for reports.
+Members = list[MemberScore] | list[ScoreRow]
 
 
 @dataclass
@@ -21,6 +30,18 @@ class ScoreLine:
     stderr: float | None
     num_fewshot: int
     comparable: bool
+    p_value: float | None = None  # McNemar exact test against the base, from the per-item logs
+
+
+@dataclass
+class DataSourceLine:
+    path: str
+    rows: int | None
+    empty: int | None
+    duplicates: int | None
+    overlength: str
+    kept: int | None
+    held_out: int | None
 
 
 @dataclass
@@ -44,6 +65,13 @@ class RunPage:
     fingerprint_json: str
     environment_json: str | None = None
     lineage: list[str] = field(default_factory=list)
+    # MMLU subjects, base against fine-tuned, worst change first: where fine-tuning made the model forget.
+    forgetting: list[SubjectDelta] = field(default_factory=list)
+    data_sources: list[DataSourceLine] = field(default_factory=list)
+
+    @property
+    def any_p_value(self) -> bool:
+        return any(s.p_value is not None for s in self.scores)
 
 
 def _score_lines(detail: RunDetail) -> list[ScoreLine]:
@@ -55,29 +83,75 @@ def _score_lines(detail: RunDetail) -> list[ScoreLine]:
         row, base_row = tuned[task], base.get(task)
         lines.append(ScoreLine(task, row.metric, row.value, base_row.value if base_row else None,
                                row.value - base_row.value if base_row else None, row.stderr, row.num_fewshot,
-                               row.comparable))
+                               row.comparable, row.vs_base_p if base_row else None))
     return lines
 
 
-def _mmlu_chart(detail: RunDetail) -> str | None:
-    tuned = {r.task: r.value for r in detail.scores if r.model_kind == "finetuned" and r.task_group == "mmlu"}
-    base = {r.task: r.value for r in detail.scores if r.model_kind == "base" and r.task_group == "mmlu"}
+def _mmlu_chart(members: Members) -> Chart | None:
+    tuned = group_scores(members, "finetuned")
+    base = group_scores(members, "base")
     subjects = sorted(tuned)
     reference = [base.get(s, float("nan")) for s in subjects] if base else None
     labels = [s.removeprefix("mmlu_") for s in subjects]
-    return bar_chart(labels, [tuned[s] for s in subjects], title="MMLU per subject (acc)", xlabel="accuracy",
-                     reference=reference)
+    return bar_spec(labels, [tuned[s] for s in subjects], title="MMLU per subject (acc)", xlabel="accuracy",
+                    reference=reference)
 
 
-def loss_series(detail: RunDetail, label: str = "train loss") -> Series:
+def loss_series(detail: RunDetail, label: str = "training loss", element_id: str = "") -> Series:
     points = [(m["step"], m["loss"]) for m in detail.metrics if m["loss"] is not None]
-    return Series(label, [p[0] for p in points], [p[1] for p in points])
+    return Series(label, [p[0] for p in points], [p[1] for p in points], element_id)
 
 
-def build_run_page(registry: Registry, run_id: int) -> RunPage:
-    detail = run_detail(registry, run_id)
-    s = detail.summary
+def validation_series(detail: RunDetail, label: str = "validation loss", element_id: str = "") -> Series:
+    """Loss on the held-out validation examples, logged during training on rows of its own."""
+    points = [(m["step"], m["eval_loss"]) for m in detail.metrics if m.get("eval_loss") is not None]
+    return Series(label, [p[0] for p in points], [p[1] for p in points], element_id)
+
+
+def _members(detail: RunDetail) -> list[ScoreRow]:
+    return [row for row in detail.scores if row.task_group is not None]
+
+
+def page_charts(detail: RunDetail, members: Members | None = None) -> dict[str, Chart | None]:
+    """What each chart of the run page plots (drawn, or read from the chart cache, later).
+
+    `members`: the run's MMLU subject scores, when `detail` was read without them.
+    """
+    members = _members(detail) if members is None else members
+    validation = validation_series(detail, element_id="validation-loss")
+    loss_title = "Training and validation loss" if validation.x else "Training loss"
     lr = [(m["step"], m["learning_rate"]) for m in detail.metrics if m["learning_rate"] is not None]
+    return {
+        "loss": line_spec([loss_series(detail, element_id="training-loss"), validation], title=loss_title,
+                          xlabel="step", ylabel="loss"),
+        "lr": line_spec([Series("learning rate", [p[0] for p in lr], [p[1] for p in lr])],
+                        title="Learning rate", xlabel="step", ylabel="lr"),
+        "mmlu": _mmlu_chart(members),
+    }
+
+
+def _count(value) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _data_sources(stats: dict | None) -> list[DataSourceLine]:
+    if not stats:
+        return []
+    sources = list(stats.get("sources") or [])
+    if stats.get("validation_file"):
+        sources.append({**stats["validation_file"], "path": f"{stats['validation_file'].get('path')} (validation)"})
+    return [
+        DataSourceLine(
+            path=str(source.get("path", "")), rows=_count(source.get("rows")), empty=_count(source.get("empty")),
+            duplicates=_count(source.get("duplicates")),
+            overlength=f"{source.get('overlength_dropped', 0)} dropped, {source.get('overlength_truncated', 0)} cut",
+            kept=_count(source.get("kept")), held_out=_count(source.get("held_out")))
+        for source in sources
+    ]
+
+
+def _page(detail: RunDetail, members: Members, svgs: dict[str, str | None]) -> RunPage:
+    s = detail.summary
     facts = [
         ("experiment", str(s.experiment_id)),
         ("spec file", detail.spec_path),
@@ -91,17 +165,46 @@ def build_run_page(registry: Registry, run_id: int) -> RunPage:
         ("final loss", f"{s.final_loss:.4f}" if s.final_loss is not None else "-"),
     ]
     fingerprint = next((r.fingerprint for r in detail.scores if r.model_kind == "finetuned"), {})
-    environment = getattr(detail, "environment", None)
+    environment = detail.environment
+    base_subjects = group_scores(members, "base")
     return RunPage(
         run_id=s.run_id, name=s.name, status=s.status, method=s.method, base_model=s.base_model,
         description=detail.spec.get("experiment", {}).get("description", ""), tags=s.tags, error=s.error,
         spec_toml=detail.spec_text, spec_json=json.dumps(detail.spec, indent=2, sort_keys=True), facts=facts,
         checkpoints=detail.checkpoints, scores=_score_lines(detail),
-        loss_svg=line_chart([loss_series(detail)], title="Training loss", xlabel="step", ylabel="loss"),
-        lr_svg=line_chart([Series("learning rate", [p[0] for p in lr], [p[1] for p in lr])],
-                          title="Learning rate", xlabel="step", ylabel="lr"),
-        mmlu_svg=_mmlu_chart(detail),
+        loss_svg=svgs["loss"], lr_svg=svgs["lr"], mmlu_svg=svgs["mmlu"],
         fingerprint_json=json.dumps(fingerprint, indent=2, sort_keys=True),
         environment_json=json.dumps(environment, indent=2, sort_keys=True) if environment else None,
         lineage=[f"base model {s.base_model}"],
+        forgetting=subject_deltas(base_subjects, group_scores(members, "finetuned")) if base_subjects else [],
+        data_sources=_data_sources(detail.data_stats),
     )
+
+
+def build_run_pages(registry: Registry, run_ids: list[int]) -> Iterator[RunPage]:
+    """The pages of `run_ids` (those that exist), in batches: a few queries and one chart look-up per batch.
+
+    Charts come from the chart cache; missing ones are drawn, and kept when the run is finished.
+    """
+    from reports.render_cache import chart_svgs
+
+    for start in range(0, len(run_ids), _BATCH):
+        batch = run_ids[start:start + _BATCH]
+        details = run_details(registry, batch, group_members=False)
+        members = member_scores(registry, batch)
+        charts = {run_id: page_charts(detail, members.get(run_id, [])) for run_id, detail in details.items()}
+        keep = {chart.key for run_id, by_name in charts.items() if details[run_id].summary.status in FINAL_STATUSES
+                for chart in by_name.values() if chart is not None}
+        drawn = chart_svgs(registry, [c for by_name in charts.values() for c in by_name.values() if c is not None],
+                     keep=keep)
+        for run_id in batch:
+            if run_id in details:
+                yield _page(details[run_id], members.get(run_id, []),
+                            {name: drawn[chart.key] if chart is not None else None
+                             for name, chart in charts[run_id].items()})
+
+
+def build_run_page(registry: Registry, run_id: int) -> RunPage:
+    for page in build_run_pages(registry, [run_id]):
+        return page
+    raise NotFound(f"no run with id {run_id}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from registry.queries import ScoreRow
+from registry.queries import MemberScore, ScoreRow
 
 # The Open LLM Leaderboard v1 columns, in display order, with their display names.
 BENCHMARKS = {
@@ -32,3 +33,50 @@ def headline_scores(rows: Iterable[ScoreRow], model_kind: str) -> dict[str, floa
     if mean is not None:
         values["average"] = mean
     return values
+
+
+@dataclass(frozen=True)
+class SubjectDelta:
+    """One subject of a group (an MMLU subject): its score before and after, and the change."""
+
+    subject: str
+    before: float | None
+    after: float | None
+    delta: float | None
+
+    @property
+    def label(self) -> str:
+        return self.subject.replace("_", " ")
+
+    @property
+    def before_text(self) -> str:
+        return "" if self.before is None else f"{self.before:.4f}"
+
+    @property
+    def after_text(self) -> str:
+        return "" if self.after is None else f"{self.after:.4f}"
+
+    @property
+    def delta_text(self) -> str:
+        return "" if self.delta is None else f"{self.delta:+.4f}"
+
+    @property
+    def delta_class(self) -> str:
+        if self.delta is None or abs(self.delta) < 1e-12:
+            return "flat"
+        return "up" if self.delta > 0 else "down"
+
+
+def group_scores(rows: Iterable[ScoreRow | MemberScore], model_kind: str, group: str = "mmlu") -> dict[str, float]:
+    """The members' scores of one group (MMLU's subjects), by task name."""
+    return {row.task: row.value for row in rows if row.model_kind == model_kind and row.task_group == group}
+
+
+def subject_deltas(before: dict[str, float], after: dict[str, float], prefix: str = "mmlu_") -> list[SubjectDelta]:
+    """Every subject of either side, worst change first; subjects missing on one side come last."""
+    rows = []
+    for task in sorted(set(before) | set(after)):
+        b, a = before.get(task), after.get(task)
+        rows.append(SubjectDelta(task.removeprefix(prefix), b, a, a - b if a is not None and b is not None else None))
+    rows.sort(key=lambda r: (r.delta is None, r.delta if r.delta is not None else 0.0, r.subject))
+    return rows

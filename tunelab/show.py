@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -27,11 +28,13 @@ def print_detail(detail: RunDetail) -> None:
     if detail.train_seconds is not None:
         console.print(f"  trained {detail.num_train_examples} examples in {detail.train_seconds:.1f}s, "
                       f"final loss {fmt_float(s.final_loss)}")
+    if detail.data_stats:
+        print_data_stats(console, detail.data_stats)
     if detail.checkpoints:
         console.print("  checkpoints: " + ", ".join(f"step {c['step']}" for c in detail.checkpoints))
     if detail.scores:
         table = Table(title="evaluation", title_justify="left")
-        for column in ("task", "metric", "fine-tuned", "base", "delta", "shots"):
+        for column in ("task", "metric", "fine-tuned", "base", "delta", "p", "shots"):
             table.add_column(column)
         tuned = {r.task: r for r in detail.scores if r.model_kind == "finetuned" and r.task_group is None}
         base = {r.task: r for r in detail.scores if r.model_kind == "base" and r.task_group is None}
@@ -40,10 +43,36 @@ def print_detail(detail: RunDetail) -> None:
             delta = t.value - b.value if t and b else None
             row = t or b
             table.add_row(task, row.metric, fmt_float(t.value if t else None), fmt_float(b.value if b else None),
-                          "-" if delta is None else f"{delta:+.4f}", str(row.num_fewshot))
+                          "-" if delta is None else f"{delta:+.4f}",
+                          "-" if t is None or b is None or t.vs_base_p is None else f"{t.vs_base_p:.3g}",
+                          str(row.num_fewshot))
         console.print(table)
         average = headline_scores(detail.scores, "finetuned").get("average")
         if average is not None:
             console.print(f"  average (leaderboard benchmarks): {average:.4f}")
     spec_text = json.dumps(detail.spec, sort_keys=True)
     console.print("  spec: " + escape(spec_text if len(spec_text) <= 400 else spec_text[:400] + "…"))
+
+
+def _count(value: Any) -> str:
+    return str(value) if isinstance(value, int) else "?"
+
+
+def print_data_stats(console: Console, stats: dict[str, Any]) -> None:
+    """What became of the training data's rows, one line per file: read, empty, duplicates, over-length, held out."""
+    sources = list(stats.get("sources") or [])
+    if stats.get("validation_file"):
+        sources.append({**stats["validation_file"], "path": f"{stats['validation_file'].get('path')} (validation)"})
+    console.print("  training data:")
+    for source in sources:
+        get = source.get
+        console.print(escape(
+            f"    {get('path', '?')}: {_count(get('rows'))} rows read, {_count(get('empty'))} empty, "
+            f"{_count(get('duplicates'))} duplicates, {_count(get('overlength_dropped'))} over-length dropped, "
+            f"{_count(get('overlength_truncated'))} over-length truncated, {_count(get('kept'))} kept, "
+            f"{_count(get('held_out'))} held out"), soft_wrap=True)
+    totals = [f"{stats[key]} {label}" for key, label in (
+        ("train_examples", "training examples"), ("validation_examples", "validation examples"),
+        ("train_tokens", "training tokens"), ("packed_sequences", "packed rows")) if stats.get(key) is not None]
+    if totals:
+        console.print("    " + ", ".join(totals), soft_wrap=True)

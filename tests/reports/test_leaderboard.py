@@ -150,3 +150,31 @@ def test_models_evaluated_with_tunelab_eval_get_rows(registry, tmp_path):
     assert [c.key for c in board.columns] == ["arc_challenge", "mmlu"]
     table = render(registry, tmp_path)
     assert ("eval", ) == tuple({kind for kind, _, texts in table.rows if texts[0].startswith("some/hub-model")})
+
+
+def test_deltas_show_their_significance_against_the_base(registry, tmp_path):
+    from dataclasses import replace
+
+    from tests.registry.test_significance import B1_C9, log, logs_b1_c9
+    from tests.reports.parsing import parse
+
+    before, after = logs_b1_c9()
+    run = finished_run(registry, "sig")
+    record_scores(registry, run, [replace(s, samples=after if s.task == "arc_challenge" else log([True, False] * 3))
+                                  for s in scores("finetuned", f"run:{run}", {"arc_challenge": 0.9, "mmlu": 0.5})])
+    record_scores(registry, run, [replace(s, samples=before if s.task == "arc_challenge" else log([False, True] * 3))
+                                  for s in scores("base", "tiny", {"arc_challenge": 0.25, "mmlu": 0.5})])
+    write_leaderboard(build_leaderboard(registry), tmp_path / "lb.html")
+    document = parse((tmp_path / "lb.html").read_text(encoding="utf-8"))
+    row = document.find("tr", data_kind="finetuned")
+    arc, mmlu = row.find("td", data_key="arc_challenge"), row.find("td", data_key="mmlu")
+
+    arc_delta = arc.find("span", **{"class": "delta up"})
+    assert float(arc_delta.attrs["data-p"]) == B1_C9
+    assert arc_delta.attrs["title"].startswith("p = 0.0215 (significant")
+    assert arc_delta.find("span", **{"class": "sig"}).text == "†"  # the visible marker
+    # Six items each flipped the other way: b = c = 3, p = 1; shown on hover, no marker.
+    mmlu_delta = mmlu.find("span", **{"class": "delta flat"})
+    assert float(mmlu_delta.attrs["data-p"]) == 1.0 and "not significant" in mmlu_delta.attrs["title"]
+    assert mmlu_delta.find("span", **{"class": "sig"}) is None
+    assert document.find("tr", data_kind="base").find("span", **{"class": "sig"}) is None

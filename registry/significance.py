@@ -1,0 +1,77 @@
+"""McNemar's exact test on two per-item logs of the same task: is a change in score more than chance?
+
+Pure Python with no heavy imports, so the registry can store a fine-tuned score's p-value against its base when
+the score is recorded, and reports can use the same functions. A log is a list of `{doc_id, target, correct, ...}`.
+Under "no difference" each discordant item is equally likely to have flipped either way, so the count of one kind
+is Binomial(b + c, 1/2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+
+
+class PairingError(ValueError):
+    """Two logs that cannot be paired item by item (the same item with different gold answers)."""
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for `b` and `c` discordant pairs: 2 * P(X <= min(b, c)), X ~ Bin(b+c, 1/2).
+
+    Computed in exact rational arithmetic, capped at 1; 1.0 when there are no discordant pairs.
+    """
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be non-negative, got b={b}, c={c}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
+    return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
+
+
+def by_doc(samples: Sequence[Mapping]) -> dict[int, Mapping]:
+    """A log's items by doc_id; an item logged twice is an error."""
+    items: dict[int, Mapping] = {}
+    for sample in samples:
+        doc_id = int(sample["doc_id"])
+        if doc_id in items:
+            raise PairingError(f"item {doc_id} appears twice in one log")
+        items[doc_id] = sample
+    return items
+
+
+def paired_items(before: Sequence[Mapping], after: Sequence[Mapping]) -> tuple[list[tuple[Mapping, Mapping]], int]:
+    """The items present in both logs (by doc_id, in doc_id order) and the count of items in only one of them."""
+    first, second = by_doc(before), by_doc(after)
+    pairs = []
+    for doc_id in sorted(first.keys() & second.keys()):
+        a, b = first[doc_id], second[doc_id]
+        if a.get("target") != b.get("target"):
+            raise PairingError(
+                f"item {doc_id} has gold answer {a.get('target')!r} in one log and {b.get('target')!r} in the "
+                "other: the two evaluations did not score the same data"
+            )
+        pairs.append((a, b))
+    return pairs, len(first.keys() ^ second.keys())
+
+
+def discordant_counts(before: Sequence[Mapping], after: Sequence[Mapping]) -> tuple[int, int]:
+    """(b, c): paired items right before and wrong after, and wrong before and right after."""
+    pairs, _ = paired_items(before, after)
+    lost = sum(1 for a, b in pairs if a["correct"] and not b["correct"])
+    gained = sum(1 for a, b in pairs if not a["correct"] and b["correct"])
+    return lost, gained
+
+
+def pooled_p_value(logs: Sequence[tuple[Sequence[Mapping], Sequence[Mapping]]]) -> float:
+    """McNemar's exact p-value over the items of several tasks at once (the subjects of a group such as MMLU).
+
+    Each `(before, after)` pair is one task's two logs; items are paired within their task only.
+    """
+    lost = gained = 0
+    for before, after in logs:
+        b, c = discordant_counts(before, after)
+        lost, gained = lost + b, gained + c
+    return mcnemar_exact(lost, gained)

@@ -1,0 +1,153 @@
+"""A fine-tuned score's p-value against its base, stored as scores are recorded, on constructed per-item logs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import text, update
+
+from registry.models import EvalResult
+from registry.queries import run_scores
+from registry.recording import ScoreRecord, backfill_vs_base_p, record_scores
+from registry.significance import PairingError, discordant_counts, mcnemar_exact, pooled_p_value
+from registry.submissions import NewExperiment, submit
+
+B1_C9 = 0.021484375  # 2 * (C(10,0) + C(10,1)) / 2**10
+
+
+def log(outcomes: list[bool], *, target: int = 0) -> list[dict]:
+    return [{"doc_id": i, "target": target, "pick": target if right else target + 1, "correct": right}
+            for i, right in enumerate(outcomes)]
+
+
+def logs_b1_c9() -> tuple[list[dict], list[dict]]:
+    """12 items: the base right on 0-2; the fine-tuned model loses item 0 (b = 1) and gains items 3-11 (c = 9)."""
+    before = log([True] * 3 + [False] * 9)
+    after = log([False] + [True] * 11)
+    return before, after
+
+
+def record(kind: str, task: str, value: float, samples: list[dict] | None, *, group: str | None = None,
+           name: str | None = None, eval_key: str = "k1") -> ScoreRecord:
+    return ScoreRecord(model_kind=kind, model_name=name or ("tiny" if kind == "base" else "run"), task=task,
+                       metric="acc", value=value, stderr=None, num_fewshot=0, limit=0, n_samples=None,
+                       task_group=group, comparable=True, lm_eval_version="0.4.13",
+                       fingerprint={"eval_key": eval_key}, samples=samples)
+
+
+def new_run(registry, name: str = "r") -> int:
+    (submitted,) = submit(registry, [NewExperiment(name=name, description="", tags=[], spec_path="s.toml",
+                                                   spec_text="", resolved_json="{}", spec_hash=name, workdir="/")])
+    return submitted.run_id
+
+
+def p_values(registry, run_id: int) -> dict[str, float | None]:
+    return {row.task: row.vs_base_p for row in run_scores(registry, [run_id])[run_id]
+            if row.model_kind == "finetuned" and row.task_group is None}
+
+
+def test_pure_functions_on_a_known_case():
+    before, after = logs_b1_c9()
+    assert discordant_counts(before, after) == (1, 9)
+    assert mcnemar_exact(1, 9) == B1_C9
+    assert pooled_p_value([(before[:6], after[:6]), (before[6:], after[6:])]) == B1_C9
+    with pytest.raises(PairingError):
+        discordant_counts(log([True]), log([True], target=2))
+
+
+def test_p_value_is_stored_once_the_base_is_recorded_after_the_fine_tuned_model(registry):
+    # The runner's order: the fine-tuned model is evaluated first, its base after.
+    run = new_run(registry)
+    before, after = logs_b1_c9()
+    record_scores(registry, run, [record("finetuned", "arc_challenge", 11 / 12, after)])
+    assert p_values(registry, run) == {"arc_challenge": None}
+    record_scores(registry, run, [record("base", "arc_challenge", 3 / 12, before)])
+    assert p_values(registry, run) == {"arc_challenge": B1_C9}
+
+
+def test_p_value_when_the_base_comes_first_and_none_without_logs(registry):
+    run = new_run(registry)
+    before, after = logs_b1_c9()
+    record_scores(registry, run, [record("base", "arc_challenge", 0.25, before),
+                                  record("base", "hellaswag", 0.3, None)])
+    record_scores(registry, run, [record("finetuned", "arc_challenge", 0.9, after),
+                                  record("finetuned", "hellaswag", 0.4, log([True, False]))])
+    assert p_values(registry, run) == {"arc_challenge": B1_C9, "hellaswag": None}
+
+
+def test_mmlu_pools_the_items_of_its_subjects(registry):
+    run = new_run(registry)
+    before, after = logs_b1_c9()
+    subjects = {"mmlu_anatomy": (before[:5], after[:5]), "mmlu_virology": (before[5:], after[5:])}
+    record_scores(registry, run, [record("finetuned", "mmlu", 0.9, None)] + [
+        record("finetuned", task, 0.9, pair[1], group="mmlu") for task, pair in subjects.items()])
+    record_scores(registry, run, [record("base", "mmlu", 0.25, None)] + [
+        record("base", task, 0.25, pair[0], group="mmlu") for task, pair in subjects.items()])
+    assert p_values(registry, run) == {"mmlu": B1_C9}
+
+
+def test_a_reused_base_reads_the_logs_of_the_evaluation_it_was_copied_from(registry):
+    before, after = logs_b1_c9()
+    first, second = new_run(registry, "first"), new_run(registry, "second")
+    record_scores(registry, first, [record("base", "arc_challenge", 0.25, before)])
+    # A base evaluated before with the same settings is copied to the next run without its logs.
+    record_scores(registry, second, [record("finetuned", "arc_challenge", 0.9, after)])
+    record_scores(registry, second, [record("base", "arc_challenge", 0.25, None)])
+    assert p_values(registry, second) == {"arc_challenge": B1_C9}
+    # Other settings (another eval_key) are another evaluation: no p-value from it.
+    third = new_run(registry, "third")
+    record_scores(registry, third, [record("finetuned", "arc_challenge", 0.9, after, eval_key="k2"),
+                                    record("base", "arc_challenge", 0.25, None, eval_key="k2")])
+    assert p_values(registry, third) == {"arc_challenge": None}
+
+
+def test_logs_of_different_items_give_no_p_value(registry):
+    run = new_run(registry)
+    record_scores(registry, run, [record("base", "arc_challenge", 0.5, log([True, False]))])
+    record_scores(registry, run, [record("finetuned", "arc_challenge", 0.5, log([True, True], target=3))])
+    assert p_values(registry, run) == {"arc_challenge": None}
+
+
+def test_backfill_fills_scores_recorded_before_p_values_existed(registry):
+    run = new_run(registry)
+    before, after = logs_b1_c9()
+    record_scores(registry, run, [record("finetuned", "arc_challenge", 0.9, after),
+                                  record("base", "arc_challenge", 0.25, before)])
+    with registry.engine.begin() as connection:  # as a row recorded before revision 0009 reads
+        connection.execute(update(EvalResult).values(vs_base_p=None))
+    assert p_values(registry, run) == {"arc_challenge": None}
+    assert backfill_vs_base_p(registry) == 1
+    assert p_values(registry, run) == {"arc_challenge": B1_C9}
+    assert backfill_vs_base_p(registry) == 0  # nothing left to do
+
+
+def test_upgrade_from_0008_keeps_scores_and_the_leaderboard_fills_p_values(registry_url):
+    from registry.db import Registry, make_engine, upgrade
+    from reports.leaderboard import build_leaderboard
+
+    engine = make_engine(registry_url)
+    upgrade(engine, "0008")
+    before, after = logs_b1_c9()
+    now = "2026-01-02 03:04:05"
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO experiment (id, name, description, tags_json, spec_path, spec_text, "
+                       "resolved_json, spec_hash, workdir, created_at) VALUES (1, 'old', '', '[]', 's.toml', '', "
+                       "'{\"method\": {\"kind\": \"lora\"}, \"model\": {\"base\": \"tiny\"}}', 'h', '/', :now)"),
+                  {"now": now})
+        c.execute(text("INSERT INTO run (id, experiment_id, status, priority, created_at, attempts) "
+                       "VALUES (1, 1, 'succeeded', 0, :now, 0)"), {"now": now})
+        for kind, name, value, samples in (("finetuned", "run:1", 0.9, after), ("base", "tiny", 0.25, before)):
+            c.execute(text(
+                "INSERT INTO evalresult (run_id, model_kind, model_name, task, metric, value, num_fewshot, "
+                "\"limit\", comparable, lm_eval_version, fingerprint_json, samples_json, created_at) VALUES "
+                "(1, :kind, :name, 'arc_challenge', 'acc_norm', :value, 25, 0, :t, '0.4.13', '{}', :samples, :now)"),
+                {"kind": kind, "name": name, "value": value, "samples": json.dumps(samples), "t": True, "now": now})
+    upgrade(engine)
+    registry = Registry(engine=engine, url=registry_url)
+    assert p_values(registry, 1) == {"arc_challenge": None}
+    board = build_leaderboard(registry)
+    (tuned,) = [row for row in board.rows if row.kind == "finetuned"]
+    assert tuned.cells["arc_challenge"].p_value == B1_C9
+    assert p_values(registry, 1) == {"arc_challenge": B1_C9}  # stored: the next report does not compute it
+    engine.dispose()
