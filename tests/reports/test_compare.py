@@ -105,3 +105,19 @@ def test_compare_cli_text_and_file(registry, tmp_path):
     assert out.exit_code == 0, out.output
     assert "method.r" in out.output and "+0.6667" in out.output
     assert (tmp_path / "c.html").is_file()
+
+
+def test_comparison_lists_mmlu_subjects_worst_change_first(registry):
+    from tests.reports.parsing import parse, table_rows
+    from tests.reports.test_run_page import subject_scores
+
+    a = finished_run(registry, "a")
+    b = finished_run(registry, "b")
+    record_scores(registry, a, scores("finetuned", "run:a", {"mmlu": 0.5}))
+    record_scores(registry, a, subject_scores("finetuned", "run:a", {"anatomy": 0.5, "virology": 0.5, "law": 0.4}))
+    record_scores(registry, b, scores("finetuned", "run:b", {"mmlu": 0.5}))
+    record_scores(registry, b, subject_scores("finetuned", "run:b", {"anatomy": 0.7, "virology": 0.2}))
+    comparison = build_comparison(registry, a, b)
+    rows = table_rows(parse(render_comparison(comparison)).find("table", id_="subjects"))
+    assert rows == [["virology", "0.5000", "0.2000", "-0.3000"], ["anatomy", "0.5000", "0.7000", "+0.2000"],
+                    ["law", "0.4000", "", ""]]
