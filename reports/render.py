@@ -68,12 +68,14 @@ def _page_is_current(path: Path, version: str) -> bool:
 
 @cache
 def page_format() -> str:
-    """Changes whenever the run page's template or charts change, so that pages made before are made again."""
+    """Changes whenever the run page's template, view model or charts change: pages made before are made again."""
     from reports.charts import DRAWING_VERSION
 
+    here = Path(__file__).parent
     digest = hashlib.sha256(str(DRAWING_VERSION).encode())
-    for name in ("run.html.j2", "_style.html.j2"):
-        digest.update((Path(__file__).parent / "templates" / name).read_bytes())
+    for path in (here / "templates" / "run.html.j2", here / "templates" / "_style.html.j2", here / "run_page.py",
+                 here / "scores.py"):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
