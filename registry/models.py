@@ -75,6 +75,8 @@ class Run(SQLModel, table=True):
     # Where the starting weights came from: {"runs": [{run_id, name, method}, ...] nearest first, "origin": base}
     # (runner/lineage.py); runs is empty for a run that starts from a plain base model.
     lineage_json: str | None = None
+    # Training's latest figures: {step, total, loss, tokens_per_second, eta_seconds} (runner/training.py).
+    progress_json: str | None = None
 
 
 class Checkpoint(SQLModel, table=True):

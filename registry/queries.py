@@ -80,6 +80,8 @@ class RunDetail:
     lineage: dict[str, Any] | None = None
     # Row counts of the training data (read, empty, duplicates, over-length, held out); None before training.
     data_stats: dict[str, Any] | None = None
+    # Training's latest figures (step, total, loss, tokens_per_second, eta_seconds); None before training.
+    progress: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -250,6 +252,7 @@ def _details_of(session: Session, ids: list[int], fingerprints: dict[str, dict],
             environment=json.loads(run.environment_json) if run.environment_json else None,
             lineage=json.loads(run.lineage_json) if run.lineage_json else None,
             data_stats=json.loads(run.data_stats_json) if run.data_stats_json else None,
+            progress=json.loads(run.progress_json) if run.progress_json else None,
         )
     if not details:
         return details

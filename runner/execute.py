@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15.0
+PROGRESS_WRITE_SECONDS = 2.0
 
 
 @dataclass
@@ -206,17 +208,21 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
     from runner.training import load_model, load_tokenizer, resolve_model_path
 
     key = eval_key(spec, _lm_eval_version())
-    cached = find_base_scores(registry, spec.model.base, key)
+    digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
+    # With the weights' content hash the eval cache answers (it also sees edited task files and data);
+    # without one, an earlier identical evaluation of the same base name is the best there is.
+    cached = find_base_scores(registry, spec.model.base, key) if digest is None else None
     if cached:
         progress.note(f"base model {spec.model.base}: scores reused from an identical earlier evaluation")
         record_scores(registry, run_id, _copy_rows(cached))
         return
-    model_path = resolve_model_path(spec.model.base, workdir)
-    tokenizer = load_tokenizer(model_path, spec.model.revision)
-    model = load_model(model_path, spec.model.dtype, spec.model.revision)
-    model.eval()
-    digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
-    outcome = evaluate_cached(registry, lambda: (model, tokenizer), digest, spec.eval,
+
+    def load():  # only when some benchmark is not in the cache
+        model_path = resolve_model_path(spec.model.base, workdir)
+        model = load_model(model_path, spec.model.dtype, spec.model.revision)
+        return model.eval(), load_tokenizer(model_path, spec.model.revision)
+
+    outcome = evaluate_cached(registry, load, digest, spec.eval,
                               workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
                               dtype=spec.model.dtype, progress=progress.note)
     record_scores(registry, run_id, _score_records(outcome, model_kind="base", model_name=spec.model.base,
@@ -302,10 +308,21 @@ def registry_hooks(registry: Registry, run_id: int, progress) -> TrainHooks:
         if step:
             progress.resumed(step, dropped)
 
+    last_written = [float("-inf")]
+
+    def on_progress(figures) -> None:
+        progress.training(figures)
+        # For people reading `tunelab show`: a write every few seconds (and the last step) is plenty,
+        # and keeps the registry out of a fast training loop.
+        now = time.monotonic()
+        if now - last_written[0] >= PROGRESS_WRITE_SECONDS or figures.step >= figures.total:
+            update_run(registry, run_id, progress_json=json.dumps(figures.to_json()))
+            last_written[0] = now
+
     return TrainHooks(
         on_metrics=lambda m: record_metrics(registry, run_id, [MetricPoint(**m)]),
         on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, str(path)),
-        on_progress=progress.training,
+        on_progress=on_progress,
         on_start=on_start,
         on_pruned=lambda steps: forget_checkpoints(registry, run_id, steps),
     )

@@ -21,10 +21,10 @@ class RunProgress:
             self.console.print(f"[bold]{self._label}[/bold]: training")
             self._progress = Progress(
                 TextColumn("  train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                TimeRemainingColumn(), console=self.console, transient=False,
+                TextColumn("{task.fields[speed]}"), TimeRemainingColumn(), console=self.console, transient=False,
             )
             self._progress.start()
-            self._task = self._progress.add_task("train", total=None, loss="-")
+            self._task = self._progress.add_task("train", total=None, loss="-", speed="")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -32,10 +32,13 @@ class RunProgress:
             self._progress.stop()
             self._progress = None
 
-    def training(self, step: int, total: int, loss: float | None) -> None:
+    def training(self, progress) -> None:
+        """A runner.training.TrainingProgress: step, loss, tokens/s (the ETA is the bar's own)."""
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=step, total=total or None,
-                                  loss=f"{loss:.4f}" if loss is not None else "-")
+            rate = progress.tokens_per_second
+            self._progress.update(self._task, completed=progress.step, total=progress.total or None,
+                                  loss=f"{progress.loss:.4f}" if progress.loss is not None else "-",
+                                  speed=f"{rate:,.0f} tok/s" if rate is not None else "")
 
     def resumed(self, step: int, dropped: int) -> None:
         """Training continues from a checkpoint; printed above the bar, which stays."""

@@ -19,7 +19,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +46,40 @@ FINAL_FACTS = "tunelab-train.json"
 LOW_DISK_BYTES = 64 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where training stands, as the progress bar and `tunelab show` give it."""
+
+    step: int
+    total: int
+    loss: float | None
+    tokens_per_second: float | None  # non-padding tokens, all processes together, since this attempt began
+    eta_seconds: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TokenCounter:
+    """Wraps the data collator to count the non-padding tokens handed to the model (packed rows too,
+    whose block-diagonal mask the Trainer's own counter would misread)."""
+
+    def __init__(self, collate) -> None:
+        self.collate = collate
+        self.tokens = 0
+
+    def __call__(self, features):
+        self.tokens += sum(len(feature["input_ids"]) for feature in features)
+        return self.collate(features)
+
+
 @dataclass
 class TrainHooks:
     """How training reports back; the worker points these at the registry."""
 
     on_metrics: Callable[[dict[str, Any]], None]
     on_checkpoint: Callable[[int, float | None, Path], None]
-    on_progress: Callable[[int, int, float | None], None] | None = None
+    on_progress: Callable[[TrainingProgress], None] | None = None
     # Cancelled (or the run was taken away): stop at the next step, no checkpoint.
     should_stop: Callable[[], bool] = lambda: False
     # The worker is shutting down: save a checkpoint at the next step, then stop.
@@ -207,13 +234,29 @@ def _evaluate_at_end(trainer) -> None:
         trainer.evaluate()
 
 
-def _registry_callback(hooks: TrainHooks, keep_checkpoints: int):
+def _registry_callback(hooks: TrainHooks, keep_checkpoints: int, counter: TokenCounter | None = None):
     from transformers import TrainerCallback
 
     class RegistryCallback(TrainerCallback):
         def __init__(self) -> None:
             self.last_loss: float | None = None
             self.paused = False
+            self.started: tuple[float, int, int] | None = None  # time, step and tokens when this attempt began
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = (time.perf_counter(), state.global_step, counter.tokens if counter else 0)
+
+        def progress(self, args, state) -> TrainingProgress:
+            rate = eta = None
+            if self.started is not None:
+                began, first_step, first_tokens = self.started
+                elapsed = time.perf_counter() - began
+                steps = state.global_step - first_step
+                if elapsed > 0 and steps > 0:
+                    eta = (state.max_steps - state.global_step) * elapsed / steps
+                    if counter is not None:  # each process counts its own batches
+                        rate = (counter.tokens - first_tokens) * args.world_size / elapsed
+            return TrainingProgress(state.global_step, state.max_steps, self.last_loss, rate, eta)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -224,8 +267,8 @@ def _registry_callback(hooks: TrainHooks, keep_checkpoints: int):
             if "eval_loss" in logs:
                 hooks.on_metrics({"step": state.global_step, "epoch": state.epoch,
                                   "eval_loss": float(logs["eval_loss"])})
-            if hooks.on_progress:
-                hooks.on_progress(state.global_step, state.max_steps, self.last_loss)
+            if hooks.on_progress and state.is_world_process_zero and "loss" in logs:
+                hooks.on_progress(self.progress(args, state))
 
         def on_step_end(self, args, state, control, **kwargs):
             if hooks.should_stop():
@@ -400,13 +443,14 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
     resume_from = resume_point(checkpoints_dir, identity, hooks)
     model = apply_method(load_base(model_path, spec, device), spec, model_path=model_path)
 
-    callback = _registry_callback(hooks, spec.train.keep_checkpoints)
+    collator = TokenCounter(_data_collator(spec, tokenizer))
+    callback = _registry_callback(hooks, spec.train.keep_checkpoints, collator)
     trainer = _staged_trainer_class()(
         model=model,
         args=_training_arguments(spec, checkpoints_dir, device),
         train_dataset=_ListDataset(data.train),
         eval_dataset=_ListDataset(data.validation) if data.validation else None,
-        data_collator=_data_collator(spec, tokenizer),
+        data_collator=collator,
         callbacks=[callback],
     )
     trainer.identity = identity.to_json()

@@ -28,6 +28,8 @@ def print_detail(detail: RunDetail) -> None:
     if detail.train_seconds is not None:
         console.print(f"  trained {detail.num_train_examples} examples in {detail.train_seconds:.1f}s, "
                       f"final loss {fmt_float(s.final_loss)}")
+    if detail.progress:
+        console.print("  progress: " + progress_line(detail.progress, running=s.status == "running"))
     if detail.data_stats:
         print_data_stats(console, detail.data_stats)
     if detail.checkpoints:
@@ -52,6 +54,20 @@ def print_detail(detail: RunDetail) -> None:
             console.print(f"  average (leaderboard benchmarks): {average:.4f}")
     spec_text = json.dumps(detail.spec, sort_keys=True)
     console.print("  spec: " + escape(spec_text if len(spec_text) <= 400 else spec_text[:400] + "…"))
+
+
+def progress_line(progress: dict[str, Any], *, running: bool) -> str:
+    """"step 40/100, loss 1.2345, 1,234 tokens/s, ETA 0:01:10" (the ETA only while the run is running)."""
+    parts = [f"step {progress.get('step')}/{progress.get('total')}"]
+    if progress.get("loss") is not None:
+        parts.append(f"loss {progress['loss']:.4f}")
+    if progress.get("tokens_per_second") is not None:
+        parts.append(f"{progress['tokens_per_second']:,.0f} tokens/s")
+    eta = progress.get("eta_seconds")
+    if running and eta is not None:
+        minutes, seconds = divmod(int(round(eta)), 60)
+        parts.append(f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}")
+    return ", ".join(parts)
 
 
 def _count(value: Any) -> str:

@@ -86,3 +86,29 @@ def test_report_lists_finetuned_and_base(worked, tmp_path):
     parser = Rows()
     parser.feed(out.read_text())
     assert sorted(parser.kinds) == ["base", "finetuned"]
+
+
+def test_the_base_model_is_evaluated_again_when_a_task_file_changed(tmp_path, tiny_model_dir):
+    # The base's scores come from the content-keyed eval cache, which sees the task's data: an edited file
+    # is evaluated again rather than copied from the earlier run of the same base and settings.
+    from tests.conftest import REPO_ROOT
+
+    home = tmp_path / "home"
+    items = tmp_path / "capitals_mc.jsonl"
+    rows = (REPO_ROOT / "examples" / "data" / "capitals_mc.jsonl").read_text(encoding="utf-8").splitlines()
+    items.write_text("\n".join(rows[:8]) + "\n", encoding="utf-8")
+    spec = write_spec(tmp_path / "s.toml", name="base-again", model_dir=tiny_model_dir, max_steps=2, tasks=(),
+                      limit=0, custom=False,
+                      extra=f'[[eval.custom]]\nname = "capitals"\npath = "{items}"\n')
+
+    def base_items(run_id: int) -> int:
+        (row,) = [s for s in invoke_json(home, "show", str(run_id))["scores"]
+                  if s["model_kind"] == "base" and s["task"] == "capitals"]
+        return row["n_samples"]
+
+    (first,) = invoke_json(home, "submit", str(spec))
+    assert "succeeded" in invoke(home, "worker", "--until-empty", "--quiet").output
+    items.write_text("\n".join(rows[:5]) + "\n", encoding="utf-8")
+    (second,) = invoke_json(home, "submit", "--force", str(spec))
+    assert "succeeded" in invoke(home, "worker", "--until-empty", "--quiet").output
+    assert (base_items(first["run_id"]), base_items(second["run_id"])) == (8, 5)
