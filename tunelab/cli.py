@@ -148,6 +148,21 @@ def schema(output: Path | None) -> None:
         click.echo(f"wrote {output}")
 
 
+def warm_report_cache(registry, result) -> None:
+    """Draw a finished run's charts and page now, while the worker has the run in hand, so the next
+    `tunelab report` reads them (reports/render_cache.py). A failure here costs only that head start."""
+    if result.status != "succeeded":
+        return
+    import logging
+
+    from reports.render_cache import warm
+
+    try:
+        warm(registry, result.run_id)
+    except Exception:  # the run itself succeeded; never let the report's cache fail the worker
+        logging.getLogger(__name__).warning("run %s: report cache not warmed", result.run_id, exc_info=True)
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Execute at most one run, then exit.")
 @click.option("--until-empty", is_flag=True, help="Exit when the queue is empty instead of waiting for work.")
@@ -186,9 +201,12 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gpus") from None
 
+    registry = app.registry()
+
     def report(result) -> None:
         line = f"run {result.run_id}: {result.status}"
         click.echo(line + (f" ({result.error})" if result.error else ""))
+        warm_report_cache(registry, result)
 
     left_for_others: list[int] = []
 
@@ -199,7 +217,7 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
 
     stop = StopRequest()
     try:
-        results = work(app.registry(), home=app.home, once=once, until_empty=until_empty, poll_seconds=poll,
+        results = work(registry, home=app.home, once=once, until_empty=until_empty, poll_seconds=poll,
                        show_progress=not quiet, on_result=report, heartbeat_seconds=heartbeat,
                        stale_after=stale_after, stop=stop, devices=devices, on_skipped=skipped)
     except DeviceUnavailable as exc:
@@ -234,6 +252,7 @@ def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
     if not claim_run(registry, submitted.run_id, worker_name()):
         raise click.ClickException(f"run {submitted.run_id} was claimed by another worker")
     result = execute_run(registry, submitted.run_id, home=app.home, show_progress=not quiet)
+    warm_report_cache(registry, result)
     if as_json:
         print_json(asdict(result))
     else:
