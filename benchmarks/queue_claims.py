@@ -27,7 +27,8 @@ def drain(url: str, worker: str, start, out) -> None:
     registry = open_registry(url)
     start.wait()
     claimed = []
-    while (run_id := claim_next(registry, worker)) is not None:
+    # As a worker claims: only runs whose [resources] gpus it can give (a CPU worker: none).
+    while (run_id := claim_next(registry, worker, max_gpus=0)) is not None:
         mark_succeeded(registry, run_id)  # the no-op run
         claimed.append(run_id)
     out.put(claimed)

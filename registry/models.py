@@ -53,6 +53,8 @@ class Run(SQLModel, table=True):
     status: str = Field(default=RunStatus.queued.value, index=True)
     priority: int = 0
     created_at: datetime = Field(default_factory=utcnow)
+    # [resources] gpus, copied from the spec so a claim filters on a column, not on parsed JSON.
+    gpus: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     started_at: datetime | None = None
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None

@@ -12,16 +12,9 @@ from sqlmodel import select
 
 from registry.db import Registry
 from registry.errors import NotFound
-from registry.models import Experiment, Run, RunStatus, utcnow
+from registry.models import Run, RunStatus, utcnow
 
 _CLAIM_ATTEMPTS = 50
-
-
-def _gpus_needed():
-    from registry.where import spec_number
-
-    # Specs stored before [resources] gpus existed have no such key: they need none.
-    return func.coalesce(spec_number("resources", "gpus"), 0)
 
 
 def claim_next(registry: Registry, worker: str, *, max_gpus: int | None = None) -> int | None:
@@ -33,7 +26,7 @@ def claim_next(registry: Registry, worker: str, *, max_gpus: int | None = None) 
         with registry.session() as session:
             query = select(Run.id).where(Run.status == RunStatus.queued.value)
             if max_gpus is not None:
-                query = query.join(Experiment, Experiment.id == Run.experiment_id).where(_gpus_needed() <= max_gpus)
+                query = query.where(Run.gpus <= max_gpus)
             candidate = session.exec(query.order_by(Run.priority.desc(), Run.id).limit(1)).first()
             if candidate is None:
                 return None
@@ -55,8 +48,7 @@ def queued_needing_more_gpus(registry: Registry, max_gpus: int) -> int:
     """How many queued runs ask for more GPUs than `max_gpus` (a worker that cannot take them says so)."""
     with registry.session() as session:
         return session.exec(
-            select(func.count(Run.id)).join(Experiment, Experiment.id == Run.experiment_id)
-            .where(Run.status == RunStatus.queued.value, _gpus_needed() > max_gpus)
+            select(func.count(Run.id)).where(Run.status == RunStatus.queued.value, Run.gpus > max_gpus)
         ).one()
 
 

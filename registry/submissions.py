@@ -31,6 +31,7 @@ class NewExperiment:
     spec_hash: str
     workdir: str
     priority: int = 0
+    gpus: int = 0  # [resources] gpus: only a worker with this many claims the run
     sweep: NewSweep | None = None
     sweep_point_json: str | None = None
 
@@ -59,7 +60,8 @@ def submit(registry: Registry, experiments: list[NewExperiment], *, force: bool 
             if earlier is not None:
                 run_id = None
                 if force:
-                    run = Run(experiment_id=earlier, status=RunStatus.queued.value, priority=new.priority)
+                    run = Run(experiment_id=earlier, status=RunStatus.queued.value, priority=new.priority,
+                              gpus=new.gpus)
                     session.add(run)
                     session.flush()
                     run_id = run.id
@@ -88,7 +90,8 @@ def submit(registry: Registry, experiments: list[NewExperiment], *, force: bool 
             )
             session.add(experiment)
             session.flush()
-            run = Run(experiment_id=experiment.id, status=RunStatus.queued.value, priority=new.priority)
+            run = Run(experiment_id=experiment.id, status=RunStatus.queued.value, priority=new.priority,
+                      gpus=new.gpus)
             session.add(run)
             session.flush()
             submitted.append(Submitted(experiment.id, run.id, sweep_id=sweep_id))
@@ -116,6 +119,7 @@ def from_loaded(loaded, *, workdir: str, priority: int | None = None) -> NewExpe
         workdir=workdir,
         # The command line's --priority overrides the spec's [resources] priority.
         priority=spec.resources.priority if priority is None else priority,
+        gpus=spec.resources.gpus,
         sweep=sweep,
         sweep_point_json=canonical_json(loaded.sweep_point) if loaded.sweep_point is not None else None,
     )

@@ -480,11 +480,6 @@ def _spec_value(path: tuple[str, ...], json_type: str) -> ColumnElement[Any]:
     return case((_spec_is(json_type, path), converted))
 
 
-def spec_number(*path: str) -> ColumnElement[Any]:
-    """A number in the experiment's resolved spec (joined in the query), NULL where absent or not a number."""
-    return _spec_value(path, "number")
-
-
 def _headline(table) -> tuple[ColumnElement[bool], ...]:
     # The same rows reports.scores.headline_rows picks: the fine-tuned model, top-level tasks only.
     return table.run_id == Run.id, table.model_kind == "finetuned", table.task_group.is_(None)

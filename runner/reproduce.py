@@ -127,7 +127,7 @@ def start(registry: Registry, the_plan: Plan, *, allow_data_change: bool = False
             "pass --allow-data-change to reproduce with the new data")
     with registry.session() as session:
         run = Run(experiment_id=the_plan.experiment_id, status=RunStatus.queued.value,
-                  reproduces_run_id=the_plan.run_id)
+                  gpus=the_plan.spec.resources.gpus, reproduces_run_id=the_plan.run_id)
         session.add(run)
         session.commit()
         return run.id

@@ -49,3 +49,19 @@ def test_upgrade_from_first_revision_keeps_every_row(registry_url):
     assert [(s.task, s.value) for s in detail.scores] == [("arc_challenge", 0.31)]
     with engine.connect() as c:
         assert c.execute(text("SELECT sweep_id FROM experiment WHERE id = 1")).scalar() is None
+
+
+def test_upgrade_copies_each_runs_gpus_from_its_spec(registry_url):
+    engine = make_engine(registry_url)
+    upgrade(engine, "0010")
+    with engine.begin() as c:
+        for experiment_id, resources in ((1, '{"priority": 0}'), (2, '{"gpus": 2, "priority": 0}')):
+            c.execute(text(
+                "INSERT INTO experiment (id, name, description, tags_json, spec_path, spec_text, resolved_json, "
+                "spec_hash, workdir, created_at) VALUES (:id, 'e', '', '[]', 's.toml', 't', :spec, :h, '/w', :now)"),
+                {"id": experiment_id, "spec": f'{{"resources": {resources}}}', "h": f"h{experiment_id}", "now": NOW})
+            c.execute(text("INSERT INTO run (id, experiment_id, status, priority, created_at) "
+                           "VALUES (:id, :id, 'queued', 0, :now)"), {"id": experiment_id, "now": NOW})
+    upgrade(engine)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT id, gpus FROM run ORDER BY id")).fetchall() == [(1, 0), (2, 2)]
