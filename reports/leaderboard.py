@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from registry.db import Registry
 from registry.queries import RunSummary, ScoreRow, list_runs, model_evaluations, resolved_specs, run_scores
 from registry.recording import backfill_vs_base_p
-from reports.scores import BENCHMARKS, average, headline_rows
+from reports.scores import BENCHMARKS, average, delta_class, headline_rows
 
 SIGNIFICANCE_LEVEL = 0.05
 
@@ -46,9 +46,7 @@ class Cell:
 
     @property
     def delta_class(self) -> str:
-        if self.delta is None or abs(self.delta) < 1e-12:
-            return "flat"
-        return "up" if self.delta > 0 else "down"
+        return delta_class(self.delta)
 
 
 @dataclass

@@ -62,9 +62,14 @@ class SubjectDelta:
 
     @property
     def delta_class(self) -> str:
-        if self.delta is None or abs(self.delta) < 1e-12:
-            return "flat"
-        return "up" if self.delta > 0 else "down"
+        return delta_class(self.delta)
+
+
+def delta_class(delta: float | None) -> str:
+    """The CSS class of a change against the base: up, down, or flat (none, or too small to show)."""
+    if delta is None or abs(delta) < 1e-12:
+        return "flat"
+    return "up" if delta > 0 else "down"
 
 
 def group_scores(rows: Iterable[ScoreRow | MemberScore], model_kind: str, group: str = "mmlu") -> dict[str, float]:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from runner.errors import RunFailed
 
 VISIBLE = "CUDA_VISIBLE_DEVICES"
+# Set to "cpu" by `--device cpu`: hides what CUDA_VISIBLE_DEVICES cannot (Apple's mps, which evaluation uses).
+CHOSEN_DEVICE = "TUNELAB_DEVICE"
 DEVICE_KINDS = ("auto", "cpu", "cuda")
 
 
@@ -53,6 +57,16 @@ def make_choice(device: str = "auto", gpus: str | None = None) -> DeviceChoice:
                         parse_gpus(gpus) if gpus is not None else None)
 
 
+def no_gpu_possible(platform: str = sys.platform, dev: Path = Path("/dev")) -> bool:
+    """True where torch could not find a GPU anyway: Linux with no NVIDIA (nvidia*) or AMD ROCm (kfd)
+    device nodes, or every CUDA device hidden. Elsewhere (macOS's mps, Windows) only torch can tell."""
+    if platform != "linux":
+        return False
+    if os.environ.get(VISIBLE) == "":
+        return True
+    return not (any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists())
+
+
 def cuda_device_count() -> int:
     import torch
 
@@ -74,8 +88,10 @@ def visible_devices(choice: DeviceChoice, *, count=cuda_device_count) -> Iterato
     environment is set (injectable for tests).
     """
     previous = os.environ.get(VISIBLE)
+    previous_choice = os.environ.get(CHOSEN_DEVICE)
     if choice.kind == "cpu":
         os.environ[VISIBLE] = ""
+        os.environ[CHOSEN_DEVICE] = "cpu"
     elif choice.gpus is not None:
         os.environ[VISIBLE] = ",".join(map(str, choice.gpus))
     try:
@@ -87,10 +103,11 @@ def visible_devices(choice: DeviceChoice, *, count=cuda_device_count) -> Iterato
                                     f"({_no_gpu_hint()}); use --device cpu or run the worker on a GPU machine")
         yield visible
     finally:
-        if previous is None:
-            os.environ.pop(VISIBLE, None)
-        else:
-            os.environ[VISIBLE] = previous
+        for name, value in ((VISIBLE, previous), (CHOSEN_DEVICE, previous_choice)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def check_run_gpus(wanted: int, visible: int) -> None:

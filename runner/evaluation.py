@@ -159,6 +159,11 @@ def evaluate(
 
 def evaluation_device() -> str:
     """The device evaluations run on here: "cuda" when a GPU is present, else "mps" (Apple), else "cpu"."""
+    from runner.devices import CHOSEN_DEVICE, no_gpu_possible
+
+    if os.environ.get(CHOSEN_DEVICE) == "cpu" or no_gpu_possible():
+        # Known without importing torch (a second and a half): a cached evaluation stays a look-up.
+        return "cpu"
     import torch
 
     if torch.cuda.is_available():

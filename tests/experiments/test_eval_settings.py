@@ -13,23 +13,7 @@ from experiments.canonical import resolved_dict, spec_hash
 from experiments.errors import SpecError
 from experiments.json_schema import spec_json_schema
 from experiments.loader import load_spec, load_specs
-
-MINIMAL = """\
-[experiment]
-name = "t"
-
-[model]
-base = "examples/models/tiny-llama"
-
-[data]
-train = "examples/data/capitals_train.jsonl"
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
+from tests.experiments.test_loader import MINIMAL, write
 
 
 def error_of(path: Path) -> SpecError:

@@ -152,3 +152,30 @@ def test_the_chosen_gpus_are_the_visible_ones_while_the_worker_runs(monkeypatch)
     with pytest.raises(DeviceUnavailable), visible_devices(make_choice(gpus="0,1,2"), count=lambda: 2):
         pass
     assert os.environ[VISIBLE] == "0,1,2,3"
+
+
+def test_device_cpu_also_keeps_evaluation_off_apple_gpus(monkeypatch):
+    import torch
+
+    from runner.devices import CHOSEN_DEVICE, make_choice, visible_devices
+    from runner.evaluation import evaluation_device
+
+    monkeypatch.delenv(CHOSEN_DEVICE, raising=False)
+    monkeypatch.setattr("runner.devices.no_gpu_possible", lambda: False)  # as on a Mac
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert evaluation_device() == "mps"
+    with visible_devices(make_choice("cpu")):
+        assert evaluation_device() == "cpu"
+    assert evaluation_device() == "mps" and CHOSEN_DEVICE not in os.environ
+
+
+def test_a_linux_machine_without_gpu_device_nodes_needs_no_torch_to_say_cpu(tmp_path, monkeypatch):
+    from runner.devices import VISIBLE, no_gpu_possible
+
+    monkeypatch.delenv(VISIBLE, raising=False)
+    assert no_gpu_possible("linux", tmp_path)
+    (tmp_path / "nvidia0").touch()
+    assert not no_gpu_possible("linux", tmp_path)
+    monkeypatch.setenv(VISIBLE, "")  # every CUDA device hidden
+    assert no_gpu_possible("linux", tmp_path)
+    assert not no_gpu_possible("darwin", tmp_path)  # mps: only torch can tell

@@ -12,17 +12,10 @@ import pytest
 from experiments.schema import EvalSection
 from runner.evaluation import EvaluationError, evaluate
 from runner.lm_eval_tasks import plan_tasks
+from tests.runner.test_evaluation import CAPITALS
 
 SEED = 1234
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CAPITALS = [
-    {"question": "What is the capital of France?", "choices": ["Paris", "Rome", "Madrid"], "answer": 0},
-    {"question": "What is the capital of Italy?", "choices": ["Berlin", "Rome", "Lisbon"], "answer": 1},
-    {"question": "What is the capital of Spain?", "choices": ["Madrid", "Vienna", "Oslo"], "answer": 0},
-    {"question": "What is the capital of Germany?", "choices": ["Paris", "Bern", "Berlin"], "answer": 2},
-    {"question": "What is the capital of Austria?", "choices": ["Vienna", "Prague", "Athens"], "answer": 0},
-    {"question": "What is the capital of Norway?", "choices": ["Dublin", "Oslo", "Warsaw"], "answer": 1},
-]
 # A shared base (not a task: lm-eval indexes *.yaml only), included by the task below.
 TEMPLATE = """\
 output_type: multiple_choice

@@ -12,8 +12,13 @@ from tests.helpers import invoke, invoke_json, write_spec
 
 
 def test_the_token_counter_counts_real_tokens_not_padding():
-    features = [{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}, {"input_ids": [5, 6, 7, 8, 9], "labels": [5, 6, 7, 8, 9]}]
-    counter = TokenCounter(lambda batch: {"input_ids": [f["input_ids"] + [0] * (5 - len(f["input_ids"])) for f in batch]})
+    features = [{"input_ids": [5, 6, 7], "labels": [5, 6, 7]},
+                {"input_ids": [5, 6, 7, 8, 9], "labels": [5, 6, 7, 8, 9]}]
+
+    def pad_to_five(batch):
+        return {"input_ids": [f["input_ids"] + [0] * (5 - len(f["input_ids"])) for f in batch]}
+
+    counter = TokenCounter(pad_to_five)
     batch = counter(features)
     assert sum(len(row) for row in batch["input_ids"]) == 10  # padded
     assert counter.tokens == 8
