@@ -31,12 +31,6 @@ class DeviceChoice:
     kind: str = "auto"  # auto | cpu | cuda
     gpus: tuple[int, ...] | None = None  # indices as nvidia-smi numbers them; None = all
 
-    def describe(self) -> str:
-        if self.kind == "cpu":
-            return "cpu"
-        gpus = ",".join(map(str, self.gpus)) if self.gpus is not None else "all"
-        return f"{self.kind} (gpus {gpus})"
-
 
 def parse_gpus(text: str) -> tuple[int, ...]:
     """'0,1' -> (0, 1); a clear ValueError for anything else."""

@@ -75,14 +75,15 @@ def work(
     stale_after: float | None = STALE_AFTER_SECONDS,
     stop: StopRequest | None = None,
     devices: DeviceChoice | None = None,
-    on_skipped: Callable[[int], None] | None = None,
+    on_skipped: Callable[[int, int], None] | None = None,
 ) -> list[RunResult]:
     """Execute queued runs. `once`: at most one run; `until_empty`: stop when nothing is queued.
 
     Before each claim, runs whose heartbeat is older than `stale_after` seconds are re-queued
     (None: leave them). `stop` (made here when not given) records a SIGTERM/SIGINT. `devices`:
     what to train on (default: every GPU there is, else the CPU); runs whose [resources] gpus
-    exceed it are left for other workers, and `on_skipped` hears how many when the queue looks empty.
+    exceed it are left for other workers, and `on_skipped` hears how many (and how many GPUs this
+    worker has) when the queue looks empty.
     Raises runner.devices.DeviceUnavailable when the devices asked for are not there.
     """
     name = worker_name()
@@ -97,7 +98,7 @@ def work(
                 if once or until_empty:
                     left = queued_needing_more_gpus(registry, gpus)
                     if left and on_skipped:
-                        on_skipped(left)
+                        on_skipped(left, gpus)
                     return results
                 sleep(poll_seconds)
                 continue

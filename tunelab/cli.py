@@ -210,10 +210,9 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
 
     left_for_others: list[int] = []
 
-    def skipped(count: int) -> None:
+    def skipped(count: int, gpus: int) -> None:
         left_for_others.append(count)
-        click.echo(f"{count} queued run(s) need more GPUs than this worker has ({devices.describe()}); "
-                   "left for other workers")
+        click.echo(f"{count} queued run(s) need more GPUs than the {gpus} this worker has; left for other workers")
 
     stop = StopRequest()
     try:

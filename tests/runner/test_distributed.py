@@ -112,7 +112,7 @@ def test_a_cpu_worker_leaves_gpu_runs_for_others_and_says_so(tmp_path, tiny_mode
     home, _, run_id = _submitted(tmp_path, tiny_model_dir, "needs-gpus", gpus=2)
     result = invoke(home, "worker", "--until-empty", "--quiet", "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "1 queued run(s) need more GPUs than this worker has (cpu); left for other workers"
+    assert result.output.strip() == "1 queued run(s) need more GPUs than the 0 this worker has; left for other workers"
     assert invoke_json(home, "show", str(run_id))["summary"]["status"] == "queued"
 
 
