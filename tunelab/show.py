@@ -64,7 +64,7 @@ def progress_line(progress: dict[str, Any], *, running: bool) -> str:
     if progress.get("tokens_per_second") is not None:
         parts.append(f"{progress['tokens_per_second']:,.0f} tokens/s")
     eta = progress.get("eta_seconds")
-    if running and eta is not None:
+    if running and eta is not None and progress.get("step") != progress.get("total"):
         minutes, seconds = divmod(int(round(eta)), 60)
         parts.append(f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}")
     return ", ".join(parts)

@@ -64,5 +64,7 @@ def test_show_gives_the_eta_only_while_the_run_is_running():
     figures = {"step": 40, "total": 100, "loss": 1.23456, "tokens_per_second": 1234.4, "eta_seconds": 3725.4}
     assert progress_line(figures, running=True) == "step 40/100, loss 1.2346, 1,234 tokens/s, ETA 1:02:05"
     assert progress_line(figures, running=False) == "step 40/100, loss 1.2346, 1,234 tokens/s"
+    done = dict(figures, step=100, eta_seconds=0.0)  # evaluating now: no ETA of training left
+    assert progress_line(done, running=True) == "step 100/100, loss 1.2346, 1,234 tokens/s"
     assert progress_line({"step": 1, "total": 5, "loss": None, "tokens_per_second": None, "eta_seconds": None},
                          running=True) == "step 1/5"
