@@ -17,6 +17,7 @@ from pathlib import Path
 from runner.errors import RunFailed
 
 VISIBLE = "CUDA_VISIBLE_DEVICES"
+ORDER = "CUDA_DEVICE_ORDER"
 # Set to "cpu" by `--device cpu`: hides what CUDA_VISIBLE_DEVICES cannot (Apple's mps, which evaluation uses).
 CHOSEN_DEVICE = "TUNELAB_DEVICE"
 DEVICE_KINDS = ("auto", "cpu", "cuda")
@@ -58,7 +59,8 @@ def no_gpu_possible(platform: str = sys.platform, dev: Path = Path("/dev")) -> b
         return False
     if os.environ.get(VISIBLE) == "":
         return True
-    return not (any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists())
+    # NVIDIA (nvidia0...), AMD ROCm (kfd), and CUDA under WSL2 (dxg).
+    return not (any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or (dev / "dxg").exists())
 
 
 def cuda_device_count() -> int:
@@ -81,12 +83,13 @@ def visible_devices(choice: DeviceChoice, *, count=cuda_device_count) -> Iterato
     Raises DeviceUnavailable when a GPU was asked for and is not there. `count` is read after the
     environment is set (injectable for tests).
     """
-    previous = os.environ.get(VISIBLE)
-    previous_choice = os.environ.get(CHOSEN_DEVICE)
+    saved = {name: os.environ.get(name) for name in (VISIBLE, CHOSEN_DEVICE, ORDER)}
     if choice.kind == "cpu":
         os.environ[VISIBLE] = ""
         os.environ[CHOSEN_DEVICE] = "cpu"
     elif choice.gpus is not None:
+        # nvidia-smi numbers GPUs by PCI bus; CUDA's default order (fastest first) may differ.
+        os.environ[ORDER] = "PCI_BUS_ID"
         os.environ[VISIBLE] = ",".join(map(str, choice.gpus))
     try:
         visible = 0 if choice.kind == "cpu" else count()
@@ -97,7 +100,7 @@ def visible_devices(choice: DeviceChoice, *, count=cuda_device_count) -> Iterato
                                     f"({_no_gpu_hint()}); use --device cpu or run the worker on a GPU machine")
         yield visible
     finally:
-        for name, value in ((VISIBLE, previous), (CHOSEN_DEVICE, previous_choice)):
+        for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:

@@ -135,7 +135,9 @@ class SharedControl:
             wish = ""
         try:
             os.kill(self.worker_pid, 0)
-        except ProcessLookupError:  # the worker died: keep what was done, stop with a checkpoint
+        except (ProcessLookupError, PermissionError):
+            # The worker died (its pid gone, or reused by another user's process): keep what was done,
+            # stop with a checkpoint.
             wish = wish or "pause"
         return wish == "stop", wish == "pause"
 

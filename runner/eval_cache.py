@@ -32,7 +32,7 @@ from runner.evaluation import (
     plan_limit,
     resolve_benchmarks_dir,
 )
-from runner.lm_eval_tasks import PROFILE, TaskPlan, map_data_files, plan_tasks, task_yaml_loader
+from runner.lm_eval_tasks import PROFILE, TaskPlan, data_files_under, map_data_files, plan_tasks, task_yaml_loader
 
 if TYPE_CHECKING:
     from experiments.schema import EvalSection
@@ -164,7 +164,7 @@ def _includes(path: Path) -> list[str]:
 
 def _directory_digest(directory: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+    for path in data_files_under(directory):
         digest.update(f"{path.relative_to(directory).as_posix()}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()
 

@@ -602,9 +602,15 @@ def included_task_data(task: IncludedTask, base_dir: Path) -> tuple[dict[str, An
         local = Path(dataset).expanduser()
         local = local if local.is_absolute() else Path(base_dir) / local
         if local.is_dir():
-            return {"dataset_path": str(local.resolve())}, tuple(
-                sorted(p for p in local.resolve().rglob("*") if p.is_file()))
+            return {"dataset_path": str(local.resolve())}, tuple(data_files_under(local.resolve()))
     return {}, ()
+
+
+def data_files_under(directory: Path) -> list[Path]:
+    """The files of a local dataset directory that `datasets` would read: hidden files and folders (.git,
+    .DS_Store, editor swap files) are neither data nor a reason to evaluate again."""
+    return sorted(p for p in directory.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(directory).parts))
 
 
 def hub_dataset_of(task: IncludedTask, base_dir: Path) -> str | None:

@@ -9,6 +9,7 @@ anything is loaded.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def _load_quantised(model_path: str, spec: Spec, device: str):
     try:
         model = AutoModelForCausalLM.from_pretrained(
             model_path, quantization_config=quantisation, dtype=torch_dtype(spec.model.dtype),
-            revision=spec.model.revision, device_map="cpu" if device == "cpu" else {"": 0},
+            revision=spec.model.revision, device_map="cpu" if device == "cpu" else {"": _local_gpu()},
         )
     except OSError as exc:
         raise RunFailed(f"cannot load model {model_path!r}: {exc}") from None
@@ -81,6 +82,11 @@ def _load_quantised(model_path: str, spec: Spec, device: str):
         raise RunFailed(f"qlora needs bitsandbytes: {exc}") from None
     _keep_cpu_layout_for_small_layers(model)
     return model
+
+
+def _local_gpu() -> int:
+    """This process's GPU: under torchrun each process has its own (LOCAL_RANK), else the first visible one."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def _keep_cpu_layout_for_small_layers(model) -> None:

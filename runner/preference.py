@@ -108,12 +108,13 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
     pairs = read_pairs(data_path(spec, workdir), tokenizer, spec.data.template)
     checkpoints_dir = output_dir / "checkpoints"
     final_dir = output_dir / "final"
-    finished = finished_outcome(spec, model_path, tokenizer, output_dir, hooks, device, num_examples=len(pairs))
+    data_fingerprint = fingerprint_pairs(pairs, tokenizer)
+    identity = identity_for(spec, tokenizer, data_fingerprint)
+    finished = finished_outcome(spec, model_path, tokenizer, output_dir, hooks, device, identity,
+                                num_examples=len(pairs), data_fingerprint=data_fingerprint)
     if finished is not None:
         return finished
 
-    data_fingerprint = fingerprint_pairs(pairs, tokenizer)
-    identity = identity_for(spec, tokenizer, data_fingerprint)
     resume_from = resume_point(checkpoints_dir, identity, hooks)
     model = load_base(model_path, spec, device)
     by_lora = spec.method.trains_lora
@@ -146,5 +147,6 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
                            interrupted=callback.paused, data_fingerprint=data_fingerprint)
     if not outcome.interrupted:
         save_final_once(trainer, tokenizer, final_dir,
-                        {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds})
+                        {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds,
+                         "identity": identity.to_json()})
     return outcome

@@ -60,15 +60,22 @@ class TrainingProgress:
         return asdict(self)
 
 
+# Set on validation examples (see _ListDataset) so the token counter leaves them out of tokens trained.
+VALIDATION_MARK = "tunelab_validation"
+
+
 class TokenCounter:
-    """Wraps the data collator to count the non-padding tokens handed to the model (packed rows too,
-    whose block-diagonal mask the Trainer's own counter would misread)."""
+    """Wraps the data collator to count the non-padding training tokens handed to the model (packed rows
+    too, whose block-diagonal mask the Trainer's own counter would misread); validation batches, which go
+    through the same collator, are told apart by their mark and not counted."""
 
     def __init__(self, collate) -> None:
         self.collate = collate
         self.tokens = 0
 
     def __call__(self, features):
+        if features and VALIDATION_MARK in features[0]:
+            return self.collate([{k: v for k, v in f.items() if k != VALIDATION_MARK} for f in features])
         self.tokens += sum(len(feature["input_ids"]) for feature in features)
         return self.collate(features)
 
@@ -158,16 +165,18 @@ def load_model(model_path: str, dtype: str, revision: str | None = None):
 
 
 class _ListDataset:
-    """A plain indexable dataset; the Trainer needs nothing more."""
+    """A plain indexable dataset; the Trainer needs nothing more. Validation examples carry a mark."""
 
-    def __init__(self, features: list[dict[str, list[int]]]) -> None:
+    def __init__(self, features: list[dict[str, list[int]]], *, validation: bool = False) -> None:
         self.features = features
+        self.validation = validation
 
     def __len__(self) -> int:
         return len(self.features)
 
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return self.features[index]
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        feature = self.features[index]
+        return {**feature, VALIDATION_MARK: True} if self.validation else feature
 
 
 def _training_arguments(spec: Spec, checkpoints_dir: Path, device: str, arguments_class=None, **extra: Any):
@@ -176,7 +185,7 @@ def _training_arguments(spec: Spec, checkpoints_dir: Path, device: str, argument
     from transformers import TrainingArguments
 
     train = spec.train
-    return (arguments_class or TrainingArguments)(
+    arguments = (arguments_class or TrainingArguments)(
         output_dir=str(checkpoints_dir),
         per_device_train_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum,
@@ -204,6 +213,17 @@ def _training_arguments(spec: Spec, checkpoints_dir: Path, device: str, argument
         **optimizer_arguments(spec.method, device),
         **extra,
     )
+    return one_gpu_per_process(arguments)
+
+
+def one_gpu_per_process(arguments, world_size: int | None = None):
+    """A training process uses one GPU: several GPUs are `[resources] gpus = N` (one torchrun process each),
+    never the Trainer's single-process DataParallel, whose batch would grow with the GPUs the worker has
+    (and change a run's result with the machine that claimed it)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
+    if world_size <= 1 and arguments.n_gpu > 1:
+        arguments._n_gpu = 1  # read by Trainer to decide on DataParallel and the effective batch size
+    return arguments
 
 
 def _evaluation_arguments(spec: Spec) -> dict[str, Any]:
@@ -382,12 +402,16 @@ def save_final_once(trainer, tokenizer, final_dir: Path, facts: dict[str, Any]) 
 
 
 def finished_outcome(spec: Spec, model_path: str, tokenizer, output_dir: Path, hooks: TrainHooks, device: str,
-                     **data_facts: Any) -> TrainOutcome | None:
-    """The outcome of an attempt that finished training but died later (e.g. in evaluation): no retraining."""
+                     identity: TrainingIdentity, **data_facts: Any) -> TrainOutcome | None:
+    """The outcome of an attempt that finished training but died later (e.g. in evaluation): no retraining.
+
+    Final weights trained with another spec, tokenizer or data are refused, as a checkpoint would be.
+    """
     final_dir, checkpoints_dir = output_dir / "final", output_dir / "checkpoints"
     if not (final_dir / FINAL_FACTS).is_file():
         return None
     facts = json.loads((final_dir / FINAL_FACTS).read_text(encoding="utf-8"))
+    check_resumable(final_dir, facts.get("identity"), identity)
     if hooks.on_start:
         hooks.on_start(facts["global_step"], complete_checkpoints(checkpoints_dir))
     return TrainOutcome(model=load_trained(spec, model_path, final_dir, device), tokenizer=tokenizer,
@@ -435,11 +459,11 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
                   "data_stats": data.stats.to_dict() if data.stats else None}
     checkpoints_dir = output_dir / "checkpoints"
     final_dir = output_dir / "final"
-    finished = finished_outcome(spec, model_path, tokenizer, output_dir, hooks, device, **data_facts)
+    identity = identity_for(spec, tokenizer, data_facts["data_fingerprint"])
+    finished = finished_outcome(spec, model_path, tokenizer, output_dir, hooks, device, identity, **data_facts)
     if finished is not None:
         return finished
 
-    identity = identity_for(spec, tokenizer, data_facts["data_fingerprint"])
     resume_from = resume_point(checkpoints_dir, identity, hooks)
     model = apply_method(load_base(model_path, spec, device), spec, model_path=model_path)
 
@@ -449,7 +473,7 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
         model=model,
         args=_training_arguments(spec, checkpoints_dir, device),
         train_dataset=_ListDataset(data.train),
-        eval_dataset=_ListDataset(data.validation) if data.validation else None,
+        eval_dataset=_ListDataset(data.validation, validation=True) if data.validation else None,
         data_collator=collator,
         callbacks=[callback],
     )
@@ -471,5 +495,6 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
                            **data_facts)
     if not outcome.interrupted:
         save_final_once(trainer, tokenizer, final_dir,
-                        {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds})
+                        {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds,
+                         "identity": identity.to_json()})
     return outcome

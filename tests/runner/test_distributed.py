@@ -144,9 +144,11 @@ def test_the_chosen_gpus_are_the_visible_ones_while_the_worker_runs(monkeypatch)
     from runner.devices import VISIBLE, DeviceUnavailable, make_choice, visible_devices
 
     monkeypatch.setenv(VISIBLE, "0,1,2,3")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
     with visible_devices(make_choice(gpus="2,3"), count=lambda: len(os.environ[VISIBLE].split(","))) as seen:
         assert os.environ[VISIBLE] == "2,3" and seen == 2
-    assert os.environ[VISIBLE] == "0,1,2,3"  # restored
+        assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # the indices nvidia-smi shows
+    assert os.environ[VISIBLE] == "0,1,2,3" and "CUDA_DEVICE_ORDER" not in os.environ  # restored
     with visible_devices(make_choice("cpu")) as seen:
         assert os.environ[VISIBLE] == "" and seen == 0
     with pytest.raises(DeviceUnavailable), visible_devices(make_choice(gpus="0,1,2"), count=lambda: 2):
@@ -179,3 +181,26 @@ def test_a_linux_machine_without_gpu_device_nodes_needs_no_torch_to_say_cpu(tmp_
     monkeypatch.setenv(VISIBLE, "")  # every CUDA device hidden
     assert no_gpu_possible("linux", tmp_path)
     assert not no_gpu_possible("darwin", tmp_path)  # mps: only torch can tell
+    monkeypatch.delenv(VISIBLE)
+    (tmp_path / "nvidia0").unlink()
+    (tmp_path / "dxg").touch()  # CUDA under WSL2
+    assert not no_gpu_possible("linux", tmp_path)
+
+
+def test_a_single_process_run_uses_one_gpu_whatever_the_worker_has():
+    from types import SimpleNamespace
+
+    from runner.training import one_gpu_per_process
+
+    assert one_gpu_per_process(SimpleNamespace(n_gpu=4, _n_gpu=4), world_size=1)._n_gpu == 1  # no DataParallel
+    assert one_gpu_per_process(SimpleNamespace(n_gpu=1, _n_gpu=1), world_size=1)._n_gpu == 1
+    assert one_gpu_per_process(SimpleNamespace(n_gpu=0, _n_gpu=0), world_size=1)._n_gpu == 0  # the CPU
+
+
+def test_qlora_under_torchrun_loads_on_each_process_own_gpu(monkeypatch):
+    from runner.methods import _local_gpu
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert _local_gpu() == 0
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert _local_gpu() == 3

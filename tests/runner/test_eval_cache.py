@@ -493,3 +493,15 @@ def test_a_hub_id_resolves_to_its_cached_snapshot_offline(tiny_model_dir, tmp_pa
     source = resolve_target(sqlite_registry, "some-org/tiny", home=tmp_path, cwd=tmp_path, environ=environ)
     assert (source.label, source.adapter_dir, source.run_id) == ("some-org/tiny", None, None)
     assert model_digest(source.directories) == model_digest([tiny_model_dir])
+
+
+def test_hidden_files_of_a_local_dataset_directory_are_not_data(tmp_path):
+    from runner.lm_eval_tasks import data_files_under
+
+    (tmp_path / "test.jsonl").write_text("{}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "more.jsonl").write_text("{}\n")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "index").write_text("changes with every git status")
+    (tmp_path / ".test.jsonl.swp").write_text("editor")
+    assert [p.relative_to(tmp_path).as_posix() for p in data_files_under(tmp_path)] == ["sub/more.jsonl", "test.jsonl"]

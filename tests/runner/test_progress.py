@@ -24,6 +24,13 @@ def test_the_token_counter_counts_real_tokens_not_padding():
     assert counter.tokens == 8
     counter(features[:1])
     assert counter.tokens == 11
+    # Validation batches go through the same collator: handed on without their mark, not counted.
+    from runner.training import VALIDATION_MARK
+
+    seen = []
+    counter = TokenCounter(lambda batch: seen.append(batch) or batch)
+    counter([{**features[0], VALIDATION_MARK: True}])
+    assert counter.tokens == 0 and seen == [[features[0]]]
 
 
 @pytest.mark.slow

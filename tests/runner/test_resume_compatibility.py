@@ -110,3 +110,20 @@ def test_the_worker_fails_an_incompatible_resume_without_retrying(tmp_path, tiny
     summary = invoke_json(home, "show", str(run_id))["summary"]
     assert summary["error"].startswith("IncompatibleCheckpoint: refusing to resume from")
     assert "the run's resolved spec changed" in summary["error"] and "the training data" in summary["error"]
+
+
+def test_final_weights_trained_on_other_data_are_refused_too(tmp_path, tiny_model_dir):
+    # Training finished, the attempt died in evaluation, then the data changed: the weights must not be
+    # recorded as trained on the new data.
+    data = tmp_path / "train.jsonl"
+    shutil.copy(CAPITALS, data)
+    output = tmp_path / "run"
+    spec = _spec(tmp_path, tiny_model_dir, data)
+    finished = train(spec, workdir=tmp_path, output_dir=output, hooks=_hooks(pause=False))
+    assert (output / "final").is_dir() and not finished.interrupted
+    again = train(spec, workdir=tmp_path, output_dir=output, hooks=_hooks(pause=False))
+    assert again.resumed_from == finished.global_step  # unchanged: picked up, not retrained
+    data.write_text("\n".join(data.read_text(encoding="utf-8").splitlines()[1:]) + "\n", encoding="utf-8")
+    with pytest.raises(IncompatibleCheckpoint) as refused:
+        train(_spec(tmp_path, tiny_model_dir, data), workdir=tmp_path, output_dir=output, hooks=_hooks(pause=False))
+    assert str(refused.value).startswith(f"refusing to resume from {output / 'final'}: the training data")
