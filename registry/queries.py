@@ -144,8 +144,13 @@ def _score_row(result: EvalResult) -> ScoreRow:
         comparable=result.comparable,
         lm_eval_version=result.lm_eval_version,
         fingerprint=json.loads(result.fingerprint_json),
-        vs_base_p=result.vs_base_p,
+        vs_base_p=_p_value(result.vs_base_p),
     )
+
+
+def _p_value(stored: float | None) -> float | None:
+    """A stored vs_base_p as readers see it: NO_P_VALUE (checked, no test possible) is no p-value."""
+    return None if stored is None or stored < 0 else stored
 
 
 # Never samples_json: the per-item logs are megabytes per run, and listings and reports don't show them.
@@ -160,9 +165,10 @@ def _p_values(connection, run_ids: list[int] | None) -> dict[tuple[int, str], fl
     """Fine-tuned headline scores' p-values against their base, by (run id, task), from their covering index.
 
     Never in the same query as the other score columns: on SQLite the column sits after the per-item logs.
+    A score checked without a p-value (registry.significance.NO_P_VALUE, below 0) has none here.
     """
     query = select(EvalResult.run_id, EvalResult.task, EvalResult.vs_base_p).where(
-        EvalResult.task_group.is_(None), EvalResult.model_kind == "finetuned", EvalResult.vs_base_p.is_not(None))
+        EvalResult.task_group.is_(None), EvalResult.model_kind == "finetuned", EvalResult.vs_base_p >= 0)
     if run_ids is not None:
         query = query.where(EvalResult.run_id.in_(run_ids))
     return {(row.run_id, row.task): row.vs_base_p for row in connection.execute(query)}

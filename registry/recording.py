@@ -21,7 +21,7 @@ from registry.models import (
     TrainMetric,
     utcnow,
 )
-from registry.significance import PairingError, pooled_p_value
+from registry.significance import NO_P_VALUE, UNTESTED_METRICS, PairingError, pooled_p_value
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,14 @@ def update_vs_base_p(registry: Registry, run_id: int) -> int:
 
     A group's headline score (MMLU) has no log of its own: its test pools the items of its members. A base
     whose scores were reused from an earlier identical evaluation is copied without logs; its logs are then
-    read from the evaluation it was copied from. Returns how many scores got a p-value.
+    read from the evaluation it was copied from. A score with both models' scores recorded whose test cannot be
+    made (different items, a base log that is gone, subjects logged for one model only, outcomes that are not
+    right/wrong, an MC2 score) gets NO_P_VALUE, so that neither this nor a report's backfill reads its logs
+    again. Returns how many scores got a p-value.
     """
     with registry.session() as session:
         rows = session.exec(
-            select(EvalResult.id, EvalResult.model_kind, EvalResult.model_name, EvalResult.task,
+            select(EvalResult.id, EvalResult.model_kind, EvalResult.model_name, EvalResult.task, EvalResult.metric,
                    EvalResult.task_group, EvalResult.fingerprint_json)
             .where(EvalResult.run_id == run_id, EvalResult.model_kind.in_(("finetuned", "base")))
         ).all()
@@ -171,23 +174,34 @@ def update_vs_base_p(registry: Registry, run_id: int) -> int:
         for task, row in tuned.items():
             if row.id not in pending or task not in base:
                 continue
-            members = [task] if row.id in logged else sorted(
-                t for t, r in tuned.items() if r.task_group == task and r.id in logged)
-            if not members or any(m not in base for m in members):
-                continue
-            base_logs = [_base_log(session, run_id, base[m], base[m].id in logged) for m in members]
-            if any(log is None for log in base_logs):
-                continue
-            tuned_logs = [_log_of(session, tuned[m].id) for m in members]
-            try:
-                p_value = pooled_p_value(list(zip(base_logs, tuned_logs, strict=True)))
-            except PairingError:
-                # The two evaluations scored different items: there is no paired test, and the score keeps None.
-                continue
-            session.exec(update(EvalResult).where(EvalResult.id == row.id).values(vs_base_p=p_value))
-            updated += 1
+            members = [task] if row.id in logged else sorted(t for t, r in tuned.items() if r.task_group == task)
+            if not any(tuned[m].id in logged for m in members):
+                continue  # no log of the fine-tuned model: nothing a report's backfill would look at either
+            p_value = _paired_p_value(session, run_id, row.metric, members, tuned, base, logged)
+            session.exec(update(EvalResult).where(EvalResult.id == row.id)
+                         .values(vs_base_p=NO_P_VALUE if p_value is None else p_value))
+            if p_value is not None:
+                updated += 1
         session.commit()
     return updated
+
+
+def _paired_p_value(session, run_id: int, metric: str, members: list[str], tuned: dict, base: dict,
+                    logged: set[int]) -> float | None:
+    """McNemar's p-value of the fine-tuned model against its base over `members`' logs; None if there is none.
+
+    Every member must be logged for both models: a test of some of MMLU's subjects is no test of MMLU.
+    """
+    if metric in UNTESTED_METRICS or any(m not in base or tuned[m].id not in logged for m in members):
+        return None
+    base_logs = [_base_log(session, run_id, base[m], base[m].id in logged) for m in members]
+    if any(log is None for log in base_logs):
+        return None
+    tuned_logs = [_log_of(session, tuned[m].id) for m in members]
+    try:
+        return pooled_p_value(list(zip(base_logs, tuned_logs, strict=True)))
+    except PairingError:
+        return None  # the two evaluations scored different items: there is no paired test
 
 
 def _log_of(session, result_id: int) -> list[dict]:
@@ -217,9 +231,9 @@ def _base_log(session, run_id: int, row, has_log: bool) -> list[dict] | None:
 def backfill_vs_base_p(registry: Registry) -> int:
     """Set vs_base_p for fine-tuned scores recorded before it existed (or whose base came later).
 
-    Looks only at fine-tuned headline scores without a p-value whose run has a base score for the same task
-    and a per-item log for it: on a registry where every p-value is known, this is one index-only query.
-    Returns how many scores got a p-value.
+    Looks only at fine-tuned headline scores not checked yet (vs_base_p NULL; NO_P_VALUE once checked without
+    a result) whose run has a base score for the same task and a per-item log for it: on a registry where every
+    pair was checked, this is one index-only query. Returns how many scores got a p-value.
     """
     tuned, base, member = aliased(EvalResult), aliased(EvalResult), aliased(EvalResult)
     has_base = exists().where(base.run_id == tuned.run_id, base.model_kind == "base", base.task == tuned.task)

@@ -4,6 +4,10 @@ Pure Python with no heavy imports, so the registry can store a fine-tuned score'
 the score is recorded, and reports can use the same functions. A log is a list of `{doc_id, target, correct, ...}`.
 Under "no difference" each discordant item is equally likely to have flipped either way, so the count of one kind
 is Binomial(b + c, 1/2).
+
+The test is only about the reported score when that score is the share of items right: an item's `correct` is
+None where its outcome is no right/wrong of the reported metric (BLEU or F1 computed over the whole task,
+TruthfulQA's MC2 probability mass), and then there is no p-value at all.
 """
 
 from __future__ import annotations
@@ -12,9 +16,29 @@ import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
+# Metrics whose per-item value is a score, not a right/wrong: McNemar's test says nothing about a change in them.
+# (MC2 is the probability mass on the true answers; the argmax over the answers is another quantity.)
+UNTESTED_METRICS = frozenset({"mc2"})
+
+# Stored in evalresult.vs_base_p for a fine-tuned score whose pair was checked and has no p-value (no paired
+# test exists: different items, no base log, non-binary outcomes). Never a p-value; readers show nothing.
+NO_P_VALUE = -1.0
+
 
 class PairingError(ValueError):
     """Two logs that cannot be paired item by item (the same item with different gold answers)."""
+
+
+def outcome(item: Mapping) -> bool | None:
+    """Whether the item is right under the reported metric; None when its result is no right/wrong."""
+    correct = item.get("correct")
+    if correct is None:
+        return None
+    # Logs written before `correct` could be None guessed it where the item's own value is not 0 or 1 (none for
+    # a metric computed over the whole task, a probability mass for MC2): that value gives them away.
+    if "score" in item and item["score"] not in (0, 1):
+        return None
+    return bool(correct)
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -57,21 +81,30 @@ def paired_items(before: Sequence[Mapping], after: Sequence[Mapping]) -> tuple[l
     return pairs, len(first.keys() ^ second.keys())
 
 
-def discordant_counts(before: Sequence[Mapping], after: Sequence[Mapping]) -> tuple[int, int]:
-    """(b, c): paired items right before and wrong after, and wrong before and right after."""
+def discordant_counts(before: Sequence[Mapping], after: Sequence[Mapping]) -> tuple[int, int] | None:
+    """(b, c): paired items right before and wrong after, and wrong before and right after.
+
+    None when a paired item has no right/wrong outcome in either log (see `outcome`): there is no such count.
+    """
     pairs, _ = paired_items(before, after)
-    lost = sum(1 for a, b in pairs if a["correct"] and not b["correct"])
-    gained = sum(1 for a, b in pairs if not a["correct"] and b["correct"])
+    outcomes = [(outcome(a), outcome(b)) for a, b in pairs]
+    if any(a is None or b is None for a, b in outcomes):
+        return None
+    lost = sum(1 for a, b in outcomes if a and not b)
+    gained = sum(1 for a, b in outcomes if not a and b)
     return lost, gained
 
 
-def pooled_p_value(logs: Sequence[tuple[Sequence[Mapping], Sequence[Mapping]]]) -> float:
+def pooled_p_value(logs: Sequence[tuple[Sequence[Mapping], Sequence[Mapping]]]) -> float | None:
     """McNemar's exact p-value over the items of several tasks at once (the subjects of a group such as MMLU).
 
-    Each `(before, after)` pair is one task's two logs; items are paired within their task only.
+    Each `(before, after)` pair is one task's two logs; items are paired within their task only. None when any
+    paired item has no right/wrong outcome: a test of some items would not be a test of the reported score.
     """
     lost = gained = 0
     for before, after in logs:
-        b, c = discordant_counts(before, after)
-        lost, gained = lost + b, gained + c
+        counts = discordant_counts(before, after)
+        if counts is None:
+            return None
+        lost, gained = lost + counts[0], gained + counts[1]
     return mcnemar_exact(lost, gained)

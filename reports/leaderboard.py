@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from registry.db import Registry
 from registry.queries import RunSummary, ScoreRow, list_runs, model_evaluations, resolved_specs, run_scores
 from registry.recording import backfill_vs_base_p
+from reports import best_effort
 from reports.scores import BENCHMARKS, average, delta_class, headline_rows
 
 SIGNIFICANCE_LEVEL = 0.05
@@ -163,9 +164,10 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
     """Every evaluated model's row; fine-tuned cells carry their delta against the base and its p-value.
 
     p-values are stored when scores are recorded; those of scores recorded before that are computed here,
-    once, from the per-item logs, and stored (a no-op query when every p-value is known).
+    once, from the per-item logs, and stored (a no-op query when every pair was checked). A registry that
+    refuses the write (a read-only user) gets a warning and a leaderboard without those p-values.
     """
-    backfill_vs_base_p(registry)
+    best_effort.write(registry, "p-values against the base", lambda: backfill_vs_base_p(registry))
     runs: dict[int, RunSummary] = {r.run_id: r for r in list_runs(registry)}
     all_scores = run_scores(registry, headline_only=True)
     specs = resolved_specs(registry, list(all_scores))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import sys
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from registry.db import Registry
+from reports import best_effort
 from reports.leaderboard import Leaderboard
 from reports.run_page import RunPage, build_run_pages
 
@@ -66,15 +68,27 @@ def _page_is_current(path: Path, version: str) -> bool:
         return False
 
 
+# The modules whose code shapes a run page: the record read (RunDetail), the view model built from it, how it
+# is rendered and cached. Their source, with the templates, is the page's format.
+PAGE_MODULES = ("registry.queries", "reports.run_page", "reports.scores", "reports.charts", "reports.render",
+                "reports.render_cache")
+
+
+def page_sources() -> list[Path]:
+    """The files a run page is made from: its templates and the source of PAGE_MODULES."""
+    templates = Path(__file__).parent / "templates"
+    modules = [Path(importlib.import_module(name).__file__) for name in PAGE_MODULES]
+    return [templates / "run.html.j2", templates / "_style.html.j2", *modules]
+
+
 @cache
 def page_format() -> str:
-    """Changes whenever the run page's template, view model or charts change: pages made before are made again."""
+    """Changes whenever the code or templates that make a run page change: pages made before are made again."""
     from reports.charts import DRAWING_VERSION
 
-    here = Path(__file__).parent
     digest = hashlib.sha256(str(DRAWING_VERSION).encode())
-    for path in (here / "templates" / "run.html.j2", here / "templates" / "_style.html.j2", here / "run_page.py",
-                 here / "scores.py"):
+    for path in page_sources():
+        digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -151,10 +165,12 @@ class _PageJob:
 _forked: tuple[_PageJob, list[list[int]]] | None = None
 
 
-def _write_share(index: int) -> int:
+def _write_share(index: int) -> tuple[int, str | None]:
+    """A forked writer's share: pages written, and the warning of a cache write the registry refused."""
     job, shares = _forked
     job.registry.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
-    return job.write(shares[index])
+    best_effort.quiet()  # the parent warns, once for all writers
+    return job.write(shares[index]), best_effort.refusal(job.registry)
 
 
 def write_run_pages(job: _PageJob, run_ids: list[int], jobs: int) -> int:
@@ -174,7 +190,11 @@ def write_run_pages(job: _PageJob, run_ids: list[int], jobs: int) -> int:
         with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=multiprocessing.get_context("fork")) as pool:
             others = [pool.submit(_write_share, index) for index in range(1, jobs)]
             written = job.write(shares[0])
-            return written + sum(future.result() for future in others)
+            for future in others:
+                count, refused = future.result()
+                written += count
+                best_effort.adopt(job.registry, refused)
+            return written
     finally:
         _forked = None
 
@@ -185,10 +205,12 @@ def write_report(registry: Registry, path: Path, *, title: str, run_pages: bool 
 
     A run page is written again only when its run changed since the last report. Pages and charts come from
     the registry's render cache when there (the worker fills it as a run finishes: reports/render_cache.py);
-    the others are rendered, their charts drawn, in `jobs` processes (default: one per CPU), and cached.
+    the others are rendered, their charts drawn, in `jobs` processes (default: one per CPU), and cached. A
+    registry that refuses those writes (a read-only user) gets one warning and the same report, uncached.
     """
     from reports.leaderboard import build_leaderboard
 
+    best_effort.begin(registry)
     runs_dir = runs_dir_for(path)
     href = (lambda run_id: f"{runs_dir.name}/run-{run_id}.html") if run_pages else None
     board = build_leaderboard(registry, title=title, run_href=href)

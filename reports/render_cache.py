@@ -18,6 +18,7 @@ from markupsafe import escape
 from registry.db import Registry
 from registry.queries import cached_renders
 from registry.recording import record_renders
+from reports import best_effort
 from reports.charts import Chart
 
 # A cached page links back to this; the real leaderboard's name is filled in as the page is written.
@@ -34,7 +35,7 @@ def chart_svgs(registry: Registry, charts: Iterable[Chart], *, keep: Collection[
     found = {key: _expand(body) for key, body in cached_renders(registry, list(wanted)).items()}
     drawn = {key: wanted[key].draw() for key in sorted(set(wanted) - set(found))}
     found.update(drawn)
-    record_renders(registry, {key: _compress(svg) for key, svg in drawn.items() if keep is None or key in keep})
+    _store(registry, {key: _compress(svg) for key, svg in drawn.items() if keep is None or key in keep})
     return found
 
 
@@ -50,7 +51,13 @@ def cached_pages(registry: Registry, versions: dict[int, str]) -> dict[int, str]
 
 def store_pages(registry: Registry, pages: dict[int, tuple[str, str]]) -> None:
     """Cache run pages: run id -> (version, page rendered with BACK_LINK)."""
-    record_renders(registry, {page_key(run_id, version): _compress(html) for run_id, (version, html) in pages.items()})
+    _store(registry, {page_key(run_id, version): _compress(html) for run_id, (version, html) in pages.items()})
+
+
+def _store(registry: Registry, bodies: dict[str, bytes]) -> None:
+    # Only a cache: a registry that refuses the write (a read-only user) costs the next report the same work.
+    if bodies:
+        best_effort.write(registry, "the report cache", lambda: record_renders(registry, bodies))
 
 
 def with_back_link(html: str, back_href: str) -> str:
@@ -76,6 +83,7 @@ def warm(registry: Registry, run_id: int) -> None:
     from reports.render import render_run_page, run_page_version
     from reports.run_page import build_run_page
 
+    best_effort.begin(registry)
     page = build_run_page(registry, run_id)  # draws the charts not cached yet, and caches them (a finished run)
     version = run_page_version(registry, run_id)
     if version is not None:

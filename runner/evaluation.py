@@ -319,6 +319,12 @@ def _compact_samples(
 
     `key` is the reported "metric,filter" (default: the task's metric, unfiltered); a task with several filters
     logs each item once per filter. Only a multiple-choice item has a pick and choices.
+
+    `correct` is the item's right/wrong under the reported metric, and None where there is none: a metric computed
+    over the whole task (BLEU, F1, MCC: the item's value is not a number), one whose item values are not 0 or 1,
+    and MC2 (a probability mass on the true answers). McNemar's test (registry/significance.py) needs it.
+    `pick_right` says whether a multiple-choice pick is a right answer (for MC2, one of the true ones), for
+    showing flipped items; None without a pick. `score` is lm-eval's own value for the item, when a number.
     """
     metric, _, filter_name = (key or f"{task.lm_metric},none").partition(",")
     logged = [s for s in logged if s.get("filter", "none") == filter_name]
@@ -327,19 +333,21 @@ def _compact_samples(
         pick = _pick(sample, metric, target_delimiter) if multiple_choice else None
         value = sample.get(metric)
         score = float(value) if isinstance(value, int | float) else None
-        if task.metric == "mc2":
-            # MC2 has several true answers: the pick is right when it is one of them.
-            correct = sample["doc"]["mc2_targets"]["labels"][pick] == 1
-        elif score is not None:
-            correct = score == 1.0
-        else:  # a metric computed over the whole task (F1, MCC): say whether the pick is the gold one
-            correct = pick is not None and pick == _plain(sample["target"])
+        binary = task.metric != "mc2" and score in (0.0, 1.0)
+        correct = score == 1.0 if binary else None
+        if pick is None:
+            pick_right = None
+        elif task.metric == "mc2":
+            pick_right = sample["doc"]["mc2_targets"]["labels"][pick] == 1
+        else:
+            pick_right = correct if correct is not None else pick == _plain(sample["target"])
         compact.append(
             {
                 "doc_id": int(sample["doc_id"]),
                 "target": _plain(sample["target"]),
                 "pick": pick,
                 "correct": correct,
+                "pick_right": pick_right,
                 "score": score,
                 # Enough of the item to show it in a comparison of two models (`tunelab compare`).
                 "question": _item_text(sample["doc"]),

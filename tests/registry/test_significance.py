@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
 from registry.models import EvalResult
 from registry.queries import run_scores
 from registry.recording import ScoreRecord, backfill_vs_base_p, record_scores
-from registry.significance import PairingError, discordant_counts, mcnemar_exact, pooled_p_value
+from registry.significance import NO_P_VALUE, PairingError, discordant_counts, mcnemar_exact, pooled_p_value
 from registry.submissions import NewExperiment, submit
 
 B1_C9 = 0.021484375  # 2 * (C(10,0) + C(10,1)) / 2**10
@@ -151,3 +152,107 @@ def test_upgrade_from_0008_keeps_scores_and_the_leaderboard_fills_p_values(regis
     assert tuned.cells["arc_challenge"].p_value == B1_C9
     assert p_values(registry, 1) == {"arc_challenge": B1_C9}  # stored: the next report does not compute it
     engine.dispose()
+
+
+# ---------------------------------------------------------------- items without a right/wrong
+
+
+def unscored(outcomes: list[bool]) -> list[dict]:
+    """A log whose items have no right/wrong of the reported metric (BLEU over the task, MC2): correct is None."""
+    return [{"doc_id": i, "target": 0, "pick": 0 if right else 1, "correct": None, "pick_right": right,
+             "score": None} for i, right in enumerate(outcomes)]
+
+
+def test_no_p_value_when_an_item_has_no_right_or_wrong():
+    before, after = logs_b1_c9()
+    with_none = [dict(item, correct=None) if item["doc_id"] == 5 else item for item in after]
+    assert discordant_counts(before, with_none) is None
+    assert pooled_p_value([(before[:5], after[:5]), (before[5:], with_none[5:])]) is None
+    # A log written before correct could be None guessed it; the item's own value (not 0 or 1) gives it away.
+    guessed = [dict(item, correct=False, score=None) for item in before]
+    assert pooled_p_value([(guessed, after)]) is None
+    mass = [dict(item, score=0.7) for item in after]
+    assert pooled_p_value([(before, mass)]) is None
+    assert pooled_p_value([([dict(i, score=float(i["correct"])) for i in before], after)]) == B1_C9
+
+
+def test_a_base_always_wrong_against_a_model_always_right_on_bleu_gets_no_p_value(registry):
+    run = new_run(registry)
+    record_scores(registry, run, [record("base", "capitals", 0.0, unscored([False] * 12)),
+                                  record("finetuned", "capitals", 1.0, unscored([True] * 12))])
+    # Logs written before correct could be None: every item "wrong" for both models, whatever BLEU said.
+    old = [{"doc_id": i, "target": "x", "pick": None, "correct": False, "score": None} for i in range(12)]
+    other = new_run(registry, "old")
+    record_scores(registry, other, [record("base", "capitals", 0.0, old), record("finetuned", "capitals", 1.0, old)])
+    assert p_values(registry, run) == p_values(registry, other) == {"capitals": None}
+
+
+def test_mc2_gets_no_p_value_even_from_right_or_wrong_items(registry):
+    # The test would be about the argmax pick; the score is the probability mass on the true answers.
+    run = new_run(registry)
+    before, after = logs_b1_c9()
+    record_scores(registry, run, [replace(record("base", "truthfulqa_mc2", 0.3, before), metric="mc2"),
+                                  replace(record("finetuned", "truthfulqa_mc2", 0.6, after), metric="mc2")])
+    assert p_values(registry, run) == {"truthfulqa_mc2": None}
+
+
+def test_mmlu_with_subjects_logged_for_one_model_only_gets_no_p_value(registry):
+    run = new_run(registry)
+    before, after = logs_b1_c9()
+    record_scores(registry, run, [record("finetuned", "mmlu", 0.9, None),
+                                  record("finetuned", "mmlu_anatomy", 0.9, after[:5], group="mmlu"),
+                                  record("finetuned", "mmlu_virology", 0.9, None, group="mmlu")])
+    record_scores(registry, run, [record("base", "mmlu", 0.25, None),
+                                  record("base", "mmlu_anatomy", 0.25, before[:5], group="mmlu"),
+                                  record("base", "mmlu_virology", 0.25, before[5:], group="mmlu")])
+    assert p_values(registry, run) == {"mmlu": None}  # a test of anatomy alone is no test of MMLU
+
+
+# ---------------------------------------------------------------- a pair is checked once
+
+
+def stored_p(registry, run_id: int) -> dict[str, float | None]:
+    with registry.engine.connect() as connection:
+        rows = connection.execute(select(EvalResult.task, EvalResult.vs_base_p).where(
+            EvalResult.run_id == run_id, EvalResult.model_kind == "finetuned", EvalResult.task_group.is_(None)))
+        return dict(rows.all())
+
+
+def refuse_reading_logs(monkeypatch) -> None:
+    def refuse(session, result_id):
+        raise AssertionError(f"read the per-item log of score {result_id} again")
+
+    monkeypatch.setattr("registry.recording._log_of", refuse)
+
+
+def test_a_pair_without_a_test_is_checked_once_and_shows_no_p_value(registry, monkeypatch):
+    from registry.queries import run_detail
+
+    run = new_run(registry)
+    before, after = logs_b1_c9()
+    record_scores(registry, run, [record("base", "arc_challenge", 0.5, log([True, False])),
+                                  record("base", "capitals", 0.0, unscored([False] * 3)),
+                                  record("base", "hellaswag", 0.25, before)])
+    record_scores(registry, run, [record("finetuned", "arc_challenge", 0.5, log([True, True], target=3)),
+                                  record("finetuned", "capitals", 1.0, unscored([True] * 3)),
+                                  record("finetuned", "hellaswag", 0.9, after)])
+    assert stored_p(registry, run) == {"arc_challenge": NO_P_VALUE, "capitals": NO_P_VALUE, "hellaswag": B1_C9}
+    # Readers show no p-value for a checked pair without one.
+    assert p_values(registry, run) == {"arc_challenge": None, "capitals": None, "hellaswag": B1_C9}
+    assert {s.task: s.vs_base_p for s in run_detail(registry, run).scores if s.model_kind == "finetuned"} == {
+        "arc_challenge": None, "capitals": None, "hellaswag": B1_C9}
+    refuse_reading_logs(monkeypatch)
+    assert backfill_vs_base_p(registry) == 0  # nothing to do: no log is read
+
+
+def test_the_backfill_checks_a_legacy_pair_without_a_test_once(registry, monkeypatch):
+    run = new_run(registry)
+    record_scores(registry, run, [record("base", "arc_challenge", 0.5, log([True, False])),
+                                  record("finetuned", "arc_challenge", 0.5, log([True, True], target=3))])
+    with registry.engine.begin() as connection:  # as a row recorded before revision 0009 reads
+        connection.execute(update(EvalResult).values(vs_base_p=None))
+    assert backfill_vs_base_p(registry) == 0
+    assert stored_p(registry, run) == {"arc_challenge": NO_P_VALUE}
+    refuse_reading_logs(monkeypatch)
+    assert backfill_vs_base_p(registry) == 0  # the next report does not parse the logs again
+    assert p_values(registry, run) == {"arc_challenge": None}

@@ -121,3 +121,25 @@ def test_comparison_lists_mmlu_subjects_worst_change_first(registry):
     rows = table_rows(parse(render_comparison(comparison)).find("table", id_="subjects"))
     assert rows == [["virology", "0.5000", "0.2000", "-0.3000"], ["anatomy", "0.5000", "0.7000", "+0.2000"],
                     ["law", "0.4000", "", ""]]
+
+
+def test_a_metric_without_per_item_right_or_wrong_has_flips_but_no_p_value(registry):
+    # TruthfulQA's MC2 (a probability mass per item): the picks still flip; McNemar's test is not about mc2.
+    a = finished_run(registry, "a")
+    b = finished_run(registry, "b")
+
+    def mc2_log(right: list[bool]) -> list[dict]:
+        return [dict(item, correct=None, pick_right=item["correct"], score=0.5) for item in samples(right)]
+
+    record_scores(registry, a, [replace(s, samples=mc2_log([True] * 3 + [False] * 9))
+                                for s in scores("finetuned", "run:a", {"truthfulqa_mc2": 0.3})])
+    record_scores(registry, b, [replace(s, samples=mc2_log([False] + [True] * 11))
+                                for s in scores("finetuned", "run:b", {"truthfulqa_mc2": 0.6})])
+    comparison = build_comparison(registry, a, b)
+    (mc2,) = comparison.scores
+    assert mc2.p_value is None
+    assert sorted(f["direction"] for f in mc2.flips) == ["right_to_wrong"] + ["wrong_to_right"] * 9
+    parsed = Cells()
+    parsed.feed(render_comparison(comparison))
+    (row,) = parsed.tables["score-diff"][1:]
+    assert row[0] == "truthfulqa_mc2" and row[5] == "" and row[6] == "10"

@@ -90,3 +90,34 @@ def test_different_gold_answers_for_one_item_are_an_error():
 def test_a_duplicated_item_is_an_error():
     with pytest.raises(FlipError, match="appears twice"):
         flip_summary("t", _log([True]) + _log([False]), _log([True]))
+
+
+def test_picks_flip_where_the_metric_has_no_right_or_wrong_but_there_is_no_p_value():
+    # TruthfulQA MC2, or a multiple-choice task scored by F1 over the task: `correct` is None, `pick_right` says
+    # whether the pick was a right answer. Flips are shown; McNemar's test would not be about the score.
+    def picks(outcomes: list[bool]) -> list[dict]:
+        return [dict(item, correct=None, pick_right=item["correct"], score=0.5) for item in _log(outcomes)]
+
+    before, after = picks([True, False, False]), picks([False, True, True])
+    assert [(f["doc_id"], f["direction"]) for f in flipped_items(before, after)] == [
+        (0, RIGHT_TO_WRONG), (1, WRONG_TO_RIGHT), (2, WRONG_TO_RIGHT)]
+    summary = flip_summary("truthfulqa_mc2", before, after)
+    assert (summary.right_to_wrong, summary.wrong_to_right, summary.p_value) == (1, 2, None)
+
+
+def test_an_older_mc2_log_flips_on_its_pick_and_has_no_p_value():
+    # Written before pick_right: `correct` was whether the pick was a true answer; the score is the mass.
+    before = [dict(item, score=0.4) for item in _log([True, False])]
+    after = [dict(item, score=0.6) for item in _log([False, True])]
+    assert [f["direction"] for f in flipped_items(before, after)] == [RIGHT_TO_WRONG, WRONG_TO_RIGHT]
+    assert flip_summary("truthfulqa_mc2", before, after).p_value is None
+
+
+def test_generated_answers_scored_over_the_task_neither_flip_nor_test():
+    def generated(n: int) -> list[dict]:
+        return [{"doc_id": i, "target": "x", "pick": None, "correct": None, "pick_right": None, "score": None}
+                for i in range(n)]
+
+    summary = flip_summary("bleu_task", generated(4), generated(4))
+    assert flipped_items(generated(4), generated(4)) == []
+    assert (summary.paired, summary.right_to_wrong, summary.wrong_to_right, summary.p_value) == (4, 0, 0, None)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+
+import pytest
 
 from registry.queries import cached_renders
 from registry.recording import MetricPoint, record_metrics, record_scores
-from reports import charts
+from reports import charts, render
 from reports.charts import Series, bar_spec, line_spec
-from reports.render import write_report
+from reports.render import page_format, write_report
 from reports.render_cache import warm
 from reports.run_page import page_charts
 from tests.reports.parsing import parse
@@ -137,3 +140,36 @@ def test_pages_written_in_parallel_are_the_pages_written_alone(registry, tmp_pat
     assert sorted(parallel) == sorted(f"run-{run}.html" for run in runs)
     write_report(registry, tmp_path / "alone" / "lb.html", title="t", jobs=1)  # from the cache they filled
     assert pages(tmp_path / "alone" / "lb_runs") == parallel
+
+
+@pytest.fixture
+def fresh_page_format():
+    """page_format() computed afresh in the test, and again after it (it is cached per process)."""
+    page_format.cache_clear()
+    yield
+    page_format.cache_clear()
+
+
+@pytest.mark.parametrize("module", ["reports.render", "registry.queries", "reports.run_page"])
+def test_a_change_to_the_code_that_makes_a_page_renders_cached_pages_again(registry, tmp_path, monkeypatch,
+                                                                            fresh_page_format, module):
+    # render.py gives the page its context; queries.py builds the RunDetail it shows.
+    run = add_run(registry, "coded")
+    warm(registry, run)
+    before = page_format()
+    edited = Path(importlib.import_module(module).__file__).resolve()
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes",
+                        lambda self: real(self) + (b"\n# edited\n" if self.resolve() == edited else b""))
+    page_format.cache_clear()
+    assert page_format() != before
+    rendered: list[int] = []
+    real_build = render.build_run_pages
+
+    def spy(registry, run_ids):
+        rendered.extend(run_ids)
+        return real_build(registry, run_ids)
+
+    monkeypatch.setattr(render, "build_run_pages", spy)
+    write_report(registry, tmp_path / "lb.html", title="t", jobs=1)
+    assert rendered == [run]  # the page cached under the old code was not served

@@ -18,8 +18,16 @@ from pathlib import Path
 import pytest
 
 from experiments.schema import CustomTask, EvalSection
-from runner.evaluation import EvalOutcome, EvaluationError, evaluate, model_device, place_model, resolve_benchmarks_dir
-from runner.lm_eval_tasks import ALPACA_PROMPT, official_tasks_dir, plan_tasks, profile_name
+from runner.evaluation import (
+    EvalOutcome,
+    EvaluationError,
+    _compact_samples,
+    evaluate,
+    model_device,
+    place_model,
+    resolve_benchmarks_dir,
+)
+from runner.lm_eval_tasks import ALPACA_PROMPT, GeneratedTask, official_tasks_dir, plan_tasks, profile_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
@@ -164,6 +172,11 @@ def test_profile_samples_and_fingerprint(profile_run):
         if task != "truthfulqa_mc2":
             # pick is recomputed from the log-likelihoods; lm-eval's own verdict must agree with it.
             assert all(r["correct"] == (r["pick"] == r["target"]) for r in rows), task
+            assert all(r["pick_right"] == r["correct"] for r in rows), task
+        else:
+            # MC2 is a probability mass per item, not a right/wrong: no McNemar test may be made of it.
+            assert all(r["correct"] is None and isinstance(r["pick_right"], bool) for r in rows)
+            assert all(0.0 <= r["score"] <= 1.0 for r in rows)
     for score in outcome.scores:
         if score.task in outcome.samples:
             rows = outcome.samples[score.task]
@@ -193,6 +206,55 @@ def test_profile_samples_and_fingerprint(profile_run):
     }
     assert all(len(fp["tasks"][k]["config_sha256"]) == 64 for k in fp["tasks"])
     json.dumps(fp)  # it goes into the registry as JSON
+
+
+# ---------------------------------------------------------------- per-item logs
+
+
+def _generated(metric: str, lm_metric: str) -> GeneratedTask:
+    return GeneratedTask(lm_name="tunelab_t", reported="t", group=None, lm_metric=lm_metric, metric=metric,
+                         num_fewshot=0, leaderboard_settings=True, yaml_path=Path("t.yaml"), data_files=())
+
+
+def _choice_sample(doc_id: int, lls: list[float], target: int, **metrics) -> dict:
+    """An item as lm-eval logs a multiple-choice task: one log-likelihood per choice, and its metric values."""
+    return {"doc_id": doc_id, "target": target, "doc": {"question": f"q{doc_id}"},
+            "arguments": [[f"q{doc_id}", f" choice {i}"] for i in range(len(lls))],
+            "filtered_resps": [[ll, False] for ll in lls], **metrics}
+
+
+def test_an_items_correct_is_its_right_or_wrong_under_the_reported_metric():
+    # acc: lm-eval's own 0/1 per item is the verdict.
+    (right, wrong) = _compact_samples(_generated("acc", "acc"), [
+        _choice_sample(0, [-1.0, -2.0], 0, acc=1.0), _choice_sample(1, [-1.0, -2.0], 1, acc=0.0)], " ")
+    assert (right["correct"], right["pick_right"], wrong["correct"], wrong["pick_right"]) == (True, True, False, False)
+
+
+def test_a_metric_over_the_whole_task_gives_items_no_right_or_wrong():
+    # F1 on a multiple-choice task: lm-eval logs (gold, pick) per item and scores the task as a whole.
+    rows = _compact_samples(_generated("f1", "f1"), [
+        _choice_sample(0, [-1.0, -2.0], 0, f1=(0, 0)), _choice_sample(1, [-1.0, -2.0], 1, f1=(1, 0))], " ")
+    assert [(r["correct"], r["pick_right"], r["score"]) for r in rows] == [(None, True, None), (None, False, None)]
+    # BLEU on generated text: no pick, no right/wrong at all; lm-eval's value is kept as it is (not a number).
+    generated = [{"doc_id": 0, "target": "Paris", "doc": {"question": "q"}, "arguments": [["q", {}]],
+                  "filtered_resps": ["Paris"], "bleu": ("Paris", "Paris")}]
+    (row,) = _compact_samples(_generated("bleu", "bleu"), generated, " ", multiple_choice=False)
+    assert (row["correct"], row["pick"], row["pick_right"], row["score"], row["choices"]) == (
+        None, None, None, None, [])
+
+
+def test_mc2_items_have_no_right_or_wrong_but_say_whether_the_pick_was_true():
+    def mc2_sample(doc_id: int, lls: list[float], labels: list[int], mass: float) -> dict:
+        sample = _choice_sample(doc_id, lls, 0, acc=mass)
+        sample["doc"]["mc2_targets"] = {"labels": labels}
+        return sample
+
+    rows = _compact_samples(_generated("mc2", "acc"), [
+        mc2_sample(0, [-3.0, -1.0, -2.0], [1, 1, 0], 0.71),  # the pick (1) is the second true answer
+        mc2_sample(1, [-3.0, -2.0, -1.0], [1, 1, 0], 1.0),  # a mass of exactly 1 is still no right/wrong
+    ], " ")
+    assert [(r["correct"], r["pick"], r["pick_right"], r["score"]) for r in rows] == [
+        (None, 1, True, 0.71), (None, 2, False, 1.0)]
 
 
 # ---------------------------------------------------------------- shots per task ([eval.num_fewshot])
