@@ -44,8 +44,9 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
 def make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
+            path = url.split("///", 1)[-1].split("?", 1)[0]
+            # A "file:" URI (read-only and other modes) names an existing database: nothing to create.
+            if path and path != ":memory:" and not path.startswith("file:"):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             event.listen(engine, "connect", _configure_sqlite)

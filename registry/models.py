@@ -140,7 +140,8 @@ class EvalResult(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     model_digest: str | None = Field(default=None, index=True)
     # A fine-tuned score's McNemar exact p-value against its base model's score, from the two per-item logs
-    # (registry/recording.py sets it once both are recorded); None when either log is missing.
+    # (registry/recording.py sets it once both are recorded); None while not yet checked, -1.0
+    # (significance.NO_P_VALUE) when checked and no test applies (a log missing, mc2, non-binary items).
     vs_base_p: float | None = None
 
 
