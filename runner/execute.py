@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import threading
@@ -27,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments.canonical import canonical_json
 from experiments.errors import SpecError
 from experiments.schema import Spec
 from registry.db import Registry
@@ -156,11 +154,11 @@ class _Heartbeat:
 
 
 def eval_key(spec: Spec, lm_eval_version: str) -> str:
-    """What makes two evaluations of the same model interchangeable."""
-    settings = spec.eval.model_dump(mode="json")
-    settings.pop("baseline", None)
-    payload = {"eval": settings, "dtype": spec.model.dtype, "lm_eval": lm_eval_version, "seed": spec.experiment.seed}
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+    """What makes two evaluations of the same model interchangeable (runner.eval_target.settings_key)."""
+    from runner.eval_target import settings_key
+
+    return settings_key(spec.eval, dtype=spec.model.dtype, seed=spec.experiment.seed,
+                        lm_eval_version=lm_eval_version)
 
 
 def _score_records(outcome, *, model_kind: str, model_name: str, key: str) -> list[ScoreRecord]:

@@ -12,13 +12,12 @@ reference.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from itertools import takewhile
 from pathlib import Path
 
 from experiments.schema import Spec
-from runner.errors import DataError, RunCancelled, RunFailed
+from runner.errors import DataError, RunFailed
 
 
 @dataclass(frozen=True)
@@ -85,13 +84,12 @@ def _dataset(pairs: list[PreferencePair]):
 
 def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, device: str):
     """Train per `spec` with DPO; returns a runner.training.TrainOutcome like `train` does."""
-    from transformers import PrinterCallback, set_seed
+    from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
 
     from runner.checkpoint_identity import identity_for
     from runner.methods import load_base, lora_config
     from runner.training import (
-        TrainOutcome,
         _registry_callback,
         _staged_trainer_class,
         _training_arguments,
@@ -99,7 +97,7 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
         load_tokenizer,
         resolve_model_path,
         resume_point,
-        save_final_once,
+        run_trainer,
     )
 
     set_seed(spec.experiment.seed)
@@ -132,21 +130,5 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
         )
     except ValueError as exc:  # trl's checks of the model and adapter (e.g. target_modules)
         raise RunFailed(f"dpo: {exc}") from None
-    trainer.identity = identity.to_json()
-    trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
-    with hooks.polling():
-        result = trainer.train(resume_from_checkpoint=str(resume_from.path) if resume_from else None)
-    seconds = time.perf_counter() - started
-    if hooks.should_stop():
-        raise RunCancelled("cancelled while training")
-    final_loss = callback.last_loss if callback.last_loss is not None else float(result.training_loss)
-    outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
-                           global_step=trainer.state.global_step, final_loss=final_loss, train_seconds=seconds,
-                           num_examples=len(pairs), resumed_from=resume_from.step if resume_from else 0,
-                           interrupted=callback.paused, data_fingerprint=data_fingerprint)
-    if not outcome.interrupted:
-        save_final_once(trainer, tokenizer, final_dir,
-                        {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds,
-                         "identity": identity.to_json()})
-    return outcome
+    return run_trainer(trainer, callback, hooks, resume_from=resume_from, identity=identity, tokenizer=tokenizer,
+                       final_dir=final_dir, num_examples=len(pairs), data_fingerprint=data_fingerprint)

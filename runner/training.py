@@ -441,7 +441,7 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
     Continues from the last complete checkpoint under `output_dir`, if there is one. `device`
     ("cpu" or "cuda"; default: a GPU when there is one) is where the model trains.
     """
-    from transformers import PrinterCallback, set_seed
+    from transformers import set_seed
 
     from runner.data_fingerprint import fingerprint_prepared
 
@@ -477,6 +477,17 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
         data_collator=collator,
         callbacks=[callback],
     )
+    return run_trainer(trainer, callback, hooks, resume_from=resume_from, identity=identity, tokenizer=tokenizer,
+                       final_dir=final_dir, validate=bool(data.validation), **data_facts)
+
+
+def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCheckpoint | None,
+                identity: TrainingIdentity, tokenizer, final_dir: Path, validate: bool = False,
+                **data_facts: Any) -> TrainOutcome:
+    """What every recipe does once its Trainer is built: train (from `resume_from`), stop when cancelled,
+    measure the final validation loss (`validate`), and save the final weights unless paused."""
+    from transformers import PrinterCallback
+
     trainer.identity = identity.to_json()
     # Our own progress bar and the registry carry the logs; the Trainer's printer would repeat them.
     trainer.remove_callback(PrinterCallback)
@@ -486,7 +497,7 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
     seconds = time.perf_counter() - started
     if hooks.should_stop():
         raise RunCancelled("cancelled while training")
-    if data.validation and not callback.paused:
+    if validate and not callback.paused:
         _evaluate_at_end(trainer)
     final_loss = callback.last_loss if callback.last_loss is not None else float(result.training_loss)
     outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
