@@ -44,14 +44,14 @@ def synthetic_data(out: Path, rows: int = 400) -> Path:
 
 
 def build_model(out: Path, hidden: int, layers: int) -> Path:
-    from runner.tiny_model import build_tiny_model, default_corpus
+    from tunelab.runner.tiny_model import build_tiny_model, default_corpus
 
     return build_tiny_model(out, default_corpus(REPO_ROOT), vocab_size=1024, hidden_size=hidden, num_layers=layers,
                             num_heads=max(2, hidden // 64), seed=0)
 
 
 def spec_for(model: Path, data: Path, *, packing: bool, max_seq_len: int, batch_size: int, epochs: float):
-    from experiments.schema import Spec
+    from tunelab.experiments.schema import Spec
 
     return Spec.model_validate({
         "experiment": {"name": f"packing-{packing}", "seed": 1234},
@@ -78,7 +78,7 @@ class CountingCollator:
 
 def validation_tokens(spec, tokenizer, workdir: Path) -> int:
     """Tokens the final validation pass processes (it goes through the same collator; taken off the count)."""
-    from runner.data import prepare_data
+    from tunelab.runner.data import prepare_data
 
     lengths = [len(f["input_ids"]) for f in prepare_data(spec, tokenizer, workdir).validation]
     size = spec.train.batch_size
@@ -86,12 +86,12 @@ def validation_tokens(spec, tokenizer, workdir: Path) -> int:
 
 
 def measure(spec, workdir: Path) -> dict:
-    import runner.training
-    from runner.training import TrainHooks, train
+    from tunelab.runner import training as runner_training
+    from tunelab.runner.training import TrainHooks, train
 
     eval_losses: list[float] = []
     counters: list[CountingCollator] = []
-    build_collator = runner.training._data_collator
+    build_collator = runner_training._data_collator
 
     def counting_collator(spec, tokenizer):
         counters.append(CountingCollator(build_collator(spec, tokenizer)))
@@ -103,11 +103,11 @@ def measure(spec, workdir: Path) -> dict:
 
     hooks = TrainHooks(on_metrics=on_metrics, on_checkpoint=lambda step, loss, path: None)
     output_dir = Path(tempfile.mkdtemp(prefix=spec.experiment.name + "-", dir=workdir))
-    runner.training._data_collator = counting_collator
+    runner_training._data_collator = counting_collator
     try:
         outcome = train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks)
     finally:
-        runner.training._data_collator = build_collator
+        runner_training._data_collator = build_collator
     stats = outcome.data_stats
     tokens = stats["train_tokens"] * spec.train.epochs
     rows = stats["packed_sequences"] or stats["train_examples"]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from registry.db import default_url, open_registry  # noqa: E402
-from registry.queue import claim_next, mark_succeeded  # noqa: E402
-from registry.submissions import NewExperiment, submit  # noqa: E402
+from tunelab.registry.db import default_url, open_registry  # noqa: E402
+from tunelab.registry.queue import claim_next, mark_succeeded  # noqa: E402
+from tunelab.registry.submissions import NewExperiment, submit  # noqa: E402
 
 
 def drain(url: str, worker: str, start, out) -> None:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tunelab.registry.db import default_url, open_registry  # noqa: E402
+
 from benchmarks.synthetic_registry import fill  # noqa: E402
-from registry.db import default_url, open_registry  # noqa: E402
 
 WHERE = 'method.kind = "lora" and arc_challenge > 0.5 or tags contains "group3"'
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tunelab.registry.db import Registry, default_url, open_registry  # noqa: E402
+
 from benchmarks.synthetic_registry import fill  # noqa: E402
-from registry.db import Registry, default_url, open_registry  # noqa: E402
 
 _registry: Registry | None = None  # one per warm-up process
 
@@ -57,7 +58,7 @@ def _open(url: str) -> None:
 
 
 def _warm(run_id: int) -> float:
-    from reports.render_cache import warm
+    from tunelab.reports.render_cache import warm
 
     began = time.perf_counter()
     warm(_registry, run_id)
@@ -74,11 +75,10 @@ def warm_all(url: str, runs: int, processes: int) -> list[float]:
 def forget_pages(registry: Registry, leaderboard: Path) -> int:
     """Drop the cached run pages (keeping the charts), as a change to the page template would."""
     from sqlalchemy import delete
-
-    from registry.models import RenderCacheEntry
-    from reports.leaderboard import build_leaderboard
-    from reports.render import page_versions, runs_dir_for
-    from reports.render_cache import page_key
+    from tunelab.registry.models import RenderCacheEntry
+    from tunelab.reports.leaderboard import build_leaderboard
+    from tunelab.reports.render import page_versions, runs_dir_for
+    from tunelab.reports.render_cache import page_key
 
     runs_dir = runs_dir_for(leaderboard)
     board = build_leaderboard(registry, run_href=lambda run_id: f"{runs_dir.name}/run-{run_id}.html")
@@ -91,8 +91,7 @@ def forget_pages(registry: Registry, leaderboard: Path) -> int:
 
 def forget_everything(registry: Registry) -> None:
     from sqlalchemy import delete
-
-    from registry.models import RenderCacheEntry
+    from tunelab.registry.models import RenderCacheEntry
 
     with registry.engine.begin() as connection:
         connection.execute(delete(RenderCacheEntry))

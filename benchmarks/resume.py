@@ -26,9 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from registry.db import default_url, open_registry  # noqa: E402
-from registry.recovery import requeue_stale  # noqa: E402
-from runner.checkpoints import latest_complete  # noqa: E402
+from tunelab.registry.db import default_url, open_registry  # noqa: E402
+from tunelab.registry.recovery import requeue_stale  # noqa: E402
+from tunelab.runner.checkpoints import latest_complete  # noqa: E402
 
 POLL_SECONDS = 0.01
 
@@ -120,9 +120,9 @@ def main() -> None:
     if args.kills >= args.steps - 1:
         parser.error("--kills must be smaller than --steps - 1")
 
-    from experiments.loader import load_specs
-    from registry.submissions import from_loaded, submit
-    from runner.tiny_model import build_tiny_model, default_corpus
+    from tunelab.experiments.loader import load_specs
+    from tunelab.registry.submissions import from_loaded, submit
+    from tunelab.runner.tiny_model import build_tiny_model, default_corpus
 
     targets = sorted(random.Random(args.seed).sample(range(2, args.steps), args.kills))
     with tempfile.TemporaryDirectory() as tmp:

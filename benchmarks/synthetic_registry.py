@@ -7,10 +7,9 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
-
-from registry.db import Registry
-from registry.models import Checkpoint, EvalResult, Experiment, Run, TrainMetric
-from registry.significance import pooled_p_value
+from tunelab.registry.db import Registry
+from tunelab.registry.models import Checkpoint, EvalResult, Experiment, Run, TrainMetric
+from tunelab.registry.significance import pooled_p_value
 
 TASKS = {"arc_challenge": "acc_norm", "hellaswag": "acc_norm", "mmlu": "acc", "truthfulqa_mc2": "mc2"}
 SUBJECTS = [f"mmlu_subject_{i:02d}" for i in range(57)]

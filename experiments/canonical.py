@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-from experiments.schema import LORA_KEYS, Spec
+from tunelab.experiments.schema import LORA_KEYS, Spec
 
 
 def resolved_dict(spec: Spec) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.schema import Spec
+from tunelab.experiments.schema import Spec
 
 SCHEMA_ID = "urn:tunelab:spec"
 

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-
-from experiments.errors import SpecError
-from experiments.merge import deep_merge
-from experiments.schema import Spec
-from experiments.suggest import suggestion_for_extra
-from experiments.sweep import SweepDefinitionError, check_definition, expand
-from experiments.toml_lines import field_lines, line_of
+from tunelab.experiments.errors import SpecError
+from tunelab.experiments.merge import deep_merge
+from tunelab.experiments.schema import Spec
+from tunelab.experiments.suggest import suggestion_for_extra
+from tunelab.experiments.sweep import SweepDefinitionError, check_definition, expand
+from tunelab.experiments.toml_lines import field_lines, line_of
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import difflib
 
 from pydantic import BaseModel
-
-from experiments.schema import Spec
+from tunelab.experiments.schema import Spec
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:

@@ -14,7 +14,7 @@ import itertools
 import json
 from typing import Any
 
-from experiments.merge import deep_merge
+from tunelab.experiments.merge import deep_merge
 
 
 class SweepDefinitionError(ValueError):

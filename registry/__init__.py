@@ -3,6 +3,6 @@
 Never imports torch or the runner.
 """
 
-from registry.errors import NotFound, RegistryError
+from tunelab.registry.errors import NotFound, RegistryError
 
 __all__ = ["NotFound", "RegistryError"]

@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlmodel import Session, select
-
-from registry.db import Registry
-from registry.errors import NotFound
-from registry.models import (
+from tunelab.registry.db import Registry
+from tunelab.registry.errors import NotFound
+from tunelab.registry.models import (
     Checkpoint,
     EvalCacheEntry,
     EvalResult,

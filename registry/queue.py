@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, update
 from sqlmodel import select
-
-from registry.db import Registry
-from registry.errors import NotFound
-from registry.models import Run, RunStatus, utcnow
+from tunelab.registry.db import Registry
+from tunelab.registry.errors import NotFound
+from tunelab.registry.models import Run, RunStatus, utcnow
 
 _CLAIM_ATTEMPTS = 50
 

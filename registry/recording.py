@@ -10,9 +10,8 @@ from sqlalchemy import exists, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import select
-
-from registry.db import Registry
-from registry.models import (
+from tunelab.registry.db import Registry
+from tunelab.registry.models import (
     Checkpoint,
     EvalCacheEntry,
     EvalResult,
@@ -21,7 +20,7 @@ from registry.models import (
     TrainMetric,
     utcnow,
 )
-from registry.significance import NO_P_VALUE, UNTESTED_METRICS, PairingError, pooled_p_value
+from tunelab.registry.significance import NO_P_VALUE, UNTESTED_METRICS, PairingError, pooled_p_value
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, update
 from sqlmodel import select
-
-from experiments.schema import ResourcesSection
-from registry.db import Registry
-from registry.models import Checkpoint, EvalResult, Experiment, Run, RunStatus, TrainMetric, utcnow
+from tunelab.experiments.schema import ResourcesSection
+from tunelab.registry.db import Registry
+from tunelab.registry.models import Checkpoint, EvalResult, Experiment, Run, RunStatus, TrainMetric, utcnow
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import update
 from sqlmodel import select
-
-from registry.db import Registry
-from registry.errors import NotFound, RegistryError
-from registry.models import Run, RunStatus, utcnow
+from tunelab.registry.db import Registry
+from tunelab.registry.errors import NotFound, RegistryError
+from tunelab.registry.models import Run, RunStatus, utcnow
 
 CANCELLABLE = (RunStatus.queued.value, RunStatus.running.value)
 RETRYABLE = (RunStatus.failed.value, RunStatus.cancelled.value)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from sqlmodel import select
-
-from registry.db import Registry
-from registry.models import Experiment, Run
-from registry.queries import RunSummary, _summary
-from registry.query_help import FIELDS_HELP  # noqa: E402,F401  (re-exported for callers)
-from registry.where import order_by, parse, parse_sort, where_clause
+from tunelab.registry.db import Registry
+from tunelab.registry.models import Experiment, Run
+from tunelab.registry.queries import RunSummary, _summary
+from tunelab.registry.query_help import FIELDS_HELP  # noqa: E402,F401  (re-exported for callers)
+from tunelab.registry.where import order_by, parse, parse_sort, where_clause
 
 
 def query_runs(

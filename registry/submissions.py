@@ -6,9 +6,8 @@ import json
 from dataclasses import dataclass
 
 from sqlmodel import select
-
-from registry.db import Registry
-from registry.models import Experiment, Run, RunStatus, Sweep
+from tunelab.registry.db import Registry
+from tunelab.registry.models import Experiment, Run, RunStatus, Sweep
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def submit(registry: Registry, experiments: list[NewExperiment], *, force: bool 
 
 def from_loaded(loaded, *, workdir: str, priority: int | None = None) -> NewExperiment:
     """Turn a validated `experiments.loader.LoadedSpec` into what `submit` stores."""
-    from experiments.canonical import canonical_json, resolved_dict, spec_hash
+    from tunelab.experiments.canonical import canonical_json, resolved_dict, spec_hash
 
     spec = loaded.spec
     sweep = None

@@ -23,10 +23,9 @@ from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
-
-from experiments.schema import OPENLLM_V1_TASKS, Spec
-from registry.errors import RegistryError
-from registry.models import EvalResult, Experiment, Run, RunStatus
+from tunelab.experiments.schema import OPENLLM_V1_TASKS, Spec
+from tunelab.registry.errors import RegistryError
+from tunelab.registry.models import EvalResult, Experiment, Run, RunStatus
 
 SECTIONS: tuple[str, ...] = tuple(Spec.model_fields)
 MAX_NESTING = 64

@@ -13,8 +13,7 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
-
-from registry.db import Registry
+from tunelab.registry.db import Registry
 
 log = logging.getLogger(__name__)
 

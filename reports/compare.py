@@ -6,11 +6,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.db import Registry
-from registry.queries import RunDetail, run_detail
-from reports.charts import line_chart
-from reports.run_page import loss_series
-from reports.scores import BENCHMARKS, SubjectDelta, group_scores, subject_deltas
+from tunelab.registry.db import Registry
+from tunelab.registry.queries import RunDetail, run_detail
+from tunelab.reports.charts import line_chart
+from tunelab.reports.run_page import loss_series
+from tunelab.reports.scores import BENCHMARKS, SubjectDelta, group_scores, subject_deltas
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _headline(detail: RunDetail) -> dict[str, Any]:
 
 
 def _samples(registry: Registry, run_id: int, task: str) -> list[dict] | None:
-    from registry.queries import samples_of
+    from tunelab.registry.queries import samples_of
 
     return samples_of(registry, run_id, "finetuned", task)
 
@@ -79,7 +79,7 @@ def _paired(a_samples: list[dict] | None, b_samples: list[dict] | None) -> tuple
     """McNemar's exact p-value and the flipped items, from two per-item logs of the same task."""
     if not a_samples or not b_samples:
         return None, []
-    from reports.flips import FlipError, flip_summary, flipped_items
+    from tunelab.reports.flips import FlipError, flip_summary, flipped_items
 
     try:
         summary = flip_summary("", a_samples, b_samples)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from registry.significance import PairingError, mcnemar_exact, outcome, paired_items
+from tunelab.registry.significance import PairingError, mcnemar_exact, outcome, paired_items
 
 RIGHT_TO_WRONG = "right_to_wrong"
 WRONG_TO_RIGHT = "wrong_to_right"

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from registry.db import Registry
-from registry.queries import RunSummary, ScoreRow, list_runs, model_evaluations, resolved_specs, run_scores
-from registry.recording import backfill_vs_base_p
-from reports import best_effort
-from reports.scores import BENCHMARKS, average, delta_class, headline_rows
+from tunelab.registry.db import Registry
+from tunelab.registry.queries import RunSummary, ScoreRow, list_runs, model_evaluations, resolved_specs, run_scores
+from tunelab.registry.recording import backfill_vs_base_p
+from tunelab.reports import best_effort
+from tunelab.reports.scores import BENCHMARKS, average, delta_class, headline_rows
 
 SIGNIFICANCE_LEVEL = 0.05
 

@@ -11,11 +11,10 @@ from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
-from registry.db import Registry
-from reports import best_effort
-from reports.leaderboard import Leaderboard
-from reports.run_page import RunPage, build_run_pages
+from tunelab.registry.db import Registry
+from tunelab.reports import best_effort
+from tunelab.reports.leaderboard import Leaderboard
+from tunelab.reports.run_page import RunPage, build_run_pages
 
 
 @cache
@@ -23,7 +22,7 @@ def environment() -> Environment:
     """One environment per process: it compiles each template once (a thousand run pages reuse it)."""
     # Autoescape everything: names, tags and descriptions are user-supplied strings.
     return Environment(
-        loader=PackageLoader("reports", "templates"),
+        loader=PackageLoader("tunelab.reports", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -70,8 +69,8 @@ def _page_is_current(path: Path, version: str) -> bool:
 
 # The modules whose code shapes a run page: the record read (RunDetail), the view model built from it, how it
 # is rendered and cached. Their source, with the templates, is the page's format.
-PAGE_MODULES = ("registry.queries", "reports.run_page", "reports.scores", "reports.charts", "reports.render",
-                "reports.render_cache")
+PAGE_MODULES = ("tunelab.registry.queries", "tunelab.reports.run_page", "tunelab.reports.scores",
+                "tunelab.reports.charts", "tunelab.reports.render", "tunelab.reports.render_cache")
 
 
 def page_sources() -> list[Path]:
@@ -84,7 +83,7 @@ def page_sources() -> list[Path]:
 @cache
 def page_format() -> str:
     """Changes whenever the code or templates that make a run page change: pages made before are made again."""
-    from reports.charts import DRAWING_VERSION
+    from tunelab.reports.charts import DRAWING_VERSION
 
     digest = hashlib.sha256(str(DRAWING_VERSION).encode())
     for path in page_sources():
@@ -112,8 +111,8 @@ def run_page_version(registry: Registry, run_id: int) -> str | None:
     None for a run without fine-tuned scores: it has no page. (A run also evaluated with `tunelab eval` has a
     row for that too; its page's version then differs, and a report renders the page afresh.)
     """
-    from registry.queries import run_details
-    from reports.leaderboard import run_version
+    from tunelab.registry.queries import run_details
+    from tunelab.reports.leaderboard import run_version
 
     detail = run_details(registry, [run_id], group_members=False).get(run_id)
     if detail is None or not any(score.model_kind == "finetuned" for score in detail.scores):
@@ -141,8 +140,8 @@ class _PageJob:
 
     def write(self, run_ids: list[int]) -> int:
         """Write the pages of `run_ids`: cached ones as they are, the others rendered (and cached when final)."""
-        from reports.render_cache import BACK_LINK, cached_pages, store_pages, with_back_link
-        from reports.run_page import FINAL_STATUSES
+        from tunelab.reports.render_cache import BACK_LINK, cached_pages, store_pages, with_back_link
+        from tunelab.reports.run_page import FINAL_STATUSES
 
         written = 0
         for start in range(0, len(run_ids), _BATCH):
@@ -208,7 +207,7 @@ def write_report(registry: Registry, path: Path, *, title: str, run_pages: bool 
     the others are rendered, their charts drawn, in `jobs` processes (default: one per CPU), and cached. A
     registry that refuses those writes (a read-only user) gets one warning and the same report, uncached.
     """
-    from reports.leaderboard import build_leaderboard
+    from tunelab.reports.leaderboard import build_leaderboard
 
     best_effort.begin(registry)
     runs_dir = runs_dir_for(path)

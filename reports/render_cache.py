@@ -14,12 +14,11 @@ import zlib
 from collections.abc import Collection, Iterable
 
 from markupsafe import escape
-
-from registry.db import Registry
-from registry.queries import cached_renders
-from registry.recording import record_renders
-from reports import best_effort
-from reports.charts import Chart
+from tunelab.registry.db import Registry
+from tunelab.registry.queries import cached_renders
+from tunelab.registry.recording import record_renders
+from tunelab.reports import best_effort
+from tunelab.reports.charts import Chart
 
 # A cached page links back to this; the real leaderboard's name is filled in as the page is written.
 BACK_LINK = "../__tunelab_leaderboard__.html"
@@ -80,8 +79,8 @@ def warm(registry: Registry, run_id: int) -> None:
     page instead of drawing and rendering it. Runs without fine-tuned scores have no page; their charts are
     still cached.
     """
-    from reports.render import render_run_page, run_page_version
-    from reports.run_page import build_run_page
+    from tunelab.reports.render import render_run_page, run_page_version
+    from tunelab.reports.run_page import build_run_page
 
     best_effort.begin(registry)
     page = build_run_page(registry, run_id)  # draws the charts not cached yet, and caches them (a finished run)

@@ -6,11 +6,11 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from registry.db import Registry
-from registry.errors import NotFound
-from registry.queries import MemberScore, RunDetail, ScoreRow, member_scores, run_details
-from reports.charts import Chart, Series, bar_spec, line_spec
-from reports.scores import BENCHMARKS, SubjectDelta, group_scores, subject_deltas
+from tunelab.registry.db import Registry
+from tunelab.registry.errors import NotFound
+from tunelab.registry.queries import MemberScore, RunDetail, ScoreRow, member_scores, run_details
+from tunelab.reports.charts import Chart, Series, bar_spec, line_spec
+from tunelab.reports.scores import BENCHMARKS, SubjectDelta, group_scores, subject_deltas
 
 # Runs whose data will not change: their drawn charts are worth keeping in the chart cache.
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -186,7 +186,7 @@ def build_run_pages(registry: Registry, run_ids: list[int]) -> Iterator[RunPage]
 
     Charts come from the chart cache; missing ones are drawn, and kept when the run is finished.
     """
-    from reports.render_cache import chart_svgs
+    from tunelab.reports.render_cache import chart_svgs
 
     for start in range(0, len(run_ids), _BATCH):
         batch = run_ids[start:start + _BATCH]

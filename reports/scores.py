@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from registry.queries import MemberScore, ScoreRow
+from tunelab.registry.queries import MemberScore, ScoreRow
 
 # The Open LLM Leaderboard v1 columns, in display order, with their display names.
 BENCHMARKS = {

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import RunFailed
+from tunelab.runner.errors import RunFailed
 
 # What each field means to a user reading the refusal.
 _DESCRIPTIONS = {
@@ -52,7 +52,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def identity_for(spec, tokenizer, data_fingerprint: str) -> TrainingIdentity:
-    from experiments.canonical import spec_hash
+    from tunelab.experiments.canonical import spec_hash
 
     return TrainingIdentity(spec_hash=spec_hash(spec), tokenizer=tokenizer_fingerprint(tokenizer),
                             data=data_fingerprint)

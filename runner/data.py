@@ -13,25 +13,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.schema import DataSection, Spec
-from runner.data_cleaning import (
+from tunelab.experiments.schema import DataSection, Spec
+from tunelab.runner.data_cleaning import (
     IGNORE_INDEX,
     CleaningCounts,
     Feature,
     drop_empty_and_duplicates,
     fit_length,
 )
-from runner.data_formats import (
+from tunelab.runner.data_formats import (
     Example,
     InstructionExample,
     read_instruction_jsonl,
     read_preference_rows,
     read_rows,
 )
-from runner.data_mixing import mix
-from runner.data_templates import ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT, Renderer, alpaca_prompt
-from runner.errors import DataError, RunFailed
-from runner.packing import pack
+from tunelab.runner.data_mixing import mix
+from tunelab.runner.data_templates import ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT, Renderer, alpaca_prompt
+from tunelab.runner.errors import DataError, RunFailed
+from tunelab.runner.packing import pack
 
 __all__ = [
     "ALPACA_PROMPT", "ALPACA_PROMPT_WITH_INPUT", "IGNORE_INDEX", "DataSource", "DataStats", "InstructionExample",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import DataError
+from tunelab.runner.errors import DataError
 
 CHAT_ROLES = ("system", "user", "assistant")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.data_formats import ChatExample, ChatMessage, Example, InstructionExample, TextExample
-from runner.errors import DataError, RunFailed
+from tunelab.runner.data_formats import ChatExample, ChatMessage, Example, InstructionExample, TextExample
+from tunelab.runner.errors import DataError, RunFailed
 
 ALPACA_PREAMBLE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."

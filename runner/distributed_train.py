@@ -12,26 +12,26 @@ import os
 import sys
 from pathlib import Path
 
-from experiments.schema import Spec
-from runner.distributed import CONTROL_FILE, ERROR_FILE, REGISTRY_ENV, DistributedJob, SharedControl
-from runner.errors import RunCancelled
-from runner.progress import RunProgress
+from tunelab.experiments.schema import Spec
+from tunelab.runner.distributed import CONTROL_FILE, ERROR_FILE, REGISTRY_ENV, DistributedJob, SharedControl
+from tunelab.runner.errors import RunCancelled
+from tunelab.runner.progress import RunProgress
 
 
 def _hooks(job: DistributedJob, spec: Spec, first: bool):
-    from runner.execute import registry_hooks
-    from runner.training import TrainHooks
+    from tunelab.runner.execute import registry_hooks
+    from tunelab.runner.training import TrainHooks
 
     progress = RunProgress(job.run_id, spec.experiment.name, enabled=first and job.show_progress)
     if not first:
         return TrainHooks(on_metrics=lambda _m: None, on_checkpoint=lambda *_a: None), progress
-    from registry.db import open_registry
+    from tunelab.registry.db import open_registry
 
     return registry_hooks(open_registry(os.environ[REGISTRY_ENV], migrate=False), job.run_id, progress), progress
 
 
 def _record_error(output_dir: Path, exc: Exception) -> None:
-    from runner.execute import retryable
+    from tunelab.runner.execute import retryable
 
     path = output_dir / ERROR_FILE
     if path.exists():  # another process told first
@@ -43,7 +43,7 @@ def _record_error(output_dir: Path, exc: Exception) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from runner.training import train
+    from tunelab.runner.training import train
 
     job = DistributedJob.read(Path(argv[0]))
     output_dir = Path(job.output_dir)

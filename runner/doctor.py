@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.eval_target import hf_caches
-from runner.lm_eval_tasks import (
+from tunelab.runner.eval_target import hf_caches
+from tunelab.runner.lm_eval_tasks import (
     LEADERBOARD,
     EvaluationError,
     TaskDirectory,
@@ -31,8 +31,8 @@ from runner.lm_eval_tasks import (
 )
 
 if TYPE_CHECKING:
-    from experiments.schema import Spec
-    from registry.db import Registry
+    from tunelab.experiments.schema import Spec
+    from tunelab.registry.db import Registry
 
 _WEIGHTS = ("*.safetensors", "*.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
@@ -71,9 +71,8 @@ def check_queued_runs(registry: Registry, *, offline: bool = False, environ: Map
     """One check per queued run, in queue order. `offline` (or HF_*_OFFLINE) means nothing may be downloaded.
     `gpus_here` counts this machine's GPUs (asked only when a run needs some)."""
     from pydantic import ValidationError
-
-    from experiments.schema import Spec
-    from registry.queries import experiment_for_run, list_runs
+    from tunelab.experiments.schema import Spec
+    from tunelab.registry.queries import experiment_for_run, list_runs
 
     offline = offline or _offline(environ)
     checks = []
@@ -97,7 +96,7 @@ def check_queued_runs(registry: Registry, *, offline: bool = False, environ: Map
 def _note_gpus(wanted: int, check: RunCheck, gpus_here: Callable[[], int] | None) -> None:
     """Not a problem (a worker on another machine may have them), but worth saying before anyone waits."""
     if gpus_here is None:
-        from runner.devices import cuda_device_count
+        from tunelab.runner.devices import cuda_device_count
 
         gpus_here = cuda_device_count
     here = gpus_here()
@@ -189,13 +188,13 @@ def _check_hub_model(repo_id: str, revision: str | None, check: RunCheck, offlin
 
 
 def _check_run_weights(base: str, check: RunCheck, registry: Registry | None) -> None:
-    from registry.errors import NotFound
+    from tunelab.registry.errors import NotFound
 
     run_id = base.removeprefix("run:")
     if registry is None or not run_id.isdigit():
         check.problems.append(Problem("base model", base, "not a run id"))
         return
-    from registry.queries import experiment_for_run
+    from tunelab.registry.queries import experiment_for_run
 
     try:
         run, _ = experiment_for_run(registry, int(run_id))
@@ -212,7 +211,7 @@ def _check_run_weights(base: str, check: RunCheck, registry: Registry | None) ->
 
 def _check_benchmarks(spec: Spec, workdir: Path, check: RunCheck, offline: bool,
                       environ: Mapping[str, str]) -> None:
-    from runner.evaluation import BENCHMARKS_DIR_ENV, resolve_benchmarks_dir
+    from tunelab.runner.evaluation import BENCHMARKS_DIR_ENV, resolve_benchmarks_dir
 
     tasks = spec.eval.tasks
     try:
@@ -260,7 +259,7 @@ def _check_included(directory: TaskDirectory, names: list[str], workdir: Path, c
 
 
 def _check_hub_dataset(name: str, dataset: str, check: RunCheck, offline: bool, environ: Mapping[str, str]) -> None:
-    from runner.evaluation import BENCHMARKS_DIR_ENV
+    from tunelab.runner.evaluation import BENCHMARKS_DIR_ENV
 
     if _dataset_cached(dataset, environ):
         return

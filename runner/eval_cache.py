@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.evaluation import (
+from tunelab.runner.evaluation import (
     EvalOutcome,
     EvaluationError,
     TaskScore,
@@ -32,11 +32,18 @@ from runner.evaluation import (
     plan_limit,
     resolve_benchmarks_dir,
 )
-from runner.lm_eval_tasks import PROFILE, TaskPlan, data_files_under, map_data_files, plan_tasks, task_yaml_loader
+from tunelab.runner.lm_eval_tasks import (
+    PROFILE,
+    TaskPlan,
+    data_files_under,
+    map_data_files,
+    plan_tasks,
+    task_yaml_loader,
+)
 
 if TYPE_CHECKING:
-    from experiments.schema import EvalSection
-    from registry.db import Registry
+    from tunelab.experiments.schema import EvalSection
+    from tunelab.registry.db import Registry
 
 # Bump when the key's recipe or the payload's shape changes: older entries then simply stop matching.
 # 2: the device is part of the key; include_path tasks.
@@ -85,7 +92,7 @@ def file_sha256(path: Path, registry: Registry | None = None) -> str:
     real = Path(path).resolve()  # hub caches link snapshot names to content-addressed blobs
     stat = real.stat()
     if registry is not None:
-        from registry.queries import known_file_digest
+        from tunelab.registry.queries import known_file_digest
 
         known = known_file_digest(registry, str(real), stat.st_size, stat.st_mtime_ns)
         if known is not None:
@@ -96,7 +103,7 @@ def file_sha256(path: Path, registry: Registry | None = None) -> str:
             digest.update(block)
     sha = digest.hexdigest()
     if registry is not None:
-        from registry.recording import record_file_digest
+        from tunelab.registry.recording import record_file_digest
 
         record_file_digest(registry, path=str(real), size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=sha)
     return sha
@@ -233,8 +240,8 @@ def evaluate_cached(
         model, tokenizer = load_model()
         return evaluate(model, tokenizer, settings, workdir=workdir, base_dir=base_dir, seed=seed, dtype=dtype,
                         device=device, progress=progress)
-    from registry.queries import cached_evaluations
-    from registry.recording import forget_cached_evaluations, record_cached_evaluation
+    from tunelab.registry.queries import cached_evaluations
+    from tunelab.registry.recording import forget_cached_evaluations, record_cached_evaluation
 
     say = progress or (lambda message: None)
     benchmarks_dir = resolve_benchmarks_dir(settings, base_dir, os.environ)

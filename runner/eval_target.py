@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import RunFailed
+from tunelab.runner.errors import RunFailed
 
 if TYPE_CHECKING:
-    from experiments.schema import EvalSection
-    from registry.db import Registry
-    from runner.evaluation import EvalOutcome
+    from tunelab.experiments.schema import EvalSection
+    from tunelab.registry.db import Registry
+    from tunelab.runner.evaluation import EvalOutcome
 
 log = logging.getLogger(__name__)
 _RUN_TARGET = re.compile(r"^(?:run:)?(\d+)$")
@@ -156,8 +156,8 @@ def resolve_target(registry: Registry, target: str, *, home: Path, cwd: Path, dt
 
 def _run_source(registry: Registry, run_id: int, *, home: Path, dtype: str | None,
                 environ: Mapping[str, str]) -> ModelSource:
-    from experiments.schema import Spec
-    from registry.queries import experiment_for_run
+    from tunelab.experiments.schema import Spec
+    from tunelab.registry.queries import experiment_for_run
 
     run, experiment = experiment_for_run(registry, run_id)
     spec = Spec.model_validate(json.loads(experiment.resolved_json))
@@ -167,7 +167,7 @@ def _run_source(registry: Registry, run_id: int, *, home: Path, dtype: str | Non
         raise EvalTargetError(f"run {run_id} has no final weights at {final_dir} (status {run.status})")
     base = spec.model.base
     if (final_dir / "adapter_config.json").is_file():
-        from runner.lineage import base_model_dir
+        from tunelab.runner.lineage import base_model_dir
 
         # A run:ID base is that run's whole model, which training merged under the run's own output directory.
         base = base_model_dir(registry, base, Path(experiment.workdir), scratch=output_dir / "base")
@@ -178,8 +178,8 @@ def _run_source(registry: Registry, run_id: int, *, home: Path, dtype: str | Non
 
 def run_eval_settings(registry: Registry, run_id: int) -> tuple[EvalSection, int]:
     """A run's own [eval] section and seed: the defaults for evaluating its weights again."""
-    from experiments.schema import Spec
-    from registry.queries import experiment_for_run
+    from tunelab.experiments.schema import Spec
+    from tunelab.registry.queries import experiment_for_run
 
     _, experiment = experiment_for_run(registry, run_id)
     spec = Spec.model_validate(json.loads(experiment.resolved_json))
@@ -188,7 +188,7 @@ def run_eval_settings(registry: Registry, run_id: int) -> tuple[EvalSection, int
 
 def load_source(source: ModelSource) -> tuple[Any, Any]:
     """Load the model (with its adapter applied, not merged) and its tokenizer, ready to evaluate."""
-    from runner.training import load_model, load_tokenizer
+    from tunelab.runner.training import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(source.tokenizer_dir))
     model = load_model(str(source.model_dir), source.dtype)
@@ -197,7 +197,7 @@ def load_source(source: ModelSource) -> tuple[Any, Any]:
 
         model = PeftModel.from_pretrained(model, str(source.adapter_dir))
         if model.active_peft_config.is_prompt_learning:
-            from runner.methods import trim_virtual_token_logits
+            from tunelab.runner.methods import trim_virtual_token_logits
 
             # As the worker evaluates it: lm-eval reads logits by input position.
             model = trim_virtual_token_logits(model)
@@ -207,7 +207,7 @@ def load_source(source: ModelSource) -> tuple[Any, Any]:
 
 def settings_key(settings: EvalSection, *, dtype: str, seed: int, lm_eval_version: str) -> str:
     """What makes two evaluations of one model interchangeable; the same recipe as runner.execute.eval_key."""
-    from experiments.canonical import canonical_json
+    from tunelab.experiments.canonical import canonical_json
 
     values = settings.model_dump(mode="json")
     values.pop("baseline", None)
@@ -227,9 +227,9 @@ def evaluate_target(
     progress: Callable[[str], None] | None = None,
 ) -> TargetEvaluation:
     """Evaluate `source` as `settings` ask (through the cache) and record its scores as model_kind "eval"."""
-    from registry.queries import model_evaluations
-    from registry.recording import ScoreRecord, record_scores
-    from runner.eval_cache import evaluate_cached, model_digest
+    from tunelab.registry.queries import model_evaluations
+    from tunelab.registry.recording import ScoreRecord, record_scores
+    from tunelab.runner.eval_cache import evaluate_cached, model_digest
 
     digest = model_digest(source.directories, registry)
     outcome = evaluate_cached(
@@ -295,8 +295,8 @@ def settings_from_options(
 def base_model_digest(registry: Registry, base: str, *, workdir: Path, revision: str | None = None) -> str | None:
     """The content hash of a spec's base model, or None (evaluate without the cache) where its files are not
     on this machine as a directory (a model the loader found some other way)."""
-    from runner.eval_cache import model_digest
-    from runner.evaluation import EvaluationError
+    from tunelab.runner.eval_cache import model_digest
+    from tunelab.runner.evaluation import EvaluationError
 
     try:
         return model_digest([model_dir_for(base, workdir=workdir, revision=revision, download=False)], registry)
@@ -308,8 +308,8 @@ def base_model_digest(registry: Registry, base: str, *, workdir: Path, revision:
 def trained_model_digest(registry: Registry, final_dir: Path, *, base: str, workdir: Path,
                          revision: str | None = None) -> str | None:
     """The content hash of a run's final weights (with its base model, for an adapter), or None as above."""
-    from runner.eval_cache import model_digest
-    from runner.evaluation import EvaluationError
+    from tunelab.runner.eval_cache import model_digest
+    from tunelab.runner.evaluation import EvaluationError
 
     try:
         source = trained_source(final_dir, base=base, workdir=workdir, dtype="float32", revision=revision,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.lm_eval_tasks import (
+from tunelab.runner.lm_eval_tasks import (
     EvaluationError,
     GeneratedTask,
     TaskPlan,
@@ -45,7 +45,7 @@ from runner.lm_eval_tasks import (
 )
 
 if TYPE_CHECKING:
-    from experiments.schema import EvalSection
+    from tunelab.experiments.schema import EvalSection
 
 __all__ = ["EvalOutcome", "EvaluationError", "TaskScore", "evaluate", "evaluation_device", "resolve_benchmarks_dir"]
 
@@ -159,7 +159,7 @@ def evaluate(
 
 def evaluation_device() -> str:
     """The device evaluations run on here: "cuda" when a GPU is present, else "mps" (Apple), else "cpu"."""
-    from runner.devices import CHOSEN_DEVICE, no_gpu_possible
+    from tunelab.runner.devices import CHOSEN_DEVICE, no_gpu_possible
 
     if os.environ.get(CHOSEN_DEVICE) == "cpu" or no_gpu_possible():
         # Known without importing torch (a second and a half): a cached evaluation stays a look-up.

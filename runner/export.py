@@ -14,8 +14,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from registry.db import Registry
-from runner.errors import RunFailed
+from tunelab.registry.db import Registry
+from tunelab.runner.errors import RunFailed
 
 # Training bookkeeping and peft's placeholder card stay behind; everything else in final/ is the model.
 _LEFT_BEHIND = {"tunelab-train.json", "README.md"}
@@ -37,9 +37,9 @@ class ExportResult:
 
 def export_run(registry: Registry, run_id: int, output: Path, *, merge: bool = False) -> ExportResult:
     """Write run `run_id`'s final model to `output` (which must not exist, or be empty)."""
-    from registry.queries import experiment_for_run, run_detail
-    from runner.lineage import base_model_dir, final_weights
-    from runner.methods import trains_adapter
+    from tunelab.registry.queries import experiment_for_run, run_detail
+    from tunelab.runner.lineage import base_model_dir, final_weights
+    from tunelab.runner.methods import trains_adapter
 
     output = Path(output).resolve()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -64,7 +64,7 @@ def export_run(registry: Registry, run_id: int, output: Path, *, merge: bool = F
         card = model_card(detail, form=form, base=base, data_fingerprint=run.data_fingerprint,
                           steps=_final_facts(final).get("global_step"))
         (staging / "README.md").write_text(card, encoding="utf-8")
-        from runner.checkpoints import fsync_tree
+        from tunelab.runner.checkpoints import fsync_tree
 
         fsync_tree(staging)
         if output.exists():
@@ -81,7 +81,7 @@ def export_run(registry: Registry, run_id: int, output: Path, *, merge: bool = F
 
 
 def _final_facts(final: Path) -> dict:
-    from runner.training import FINAL_FACTS
+    from tunelab.runner.training import FINAL_FACTS
 
     return json.loads((final / FINAL_FACTS).read_text(encoding="utf-8"))
 
@@ -106,8 +106,8 @@ def _point_adapter_at(adapter_dir: Path, base: str) -> None:
 
 
 def _write_merged(final: Path, base: str, dtype: str, destination: Path) -> None:
-    from runner.methods import merged_model
-    from runner.training import load_tokenizer
+    from tunelab.runner.methods import merged_model
+    from tunelab.runner.training import load_tokenizer
 
     model = merged_model(base, final, dtype)
     model.save_pretrained(destination, safe_serialization=True)
@@ -116,7 +116,7 @@ def _write_merged(final: Path, base: str, dtype: str, destination: Path) -> None
 
 def model_card(detail, *, form: str, base: str | None, data_fingerprint: str | None, steps: int | None) -> str:
     """README.md for an exported model: what it is, how it was trained, how it scored."""
-    from runner.lineage import Lineage
+    from tunelab.runner.lineage import Lineage
 
     summary = detail.summary
     spec = detail.spec

@@ -14,10 +14,10 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from experiments.schema import RUN_BASE, Spec
-from registry.db import Registry
-from registry.errors import NotFound
-from runner.errors import RunFailed
+from tunelab.experiments.schema import RUN_BASE, Spec
+from tunelab.registry.db import Registry
+from tunelab.registry.errors import NotFound
+from tunelab.runner.errors import RunFailed
 
 # Deeper than any real chain; only a hand-made loop in the registry could reach it.
 MAX_DEPTH = 100
@@ -56,7 +56,7 @@ def run_base_id(base: str) -> int | None:
 
 
 def _run_and_spec(registry: Registry, run_id: int, context: str):
-    from registry.queries import experiment_for_run
+    from tunelab.registry.queries import experiment_for_run
 
     try:
         run, experiment = experiment_for_run(registry, run_id)
@@ -89,7 +89,7 @@ def final_weights(registry: Registry, run_id: int, *, context: str | None = None
     """The final weights directory of a succeeded run, with its spec and submit directory.
 
     `context` starts the error messages (default: the run as a model.base)."""
-    from runner.training import FINAL_FACTS
+    from tunelab.runner.training import FINAL_FACTS
 
     context = context or f'model.base = "run:{run_id}"'
     run, experiment, spec = _run_and_spec(registry, run_id, context)
@@ -104,7 +104,7 @@ def final_weights(registry: Registry, run_id: int, *, context: str | None = None
 def base_model_dir(registry: Registry, base: str, workdir: Path, *, scratch: Path) -> str:
     """A spec's model.base as something `from_pretrained` loads: a directory or hub id, or for run:ID
     the run's whole final model (merging adapters into `scratch` where needed)."""
-    from runner.training import resolve_model_path
+    from tunelab.runner.training import resolve_model_path
 
     run_id = run_base_id(base)
     if run_id is None:
@@ -116,8 +116,8 @@ def starting_weights(registry: Registry, run_id: int, *, scratch: Path) -> Path:
     """Run `run_id`'s final weights as a whole model directory: its final/ itself, or its adapter merged
     into its base under `scratch` (kept there, so a resumed run merges once). Call `lineage_of` first:
     it refuses loops."""
-    from runner.methods import merged_model, trains_adapter
-    from runner.training import load_tokenizer
+    from tunelab.runner.methods import merged_model, trains_adapter
+    from tunelab.runner.training import load_tokenizer
 
     final, spec, workdir = final_weights(registry, run_id)
     if not trains_adapter(spec.method):
@@ -135,7 +135,7 @@ def starting_weights(registry: Registry, run_id: int, *, scratch: Path) -> Path:
 
 def save_whole(model, tokenizer, destination: Path) -> None:
     """Save model and tokenizer to a staging directory, then rename it to `destination`."""
-    from runner.checkpoints import fsync_tree
+    from tunelab.runner.checkpoints import fsync_tree
 
     staging = destination.with_name(destination.name + ".staging")
     try:
@@ -155,7 +155,7 @@ def save_whole(model, tokenizer, destination: Path) -> None:
 def resolve_start(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path) -> Spec:
     """Record the run's lineage; for a run:ID base, return the spec with model.base pointing at the
     directory of that run's final weights (the spec stored in the registry keeps run:ID)."""
-    from registry.queue import update_run
+    from tunelab.registry.queue import update_run
 
     lineage = lineage_of(registry, spec.model.base, workdir, run_id=run_id)
     update_run(registry, run_id, lineage_json=json.dumps(lineage.to_json(), sort_keys=True))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from experiments.schema import OPENLLM_V1_SHOTS, CustomTask, EvalSection
+from tunelab.experiments.schema import OPENLLM_V1_SHOTS, CustomTask, EvalSection
 
 PROFILE = "openllm-v1"
 # The profile a fingerprint names when the spec changed a benchmark's shots: the numbers are not the leaderboard's.

@@ -13,12 +13,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.schema import Spec
-from registry.db import Registry
-from registry.errors import RegistryError
-from registry.models import Run, RunStatus
-from registry.queries import experiment_for_run, run_detail
-from runner.errors import RunFailed
+from tunelab.experiments.schema import Spec
+from tunelab.registry.db import Registry
+from tunelab.registry.errors import RegistryError
+from tunelab.registry.models import Run, RunStatus
+from tunelab.registry.queries import experiment_for_run, run_detail
+from tunelab.runner.errors import RunFailed
 
 LOSS_TOLERANCE = 1e-6
 
@@ -88,8 +88,8 @@ def environment_differences(original: dict | None, now: dict) -> list[Difference
 
 def plan(registry: Registry, run_id: int) -> Plan:
     """Everything that can be checked before any training: environment and data."""
-    from runner.data_fingerprint import fingerprint_spec_data
-    from runner.environment import snapshot
+    from tunelab.runner.data_fingerprint import fingerprint_spec_data
+    from tunelab.runner.environment import snapshot
 
     run, experiment = experiment_for_run(registry, run_id)
     if run.status != RunStatus.succeeded.value:
@@ -105,7 +105,7 @@ def plan(registry: Registry, run_id: int) -> Plan:
 def _with_loadable_base(registry: Registry, spec: Spec) -> Spec:
     """For a sequential run (model.base = "run:ID"), the spec with its base pointing at that run's final
     weights, whose directory holds the tokenizer the data was tokenised with."""
-    from runner.lineage import final_weights, run_base_id
+    from tunelab.runner.lineage import final_weights, run_base_id
 
     parent = run_base_id(spec.model.base)
     if parent is None:

@@ -17,11 +17,11 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from registry.db import Registry
-from registry.queue import claim_next, queued_needing_more_gpus
-from registry.recovery import requeue_stale
-from runner.devices import DeviceChoice, visible_devices
-from runner.execute import HEARTBEAT_SECONDS, RunResult, StopRequest, execute_run
+from tunelab.registry.db import Registry
+from tunelab.registry.queue import claim_next, queued_needing_more_gpus
+from tunelab.registry.recovery import requeue_stale
+from tunelab.runner.devices import DeviceChoice, visible_devices
+from tunelab.runner.execute import HEARTBEAT_SECONDS, RunResult, StopRequest, execute_run
 
 log = logging.getLogger(__name__)
 STALE_AFTER_SECONDS = 120.0

@@ -30,7 +30,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama (2,048-token context) with a BPE tokenizer trained offline on the example data."""
-    from runner.tiny_model import build_tiny_model, default_corpus
+    from tunelab.runner.tiny_model import build_tiny_model, default_corpus
 
     out = tmp_path_factory.mktemp("tiny-llama")
     return build_tiny_model(out, default_corpus(REPO_ROOT), vocab_size=1024, hidden_size=32, num_layers=2,
@@ -63,7 +63,7 @@ def postgres_admin_engine():
 @pytest.fixture(params=_registry_backends())
 def registry_url(request, tmp_path) -> Iterator[str]:
     """The URL of a fresh, empty registry database: SQLite in tmp_path, or a new PostgreSQL database."""
-    from registry.db import default_url
+    from tunelab.registry.db import default_url
 
     if request.param == "sqlite":
         yield default_url(tmp_path)
@@ -83,7 +83,7 @@ def registry_url(request, tmp_path) -> Iterator[str]:
 @pytest.fixture
 def registry(registry_url):
     """An open registry at head on a fresh database, once per backend."""
-    from registry.db import open_registry
+    from tunelab.registry.db import open_registry
 
     opened = open_registry(registry_url)
     yield opened

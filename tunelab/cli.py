@@ -12,18 +12,18 @@ from pathlib import Path
 
 import click
 
-from experiments.errors import SpecError
-from registry.errors import RegistryError
-from registry.query_help import FIELDS_HELP
 from tunelab.context import AppContext
+from tunelab.experiments.errors import SpecError
 from tunelab.output import print_json
+from tunelab.registry.errors import RegistryError
+from tunelab.registry.query_help import FIELDS_HELP
 
 
 class TunelabGroup(click.Group):
     """Turns the rooms' typed errors into one clear line and exit status 1 (no traceback)."""
 
     def invoke(self, ctx: click.Context):
-        from runner.errors import RunFailed
+        from tunelab.runner.errors import RunFailed
 
         try:
             return super().invoke(ctx)
@@ -53,7 +53,7 @@ def cli(ctx: click.Context, home: Path, db_url: str | None) -> None:
 
 
 def _load_all(specs: tuple[Path, ...]):
-    from experiments.loader import load_specs
+    from tunelab.experiments.loader import load_specs
 
     # Validate every spec (every sweep point) before writing anything: one bad file, nothing stored.
     return [loaded for path in specs for loaded in load_specs(path)]
@@ -75,12 +75,12 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
     resolved content was submitted before is not stored twice: tunelab points at the earlier
     experiment (use --force to queue a new run of it).
     """
-    from registry.submissions import from_loaded
-    from registry.submissions import submit as submit_runs
+    from tunelab.registry.submissions import from_loaded
+    from tunelab.registry.submissions import submit as submit_runs
 
     loaded = _load_all(specs)
     if dry_run:
-        from experiments.canonical import spec_hash
+        from tunelab.experiments.canonical import spec_hash
 
         rows = [{"spec": str(item.path), "name": item.spec.experiment.name, "method": item.spec.method.kind,
                  "sweep_point": item.sweep_point, "spec_hash": spec_hash(item.spec), "valid": True} for item in loaded]
@@ -114,7 +114,7 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
 @click.pass_obj
 def cancel(app: AppContext, run_id: int) -> None:
     """Cancel a queued run, or stop a running one at its next training step."""
-    from registry.run_control import cancel as cancel_run
+    from tunelab.registry.run_control import cancel as cancel_run
 
     cancel_run(app.registry(), run_id)
     click.echo(f"run {run_id}: cancelled")
@@ -125,7 +125,7 @@ def cancel(app: AppContext, run_id: int) -> None:
 @click.pass_obj
 def retry(app: AppContext, run_id: int) -> None:
     """Queue a failed or cancelled run again (it resumes from its last complete checkpoint)."""
-    from registry.run_control import retry as retry_run
+    from tunelab.registry.run_control import retry as retry_run
 
     retry_run(app.registry(), run_id)
     click.echo(f"run {run_id}: queued")
@@ -138,7 +138,7 @@ def schema(output: Path | None) -> None:
     """Print the JSON Schema of the spec language (for editor completion and checks)."""
     import json
 
-    from experiments.json_schema import spec_json_schema
+    from tunelab.experiments.json_schema import spec_json_schema
 
     text = json.dumps(spec_json_schema(), indent=2)
     if output is None:
@@ -155,7 +155,7 @@ def warm_report_cache(registry, result) -> None:
         return
     import logging
 
-    from reports.render_cache import warm
+    from tunelab.reports.render_cache import warm
 
     try:
         warm(registry, result.run_id)
@@ -189,9 +189,9 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
     """
     import signal
 
-    from runner.devices import DeviceUnavailable, make_choice
-    from runner.execute import StopRequest
-    from runner.worker import work
+    from tunelab.runner.devices import DeviceUnavailable, make_choice
+    from tunelab.runner.execute import StopRequest
+    from tunelab.runner.worker import work
 
     if stale_after <= heartbeat:
         raise click.BadParameter(f"{stale_after:g}s would take live runs for dead ones: it must exceed "
@@ -236,11 +236,11 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
 @click.pass_obj
 def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
     """Submit SPEC and execute it here in the foreground."""
-    from registry.queue import claim_run
-    from registry.submissions import from_loaded
-    from registry.submissions import submit as submit_runs
-    from runner.execute import execute_run
-    from runner.worker import worker_name
+    from tunelab.registry.queue import claim_run
+    from tunelab.registry.submissions import from_loaded
+    from tunelab.registry.submissions import submit as submit_runs
+    from tunelab.runner.execute import execute_run
+    from tunelab.runner.worker import worker_name
 
     loaded = _load_all((spec,))
     if len(loaded) != 1:
@@ -272,9 +272,9 @@ def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
 def ls_command(app: AppContext, where: str | None, sort: str | None, asc: bool, status: str | None,
                limit: int | None, fmt: str, as_json: bool) -> None:
     """List runs (newest first) with their headline scores; filter and sort with a small query language."""
-    from registry.queries import run_scores
-    from registry.run_query import query_runs
     from tunelab.listing import print_runs
+    from tunelab.registry.queries import run_scores
+    from tunelab.registry.run_query import query_runs
 
     registry = app.registry()
     runs = query_runs(registry, where=where, sort=sort, descending=not asc, limit=limit, status=status)
@@ -288,7 +288,7 @@ def ls_command(app: AppContext, where: str | None, sort: str | None, asc: bool, 
 @click.pass_obj
 def show(app: AppContext, run_id: int, as_json: bool) -> None:
     """Show one run: spec, status, checkpoints, metrics and eval results."""
-    from registry.queries import run_detail
+    from tunelab.registry.queries import run_detail
     from tunelab.show import print_detail
 
     detail = run_detail(app.registry(), run_id)
@@ -297,7 +297,7 @@ def show(app: AppContext, run_id: int, as_json: bool) -> None:
     else:
         print_detail(detail)
         if detail.lineage and detail.lineage["runs"]:
-            from runner.lineage import Lineage
+            from tunelab.runner.lineage import Lineage
 
             click.echo("  lineage: " + Lineage.from_json(detail.lineage).describe(run_id))
 
@@ -315,7 +315,7 @@ def report(app: AppContext, output: Path, title: str, run_pages: bool) -> None:
     The run pages go to a folder beside the file (leaderboard_runs/ for leaderboard.html),
     linked with relative paths: the report opens from disk, with no server and no network.
     """
-    from reports.render import runs_dir_for, write_report
+    from tunelab.reports.render import runs_dir_for, write_report
 
     board = write_report(app.registry(), output, title=title, run_pages=run_pages)
     pages = f" and run pages in {runs_dir_for(output)}/" if run_pages else ""
@@ -331,8 +331,8 @@ def report(app: AppContext, output: Path, title: str, run_pages: bool) -> None:
 @click.pass_obj
 def compare(app: AppContext, run_a: int, run_b: int, output: Path | None, as_json: bool) -> None:
     """Compare two runs: differing spec keys, score deltas with significance, flipped items."""
-    from reports.compare import build_comparison
     from tunelab.compare_text import print_comparison
+    from tunelab.reports.compare import build_comparison
 
     comparison = build_comparison(app.registry(), run_a, run_b)
     if as_json:
@@ -342,7 +342,7 @@ def compare(app: AppContext, run_a: int, run_b: int, output: Path | None, as_jso
     else:
         print_comparison(comparison)
     if output is not None:
-        from reports.render import render_comparison, write_atomically
+        from tunelab.reports.render import render_comparison, write_atomically
 
         write_atomically(output, render_comparison(comparison))
         click.echo(f"wrote {output}")
@@ -358,11 +358,11 @@ def compare(app: AppContext, run_a: int, run_b: int, output: Path | None, as_jso
 def reproduce(app: AppContext, run_id: int, verify: bool, allow_data_change: bool, quiet: bool,
               as_json: bool) -> None:
     """Re-run RUN_ID from its registry record alone (spec, seed, data) and say whether it reproduced."""
-    from registry.queue import claim_run
-    from runner import reproduce as repro
-    from runner.execute import execute_run
-    from runner.worker import worker_name
+    from tunelab.registry.queue import claim_run
     from tunelab.reproduce_text import print_differences, print_verdict
+    from tunelab.runner import reproduce as repro
+    from tunelab.runner.execute import execute_run
+    from tunelab.runner.worker import worker_name
 
     registry = app.registry()
     plan = repro.plan(registry, run_id)
@@ -395,7 +395,7 @@ def db() -> None:
 @click.pass_obj
 def db_current(app: AppContext) -> None:
     """Print the registry's schema revision and the newest one."""
-    from registry.db import current_revision, head_revision, make_engine
+    from tunelab.registry.db import current_revision, head_revision, make_engine
 
     engine = make_engine(app.url)
     click.echo(f"current: {current_revision(engine) or '(empty)'}  head: {head_revision(engine)}")
@@ -406,7 +406,7 @@ def db_current(app: AppContext) -> None:
 @click.pass_obj
 def db_upgrade(app: AppContext, revision: str) -> None:
     """Apply migrations up to REVISION."""
-    from registry.db import current_revision, make_engine, upgrade
+    from tunelab.registry.db import current_revision, make_engine, upgrade
 
     app.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(app.url)
@@ -436,7 +436,7 @@ def export(app: AppContext, run_id: int, output: Path, merge: bool, as_json: boo
     Full-weight runs are whole models; adapter runs export the adapter (loads with peft over its base),
     or with --merge the base with the adapter merged in.
     """
-    from runner.export import export_run
+    from tunelab.runner.export import export_run
 
     result = export_run(app.registry(), run_id, output, merge=merge)
     if as_json:

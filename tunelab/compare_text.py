@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from reports.compare import Comparison
 from tunelab.output import fmt_float
+from tunelab.reports.compare import Comparison
 
 
 def print_comparison(c: Comparison) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from registry.db import Registry
+    from tunelab.registry.db import Registry
 
 
 
@@ -19,12 +19,12 @@ class AppContext:
 
     @property
     def url(self) -> str:
-        from registry.db import default_url
+        from tunelab.registry.db import default_url
 
         return self.db_url or default_url(self.home)
 
     def registry(self) -> Registry:
-        from registry.db import open_registry
+        from tunelab.registry.db import open_registry
 
         if self._registry is None:
             self.home.mkdir(parents=True, exist_ok=True)

@@ -47,8 +47,8 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
                  refresh: bool, quiet: bool, as_json: bool) -> None:
     """Evaluate TARGET and record its scores: run:ID (or ID) for a run's final weights, a local model or
     adapter directory, or a hub model id. Benchmarks evaluated before on the same weights come from the cache."""
-    from runner.eval_target import evaluate_target, resolve_target, run_eval_settings
-    from runner.evaluation import EvaluationError
+    from tunelab.runner.eval_target import evaluate_target, resolve_target, run_eval_settings
+    from tunelab.runner.evaluation import EvaluationError
 
     registry, cwd = app.registry(), Path.cwd()
     try:
@@ -70,8 +70,8 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
 
 
 def _settings(defaults, cwd: Path, tasks, limit, benchmarks_dir, custom, batch_size):
-    from experiments.schema import EvalSection
-    from runner.eval_target import settings_from_options
+    from tunelab.experiments.schema import EvalSection
+    from tunelab.runner.eval_target import settings_from_options
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
     return settings_from_options(defaults or EvalSection(), cwd=cwd, tasks=task_list, limit=limit,
@@ -80,7 +80,7 @@ def _settings(defaults, cwd: Path, tasks, limit, benchmarks_dir, custom, batch_s
 
 def _seed(given: int | None, run_seed: int | None) -> int:
     """--seed, else the run's own seed, else the spec's default seed."""
-    from experiments.schema import ExperimentSection
+    from tunelab.experiments.schema import ExperimentSection
 
     for seed in (given, run_seed):
         if seed is not None:
@@ -108,7 +108,7 @@ def _print_scores(done) -> None:
 def doctor(app: AppContext, offline: bool, as_json: bool) -> None:
     """Check every queued run's files (base model, tokenizer, data, benchmark data, custom tasks) before any
     worker starts; exit 1 if something is missing."""
-    from runner.doctor import check_queued_runs
+    from tunelab.runner.doctor import check_queued_runs
 
     checks = check_queued_runs(app.registry(), offline=offline, environ=os.environ)
     if as_json:

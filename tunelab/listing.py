@@ -6,9 +6,9 @@ import csv
 import sys
 from dataclasses import asdict
 
-from registry.queries import RunSummary, ScoreRow
-from reports.scores import BENCHMARKS, headline_scores
 from tunelab.output import fmt_float, fmt_time, print_json
+from tunelab.registry.queries import RunSummary, ScoreRow
+from tunelab.reports.scores import BENCHMARKS, headline_scores
 
 
 def print_runs(runs: list[RunSummary], scores: dict[int, list[ScoreRow]], *, fmt: str, title: str) -> None:

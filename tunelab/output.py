@@ -9,7 +9,7 @@ import click
 
 
 def print_json(data: Any) -> None:
-    from registry.queries import to_jsonable
+    from tunelab.registry.queries import to_jsonable
 
     click.echo(json.dumps(to_jsonable(data), indent=2))
 

@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from registry.queries import RunDetail
-from reports.scores import headline_scores
 from tunelab.output import fmt_float, fmt_time
+from tunelab.registry.queries import RunDetail
+from tunelab.reports.scores import headline_scores
 
 
 def print_detail(detail: RunDetail) -> None:

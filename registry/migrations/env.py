@@ -1,10 +1,9 @@
 """Alembic environment: runs on the connection tunelab hands over, or on the configured URL."""
 
+import tunelab.registry.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
-
-import registry.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata

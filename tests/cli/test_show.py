@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from tunelab.registry.queue import update_run
 
-from registry.queue import update_run
 from tests.reports.test_leaderboard import finished_run
 from tunelab.cli import cli
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func
 from sqlmodel import select
+from tunelab.registry.db import default_url, open_registry
+from tunelab.registry.models import Experiment, Run
 
-from registry.db import default_url, open_registry
-from registry.models import Experiment, Run
 from tests.helpers import invoke, invoke_json, write_spec
 
 

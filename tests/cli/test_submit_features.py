@@ -7,10 +7,10 @@ import tomllib
 
 import jsonschema
 from sqlmodel import select
+from tunelab.experiments.loader import load_spec
+from tunelab.registry.db import default_url, open_registry
+from tunelab.registry.models import Experiment, Sweep
 
-from experiments.loader import load_spec
-from registry.db import default_url, open_registry
-from registry.models import Experiment, Sweep
 from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 
 
@@ -76,7 +76,7 @@ def test_json_schema_validates_the_example_specs(tmp_path):
 
 
 def test_spec_priority_orders_the_queue_and_cli_overrides_it(tmp_path):
-    from registry.queue import claim_next
+    from tunelab.registry.queue import claim_next
 
     home = tmp_path / "home"
     low = write_spec(tmp_path / "low.toml", name="low", model_dir=tmp_path)

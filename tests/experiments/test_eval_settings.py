@@ -8,11 +8,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from tunelab.experiments.canonical import resolved_dict, spec_hash
+from tunelab.experiments.errors import SpecError
+from tunelab.experiments.json_schema import spec_json_schema
+from tunelab.experiments.loader import load_spec, load_specs
 
-from experiments.canonical import resolved_dict, spec_hash
-from experiments.errors import SpecError
-from experiments.json_schema import spec_json_schema
-from experiments.loader import load_spec, load_specs
 from tests.experiments.test_loader import MINIMAL, write
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from experiments.canonical import spec_hash
-from experiments.errors import SpecError
-from experiments.loader import load_spec
+from tunelab.experiments.canonical import spec_hash
+from tunelab.experiments.errors import SpecError
+from tunelab.experiments.loader import load_spec
 
 MINIMAL = """\
 [experiment]

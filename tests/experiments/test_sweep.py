@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from experiments.canonical import spec_hash
-from experiments.errors import SpecError
-from experiments.loader import load_spec, load_specs
+from tunelab.experiments.canonical import spec_hash
+from tunelab.experiments.errors import SpecError
+from tunelab.experiments.loader import load_spec, load_specs
 
 SPEC = """\
 [experiment]

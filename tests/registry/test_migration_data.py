@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import text
-
-from registry.db import Registry, current_revision, head_revision, make_engine, upgrade
-from registry.queries import list_runs, run_detail
+from tunelab.registry.db import Registry, current_revision, head_revision, make_engine, upgrade
+from tunelab.registry.queries import list_runs, run_detail
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

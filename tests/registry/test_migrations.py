@@ -6,8 +6,7 @@ import multiprocessing
 
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
-
-from registry.db import current_revision, default_url, head_revision, make_engine, open_registry
+from tunelab.registry.db import current_revision, default_url, head_revision, make_engine, open_registry
 
 
 def test_first_use_creates_schema_at_head(registry):
@@ -26,10 +25,9 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path):
 
 
 def test_migrations_match_the_models(registry):
+    import tunelab.registry.models as _tables  # noqa: F401  (registers the tables; keeps `registry` the fixture)
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-
-    import registry.models as _tables  # noqa: F401  (registers the tables; keeps `registry` the fixture)
 
     with registry.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
@@ -39,7 +37,7 @@ def test_migrations_match_the_models(registry):
 def test_timestamps_come_back_as_the_same_aware_utc_instant(registry):
     from datetime import UTC, datetime, timedelta, timezone
 
-    from registry.models import Experiment
+    from tunelab.registry.models import Experiment
 
     # A non-UTC offset on the way in, and on PostgreSQL a session in another zone: both backends must
     # store the instant, not a wall clock (a timestamp column without time zone would shift it).

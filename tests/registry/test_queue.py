@@ -5,11 +5,10 @@ from __future__ import annotations
 import multiprocessing
 
 from sqlmodel import select
-
-from registry.db import open_registry
-from registry.models import Run
-from registry.queue import claim_next, mark_succeeded
-from registry.submissions import NewExperiment, submit
+from tunelab.registry.db import open_registry
+from tunelab.registry.models import Run
+from tunelab.registry.queue import claim_next, mark_succeeded
+from tunelab.registry.submissions import NewExperiment, submit
 
 
 def new_experiment(name: str = "e", priority: int = 0, spec_hash: str | None = None) -> NewExperiment:

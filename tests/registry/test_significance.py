@@ -7,12 +7,11 @@ from dataclasses import replace
 
 import pytest
 from sqlalchemy import select, text, update
-
-from registry.models import EvalResult
-from registry.queries import run_scores
-from registry.recording import ScoreRecord, backfill_vs_base_p, record_scores
-from registry.significance import NO_P_VALUE, PairingError, discordant_counts, mcnemar_exact, pooled_p_value
-from registry.submissions import NewExperiment, submit
+from tunelab.registry.models import EvalResult
+from tunelab.registry.queries import run_scores
+from tunelab.registry.recording import ScoreRecord, backfill_vs_base_p, record_scores
+from tunelab.registry.significance import NO_P_VALUE, PairingError, discordant_counts, mcnemar_exact, pooled_p_value
+from tunelab.registry.submissions import NewExperiment, submit
 
 B1_C9 = 0.021484375  # 2 * (C(10,0) + C(10,1)) / 2**10
 
@@ -124,8 +123,8 @@ def test_backfill_fills_scores_recorded_before_p_values_existed(registry):
 
 
 def test_upgrade_from_0008_keeps_scores_and_the_leaderboard_fills_p_values(registry_url):
-    from registry.db import Registry, make_engine, upgrade
-    from reports.leaderboard import build_leaderboard
+    from tunelab.registry.db import Registry, make_engine, upgrade
+    from tunelab.reports.leaderboard import build_leaderboard
 
     engine = make_engine(registry_url)
     upgrade(engine, "0008")
@@ -222,11 +221,11 @@ def refuse_reading_logs(monkeypatch) -> None:
     def refuse(session, result_id):
         raise AssertionError(f"read the per-item log of score {result_id} again")
 
-    monkeypatch.setattr("registry.recording._log_of", refuse)
+    monkeypatch.setattr("tunelab.registry.recording._log_of", refuse)
 
 
 def test_a_pair_without_a_test_is_checked_once_and_shows_no_p_value(registry, monkeypatch):
-    from registry.queries import run_detail
+    from tunelab.registry.queries import run_detail
 
     run = new_run(registry)
     before, after = logs_b1_c9()

@@ -12,15 +12,14 @@ import pytest
 from sqlalchemy import event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
-
-from registry.errors import RegistryError
-from registry.models import Experiment, Run
-from registry.queries import run_scores
-from registry.recording import ScoreRecord, record_scores
-from registry.run_query import FIELDS_HELP, query_runs
-from registry.submissions import NewExperiment, submit
-from registry.where import SECTIONS, And, Comparison, Not, Or, QueryError, parse, where_clause
-from reports.scores import headline_scores
+from tunelab.registry.errors import RegistryError
+from tunelab.registry.models import Experiment, Run
+from tunelab.registry.queries import run_scores
+from tunelab.registry.recording import ScoreRecord, record_scores
+from tunelab.registry.run_query import FIELDS_HELP, query_runs
+from tunelab.registry.submissions import NewExperiment, submit
+from tunelab.registry.where import SECTIONS, And, Comparison, Not, Or, QueryError, parse, where_clause
+from tunelab.reports.scores import headline_scores
 
 BENCH = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2")
 ALL_SECTIONS = ", ".join(SECTIONS)

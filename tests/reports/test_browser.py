@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
+from tunelab.reports.render import write_report
 
-from registry.recording import MetricPoint, record_metrics, record_scores
-from reports.render import write_report
 from tests.reports.test_leaderboard import EVIL, finished_run, scores
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

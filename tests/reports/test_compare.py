@@ -7,10 +7,10 @@ from dataclasses import replace
 from html.parser import HTMLParser
 
 from click.testing import CliRunner
+from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
+from tunelab.reports.compare import build_comparison, spec_differences
+from tunelab.reports.render import render_comparison
 
-from registry.recording import MetricPoint, record_metrics, record_scores
-from reports.compare import build_comparison, spec_differences
-from reports.render import render_comparison
 from tests.reports.test_leaderboard import EVIL, finished_run, scores
 from tunelab.cli import cli
 

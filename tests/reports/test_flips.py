@@ -5,8 +5,7 @@ from __future__ import annotations
 from math import comb
 
 import pytest
-
-from reports.flips import (
+from tunelab.reports.flips import (
     RIGHT_TO_WRONG,
     WRONG_TO_RIGHT,
     FlipError,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from registry.queue import claim_next, mark_succeeded, update_run
-from registry.recording import ScoreRecord, record_scores
-from registry.submissions import NewExperiment, submit
-from reports.leaderboard import build_leaderboard
-from reports.render import write_leaderboard
+from tunelab.registry.queue import claim_next, mark_succeeded, update_run
+from tunelab.registry.recording import ScoreRecord, record_scores
+from tunelab.registry.submissions import NewExperiment, submit
+from tunelab.reports.leaderboard import build_leaderboard
+from tunelab.reports.render import write_leaderboard
 
 EVIL = "<img src=x onerror=alert(1)>"
 BENCH = {"arc_challenge": "acc_norm", "hellaswag": "acc_norm", "mmlu": "acc", "truthfulqa_mc2": "mc2"}

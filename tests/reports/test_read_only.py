@@ -13,10 +13,10 @@ from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select, update
+from tunelab.registry.db import open_registry
+from tunelab.registry.models import EvalResult, RenderCacheEntry
+from tunelab.registry.recording import record_scores
 
-from registry.db import open_registry
-from registry.models import EvalResult, RenderCacheEntry
-from registry.recording import record_scores
 from tests.reports.parsing import parse
 from tests.reports.test_leaderboard import scores
 from tests.reports.test_render_cache import add_run
@@ -77,10 +77,10 @@ def stored(registry) -> tuple[int, int]:
 @pytest.mark.parametrize(("jobs", "p_values"), [(1, True), (1, False), (2, True)])
 def test_a_read_only_user_gets_the_whole_report_and_one_warning(registry, read_only_url, tmp_path, monkeypatch,
                                                                  caplog, jobs, p_values):
-    from reports.render import write_report
+    from tunelab.reports.render import write_report
 
     runs = runs_with_work_left(registry, count=3, p_values=p_values)
-    monkeypatch.setattr("reports.render._PARALLEL_FROM", 2)  # jobs=2: forked page writers refused too
+    monkeypatch.setattr("tunelab.reports.render._PARALLEL_FROM", 2)  # jobs=2: forked page writers refused too
     reader = open_registry(read_only_url)
     try:
         with caplog.at_level(logging.WARNING):
@@ -116,11 +116,11 @@ FORKED_REPORT = """
 import sys
 from pathlib import Path
 
-import reports.render
-from registry.db import open_registry
+import tunelab.reports.render as render
+from tunelab.registry.db import open_registry
 
-reports.render._PARALLEL_FROM = 2
-reports.render.write_report(open_registry(sys.argv[1]), Path(sys.argv[2]), title="t", jobs=2)
+render._PARALLEL_FROM = 2
+render.write_report(open_registry(sys.argv[1]), Path(sys.argv[2]), title="t", jobs=2)
 """
 
 

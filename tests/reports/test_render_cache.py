@@ -6,14 +6,14 @@ import importlib
 from pathlib import Path
 
 import pytest
+from tunelab.registry.queries import cached_renders
+from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
+from tunelab.reports import charts, render
+from tunelab.reports.charts import Series, bar_spec, line_spec
+from tunelab.reports.render import page_format, write_report
+from tunelab.reports.render_cache import warm
+from tunelab.reports.run_page import page_charts
 
-from registry.queries import cached_renders
-from registry.recording import MetricPoint, record_metrics, record_scores
-from reports import charts, render
-from reports.charts import Series, bar_spec, line_spec
-from reports.render import page_format, write_report
-from reports.render_cache import warm
-from reports.run_page import page_charts
 from tests.reports.parsing import parse
 from tests.reports.test_leaderboard import finished_run, scores
 from tests.reports.test_run_page import subject_scores
@@ -51,7 +51,7 @@ def refuse_rendering(monkeypatch) -> None:
             raise AssertionError(f"rendered pages that were cached: runs {run_ids}")
         return iter(())
 
-    monkeypatch.setattr("reports.render.build_run_pages", refuse)
+    monkeypatch.setattr("tunelab.reports.render.build_run_pages", refuse)
 
 
 def test_chart_keys_follow_the_plotted_data_only():
@@ -78,9 +78,8 @@ def test_drawing_is_deterministic_and_undated():
 
 def test_warm_caches_charts_and_page_and_the_report_then_draws_nothing(registry, tmp_path, monkeypatch):
     from sqlalchemy import delete
-
-    from registry.models import RenderCacheEntry
-    from registry.queries import run_detail
+    from tunelab.registry.models import RenderCacheEntry
+    from tunelab.registry.queries import run_detail
 
     run = add_run(registry, "warmed")
     write_report(registry, tmp_path / "cold" / "lb.html", title="t", jobs=1)  # draws, renders, caches
@@ -134,7 +133,7 @@ def test_cached_pages_link_back_to_the_report_they_are_written_beside(registry, 
 
 def test_pages_written_in_parallel_are_the_pages_written_alone(registry, tmp_path, monkeypatch):
     runs = [add_run(registry, f"run-{i}", steps=6 + i) for i in range(4)]
-    monkeypatch.setattr("reports.render._PARALLEL_FROM", 2)
+    monkeypatch.setattr("tunelab.reports.render._PARALLEL_FROM", 2)
     write_report(registry, tmp_path / "parallel" / "lb.html", title="t", jobs=2)  # forked writers, drawing
     parallel = pages(tmp_path / "parallel" / "lb_runs")
     assert sorted(parallel) == sorted(f"run-{run}.html" for run in runs)
@@ -150,7 +149,7 @@ def fresh_page_format():
     page_format.cache_clear()
 
 
-@pytest.mark.parametrize("module", ["reports.render", "registry.queries", "reports.run_page"])
+@pytest.mark.parametrize("module", ["tunelab.reports.render", "tunelab.registry.queries", "tunelab.reports.run_page"])
 def test_a_change_to_the_code_that_makes_a_page_renders_cached_pages_again(registry, tmp_path, monkeypatch,
                                                                             fresh_page_format, module):
     # render.py gives the page its context; queries.py builds the RunDetail it shows.

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from registry.queue import update_run
-from registry.recording import MetricPoint, ScoreRecord, record_metrics, record_scores
-from reports.render import render_run_page, write_report
-from reports.run_page import build_run_page
+from tunelab.registry.queue import update_run
+from tunelab.registry.recording import MetricPoint, ScoreRecord, record_metrics, record_scores
+from tunelab.reports.render import render_run_page, write_report
+from tunelab.reports.run_page import build_run_page
+
 from tests.reports.parsing import parse, path_points, table_rows
 from tests.reports.test_leaderboard import finished_run, scores
 

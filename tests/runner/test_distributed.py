@@ -8,15 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
+from tunelab.experiments.loader import load_spec
+from tunelab.registry.db import open_registry
+from tunelab.registry.queries import run_detail
+from tunelab.registry.queue import claim_run
+from tunelab.runner.distributed import ERROR_FILE, train_distributed
+from tunelab.runner.errors import RunFailed
+from tunelab.runner.execute import registry_hooks
+from tunelab.runner.progress import RunProgress
 
-from experiments.loader import load_spec
-from registry.db import open_registry
-from registry.queries import run_detail
-from registry.queue import claim_run
-from runner.distributed import ERROR_FILE, train_distributed
-from runner.errors import RunFailed
-from runner.execute import registry_hooks
-from runner.progress import RunProgress
 from tests.conftest import REPO_ROOT
 from tests.helpers import invoke, invoke_json, write_spec
 
@@ -85,7 +85,7 @@ def test_a_pause_checkpoints_every_process_at_one_step_and_the_resume_ends_ident
     assert (output_b / "checkpoints" / f"checkpoint-{stopped_at}").is_dir() and not (output_b / "final").exists()
 
     with registry_b.session() as session:  # the worker would re-queue it; here it is re-claimed directly
-        from registry.models import Run
+        from tunelab.registry.models import Run
 
         session.get(Run, paused).status = "queued"
         session.commit()
@@ -141,7 +141,7 @@ def test_worker_device_options_fail_clearly_without_gpus(tmp_path, args, message
 
 
 def test_the_chosen_gpus_are_the_visible_ones_while_the_worker_runs(monkeypatch):
-    from runner.devices import VISIBLE, DeviceUnavailable, make_choice, visible_devices
+    from tunelab.runner.devices import VISIBLE, DeviceUnavailable, make_choice, visible_devices
 
     monkeypatch.setenv(VISIBLE, "0,1,2,3")
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
@@ -158,12 +158,11 @@ def test_the_chosen_gpus_are_the_visible_ones_while_the_worker_runs(monkeypatch)
 
 def test_device_cpu_also_keeps_evaluation_off_apple_gpus(monkeypatch):
     import torch
-
-    from runner.devices import CHOSEN_DEVICE, make_choice, visible_devices
-    from runner.evaluation import evaluation_device
+    from tunelab.runner.devices import CHOSEN_DEVICE, make_choice, visible_devices
+    from tunelab.runner.evaluation import evaluation_device
 
     monkeypatch.delenv(CHOSEN_DEVICE, raising=False)
-    monkeypatch.setattr("runner.devices.no_gpu_possible", lambda: False)  # as on a Mac
+    monkeypatch.setattr("tunelab.runner.devices.no_gpu_possible", lambda: False)  # as on a Mac
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert evaluation_device() == "mps"
     with visible_devices(make_choice("cpu")):
@@ -172,7 +171,7 @@ def test_device_cpu_also_keeps_evaluation_off_apple_gpus(monkeypatch):
 
 
 def test_a_linux_machine_without_gpu_device_nodes_needs_no_torch_to_say_cpu(tmp_path, monkeypatch):
-    from runner.devices import VISIBLE, no_gpu_possible
+    from tunelab.runner.devices import VISIBLE, no_gpu_possible
 
     monkeypatch.delenv(VISIBLE, raising=False)
     assert no_gpu_possible("linux", tmp_path)
@@ -190,7 +189,7 @@ def test_a_linux_machine_without_gpu_device_nodes_needs_no_torch_to_say_cpu(tmp_
 def test_a_single_process_run_uses_one_gpu_whatever_the_worker_has():
     from types import SimpleNamespace
 
-    from runner.training import one_gpu_per_process
+    from tunelab.runner.training import one_gpu_per_process
 
     assert one_gpu_per_process(SimpleNamespace(n_gpu=4, _n_gpu=4), world_size=1)._n_gpu == 1  # no DataParallel
     assert one_gpu_per_process(SimpleNamespace(n_gpu=1, _n_gpu=1), world_size=1)._n_gpu == 1
@@ -198,7 +197,7 @@ def test_a_single_process_run_uses_one_gpu_whatever_the_worker_has():
 
 
 def test_qlora_under_torchrun_loads_on_each_process_own_gpu(monkeypatch):
-    from runner.methods import _local_gpu
+    from tunelab.runner.methods import _local_gpu
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert _local_gpu() == 0

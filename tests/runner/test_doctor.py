@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tunelab.experiments.schema import EvalSection
+from tunelab.registry.db import default_url, open_registry
+from tunelab.runner.doctor import check_queued_runs, hub_dataset
+from tunelab.runner.lm_eval_tasks import LOCAL_FILES, EvaluationError, plan_tasks, required_local_files
 
-from experiments.schema import EvalSection
-from registry.db import default_url, open_registry
-from runner.doctor import check_queued_runs, hub_dataset
-from runner.lm_eval_tasks import LOCAL_FILES, EvaluationError, plan_tasks, required_local_files
 from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
@@ -292,8 +292,8 @@ def test_import_names_the_file_and_row_with_a_missing_column(tmp_path):
 
 
 def test_a_run_needing_more_gpus_than_this_machine_has_is_noted_not_failed(tiny_model_dir, tmp_path):
-    from registry.db import open_registry
-    from runner.doctor import check_queued_runs
+    from tunelab.registry.db import open_registry
+    from tunelab.runner.doctor import check_queued_runs
 
     home = tmp_path / "home"
     invoke_json(home, "submit", str(write_spec(tmp_path / "g.toml", name="g", model_dir=tiny_model_dir,

@@ -12,13 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-import runner.eval_cache as eval_cache
-from experiments.schema import CustomTask, EvalSection
-from registry.db import default_url, open_registry
-from runner.eval_cache import evaluate_cached, model_digest, model_files
-from runner.evaluation import EvalOutcome, TaskScore, resolve_benchmarks_dir
-from runner.lm_eval_tasks import plan_tasks
+import tunelab.runner.eval_cache as eval_cache
+from tunelab.experiments.schema import CustomTask, EvalSection
+from tunelab.registry.db import default_url, open_registry
+from tunelab.runner.eval_cache import evaluate_cached, model_digest, model_files
+from tunelab.runner.evaluation import EvalOutcome, TaskScore, resolve_benchmarks_dir
+from tunelab.runner.lm_eval_tasks import plan_tasks
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
@@ -308,7 +307,7 @@ def test_file_digests_are_remembered_until_the_file_changes(tiny_model_dir, tmp_
 
 
 def test_a_directory_without_weights_is_an_error(tmp_path):
-    from runner.evaluation import EvaluationError
+    from tunelab.runner.evaluation import EvaluationError
 
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(EvaluationError, match="no model weights"):
@@ -319,8 +318,8 @@ def test_a_directory_without_weights_is_an_error(tmp_path):
 
 
 def test_cache_entries_round_trip_and_a_second_writer_is_harmless(registry):
-    from registry.queries import cached_evaluations
-    from registry.recording import record_cached_evaluation
+    from tunelab.registry.queries import cached_evaluations
+    from tunelab.registry.recording import record_cached_evaluation
 
     payload = {"scores": [{"task": "arc_challenge", "value": 0.1 + 0.2}], "samples": {}, "fingerprint": {}}
     entry = {"key": "k" * 64, "task": "arc_challenge", "model_digest": "m" * 64, "lm_eval_version": "0.4.13"}
@@ -341,8 +340,8 @@ def _eval_json(home: Path, *args: str) -> dict:
 
 
 def test_eval_of_a_directory_is_recorded_with_no_run_and_is_cached_the_second_time(tiny_model_dir, tmp_path):
-    from registry.queries import model_evaluations, run_scores
-    from reports.leaderboard import build_leaderboard
+    from tunelab.registry.queries import model_evaluations, run_scores
+    from tunelab.reports.leaderboard import build_leaderboard
 
     home = tmp_path / "home"
     _write_rows(tmp_path / "capitals.jsonl", CAPITALS)
@@ -390,8 +389,8 @@ def _lora_run(tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_eval_of_a_run_uses_its_settings_base_and_adapter_and_records_under_the_run(tiny_model_dir, tmp_path):
-    from registry.queries import run_detail
-    from runner.eval_target import trained_model_digest
+    from tunelab.registry.queries import run_detail
+    from tunelab.runner.eval_target import trained_model_digest
 
     home, final = _lora_run(tiny_model_dir, tmp_path)
     done = _eval_json(home, "run:1", "--quiet")
@@ -409,9 +408,10 @@ def test_eval_of_a_run_uses_its_settings_base_and_adapter_and_records_under_the_
 
 
 def test_settings_key_is_the_workers_eval_key(tiny_model_dir, tmp_path):
-    from experiments.loader import load_spec
-    from runner.eval_target import settings_key
-    from runner.execute import eval_key
+    from tunelab.experiments.loader import load_spec
+    from tunelab.runner.eval_target import settings_key
+    from tunelab.runner.execute import eval_key
+
     from tests.helpers import write_spec
 
     spec = load_spec(write_spec(tmp_path / "s.toml", name="k", model_dir=tiny_model_dir)).spec
@@ -459,8 +459,8 @@ def test_eval_of_a_run_without_final_weights_says_so(tiny_model_dir, tmp_path):
 def test_migration_0004_keeps_scores_allows_runless_ones_and_downgrades(registry_url):
     from alembic import command
     from sqlalchemy import text
+    from tunelab.registry.db import _alembic_config, current_revision, make_engine, upgrade
 
-    from registry.db import _alembic_config, current_revision, make_engine, upgrade
     from tests.registry.test_migration_data import fill_first_revision
 
     engine = make_engine(registry_url)
@@ -483,7 +483,8 @@ def test_migration_0004_keeps_scores_allows_runless_ones_and_downgrades(registry
 
 
 def test_a_hub_id_resolves_to_its_cached_snapshot_offline(tiny_model_dir, tmp_path, sqlite_registry):
-    from runner.eval_target import EvalTargetError, resolve_target
+    from tunelab.runner.eval_target import EvalTargetError, resolve_target
+
     from tests.runner.test_doctor import _fake_hub_model
 
     environ = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
@@ -496,7 +497,7 @@ def test_a_hub_id_resolves_to_its_cached_snapshot_offline(tiny_model_dir, tmp_pa
 
 
 def test_hidden_files_of_a_local_dataset_directory_are_not_data(tmp_path):
-    from runner.lm_eval_tasks import data_files_under
+    from tunelab.runner.lm_eval_tasks import data_files_under
 
     (tmp_path / "test.jsonl").write_text("{}\n")
     (tmp_path / "sub").mkdir()

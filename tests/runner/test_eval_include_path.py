@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from tunelab.experiments.schema import EvalSection
+from tunelab.runner.evaluation import EvaluationError, evaluate
+from tunelab.runner.lm_eval_tasks import plan_tasks
 
-from experiments.schema import EvalSection
-from runner.evaluation import EvaluationError, evaluate
-from runner.lm_eval_tasks import plan_tasks
 from tests.runner.test_evaluation import CAPITALS
 
 SEED = 1234

@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from experiments.schema import CustomTask, EvalSection
-from runner.evaluation import (
+from tunelab.experiments.schema import CustomTask, EvalSection
+from tunelab.runner.evaluation import (
     EvalOutcome,
     EvaluationError,
     _compact_samples,
@@ -27,7 +26,7 @@ from runner.evaluation import (
     place_model,
     resolve_benchmarks_dir,
 )
-from runner.lm_eval_tasks import ALPACA_PROMPT, GeneratedTask, official_tasks_dir, plan_tasks, profile_name
+from tunelab.runner.lm_eval_tasks import ALPACA_PROMPT, GeneratedTask, official_tasks_dir, plan_tasks, profile_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
@@ -567,8 +566,8 @@ OFFLINE_SCRIPT = """
 import sys
 from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from experiments.schema import EvalSection
-from runner.evaluation import EvaluationError, evaluate
+from tunelab.experiments.schema import EvalSection
+from tunelab.runner.evaluation import EvaluationError, evaluate
 
 model_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
 model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)

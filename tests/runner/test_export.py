@@ -43,8 +43,8 @@ def _generate(model, tokenizer, new_tokens: int = 4):
 
 
 def _data_fingerprint(home: Path, run_id: int) -> str:
-    from registry.db import default_url, open_registry
-    from registry.models import Run
+    from tunelab.registry.db import default_url, open_registry
+    from tunelab.registry.models import Run
 
     registry = open_registry(default_url(home))
     try:

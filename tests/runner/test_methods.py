@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 import pytest
+from tunelab.experiments.schema import Spec
 
-from experiments.schema import Spec
 from tests.conftest import write_jsonl
 from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 
@@ -37,7 +37,7 @@ def _spec(model_dir: Path, method: dict, *, train: Path = CAPITALS, data: dict |
 
 
 def _train(spec: Spec, output_dir: Path):
-    from runner.training import TrainHooks, train
+    from tunelab.runner.training import TrainHooks, train
 
     metrics: list[dict] = []
     outcome = train(spec, workdir=REPO_ROOT, output_dir=output_dir,
@@ -81,7 +81,7 @@ def test_a_key_of_another_kind_is_refused_at_submit(tmp_path, tiny_model_dir, bl
 
 
 def test_stored_specs_keep_their_form_and_revalidate():
-    from experiments.canonical import resolved_dict
+    from tunelab.experiments.canonical import resolved_dict
 
     base = {"experiment": {"name": "x"}, "model": {"base": "m"}, "data": {"train": "d.jsonl"}}
     full = Spec.model_validate({**base, "method": {"kind": "full"}})
@@ -157,7 +157,7 @@ def test_freeze_trains_only_the_top_blocks_and_the_head(tmp_path, tiny_model_dir
 
 
 def test_freeze_refuses_more_layers_than_the_model_has(tmp_path, tiny_model_dir):
-    from runner.errors import RunFailed
+    from tunelab.runner.errors import RunFailed
 
     with pytest.raises(RunFailed, match="trainable_layers = 3, but the model has only 2 decoder blocks"):
         _train(_spec(tiny_model_dir, {"kind": "freeze", "trainable_layers": 3}), tmp_path / "run")
@@ -170,8 +170,7 @@ def test_qlora_trains_lora_over_nf4_layers_on_the_cpu(tmp_path, tiny_model_dir):
     import bitsandbytes as bnb
     import torch
     from safetensors.torch import load_file
-
-    from runner.methods import apply_method, load_base
+    from tunelab.runner.methods import apply_method, load_base
 
     spec = _spec(tiny_model_dir, {"kind": "qlora", "r": 4, "alpha": 8})
     model = apply_method(load_base(str(tiny_model_dir), spec, "cpu"), spec, model_path=str(tiny_model_dir))
@@ -224,7 +223,7 @@ def test_prompt_tuning_learns_virtual_tokens_and_keeps_logits_aligned(tmp_path, 
     assert not torch.allclose(learned, init)
 
     # Loaded again for evaluation outside the worker (`tunelab eval`): the same aligned logits.
-    from runner.eval_target import ModelSource, load_source
+    from tunelab.runner.eval_target import ModelSource, load_source
 
     again, _ = load_source(ModelSource("t", tiny_model_dir, outcome.final_dir, "float32"))
     with torch.no_grad():
@@ -237,8 +236,7 @@ def test_prompt_tuning_learns_virtual_tokens_and_keeps_logits_aligned(tmp_path, 
 def _margin(model, tokenizer, path: Path) -> float:
     """Sum over the pairs of log p(chosen | prompt) - log p(rejected | prompt)."""
     import torch
-
-    from runner.preference import read_pairs
+    from tunelab.runner.preference import read_pairs
 
     model.eval()
     total = 0.0
@@ -256,7 +254,7 @@ def _margin(model, tokenizer, path: Path) -> float:
 
 
 def test_dpo_over_all_weights_prefers_the_chosen_answers(tmp_path, tiny_model_dir):
-    from runner.training import load_model, load_tokenizer
+    from tunelab.runner.training import load_model, load_tokenizer
 
     data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     spec = _spec(tiny_model_dir, {"kind": "dpo", "dpo_weights": "full", "beta": 0.1}, train=data,
@@ -271,10 +269,10 @@ def test_dpo_over_all_weights_prefers_the_chosen_answers(tmp_path, tiny_model_di
 
 
 def test_dpo_with_lora_records_metrics_and_checkpoints_in_the_registry(tmp_path, tiny_model_dir):
-    from registry.db import default_url, open_registry
-    from registry.models import Run
-    from runner.preference import data_path, fingerprint_pairs, read_pairs
-    from runner.training import load_model, load_tokenizer
+    from tunelab.registry.db import default_url, open_registry
+    from tunelab.registry.models import Run
+    from tunelab.runner.preference import data_path, fingerprint_pairs, read_pairs
+    from tunelab.runner.training import load_model, load_tokenizer
 
     data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     spec_path = _spec_file(tmp_path / "dpo.toml", tiny_model_dir,
@@ -313,7 +311,7 @@ def test_dpo_with_lora_records_metrics_and_checkpoints_in_the_registry(tmp_path,
 
 
 def test_dpo_needs_preference_data(tmp_path, tiny_model_dir):
-    from runner.errors import RunFailed
+    from tunelab.runner.errors import RunFailed
 
     with pytest.raises(RunFailed, match='trains on preference rows: set \\[data\\] format = "preference"'):
         _train(_spec(tiny_model_dir, {"kind": "dpo"}), tmp_path / "run")

@@ -20,10 +20,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from experiments.schema import EvalSection
-from runner.evaluation import _compact_samples, evaluate
-from runner.lm_eval_tasks import LEADERBOARD, plan_tasks
+from tunelab.experiments.schema import EvalSection
+from tunelab.runner.evaluation import _compact_samples, evaluate
+from tunelab.runner.lm_eval_tasks import LEADERBOARD, plan_tasks
 
 pytestmark = pytest.mark.slow
 

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 from sqlmodel import select
+from tunelab.registry.models import Checkpoint, EvalResult, Run, TrainMetric
+from tunelab.registry.queue import beat, claim_next
+from tunelab.registry.recording import MetricPoint, record_checkpoint, record_metrics
+from tunelab.registry.recovery import KeptCheckpoint, requeue_stale, retry_or_fail, rewind
+from tunelab.registry.run_control import cancel
+from tunelab.registry.submissions import NewExperiment, submit
 
-from registry.models import Checkpoint, EvalResult, Run, TrainMetric
-from registry.queue import beat, claim_next
-from registry.recording import MetricPoint, record_checkpoint, record_metrics
-from registry.recovery import KeptCheckpoint, requeue_stale, retry_or_fail, rewind
-from registry.run_control import cancel
-from registry.submissions import NewExperiment, submit
 from tests.conftest import REPO_ROOT
 
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -178,7 +178,8 @@ def _spec(tmp_path: Path, tiny_model_dir: Path, name: str, **kwargs) -> Path:
 
 
 def test_unexpected_errors_are_retried_then_fail(tmp_path, tiny_model_dir, monkeypatch):
-    import runner.training
+    from tunelab.runner import training as runner_training
+
     from tests.helpers import invoke, invoke_json
 
     calls = []
@@ -187,7 +188,7 @@ def test_unexpected_errors_are_retried_then_fail(tmp_path, tiny_model_dir, monke
         calls.append(1)
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    monkeypatch.setattr(runner.training, "train", crash)
+    monkeypatch.setattr(runner_training, "train", crash)
     home = tmp_path / "home"
     (submitted,) = invoke_json(home, "submit", str(_spec(tmp_path, tiny_model_dir, "flaky")))
     result = invoke(home, "worker", "--until-empty", "--quiet")
@@ -202,12 +203,12 @@ def test_unexpected_errors_are_retried_then_fail(tmp_path, tiny_model_dir, monke
 
 def test_a_crash_after_training_is_retried_without_training_again(tmp_path, tiny_model_dir, monkeypatch):
     from transformers import Trainer
+    from tunelab.runner import execute as runner_execute
 
-    import runner.execute
     from tests.helpers import invoke, invoke_json
 
     trained, recorded = [], []
-    real_train, real_record = Trainer.train, runner.execute.record_scores
+    real_train, real_record = Trainer.train, runner_execute.record_scores
 
     def counting_train(self, *args, **kwargs):
         trained.append(1)
@@ -220,7 +221,7 @@ def test_a_crash_after_training_is_retried_without_training_again(tmp_path, tiny
             raise RuntimeError("the node went away")
 
     monkeypatch.setattr(Trainer, "train", counting_train)
-    monkeypatch.setattr(runner.execute, "record_scores", record_then_crash_once)
+    monkeypatch.setattr(runner_execute, "record_scores", record_then_crash_once)
     home = tmp_path / "home"
     (submitted,) = invoke_json(home, "submit", str(_spec(tmp_path, tiny_model_dir, "eval-crash")))
     result = invoke(home, "worker", "--until-empty", "--quiet")
@@ -308,7 +309,7 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def test_git_state_names_the_commit_and_whether_tracked_files_changed(tmp_path):
-    from runner.environment import git_state
+    from tunelab.runner.environment import git_state
 
     assert git_state(tmp_path).commit is None
     _git(tmp_path, "init", "-q")
@@ -325,8 +326,7 @@ def test_git_state_names_the_commit_and_whether_tracked_files_changed(tmp_path):
 def test_snapshot_has_versions_and_devices_and_no_environment_variables(tmp_path, monkeypatch):
     import torch
     import transformers
-
-    from runner.environment import snapshot
+    from tunelab.runner.environment import snapshot
 
     monkeypatch.setenv("TUNELAB_TEST_SECRET", "hunter2-canary")
     env = snapshot(tmp_path).to_dict()
@@ -341,7 +341,7 @@ def test_snapshot_has_versions_and_devices_and_no_environment_variables(tmp_path
 
 
 def test_scores_of_other_commands_survive_a_new_attempt(registry):
-    from registry.recovery import forget_scores
+    from tunelab.registry.recovery import forget_scores
 
     run_id = queue_run(registry)
     with registry.session() as session:

@@ -11,11 +11,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tunelab.experiments.loader import load_spec
+from tunelab.runner.checkpoint_identity import IncompatibleCheckpoint
+from tunelab.runner.checkpoints import complete_checkpoints
+from tunelab.runner.training import TrainHooks, train
 
-from experiments.loader import load_spec
-from runner.checkpoint_identity import IncompatibleCheckpoint
-from runner.checkpoints import complete_checkpoints
-from runner.training import TrainHooks, train
 from tests.conftest import REPO_ROOT
 from tests.helpers import invoke, invoke_json, write_spec
 

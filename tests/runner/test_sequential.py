@@ -72,10 +72,9 @@ def test_a_lora_run_is_merged_into_its_base_before_the_next_run_starts(chain, ti
     """A LoRA run on run:A; a run on that one starts from base (A's weights) + adapter, merged."""
     import torch
     from peft import PeftModel
-
-    from registry.db import default_url, open_registry
-    from runner.lineage import starting_weights
-    from runner.training import load_model, load_tokenizer
+    from tunelab.registry.db import default_url, open_registry
+    from tunelab.runner.lineage import starting_weights
+    from tunelab.runner.training import load_model, load_tokenizer
 
     root, home, a, _ = chain
     spec = _on_run(write_spec(root / "l.toml", name="l", model_dir=tiny_model_dir, kind="lora", tasks=(),

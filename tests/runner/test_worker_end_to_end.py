@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tunelab.runner.checkpoints import MARKER
 
-from runner.checkpoints import MARKER
 from tests.helpers import invoke, invoke_json, write_spec
 
 pytestmark = pytest.mark.slow
@@ -39,9 +39,9 @@ def test_worker_goes_on_after_a_failed_run(worked):
 
 
 def test_the_worker_leaves_the_finished_run_page_ready_for_the_next_report(worked):
-    from registry.db import open_registry
-    from reports.render import run_page_version
-    from reports.render_cache import cached_pages
+    from tunelab.registry.db import open_registry
+    from tunelab.reports.render import run_page_version
+    from tunelab.reports.render_cache import cached_pages
 
     home, submitted, _ = worked
     registry = open_registry(f"sqlite:///{home / 'registry.db'}")
