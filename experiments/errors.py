@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class SpecError(Exception):
+class TunelabError(Exception):
+    """Any failure a user can cause or fix. Every room's typed errors derive from it, so the CLI edge
+    turns exactly this family into one line and a non-zero exit, and anything else stays a bug."""
+
+
+class SpecError(TunelabError):
     """A spec is invalid. Names the file, the line (when known) and the dotted field."""
 
     def __init__(

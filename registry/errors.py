@@ -1,7 +1,9 @@
 """Typed registry errors; the CLI turns them into one clear line."""
 
+from tunelab.experiments.errors import TunelabError
 
-class RegistryError(Exception):
+
+class RegistryError(TunelabError):
     """The registry cannot do what was asked (bad URL, unreachable database, bad state)."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunelab.experiments.errors import TunelabError
 
-class RunFailed(Exception):
+
+class RunFailed(TunelabError):
     """A run cannot go on (bad data, missing model, out of disk...)."""
 
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import click
 
 from tunelab.context import AppContext
-from tunelab.experiments.errors import SpecError
+from tunelab.experiments.errors import TunelabError
 from tunelab.output import print_json
-from tunelab.registry.errors import RegistryError
 from tunelab.registry.query_help import FIELDS_HELP
 
 
@@ -23,11 +22,9 @@ class TunelabGroup(click.Group):
     """Turns the rooms' typed errors into one clear line and exit status 1 (no traceback)."""
 
     def invoke(self, ctx: click.Context):
-        from tunelab.runner.errors import RunFailed
-
         try:
             return super().invoke(ctx)
-        except (SpecError, RegistryError, RunFailed) as exc:
+        except TunelabError as exc:
             raise click.ClickException(str(exc)) from None
 
 
