@@ -40,13 +40,20 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The database file a SQLite URL names; None for other URLs, memory, and "file:" URIs (read-only and other
+    modes), which name an existing database."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" and not path.startswith("file:") else None
+
+
 def make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1].split("?", 1)[0]
-            # A "file:" URI (read-only and other modes) names an existing database: nothing to create.
-            if path and path != ":memory:" and not path.startswith("file:"):
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if (path := _sqlite_file(url)) is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             event.listen(engine, "connect", _configure_sqlite)
             return engine
@@ -176,5 +183,45 @@ def open_registry(url: str, *, migrate: bool = True) -> Registry:
     return Registry(engine=engine, url=url)
 
 
-__all__ = ["Registry", "open_registry", "default_url", "make_engine", "upgrade", "current_revision", "head_revision",
-           "sessionmaker"]
+# Per dialect, what makes a connection refuse every write for as long as it is open.
+_READ_ONLY = {"sqlite": "PRAGMA query_only=ON", "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"}
+
+
+def _refuse_writes(engine: Engine) -> None:
+    statement = _READ_ONLY.get(engine.dialect.name)
+    if statement is None:
+        return
+
+    def read_only(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+        dbapi_connection.commit()  # PostgreSQL: a SET in a transaction that is later rolled back is undone with it
+
+    event.listen(engine, "connect", read_only)
+
+
+def open_reader(url: str) -> Registry:
+    """Open a registry to read it and nothing else (reports): no migration, and connections that refuse writes.
+
+    Works for a user who may only read (a read-only SQLite file, a SELECT-only PostgreSQL role). A registry that
+    does not exist, or whose schema is not this tunelab's, is an error that says so.
+    """
+    path = _sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise RegistryError(f"no registry at {path}: nothing has been submitted there yet")
+    engine = make_engine(url)
+    _refuse_writes(engine)
+    try:
+        if _needs_upgrade(engine):
+            stored = _stored_revision(engine)
+            raise RegistryError(f"the registry {engine.url.render_as_string()} is at schema revision {stored}, and "
+                                f"this tunelab reads revision {head_revision(engine)}: upgrade it first "
+                                "(`tunelab db upgrade`, by a user who may write)")
+    except OperationalError as exc:
+        raise RegistryError(f"cannot open registry {engine.url.render_as_string()}: {exc.orig}") from None
+    return Registry(engine=engine, url=url)
+
+
+__all__ = ["Registry", "open_registry", "open_reader", "default_url", "make_engine", "upgrade", "current_revision",
+           "head_revision", "sessionmaker"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Index, LargeBinary
+from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -169,18 +169,3 @@ class FileDigest(SQLModel, table=True):
     size: int = Field(sa_type=BigInteger)
     mtime_ns: int = Field(sa_type=BigInteger)
     sha256: str
-
-
-class RenderCacheEntry(SQLModel, table=True):
-    """Rendered report parts (a matplotlib SVG chart, a run page), zlib-compressed, keyed by a hash of their content.
-
-    Filled when a run's data becomes final (reports/render_cache.py), so a report reads its run pages instead
-    of drawing and rendering them.
-    """
-
-    __tablename__ = "rendercache"
-
-    id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(unique=True, index=True)  # sha256 of what was rendered from what, and the renderer's version
-    body_zlib: bytes = Field(sa_type=LargeBinary)
-    created_at: datetime = Field(default_factory=utcnow)

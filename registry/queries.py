@@ -16,7 +16,6 @@ from tunelab.registry.models import (
     EvalResult,
     Experiment,
     FileDigest,
-    RenderCacheEntry,
     Run,
     TrainMetric,
 )
@@ -407,15 +406,3 @@ def model_evaluations(registry: Registry, *, model_name: str | None = None) -> l
             evaluated_at=latest.created_at, scores=[_score_row(r) for r in sorted(rows.values(), key=lambda r: r.id)],
         )))
     return [evaluation for _, evaluation in sorted(evaluations, key=lambda pair: pair[0], reverse=True)]
-
-
-def cached_renders(registry: Registry, keys: list[str]) -> dict[str, bytes]:
-    """The stored (zlib-compressed) body of each key that is in the render cache (charts, run pages)."""
-    found: dict[str, bytes] = {}
-    wanted = sorted(set(keys))
-    with registry.engine.connect() as connection:
-        for start in range(0, len(wanted), _ID_CHUNK):
-            query = select(RenderCacheEntry.key, RenderCacheEntry.body_zlib).where(
-                RenderCacheEntry.key.in_(wanted[start:start + _ID_CHUNK]))
-            found.update({row.key: bytes(row.body_zlib) for row in connection.execute(query).all()})
-    return found

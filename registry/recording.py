@@ -6,20 +6,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, or_, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 from sqlmodel import select
 from tunelab.registry.db import Registry
-from tunelab.registry.models import (
-    Checkpoint,
-    EvalCacheEntry,
-    EvalResult,
-    FileDigest,
-    RenderCacheEntry,
-    TrainMetric,
-    utcnow,
-)
+from tunelab.registry.models import Checkpoint, EvalCacheEntry, EvalResult, FileDigest, TrainMetric
 from tunelab.registry.significance import NO_P_VALUE, UNTESTED_METRICS, PairingError, pooled_p_value
 
 
@@ -151,8 +142,8 @@ def update_vs_base_p(registry: Registry, run_id: int) -> int:
     whose scores were reused from an earlier identical evaluation is copied without logs; its logs are then
     read from the evaluation it was copied from. A score with both models' scores recorded whose test cannot be
     made (different items, a base log that is gone, subjects logged for one model only, outcomes that are not
-    right/wrong, an MC2 score) gets NO_P_VALUE, so that neither this nor a report's backfill reads its logs
-    again. Returns how many scores got a p-value.
+    right/wrong, an MC2 score) gets NO_P_VALUE, so that its logs are not read again. Revision 0012 did the same
+    once for the scores recorded before this existed. Returns how many scores got a p-value.
     """
     with registry.session() as session:
         rows = session.exec(
@@ -175,7 +166,7 @@ def update_vs_base_p(registry: Registry, run_id: int) -> int:
                 continue
             members = [task] if row.id in logged else sorted(t for t, r in tuned.items() if r.task_group == task)
             if not any(tuned[m].id in logged for m in members):
-                continue  # no log of the fine-tuned model: nothing a report's backfill would look at either
+                continue  # no log of the fine-tuned model: nothing to test
             p_value = _paired_p_value(session, run_id, row.metric, members, tuned, base, logged)
             session.exec(update(EvalResult).where(EvalResult.id == row.id)
                          .values(vs_base_p=NO_P_VALUE if p_value is None else p_value))
@@ -225,38 +216,3 @@ def _base_log(session, run_id: int, row, has_log: bool) -> list[dict] | None:
         if json.loads(candidate.fingerprint_json).get("eval_key") == eval_key:
             return _log_of(session, candidate.id)
     return None
-
-
-def backfill_vs_base_p(registry: Registry) -> int:
-    """Set vs_base_p for fine-tuned scores recorded before it existed (or whose base came later).
-
-    Looks only at fine-tuned headline scores not checked yet (vs_base_p NULL; NO_P_VALUE once checked without
-    a result) whose run has a base score for the same task and a per-item log for it: on a registry where every
-    pair was checked, this is one index-only query. Returns how many scores got a p-value.
-    """
-    tuned, base, member = aliased(EvalResult), aliased(EvalResult), aliased(EvalResult)
-    has_base = exists().where(base.run_id == tuned.run_id, base.model_kind == "base", base.task == tuned.task)
-    has_member_log = exists().where(member.run_id == tuned.run_id, member.model_kind == "finetuned",
-                                    member.task_group == tuned.task, member.samples_json.is_not(None))
-    query = select(tuned.run_id).distinct().where(
-        tuned.model_kind == "finetuned", tuned.vs_base_p.is_(None), tuned.task_group.is_(None),
-        tuned.run_id.is_not(None), has_base, or_(tuned.samples_json.is_not(None), has_member_log))
-    with registry.session() as session:
-        run_ids = sorted(session.exec(query).all())
-    return sum(update_vs_base_p(registry, run_id) for run_id in run_ids)
-
-
-def record_renders(registry: Registry, bodies: dict[str, bytes]) -> None:
-    """Store rendered report parts (zlib-compressed) by key; a key already stored is left as it is."""
-    if not bodies:
-        return
-    if registry.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    rows = [{"key": key, "body_zlib": body, "created_at": utcnow()} for key, body in sorted(bodies.items())]
-    # The same key is the same content: whichever process stored it first is as good as ours.
-    statement = insert(RenderCacheEntry).on_conflict_do_nothing(index_elements=["key"])
-    with registry.engine.begin() as connection:
-        for start in range(0, len(rows), 500):
-            connection.execute(statement, rows[start:start + 500])

@@ -8,7 +8,8 @@ from typing import Any
 
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import RunDetail, run_detail
-from tunelab.reports.charts import line_chart
+from tunelab.reports.charts import Chart, line_spec
+from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, significant
 from tunelab.reports.run_page import loss_series
 from tunelab.reports.scores import BENCHMARKS, SubjectDelta, group_scores, subject_deltas
 
@@ -30,6 +31,14 @@ class ScoreDelta:
     p_value: float | None = None  # McNemar's exact test on the items both models answered
     flips: list[dict] = field(default_factory=list)  # items right for one model and wrong for the other
 
+    @property
+    def delta_class(self) -> str:
+        return delta_class(self.delta)
+
+    @property
+    def significant(self) -> bool:
+        return significant(self.p_value)
+
 
 @dataclass
 class Comparison:
@@ -39,9 +48,10 @@ class Comparison:
     b_name: str
     spec_differences: list[SpecDifference]
     scores: list[ScoreDelta]
-    loss_svg: str | None
+    charts: dict[str, Chart]  # "loss": both runs' training loss, when either has some
     # MMLU subjects, A against B, worst change first (B - A): what B lost relative to A.
     subjects: list[SubjectDelta] = field(default_factory=list)
+    significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -108,9 +118,9 @@ def build_comparison(registry: Registry, a_id: int, b_id: int) -> Comparison:
         scores.append(ScoreDelta(task, (ra or rb).metric, ra.value if ra else None, rb.value if rb else None,
                                  delta, p_value, flips))
     label_a, label_b = f"#{a_id} {a.summary.name}", f"#{b_id} {b.summary.name}"
-    loss_svg = line_chart([loss_series(a, label_a), loss_series(b, label_b)], title="Training loss",
-                          xlabel="step", ylabel="loss")
+    loss = line_spec([loss_series(a, label_a), loss_series(b, label_b)], title="Training loss", xlabel="step",
+                     ylabel="loss")
     subjects_a, subjects_b = group_scores(a.scores, "finetuned"), group_scores(b.scores, "finetuned")
     subjects = subject_deltas(subjects_a, subjects_b) if subjects_a and subjects_b else []
-    return Comparison(a_id, b_id, a.summary.name, b.summary.name, spec_differences(a.spec, b.spec), scores, loss_svg,
-                      subjects)
+    return Comparison(a_id, b_id, a.summary.name, b.summary.name, spec_differences(a.spec, b.spec), scores,
+                      {"loss": loss} if loss is not None else {}, subjects)

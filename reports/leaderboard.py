@@ -8,11 +8,8 @@ from datetime import UTC, datetime
 
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import RunSummary, ScoreRow, list_runs, model_evaluations, resolved_specs, run_scores
-from tunelab.registry.recording import backfill_vs_base_p
-from tunelab.reports import best_effort
-from tunelab.reports.scores import BENCHMARKS, average, delta_class, headline_rows
-
-SIGNIFICANCE_LEVEL = 0.05
+from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, significant
+from tunelab.reports.scores import BENCHMARKS, average, headline_rows
 
 
 @dataclass
@@ -31,8 +28,8 @@ class Cell:
 
     @property
     def significant(self) -> bool:
-        """The change against the base is more than chance (p < 0.05)."""
-        return self.p_value is not None and self.p_value < SIGNIFICANCE_LEVEL
+        """The change against the base is more than chance."""
+        return significant(self.p_value)
 
     @property
     def p_text(self) -> str:
@@ -65,7 +62,6 @@ class Row:
     train_seconds: float | None = None
     num_examples: int | None = None
     settings: str = ""
-    version: str = ""  # changes whenever the run's record does (its page is then rendered again)
 
 
 @dataclass
@@ -80,6 +76,7 @@ class Leaderboard:
     generated_at: str
     columns: list[Column]
     rows: list[Row]
+    significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
 
 
 def _cells(rows: dict[str, ScoreRow], base: dict[str, ScoreRow] | None, columns: list[str]) -> dict[str, Cell]:
@@ -135,15 +132,6 @@ def _column_keys(all_scores: dict[int, list[ScoreRow]]) -> list[str]:
     return [task for task in BENCHMARKS if task in present] + custom
 
 
-def run_version(summary: RunSummary, scores: list[ScoreRow]) -> str:
-    """Changes whenever what the run's page shows does: status, finish time, scores, their p-values.
-
-    `scores`: the run's headline scores, of every kind (fine-tuned, base, `tunelab eval`).
-    """
-    known = sum(row.vs_base_p is not None for row in scores)
-    return f"{summary.status}|{summary.finished_at}|{len(scores)}|{known}"
-
-
 def key_settings(spec: dict) -> str:
     """The few hyperparameters people compare first, as one short string."""
     method, train = spec.get("method", {}), spec.get("train", {})
@@ -163,11 +151,8 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
                       run_href: Callable[[int], str] | None = None) -> Leaderboard:
     """Every evaluated model's row; fine-tuned cells carry their delta against the base and its p-value.
 
-    p-values are stored when scores are recorded; those of scores recorded before that are computed here,
-    once, from the per-item logs, and stored (a no-op query when every pair was checked). A registry that
-    refuses the write (a read-only user) gets a warning and a leaderboard without those p-values.
+    Only reads: p-values are stored with the scores (registry/recording.py; revision 0012 filled in older ones).
     """
-    best_effort.write(registry, "p-values against the base", lambda: backfill_vs_base_p(registry))
     runs: dict[int, RunSummary] = {r.run_id: r for r in list_runs(registry)}
     all_scores = run_scores(registry, headline_only=True)
     specs = resolved_specs(registry, list(all_scores))
@@ -187,8 +172,7 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
                             base_model=summary.base_model, cells=cells, average=_average_cell(cells, base_cells),
                             final_loss=summary.final_loss, tags=summary.tags,
                             href=run_href(run_id) if run_href else None, train_seconds=summary.train_seconds,
-                            num_examples=summary.num_train_examples, settings=key_settings(specs.get(run_id, {})),
-                            version=run_version(summary, scores)))
+                            num_examples=summary.num_train_examples, settings=key_settings(specs.get(run_id, {}))))
         if base and base_cells is not None:
             any_row = next(iter(base.values()))
             identity = (any_row.model_name, str(any_row.fingerprint.get("eval_key", "")))
@@ -203,7 +187,7 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
         href = run_href(evaluation.run_id) if run_href and evaluation.run_id in runs else None
         rows.append(Row(label=evaluation.model_name, kind="eval", run_id=evaluation.run_id, method="tunelab eval",
                         base_model=evaluation.model_name, cells=cells, average=_average_cell(cells, None),
-                        href=href, version=f"eval|{evaluation.evaluated_at}"))
+                        href=href))
     mark_mixed_settings(rows, keys)
     rows.sort(key=lambda r: (r.average.value is None, -(r.average.value or 0.0), r.label))
     columns = [Column(k, BENCHMARKS.get(k, k)) for k in keys]

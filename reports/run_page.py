@@ -10,11 +10,10 @@ from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
 from tunelab.registry.queries import MemberScore, RunDetail, ScoreRow, member_scores, run_details
 from tunelab.reports.charts import Chart, Series, bar_spec, line_spec
+from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, significant
 from tunelab.reports.scores import BENCHMARKS, SubjectDelta, group_scores, subject_deltas
 
-# Runs whose data will not change: their drawn charts are worth keeping in the chart cache.
-FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-# Runs per batch of queries and chart look-ups: bounds memory on a large registry.
+# Runs per batch of queries: bounds memory on a large registry.
 _BATCH = 200
 # A run's group member scores (MMLU subjects): full rows from run_detail, or index-only ones for reports.
 Members = list[MemberScore] | list[ScoreRow]
@@ -31,6 +30,14 @@ class ScoreLine:
     num_fewshot: int
     comparable: bool
     p_value: float | None = None  # McNemar exact test against the base, from the per-item logs
+
+    @property
+    def delta_class(self) -> str:
+        return delta_class(self.delta)
+
+    @property
+    def significant(self) -> bool:
+        return significant(self.p_value)
 
 
 @dataclass
@@ -59,15 +66,14 @@ class RunPage:
     facts: list[tuple[str, str]]
     checkpoints: list[dict]
     scores: list[ScoreLine]
-    loss_svg: str | None
-    lr_svg: str | None
-    mmlu_svg: str | None
+    charts: dict[str, Chart]  # by name: "loss", "lr", "mmlu" (those with points to show)
     fingerprint_json: str
     environment_json: str | None = None
     lineage: list[str] = field(default_factory=list)
     # MMLU subjects, base against fine-tuned, worst change first: where fine-tuning made the model forget.
     forgetting: list[SubjectDelta] = field(default_factory=list)
     data_sources: list[DataSourceLine] = field(default_factory=list)
+    significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
 
     @property
     def any_p_value(self) -> bool:
@@ -91,43 +97,43 @@ def _mmlu_chart(members: Members) -> Chart | None:
     tuned = group_scores(members, "finetuned")
     base = group_scores(members, "base")
     subjects = sorted(tuned)
-    reference = [base.get(s, float("nan")) for s in subjects] if base else None
-    labels = [s.removeprefix("mmlu_") for s in subjects]
+    reference = [base.get(s) for s in subjects] if base else None
+    labels = [s.removeprefix("mmlu_").replace("_", " ") for s in subjects]
     return bar_spec(labels, [tuned[s] for s in subjects], title="MMLU per subject (acc)", xlabel="accuracy",
                     reference=reference)
 
 
-def loss_series(detail: RunDetail, label: str = "training loss", element_id: str = "") -> Series:
+def loss_series(detail: RunDetail, label: str = "training loss") -> Series:
     points = [(m["step"], m["loss"]) for m in detail.metrics if m["loss"] is not None]
-    return Series(label, [p[0] for p in points], [p[1] for p in points], element_id)
+    return Series(label, [p[0] for p in points], [p[1] for p in points])
 
 
-def validation_series(detail: RunDetail, label: str = "validation loss", element_id: str = "") -> Series:
+def validation_series(detail: RunDetail, label: str = "validation loss") -> Series:
     """Loss on the held-out validation examples, logged during training on rows of its own."""
     points = [(m["step"], m["eval_loss"]) for m in detail.metrics if m.get("eval_loss") is not None]
-    return Series(label, [p[0] for p in points], [p[1] for p in points], element_id)
+    return Series(label, [p[0] for p in points], [p[1] for p in points])
 
 
 def _members(detail: RunDetail) -> list[ScoreRow]:
     return [row for row in detail.scores if row.task_group is not None]
 
 
-def page_charts(detail: RunDetail, members: Members | None = None) -> dict[str, Chart | None]:
-    """What each chart of the run page plots (drawn, or read from the chart cache, later).
+def page_charts(detail: RunDetail, members: Members | None = None) -> dict[str, Chart]:
+    """What each chart of the run page plots, by name; a chart with nothing to show is left out.
 
     `members`: the run's MMLU subject scores, when `detail` was read without them.
     """
     members = _members(detail) if members is None else members
-    validation = validation_series(detail, element_id="validation-loss")
+    validation = validation_series(detail)
     loss_title = "Training and validation loss" if validation.x else "Training loss"
     lr = [(m["step"], m["learning_rate"]) for m in detail.metrics if m["learning_rate"] is not None]
-    return {
-        "loss": line_spec([loss_series(detail, element_id="training-loss"), validation], title=loss_title,
-                          xlabel="step", ylabel="loss"),
+    charts = {
+        "loss": line_spec([loss_series(detail), validation], title=loss_title, xlabel="step", ylabel="loss"),
         "lr": line_spec([Series("learning rate", [p[0] for p in lr], [p[1] for p in lr])],
                         title="Learning rate", xlabel="step", ylabel="lr"),
         "mmlu": _mmlu_chart(members),
     }
+    return {name: chart for name, chart in charts.items() if chart is not None}
 
 
 def _count(value) -> int | None:
@@ -150,7 +156,7 @@ def _data_sources(stats: dict | None) -> list[DataSourceLine]:
     ]
 
 
-def _page(detail: RunDetail, members: Members, svgs: dict[str, str | None]) -> RunPage:
+def _page(detail: RunDetail, members: Members) -> RunPage:
     s = detail.summary
     facts = [
         ("experiment", str(s.experiment_id)),
@@ -171,8 +177,7 @@ def _page(detail: RunDetail, members: Members, svgs: dict[str, str | None]) -> R
         run_id=s.run_id, name=s.name, status=s.status, method=s.method, base_model=s.base_model,
         description=detail.spec.get("experiment", {}).get("description", ""), tags=s.tags, error=s.error,
         spec_toml=detail.spec_text, spec_json=json.dumps(detail.spec, indent=2, sort_keys=True), facts=facts,
-        checkpoints=detail.checkpoints, scores=_score_lines(detail),
-        loss_svg=svgs["loss"], lr_svg=svgs["lr"], mmlu_svg=svgs["mmlu"],
+        checkpoints=detail.checkpoints, scores=_score_lines(detail), charts=page_charts(detail, members),
         fingerprint_json=json.dumps(fingerprint, indent=2, sort_keys=True),
         environment_json=json.dumps(environment, indent=2, sort_keys=True) if environment else None,
         lineage=[f"base model {s.base_model}"],
@@ -182,26 +187,14 @@ def _page(detail: RunDetail, members: Members, svgs: dict[str, str | None]) -> R
 
 
 def build_run_pages(registry: Registry, run_ids: list[int]) -> Iterator[RunPage]:
-    """The pages of `run_ids` (those that exist), in batches: a few queries and one chart look-up per batch.
-
-    Charts come from the chart cache; missing ones are drawn, and kept when the run is finished.
-    """
-    from tunelab.reports.render_cache import chart_svgs
-
+    """The pages of `run_ids` (those that exist), in batches: a few queries per batch."""
     for start in range(0, len(run_ids), _BATCH):
         batch = run_ids[start:start + _BATCH]
         details = run_details(registry, batch, group_members=False)
         members = member_scores(registry, batch)
-        charts = {run_id: page_charts(detail, members.get(run_id, [])) for run_id, detail in details.items()}
-        keep = {chart.key for run_id, by_name in charts.items() if details[run_id].summary.status in FINAL_STATUSES
-                for chart in by_name.values() if chart is not None}
-        drawn = chart_svgs(registry, [c for by_name in charts.values() for c in by_name.values() if c is not None],
-                     keep=keep)
         for run_id in batch:
             if run_id in details:
-                yield _page(details[run_id], members.get(run_id, []),
-                            {name: drawn[chart.key] if chart is not None else None
-                             for name, chart in charts[run_id].items()})
+                yield _page(details[run_id], members.get(run_id, []))
 
 
 def build_run_page(registry: Registry, run_id: int) -> RunPage:

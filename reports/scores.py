@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tunelab.registry.queries import MemberScore, ScoreRow
+from tunelab.reports.marks import delta_class
 
 # The Open LLM Leaderboard v1 columns, in display order, with their display names.
 BENCHMARKS = {
@@ -63,13 +64,6 @@ class SubjectDelta:
     @property
     def delta_class(self) -> str:
         return delta_class(self.delta)
-
-
-def delta_class(delta: float | None) -> str:
-    """The CSS class of a change against the base: up, down, or flat (none, or too small to show)."""
-    if delta is None or abs(delta) < 1e-12:
-        return "flat"
-    return "up" if delta > 0 else "down"
 
 
 def group_scores(rows: Iterable[ScoreRow | MemberScore], model_kind: str, group: str = "mmlu") -> dict[str, float]:

@@ -145,21 +145,6 @@ def schema(output: Path | None) -> None:
         click.echo(f"wrote {output}")
 
 
-def warm_report_cache(registry, result) -> None:
-    """Draw a finished run's charts and page now, while the worker has the run in hand, so the next
-    `tunelab report` reads them (reports/render_cache.py). A failure here costs only that head start."""
-    if result.status != "succeeded":
-        return
-    import logging
-
-    from tunelab.reports.render_cache import warm
-
-    try:
-        warm(registry, result.run_id)
-    except Exception:  # the run itself succeeded; never let the report's cache fail the worker
-        logging.getLogger(__name__).warning("run %s: report cache not warmed", result.run_id, exc_info=True)
-
-
 @cli.command()
 @click.option("--once", is_flag=True, help="Execute at most one run, then exit.")
 @click.option("--until-empty", is_flag=True, help="Exit when the queue is empty instead of waiting for work.")
@@ -203,7 +188,6 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
     def report(result) -> None:
         line = f"run {result.run_id}: {result.status}"
         click.echo(line + (f" ({result.error})" if result.error else ""))
-        warm_report_cache(registry, result)
 
     left_for_others: list[int] = []
 
@@ -248,7 +232,6 @@ def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
     if not claim_run(registry, submitted.run_id, worker_name()):
         raise click.ClickException(f"run {submitted.run_id} was claimed by another worker")
     result = execute_run(registry, submitted.run_id, home=app.home, show_progress=not quiet)
-    warm_report_cache(registry, result)
     if as_json:
         print_json(asdict(result))
     else:
@@ -314,7 +297,7 @@ def report(app: AppContext, output: Path, title: str, run_pages: bool) -> None:
     """
     from tunelab.reports.render import runs_dir_for, write_report
 
-    board = write_report(app.registry(), output, title=title, run_pages=run_pages)
+    board = write_report(app.reader(), output, title=title, run_pages=run_pages)
     pages = f" and run pages in {runs_dir_for(output)}/" if run_pages else ""
     click.echo(f"wrote {output} ({len(board.rows)} models){pages}")
 
@@ -334,7 +317,7 @@ def compare(app: AppContext, run_a: int, run_b: int, output: Path | None, as_jso
     comparison = build_comparison(app.registry(), run_a, run_b)
     if as_json:
         data = asdict(comparison)
-        data.pop("loss_svg")
+        data.pop("charts")
         print_json(data)
     else:
         print_comparison(comparison)

@@ -30,3 +30,9 @@ class AppContext:
             self.home.mkdir(parents=True, exist_ok=True)
             self._registry = open_registry(self.url)
         return self._registry
+
+    def reader(self) -> Registry:
+        """The registry opened to read only (reports): not created, not migrated, never written."""
+        from tunelab.registry.db import open_reader
+
+        return open_reader(self.url)

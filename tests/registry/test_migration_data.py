@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from sqlalchemy import text
@@ -64,3 +65,112 @@ def test_upgrade_copies_each_runs_gpus_from_its_spec(registry_url):
     upgrade(engine)
     with engine.connect() as c:
         assert c.execute(text("SELECT id, gpus FROM run ORDER BY id")).fetchall() == [(1, 0), (2, 2)]
+
+
+# ---------------------------------------------------------------- 0012: p-values of scores recorded before them
+
+B1_C9 = 0.021484375  # McNemar's exact p for 1 item lost and 9 gained: 2 * (C(10,0) + C(10,1)) / 2**10
+
+
+def item_log(outcomes: list[bool], *, target: int = 0) -> list[dict]:
+    return [{"doc_id": i, "target": target, "pick": target if right else target + 1, "correct": right}
+            for i, right in enumerate(outcomes)]
+
+
+BEFORE = item_log([True] * 3 + [False] * 9)  # the base: right on items 0-2
+AFTER = item_log([False] + [True] * 11)  # the fine-tuned model: loses item 0, gains items 3-11
+
+
+def add_legacy_run(c, run_id: int) -> None:
+    c.execute(text("INSERT INTO experiment (id, name, description, tags_json, spec_path, spec_text, resolved_json, "
+                   "spec_hash, workdir, created_at) VALUES (:id, 'old', '', '[]', 's.toml', '', '{}', :h, '/', :now)"),
+              {"id": run_id, "h": f"h{run_id}", "now": NOW})
+    c.execute(text("INSERT INTO run (id, experiment_id, status, priority, created_at, attempts) "
+                   "VALUES (:id, :id, 'succeeded', 0, :now, 0)"), {"id": run_id, "now": NOW})
+
+
+def add_legacy_score(c, run_id: int, kind: str, task: str, samples: list[dict] | None, *, group: str | None = None,
+                     metric: str = "acc", eval_key: str = "k1") -> None:
+    """A score as recorded before p-values were stored: vs_base_p NULL."""
+    c.execute(text(
+        "INSERT INTO evalresult (run_id, model_kind, model_name, task, metric, value, num_fewshot, \"limit\", "
+        "task_group, comparable, lm_eval_version, fingerprint_json, samples_json, created_at) VALUES "
+        "(:run, :kind, :name, :task, :metric, 0.5, 0, 0, :group, :t, '0.4.13', :fingerprint, :samples, :now)"),
+        {"run": run_id, "kind": kind, "name": "tiny" if kind == "base" else f"run:{run_id}", "task": task,
+         "metric": metric, "group": group, "t": True, "fingerprint": f'{{"eval_key": "{eval_key}"}}',
+         "samples": json.dumps(samples) if samples is not None else None, "now": NOW})
+
+
+def stored_p_values(engine) -> dict[tuple[int, str], float | None]:
+    with engine.connect() as c:
+        rows = c.execute(text("SELECT run_id, task, vs_base_p FROM evalresult "
+                              "WHERE model_kind = 'finetuned' AND task_group IS NULL"))
+        return {(run_id, task): p for run_id, task, p in rows}
+
+
+def test_upgrade_gives_older_scores_their_p_values_against_the_base(registry_url):
+    engine = make_engine(registry_url)
+    upgrade(engine, "0011")
+    with engine.begin() as c:
+        add_legacy_run(c, 1)  # a headline task with its own logs
+        add_legacy_score(c, 1, "finetuned", "arc_challenge", AFTER)
+        add_legacy_score(c, 1, "base", "arc_challenge", BEFORE)
+        add_legacy_run(c, 2)  # MMLU: the test pools its subjects' items; the base's logs are its own
+        add_legacy_score(c, 2, "finetuned", "mmlu", None)
+        add_legacy_score(c, 2, "finetuned", "mmlu_anatomy", AFTER[:5], group="mmlu")
+        add_legacy_score(c, 2, "finetuned", "mmlu_virology", AFTER[5:], group="mmlu")
+        add_legacy_score(c, 2, "base", "mmlu", None)
+        add_legacy_score(c, 2, "base", "mmlu_anatomy", BEFORE[:5], group="mmlu")
+        add_legacy_score(c, 2, "base", "mmlu_virology", BEFORE[5:], group="mmlu")
+        add_legacy_run(c, 3)  # a base copied from run 1's identical evaluation, without logs of its own
+        add_legacy_score(c, 3, "finetuned", "arc_challenge", AFTER)
+        add_legacy_score(c, 3, "base", "arc_challenge", None)
+        add_legacy_run(c, 4)  # the same, from an evaluation with other settings: nothing to pair with
+        add_legacy_score(c, 4, "finetuned", "arc_challenge", AFTER)
+        add_legacy_score(c, 4, "base", "arc_challenge", None, eval_key="k2")
+        add_legacy_run(c, 5)  # no test: different items, and MC2
+        add_legacy_score(c, 5, "finetuned", "hellaswag", item_log([True, True], target=3))
+        add_legacy_score(c, 5, "base", "hellaswag", item_log([True, False]))
+        add_legacy_score(c, 5, "finetuned", "truthfulqa_mc2", AFTER, metric="mc2")
+        add_legacy_score(c, 5, "base", "truthfulqa_mc2", BEFORE, metric="mc2")
+        add_legacy_run(c, 6)  # no base score: nothing to test against; left unchecked
+        add_legacy_score(c, 6, "finetuned", "arc_challenge", AFTER)
+
+    upgrade(engine)
+    assert stored_p_values(engine) == {
+        (1, "arc_challenge"): B1_C9, (2, "mmlu"): B1_C9, (3, "arc_challenge"): B1_C9, (4, "arc_challenge"): -1.0,
+        (5, "hellaswag"): -1.0, (5, "truthfulqa_mc2"): -1.0, (6, "arc_challenge"): None}
+    registry = Registry(engine=engine, url=registry_url)
+    assert {s.task: s.vs_base_p for s in run_detail(registry, 2).scores if s.model_kind == "finetuned"
+            and s.task_group is None} == {"mmlu": B1_C9}
+    engine.dispose()
+
+
+def test_upgrade_leaves_p_values_already_stored_as_they_are(registry_url):
+    engine = make_engine(registry_url)
+    upgrade(engine, "0011")
+    with engine.begin() as c:
+        add_legacy_run(c, 1)
+        add_legacy_score(c, 1, "finetuned", "arc_challenge", AFTER)
+        add_legacy_score(c, 1, "base", "arc_challenge", BEFORE)
+        c.execute(text("UPDATE evalresult SET vs_base_p = 0.5 WHERE model_kind = 'finetuned'"))
+    upgrade(engine)
+    assert stored_p_values(engine) == {(1, "arc_challenge"): 0.5}  # checked before: not read again
+    engine.dispose()
+
+
+def test_upgrade_drops_the_render_cache_and_downgrade_brings_it_back(registry_url):
+    from sqlalchemy import inspect
+    from tunelab.registry.db import _alembic_config
+
+    engine = make_engine(registry_url)
+    upgrade(engine, "0012")
+    assert "rendercache" in inspect(engine).get_table_names()
+    upgrade(engine)
+    assert "rendercache" not in inspect(engine).get_table_names()
+
+    from alembic import command
+
+    command.downgrade(_alembic_config(engine), "0012")
+    assert "rendercache" in inspect(engine).get_table_names()
+    engine.dispose()

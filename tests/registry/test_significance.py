@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select
 from tunelab.registry.models import EvalResult
 from tunelab.registry.queries import run_scores
-from tunelab.registry.recording import ScoreRecord, backfill_vs_base_p, record_scores
+from tunelab.registry.recording import ScoreRecord, record_scores, update_vs_base_p
 from tunelab.registry.significance import NO_P_VALUE, PairingError, discordant_counts, mcnemar_exact, pooled_p_value
 from tunelab.registry.submissions import NewExperiment, submit
 
@@ -109,50 +108,6 @@ def test_logs_of_different_items_give_no_p_value(registry):
     assert p_values(registry, run) == {"arc_challenge": None}
 
 
-def test_backfill_fills_scores_recorded_before_p_values_existed(registry):
-    run = new_run(registry)
-    before, after = logs_b1_c9()
-    record_scores(registry, run, [record("finetuned", "arc_challenge", 0.9, after),
-                                  record("base", "arc_challenge", 0.25, before)])
-    with registry.engine.begin() as connection:  # as a row recorded before revision 0009 reads
-        connection.execute(update(EvalResult).values(vs_base_p=None))
-    assert p_values(registry, run) == {"arc_challenge": None}
-    assert backfill_vs_base_p(registry) == 1
-    assert p_values(registry, run) == {"arc_challenge": B1_C9}
-    assert backfill_vs_base_p(registry) == 0  # nothing left to do
-
-
-def test_upgrade_from_0008_keeps_scores_and_the_leaderboard_fills_p_values(registry_url):
-    from tunelab.registry.db import Registry, make_engine, upgrade
-    from tunelab.reports.leaderboard import build_leaderboard
-
-    engine = make_engine(registry_url)
-    upgrade(engine, "0008")
-    before, after = logs_b1_c9()
-    now = "2026-01-02 03:04:05"
-    with engine.begin() as c:
-        c.execute(text("INSERT INTO experiment (id, name, description, tags_json, spec_path, spec_text, "
-                       "resolved_json, spec_hash, workdir, created_at) VALUES (1, 'old', '', '[]', 's.toml', '', "
-                       "'{\"method\": {\"kind\": \"lora\"}, \"model\": {\"base\": \"tiny\"}}', 'h', '/', :now)"),
-                  {"now": now})
-        c.execute(text("INSERT INTO run (id, experiment_id, status, priority, created_at, attempts) "
-                       "VALUES (1, 1, 'succeeded', 0, :now, 0)"), {"now": now})
-        for kind, name, value, samples in (("finetuned", "run:1", 0.9, after), ("base", "tiny", 0.25, before)):
-            c.execute(text(
-                "INSERT INTO evalresult (run_id, model_kind, model_name, task, metric, value, num_fewshot, "
-                "\"limit\", comparable, lm_eval_version, fingerprint_json, samples_json, created_at) VALUES "
-                "(1, :kind, :name, 'arc_challenge', 'acc_norm', :value, 25, 0, :t, '0.4.13', '{}', :samples, :now)"),
-                {"kind": kind, "name": name, "value": value, "samples": json.dumps(samples), "t": True, "now": now})
-    upgrade(engine)
-    registry = Registry(engine=engine, url=registry_url)
-    assert p_values(registry, 1) == {"arc_challenge": None}
-    board = build_leaderboard(registry)
-    (tuned,) = [row for row in board.rows if row.kind == "finetuned"]
-    assert tuned.cells["arc_challenge"].p_value == B1_C9
-    assert p_values(registry, 1) == {"arc_challenge": B1_C9}  # stored: the next report does not compute it
-    engine.dispose()
-
-
 # ---------------------------------------------------------------- items without a right/wrong
 
 
@@ -241,17 +196,4 @@ def test_a_pair_without_a_test_is_checked_once_and_shows_no_p_value(registry, mo
     assert {s.task: s.vs_base_p for s in run_detail(registry, run).scores if s.model_kind == "finetuned"} == {
         "arc_challenge": None, "capitals": None, "hellaswag": B1_C9}
     refuse_reading_logs(monkeypatch)
-    assert backfill_vs_base_p(registry) == 0  # nothing to do: no log is read
-
-
-def test_the_backfill_checks_a_legacy_pair_without_a_test_once(registry, monkeypatch):
-    run = new_run(registry)
-    record_scores(registry, run, [record("base", "arc_challenge", 0.5, log([True, False])),
-                                  record("finetuned", "arc_challenge", 0.5, log([True, True], target=3))])
-    with registry.engine.begin() as connection:  # as a row recorded before revision 0009 reads
-        connection.execute(update(EvalResult).values(vs_base_p=None))
-    assert backfill_vs_base_p(registry) == 0
-    assert stored_p(registry, run) == {"arc_challenge": NO_P_VALUE}
-    refuse_reading_logs(monkeypatch)
-    assert backfill_vs_base_p(registry) == 0  # the next report does not parse the logs again
-    assert p_values(registry, run) == {"arc_challenge": None}
+    assert update_vs_base_p(registry, run) == 0  # checked once: its logs are not read again

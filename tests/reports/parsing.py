@@ -1,7 +1,8 @@
-"""A small element tree from HTML (inline SVG included), for tests that look at what a page shows."""
+"""A small element tree from HTML, for tests that look at what a page shows (its tables, its chart data)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -74,7 +75,8 @@ def table_rows(table: Element) -> list[list[str]]:
     return [[cell.text.strip() for cell in row.iter("td")] for row in body.iter("tr") if any(row.iter("td"))]
 
 
-def path_points(path: Element) -> int:
-    """The vertices of an SVG path as matplotlib writes it (M x y L x y ...)."""
-    d = path.attrs["d"].split()
-    return sum(1 for token in d if token in ("M", "L"))
+
+def chart_data(document: Element) -> dict:
+    """The charts a page carries, by name, as its browser reads them (the JSON data block)."""
+    block = document.find("script", id_="tunelab-charts")
+    return json.loads(block.text) if block is not None else {}

@@ -11,6 +11,7 @@ from tunelab.registry.recording import MetricPoint, record_metrics, record_score
 from tunelab.reports.compare import build_comparison, spec_differences
 from tunelab.reports.render import render_comparison
 
+from tests.reports.parsing import chart_data, parse
 from tests.reports.test_leaderboard import EVIL, finished_run, scores
 from tunelab.cli import cli
 
@@ -88,14 +89,16 @@ def test_comparison_page(registry, tmp_path):
     parsed.feed(render_comparison(comparison))
     assert parsed.tables["spec-diff"][1:] == [["method.r", "8", "16"]]
     (row,) = parsed.tables["score-diff"][1:]
-    assert row[0] == "capitals" and row[4] == "+0.6667" and row[5] == "0.0215" and row[6] == "10"
+    assert row[0] == "capitals" and row[4] == "+0.6667" and row[5] == "0.0215†" and row[6] == "10"
     flips = parsed.tables["flips:capitals"][1:]
     assert len(flips) == 10
     lost = next(r for r in flips if r[6] == "right → wrong")
     assert lost[0] == "0" and lost[4] == "0" and lost[5] == "1"
     assert EVIL in lost[1]  # the item's text, escaped
     assert "img" not in parsed.tags
-    assert "svg" in parsed.tags  # overlaid loss curves
+    (loss,) = chart_data(parse(render_comparison(comparison))).values()  # overlaid loss curves
+    assert [line["label"] for line in loss["series"]] == [f"#{a} a", f"#{b} {EVIL}"]
+    assert loss["x"] == [1, 2, 3, 4, 5] and loss["series"][1]["y"] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
 
 
 def test_compare_cli_text_and_file(registry, tmp_path):
@@ -107,8 +110,17 @@ def test_compare_cli_text_and_file(registry, tmp_path):
     assert (tmp_path / "c.html").is_file()
 
 
+def test_compare_cli_json_has_the_numbers_and_no_chart(registry):
+    a, b = two_runs(registry)
+    out = CliRunner().invoke(cli, ["--db", registry.url, "compare", str(a), str(b), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    (capitals,) = data["scores"]
+    assert capitals["p_value"] == 2 * (1 + 10) / 2**10 and "charts" not in data
+
+
 def test_comparison_lists_mmlu_subjects_worst_change_first(registry):
-    from tests.reports.parsing import parse, table_rows
+    from tests.reports.parsing import table_rows
     from tests.reports.test_run_page import subject_scores
 
     a = finished_run(registry, "a")

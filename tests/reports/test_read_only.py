@@ -1,4 +1,5 @@
-"""A report from a registry the user may only read: written in full, with one warning line, and nothing stored.
+"""A report only reads: from a registry the user may only read it is written in full, with no warning, and its
+connection refuses writes even for a user who may write.
 
 SQLite is opened read-only by URI (`mode=ro`); PostgreSQL as a role granted SELECT and nothing else.
 """
@@ -9,17 +10,17 @@ import logging
 import subprocess
 import sys
 import uuid
-from dataclasses import replace
 
 import pytest
-from sqlalchemy import func, select, update
-from tunelab.registry.db import open_registry
-from tunelab.registry.models import EvalResult, RenderCacheEntry
-from tunelab.registry.recording import record_scores
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from tunelab.registry.db import open_reader, upgrade
+from tunelab.registry.errors import RegistryError
+from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
 
-from tests.reports.parsing import parse
-from tests.reports.test_leaderboard import scores
-from tests.reports.test_render_cache import add_run
+from tests.reports.parsing import chart_data, parse
+from tests.reports.test_leaderboard import finished_run, scores
+from tests.reports.test_run_page import subject_scores
 
 
 @pytest.fixture
@@ -47,41 +48,37 @@ def read_only_url(registry, tmp_path, monkeypatch, request):
             connection.exec_driver_sql(f'DROP ROLE "{role}"')
 
 
-def item_log(outcomes: list[bool]) -> list[dict]:
-    return [{"doc_id": i, "target": 0, "pick": 0 if ok else 1, "correct": ok, "score": float(ok)}
-            for i, ok in enumerate(outcomes)]
+def add_run(registry, name: str, steps: int = 12) -> int:
+    """A finished run with everything a page shows: curves, validation loss, scores, MMLU subjects."""
+    run = finished_run(registry, name)
+    record_metrics(registry, run, [MetricPoint(step=s, loss=2.0 / s + len(name) / 100, learning_rate=1e-3)
+                                   for s in range(1, steps + 1)])
+    record_metrics(registry, run, [MetricPoint(step=s, eval_loss=2.5 / s) for s in (4, 8, 12)])
+    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.4, "mmlu": 0.5}))
+    record_scores(registry, run, subject_scores("finetuned", f"run:{run}", {"anatomy": 0.5, "virology": 0.25}))
+    record_scores(registry, run, scores("base", "tiny", {"arc_challenge": 0.3, "mmlu": 0.45}))
+    record_scores(registry, run, subject_scores("base", "tiny", {"anatomy": 0.6, "virology": 0.2}))
+    return run
 
 
-def runs_with_work_left(registry, count: int = 1, *, p_values: bool = True) -> list[int]:
-    """Finished runs whose report would cache charts and pages, and (`p_values`) store p-values recorded
-    before 0009."""
-    runs = [add_run(registry, f"run-{i}") for i in range(count)]
-    for run in runs:
-        record_scores(registry, run, [replace(s, samples=item_log([False] * 6)) for s in
-                                      scores("base", "tiny", {"hellaswag": 0.0})])
-        record_scores(registry, run, [replace(s, samples=item_log([True] * 6)) for s in
-                                      scores("finetuned", f"run:{run}", {"hellaswag": 1.0})])
-    if p_values:
-        with registry.engine.begin() as connection:
-            connection.execute(update(EvalResult).values(vs_base_p=None))
-    return runs
+def row_counts(registry) -> dict[str, int]:
+    """Rows of every table: what a report must leave as it found it."""
+    from sqlalchemy import inspect
 
-
-def stored(registry) -> tuple[int, int]:
-    """(render cache entries, scores with a stored p-value)."""
     with registry.engine.connect() as connection:
-        return (connection.execute(select(func.count()).select_from(RenderCacheEntry)).scalar_one(),
-                connection.execute(select(func.count()).where(EvalResult.vs_base_p.is_not(None))).scalar_one())
+        return {table: connection.exec_driver_sql(f'SELECT count(*) FROM "{table}"').scalar_one()
+                for table in inspect(connection).get_table_names()}
 
 
-@pytest.mark.parametrize(("jobs", "p_values"), [(1, True), (1, False), (2, True)])
-def test_a_read_only_user_gets_the_whole_report_and_one_warning(registry, read_only_url, tmp_path, monkeypatch,
-                                                                 caplog, jobs, p_values):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_read_only_user_gets_the_whole_report_and_no_warning(registry, read_only_url, tmp_path, monkeypatch,
+                                                               caplog, jobs):
     from tunelab.reports.render import write_report
 
-    runs = runs_with_work_left(registry, count=3, p_values=p_values)
-    monkeypatch.setattr("tunelab.reports.render._PARALLEL_FROM", 2)  # jobs=2: forked page writers refused too
-    reader = open_registry(read_only_url)
+    runs = [add_run(registry, f"run-{i}") for i in range(3)]
+    before = row_counts(registry)
+    monkeypatch.setattr("tunelab.reports.render._PARALLEL_FROM", 2)  # jobs=2: forked page writers read too
+    reader = open_reader(read_only_url)
     try:
         with caplog.at_level(logging.WARNING):
             board = write_report(reader, tmp_path / "lb.html", title="t", jobs=jobs)
@@ -90,46 +87,51 @@ def test_a_read_only_user_gets_the_whole_report_and_one_warning(registry, read_o
     assert sorted(row.run_id for row in board.rows if row.kind == "finetuned") == runs
     for run in runs:
         page = parse((tmp_path / "lb_runs" / f"run-{run}.html").read_text(encoding="utf-8"))
-        assert page.find("tr", data_task="hellaswag") is not None
-    (warning,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warning.getMessage().startswith("could not save ") and "\n" not in warning.getMessage()
-
-    assert stored(registry) == (0, 0 if p_values else 3)  # nothing was written
-    write_report(registry, tmp_path / "again" / "lb.html", title="t", jobs=1)  # one who may write stores it
-    cached, known = stored(registry)
-    assert cached > 0 and known == 3
+        assert page.find("tr", data_task="arc_challenge") is not None
+        assert set(chart_data(page)) == {"loss", "lr", "mmlu"}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert row_counts(registry) == before
 
 
-def test_the_report_command_on_a_read_only_registry_prints_one_line(registry, read_only_url, tmp_path):
-    runs_with_work_left(registry)
+def test_the_report_connection_refuses_writes_even_for_a_user_who_may_write(registry):
+    add_run(registry, "kept")
+    reader = open_reader(registry.url)
+    try:
+        with reader.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM run")).scalar_one() == 1
+        with pytest.raises(DBAPIError), reader.engine.begin() as connection:
+            connection.execute(text("DELETE FROM run"))
+    finally:
+        reader.engine.dispose()
+    assert row_counts(registry)["run"] == 1
+
+
+def test_the_report_command_on_a_read_only_registry_prints_nothing_but_its_result(registry, read_only_url,
+                                                                                 tmp_path):
+    add_run(registry, "only-read")
     out = subprocess.run([sys.executable, "-c", "from tunelab.cli import main; main()", "--home", str(tmp_path),
                           "--db", read_only_url, "report", "-o", str(tmp_path / "lb.html")],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "Traceback" not in out.stderr
+    assert out.stderr == ""
+    assert out.stdout.startswith("wrote ") and (tmp_path / "lb.html").is_file()
+
+
+def test_a_registry_behind_this_tunelab_is_an_error_naming_the_upgrade(registry_url, tmp_path):
+    from tunelab.registry.db import make_engine
+
+    engine = make_engine(registry_url)
+    upgrade(engine, "0011")
+    engine.dispose()
+    with pytest.raises(RegistryError, match=r"schema revision 0011.*tunelab db upgrade"):
+        open_reader(registry_url)
+
+
+def test_the_report_command_creates_no_registry(tmp_path):
+    home = tmp_path / "home"
+    out = subprocess.run([sys.executable, "-c", "from tunelab.cli import main; main()", "--home", str(home),
+                          "report", "-o", str(tmp_path / "lb.html")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
     (line,) = out.stderr.splitlines()
-    assert line.startswith("could not save ") and "registry" in line
-    assert "wrote" in out.stdout and (tmp_path / "lb.html").is_file()
-
-
-FORKED_REPORT = """
-import sys
-from pathlib import Path
-
-import tunelab.reports.render as render
-from tunelab.registry.db import open_registry
-
-render._PARALLEL_FROM = 2
-render.write_report(open_registry(sys.argv[1]), Path(sys.argv[2]), title="t", jobs=2)
-"""
-
-
-def test_forked_page_writers_refused_by_the_registry_still_warn_once(registry, read_only_url, tmp_path):
-    # No p-value to store: the first refused write is a page writer's, in each process at once.
-    runs = runs_with_work_left(registry, count=4, p_values=False)
-    out = subprocess.run([sys.executable, "-c", FORKED_REPORT, read_only_url, str(tmp_path / "lb.html")],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert out.returncode == 0, out.stderr
-    (line,) = out.stderr.splitlines()
-    assert line.startswith("could not save the report cache to the registry (")
-    assert sorted(p.name for p in (tmp_path / "lb_runs").iterdir()) == sorted(f"run-{run}.html" for run in runs)
+    assert line.startswith("Error: no registry at ") and "registry.db" in line
+    assert not home.exists() and not (tmp_path / "lb.html").exists()

@@ -1,4 +1,4 @@
-"""The run page from a known registry: loss curves, the per-subject forgetting table, p-values (parsed HTML)."""
+"""The run page from a known registry: chart data, the per-subject forgetting table, p-values (parsed HTML)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tunelab.registry.recording import MetricPoint, ScoreRecord, record_metrics,
 from tunelab.reports.render import render_run_page, write_report
 from tunelab.reports.run_page import build_run_page
 
-from tests.reports.parsing import parse, path_points, table_rows
+from tests.reports.parsing import chart_data, parse, table_rows
 from tests.reports.test_leaderboard import finished_run, scores
 
 
@@ -22,14 +22,13 @@ def subject_scores(kind: str, name: str, values: dict[str, float]) -> list[Score
 
 
 def page_of(registry, run_id):
-    return parse(render_run_page(build_run_page(registry, run_id), back_href="../lb.html", version="v"))
+    return parse(render_run_page(build_run_page(registry, run_id), back_href="../lb.html"))
 
 
 def loss_lines(document) -> dict[str, int]:
-    """The loss chart's lines, by their SVG id, with their number of points."""
-    chart = document.find("div", id_="loss-chart")
-    return {group.attrs["id"]: path_points(group.find("path")) for group in chart.iter("g")
-            if group.attrs.get("id") in ("training-loss", "validation-loss")}
+    """The loss chart's lines, by label, with their number of points (a line has null where it has none)."""
+    assert document.find("div", id_="loss-chart").attrs["data-chart"] == "loss"
+    return {line["label"]: sum(y is not None for y in line["y"]) for line in chart_data(document)["loss"]["series"]}
 
 
 def test_loss_chart_shows_validation_loss_when_there_is_some(registry):
@@ -40,10 +39,11 @@ def test_loss_chart_shows_validation_loss_when_there_is_some(registry):
     record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
 
     document = page_of(registry, run)
-    assert loss_lines(document) == {"training-loss": 20, "validation-loss": 4}
-    legend = [text.text.strip() for text in document.find("div", id_="loss-chart").iter("text")]
-    assert "training loss" in legend and "validation loss" in legend
-    assert "Training and validation loss" in legend
+    assert loss_lines(document) == {"training loss": 20, "validation loss": 4}
+    loss = chart_data(document)["loss"]
+    assert loss["title"] == "Training and validation loss" and loss["x"] == list(range(1, 21))
+    validation = loss["series"][1]["y"]
+    assert validation[4] == 3.5 / 5 and validation[5] is None  # on the steps it was measured at, gaps between
 
 
 def test_loss_chart_has_one_line_without_validation_loss(registry):
@@ -52,9 +52,9 @@ def test_loss_chart_has_one_line_without_validation_loss(registry):
     record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
 
     document = page_of(registry, run)
-    assert loss_lines(document) == {"training-loss": 10}
-    legend = [text.text.strip() for text in document.find("div", id_="loss-chart").iter("text")]
-    assert "validation loss" not in legend
+    assert loss_lines(document) == {"training loss": 10}
+    assert chart_data(document)["loss"]["title"] == "Training loss"
+    assert [line["label"] for line in chart_data(document)["lr"]["series"]] == ["learning rate"]
 
 
 def test_forgetting_table_lists_subjects_worst_delta_first(registry):
@@ -75,10 +75,35 @@ def test_forgetting_table_lists_subjects_worst_delta_first(registry):
     ]
 
 
+def test_mmlu_chart_has_a_bar_per_subject_and_the_base_as_markers(registry):
+    run = finished_run(registry, "subjects")
+    record_scores(registry, run, subject_scores("finetuned", f"run:{run}",
+                                                {"anatomy": 0.55, "world_religions": 0.45, "virology": 0.3}))
+    record_scores(registry, run, subject_scores("base", "tiny", {"anatomy": 0.5, "world_religions": 0.6}))
+
+    document = page_of(registry, run)
+    assert document.find("div", id_="mmlu-chart").attrs["data-chart"] == "mmlu"
+    mmlu = chart_data(document)["mmlu"]
+    assert mmlu["kind"] == "bars" and mmlu["labels"] == ["anatomy", "virology", "world religions"]
+    tuned, base = mmlu["series"]
+    assert (tuned["label"], tuned["values"]) == ("fine-tuned", [0.55, 0.3, 0.45])
+    assert (base["label"], base["values"], base["marker"]) == ("base", [0.5, None, 0.6], True)  # no base virology
+
+
 def test_no_forgetting_table_without_base_subjects(registry):
     run = finished_run(registry, "no-base")
     record_scores(registry, run, subject_scores("finetuned", f"run:{run}", {"anatomy": 0.5}))
-    assert page_of(registry, run).find("table", id_="forgetting") is None
+    document = page_of(registry, run)
+    assert document.find("table", id_="forgetting") is None
+    assert [s["label"] for s in chart_data(document)["mmlu"]["series"]] == ["fine-tuned"]
+
+
+def test_a_run_without_metrics_or_subjects_has_no_charts(registry):
+    run = finished_run(registry, "bare")
+    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
+    document = page_of(registry, run)
+    assert document.find("div", id_="loss-chart") is None and document.find("div", id_="mmlu-chart") is None
+    assert document.find("script", id_="tunelab-charts") is None  # nor the chart library
 
 
 def test_scores_table_shows_the_p_value_against_the_base(registry):
@@ -93,7 +118,24 @@ def test_scores_table_shows_the_p_value_against_the_base(registry):
 
     rows = table_rows(page_of(registry, run).find("table", id_="scores"))
     # task, metric, fine-tuned, base, delta, p, stderr, shots
-    assert rows[0][0] == "arc_challenge" and rows[0][5] == "0.0215†"
+    assert rows[0][0] == "arc_challenge" and rows[0][4] == "+0.6667" and rows[0][5] == "0.0215†"
+
+
+def test_the_significance_mark_follows_the_one_rule(registry, monkeypatch):
+    # The page marks what the view model's rule says, not a threshold of its own.
+    from tests.registry.test_significance import logs_b1_c9
+
+    run = finished_run(registry, "strict")
+    before, after = logs_b1_c9()
+    record_scores(registry, run, [replace(s, samples=after) for s in
+                                  scores("finetuned", f"run:{run}", {"arc_challenge": 11 / 12})])
+    record_scores(registry, run, [replace(s, samples=before) for s in
+                                  scores("base", "tiny", {"arc_challenge": 3 / 12})])
+    monkeypatch.setattr("tunelab.reports.marks.SIGNIFICANCE_LEVEL", 0.01)
+    document = page_of(registry, run)
+    assert table_rows(document.find("table", id_="scores"))[0][5] == "0.0215"
+    delta = document.find("table", id_="scores").find("span")
+    assert delta.attrs["class"] == "delta up"
 
 
 def test_data_statistics_on_the_run_page(registry, tmp_path):

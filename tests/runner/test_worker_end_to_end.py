@@ -38,21 +38,6 @@ def test_worker_goes_on_after_a_failed_run(worked):
     assert "not found" in broken["summary"]["error"]
 
 
-def test_the_worker_leaves_the_finished_run_page_ready_for_the_next_report(worked):
-    from tunelab.registry.db import open_registry
-    from tunelab.reports.render import run_page_version
-    from tunelab.reports.render_cache import cached_pages
-
-    home, submitted, _ = worked
-    registry = open_registry(f"sqlite:///{home / 'registry.db'}")
-    broken_id, good_id = (s["run_id"] for s in submitted)
-    versions = {good_id: run_page_version(registry, good_id)}
-    assert versions[good_id] is not None
-    (page,) = cached_pages(registry, versions).values()
-    assert "good" in page and "<svg" in page  # the page with its charts, drawn by the worker
-    assert run_page_version(registry, broken_id) is None  # a failed run has no page, so nothing to warm
-
-
 def test_succeeded_run_has_checkpoints_metrics_and_scores(worked):
     home, submitted, _ = worked
     detail = invoke_json(home, "show", str(submitted[1]["run_id"]))

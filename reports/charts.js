@@ -1,0 +1,117 @@
+// Draws a page's charts in the browser with uPlot, from the JSON data block #tunelab-charts that
+// reports/charts.py prepares: every point is computed there; this only maps a chart to uPlot's options.
+// Each element with data-chart="NAME" gets the chart NAME; the drawn plots stay in window.tunelabCharts.
+(function () {
+  "use strict";
+  var source = document.getElementById("tunelab-charts");
+  if (!source || typeof uPlot === "undefined") {
+    return;
+  }
+  var charts = JSON.parse(source.textContent);
+  var COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+  var WIDTH = 560;
+
+  // Four significant digits, as the tables show them; "--" where a series has no point.
+  function number(value) {
+    return value == null ? "--" : String(Number(value.toPrecision(4)));
+  }
+
+  function ticks(self, splits) {
+    return splits.map(number);
+  }
+
+  function textWidth(texts, px) {
+    var longest = texts.reduce(function (most, text) { return Math.max(most, String(text).length); }, 0);
+    return Math.ceil(longest * px * 0.6);
+  }
+
+  // Room for the longest tick label of an axis, so that small learning rates are not cut off.
+  function axisSize(self, values, axis, cycle) {
+    var axisOptions = self.axes[axis];
+    if (cycle > 1) {
+      return axisOptions._size;
+    }
+    var size = (axisOptions.ticks.size || 0) + (axisOptions.gap || 0) + 20;
+    return size + textWidth(values || [], 12);
+  }
+
+  function lineChart(spec, box) {
+    var many = spec.x.length <= 30;  // a few points: mark each one, else the line alone
+    var series = [{ label: spec.xlabel, value: function (self, value) { return number(value); } }];
+    spec.series.forEach(function (line, index) {
+      series.push({
+        label: line.label,
+        stroke: COLORS[index % COLORS.length],
+        width: 1.5,
+        spanGaps: true,  // validation loss has points at some steps only
+        points: { show: many },
+        value: function (self, value) { return number(value); },
+      });
+    });
+    var options = {
+      title: spec.title,
+      width: Math.min(box.clientWidth || WIDTH, WIDTH),
+      height: 300,
+      scales: { x: { time: false }, y: spec.logy ? { distr: 3 } : {} },
+      axes: [{ label: spec.xlabel }, { label: spec.ylabel, size: axisSize, values: ticks }],
+      series: series,
+      legend: { live: true },
+    };
+    var data = [spec.x].concat(spec.series.map(function (line) { return line.y; }));
+    return new uPlot(options, data, box);
+  }
+
+  // Horizontal bars, one per label, first label on top; a reference series shows as a marker.
+  function barChart(spec, box) {
+    var labels = spec.labels;
+    var index = labels.map(function (_, position) { return position; });
+    var series = [{ label: "subject", value: function (self, position) {
+      return position == null ? "--" : labels[position];
+    } }];
+    spec.series.forEach(function (bars, position) {
+      var color = COLORS[position % COLORS.length];
+      series.push(bars.marker ? {
+        label: bars.label, stroke: color, fill: color, paths: function () { return null; },
+        points: { show: true, size: 8, stroke: color, fill: color },
+        value: function (self, value) { return number(value); },
+      } : {
+        label: bars.label, stroke: color, fill: color + "cc",
+        paths: uPlot.paths.bars({ size: [0.7, 24] }), points: { show: false },
+        value: function (self, value) { return number(value); },
+      });
+    });
+    var labelWidth = textWidth(labels, 11) + 16;
+    var options = {
+      title: spec.title,
+      width: Math.min(Math.max(box.clientWidth, 400) || WIDTH + 120, WIDTH + 120),
+      height: labels.length * 16 + 110,
+      scales: {
+        x: { time: false, ori: 1, dir: -1, range: [-0.5, labels.length - 0.5] },
+        y: { ori: 0, dir: 1, range: [0, 1] },
+      },
+      axes: [
+        {
+          scale: "x", side: 3, size: labelWidth, gap: 4, font: "11px system-ui, sans-serif",
+          splits: function () { return index; },
+          values: function (self, splits) { return splits.map(function (p) { return labels[p] || ""; }); },
+          grid: { show: false }, ticks: { show: false },
+        },
+        { scale: "y", side: 2, label: spec.xlabel },
+      ],
+      series: series,
+      legend: { live: true },
+      cursor: { points: { show: false } },
+    };
+    var data = [index].concat(spec.series.map(function (bars) { return bars.values; }));
+    return new uPlot(options, data, box);
+  }
+
+  window.tunelabCharts = {};
+  Array.prototype.forEach.call(document.querySelectorAll("[data-chart]"), function (box) {
+    var name = box.getAttribute("data-chart");
+    var spec = charts[name];
+    if (spec) {
+      window.tunelabCharts[name] = spec.kind === "bars" ? barChart(spec, box) : lineChart(spec, box);
+    }
+  });
+})();
