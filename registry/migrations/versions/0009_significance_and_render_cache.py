@@ -2,10 +2,10 @@
 
 evalresult.vs_base_p holds McNemar's exact p-value of a fine-tuned score against its base model's, from the two
 per-item logs. Rows recorded before this revision are not backfilled here: that means parsing every stored
-per-item log inside the upgrade, which every command waits for; the first report fills them instead
-(registry.recording.backfill_vs_base_p). Two covering indexes let reports read p-values and MMLU subjects
-without the rows heavy with logs. rendercache holds matplotlib SVGs and run pages keyed by a hash of their
-content.
+per-item log inside the upgrade, which every command waits for; reports filled them in, until revision
+0012 did it once. Two covering indexes let reports read p-values and MMLU subjects
+without the rows heavy with logs. rendercache held matplotlib SVGs and run pages keyed by a hash of their
+content (dropped by revision 0013).
 
 Revision ID: 0009
 Revises: 0008
