@@ -22,15 +22,20 @@ COLUMNS = (("run", True), ("experiment", False), ("status", False), ("method", F
            ("loss", True), ("average", True))
 NAME_COLUMN = 1
 MIN_NAME_WIDTH = 12
+# Rows of a table unless --limit or --all says otherwise: a page a person reads, however large the registry.
+TABLE_ROWS = 50
 
 
-def print_runs(runs: list[RunSummary], values: dict[int, dict[str, float]], *, fmt: str, title: str) -> None:
-    """`values`: each run's headline value per task (registry.run_records.headline_values)."""
+def print_runs(runs: list[RunSummary], values: dict[int, dict[str, float]], *, fmt: str, title: str,
+               more: bool = False) -> None:
+    """`values`: each run's headline value per task (registry.run_records.headline_values); `more`: the table
+    shows a page of a longer listing."""
     if fmt == "table":
         rows = [(str(r.run_id), r.name, r.status, r.method, fmt_time(r.created_at), fmt_float(r.final_loss),
                  fmt_float(average(values.get(r.run_id, {})))) for r in runs]
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        click.echo("\n".join([title, *table_lines(rows, width=width)]))
+        footer = [f"(the first {len(runs)} runs; --limit N or --all for more)"] if more else []
+        click.echo("\n".join([title, *table_lines(rows, width=width), *footer]))
         return
     headline = {r.run_id: with_average(values.get(r.run_id, {})) for r in runs}
     if fmt == "json":

@@ -119,3 +119,16 @@ def test_a_bad_expression_is_one_error_with_a_caret(registry, runs, tmp_path):
     assert out.exit_code == 1
     assert out.output.splitlines()[0].startswith("Error: unexpected end of expression at column 7")
     assert out.output.splitlines()[-1].strip() == "^"
+
+
+def test_the_table_shows_a_page_and_says_so_while_scripts_get_every_run(registry, runs, tmp_path, monkeypatch):
+    monkeypatch.setattr("tunelab.commands.ls.TABLE_ROWS", 2)
+    _title, _header, _rule, *rows, footer = ls(registry, tmp_path).splitlines()
+    assert [row.split()[1] for row in rows] == ["gamma", "beta"]
+    assert footer == "(the first 2 runs; --limit N or --all for more)"
+    for args in (["--all"], ["--limit", "3"]):
+        *_, last = ls(registry, tmp_path, *args).splitlines()
+        assert last.split()[1] == "alpha"
+    assert len(json.loads(ls(registry, tmp_path, "--json"))) == 3
+    assert len(ls(registry, tmp_path, "--format", "csv").splitlines()) == 4
+    assert ls(registry, tmp_path, "--where", "id > 0").splitlines()[-1] == footer
