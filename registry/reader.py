@@ -78,16 +78,17 @@ def open_reader(url: str) -> SqliteReader:
         raise NotAtHead(f"no registry at {database.file} yet")
     # mode=rw never creates the file; a file the user may not write opens read-only all the same.
     target = database.target if database.uri else f"file:{_quote_path(str(database.file))}?mode=rw"
+    connection = None
     try:
         connection = sqlite3.connect(target, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
         stored = _stored_revision(connection)
-    except sqlite3.Error as exc:
-        raise RegistryError(f"cannot open registry {url}: {exc}") from None
-    try:
         if state_of(stored) is not State.CURRENT:
             raise NotAtHead(f"registry {url} is at revision {stored or '(none)'}")
-    except RegistryError:
-        connection.close()
+    except (sqlite3.Error, RegistryError) as exc:
+        if connection is not None:
+            connection.close()
+        if isinstance(exc, sqlite3.Error):
+            raise RegistryError(f"cannot open registry {url}: {exc}") from None
         raise
     return SqliteReader(url, connection)
 
