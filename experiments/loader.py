@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,12 @@ def load_specs(path: Path | str) -> list[LoadedSpec]:
         loaded.append(LoadedSpec(path=path, text=text, spec=spec, raw=applied, parents=parents,
                                  sweep=sweep, sweep_point=point))
     return loaded
+
+
+def load_all(paths: Iterable[Path | str]) -> list[LoadedSpec]:
+    """Every experiment of every file (each sweep point), all validated before the caller stores any:
+    one bad file, nothing written."""
+    return [loaded for path in paths for loaded in load_specs(path)]
 
 
 def load_spec(path: Path | str) -> LoadedSpec:

@@ -1,32 +1,29 @@
 """Open a registry: engine setup (SQLite WAL + busy timeout, or PostgreSQL by URL) and migrations.
 
 The schema is created and upgraded only by Alembic; `open_registry` applies pending
-revisions on first use, under a lock so concurrent workers don't race each other.
+revisions on first use, under a lock so concurrent workers don't race each other. Whether there is
+anything to apply is read without Alembic (registry/revision.py), so opening a registry at head never
+imports it; a registry migrated by a later tunelab is refused in one line, before Alembic sees it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlmodel import Session
 from tunelab.registry.errors import RegistryError
+from tunelab.registry.location import default_url, sqlite_database
+from tunelab.registry.revision import MIGRATIONS_DIR, State, head, state_of
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Any fixed key: advisory locks are per database, so this serialises the migrations of one registry.
 PG_MIGRATION_LOCK_KEY = 727274
-
-
-def default_url(home: Path) -> str:
-    return f"sqlite:///{(home / 'registry.db').resolve()}"
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
@@ -40,20 +37,13 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_file(url: str) -> Path | None:
-    """The database file a SQLite URL names; None for other URLs, memory, and "file:" URIs (read-only and other
-    modes), which name an existing database."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split("///", 1)[-1].split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" and not path.startswith("file:") else None
-
-
 def make_engine(url: str) -> Engine:
     try:
-        if url.startswith("sqlite"):
-            if (path := _sqlite_file(url)) is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+        database = sqlite_database(url)
+        if database is not None:
+            # A "file:" URI (read-only and other modes) names an existing database: nothing to create.
+            if database.file is not None and not database.uri:
+                database.file.parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             event.listen(engine, "connect", _configure_sqlite)
             return engine
@@ -67,7 +57,8 @@ def _alembic_config(engine: Engine, connection=None):
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # The option is configparser text: a "%" (an escaped password, an SQLite URI) must be doubled.
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     config.attributes["connection"] = connection
     return config
 
@@ -87,8 +78,9 @@ def current_revision(engine: Engine) -> str | None:
 
 @contextlib.contextmanager
 def _migration_lock(engine: Engine) -> Iterator[None]:
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        lock_path = Path(engine.url.database).with_suffix(".migrate.lock")
+    database = sqlite_database(engine.url.render_as_string(hide_password=False))
+    if database is not None and database.file is not None:
+        lock_path = database.file.with_suffix(".migrate.lock")
         with open(lock_path, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -112,6 +104,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply Alembic revisions up to `revision`."""
     from alembic import command
 
+    schema_state(engine)  # a later tunelab's revision: one line, not Alembic's "Can't locate revision"
     with _migration_lock(engine):
         with engine.connect() as connection:
             if engine.dialect.name == "sqlite":
@@ -137,25 +130,14 @@ class Registry:
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
-_REVISION = re.compile(r"^(down_revision|revision)\s*=\s*['\"]?([\w]+)?['\"]?", re.MULTILINE)
-
-
-def _head_from_files() -> str | None:
-    """The head of a linear revision chain, read from the version files without importing Alembic.
-
-    Opening a registry happens on every command (`tunelab ls` too); Alembic's import and script
-    loading would double its start-up. None when the chain is not simply linear: then ask Alembic.
-    """
-    revisions, parents = set(), set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        found = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
-        if "revision" in found:
-            revisions.add(found["revision"])
-            if found.get("down_revision"):
-                parents.add(found["down_revision"])
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> Sequence[Sequence[Any]]:
+        """The rows of one SQL text query with :name parameters (registry.reader.Rows, over this engine)."""
+        with self.engine.connect() as connection:
+            return connection.execute(text(sql), dict(params or {})).all()
 
 
 def _stored_revision(engine: Engine) -> str | None:
@@ -165,22 +147,35 @@ def _stored_revision(engine: Engine) -> str | None:
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def _needs_upgrade(engine: Engine) -> bool:
-    head = _head_from_files()
-    if head is not None and _stored_revision(engine) == head:
-        return False
-    return current_revision(engine) != head_revision(engine)
+def schema_state(engine: Engine) -> State:
+    """Where the registry's schema stands against this tunelab's migrations; raises RegistryTooNew past them."""
+    return state_of(_stored_revision(engine))
 
 
 def open_registry(url: str, *, migrate: bool = True) -> Registry:
     """Connect and bring the schema to head (the first use creates it)."""
     engine = make_engine(url)
     try:
-        if migrate and _needs_upgrade(engine):
-            upgrade(engine)
+        state = schema_state(engine) if migrate else State.CURRENT
     except OperationalError as exc:
         raise RegistryError(f"cannot open registry {engine.url.render_as_string()}: {exc.orig}") from None
+    if state is not State.CURRENT:
+        _upgrade_or_explain(engine, state)
     return Registry(engine=engine, url=url)
+
+
+def _upgrade_or_explain(engine: Engine, state: State) -> None:
+    try:
+        upgrade(engine)
+    except (DBAPIError, OSError) as exc:
+        reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
+        where = engine.url.render_as_string()
+        if state is State.EMPTY:
+            raise RegistryError(f"cannot open registry {where}: {reason}") from None
+        # The user may read this registry but not change it (a read-only file, directory or role).
+        raise RegistryError(
+            f"registry {where} is at revision {_stored_revision(engine)}, older than this tunelab's {head()}, "
+            f"and could not be upgraded ({reason}): run `tunelab db upgrade` as a user who may write it") from None
 
 
 # Per dialect, what makes a connection refuse every write for as long as it is open.
@@ -201,27 +196,27 @@ def _refuse_writes(engine: Engine) -> None:
     event.listen(engine, "connect", read_only)
 
 
-def open_reader(url: str) -> Registry:
+def open_read_only(url: str) -> Registry:
     """Open a registry to read it and nothing else (reports): no migration, and connections that refuse writes.
 
     Works for a user who may only read (a read-only SQLite file, a SELECT-only PostgreSQL role). A registry that
     does not exist, or whose schema is not this tunelab's, is an error that says so.
     """
-    path = _sqlite_file(url)
-    if path is not None and not path.is_file():
-        raise RegistryError(f"no registry at {path}: nothing has been submitted there yet")
+    database = sqlite_database(url)
+    if database is not None and database.file is not None and not database.file.is_file():
+        raise RegistryError(f"no registry at {database.file}: nothing has been submitted there yet")
     engine = make_engine(url)
     _refuse_writes(engine)
     try:
-        if _needs_upgrade(engine):
-            stored = _stored_revision(engine)
-            raise RegistryError(f"the registry {engine.url.render_as_string()} is at schema revision {stored}, and "
-                                f"this tunelab reads revision {head_revision(engine)}: upgrade it first "
-                                "(`tunelab db upgrade`, by a user who may write)")
+        state = schema_state(engine)
     except OperationalError as exc:
         raise RegistryError(f"cannot open registry {engine.url.render_as_string()}: {exc.orig}") from None
+    if state is not State.CURRENT:
+        raise RegistryError(f"the registry {engine.url.render_as_string()} is at schema revision "
+                            f"{_stored_revision(engine)}, and this tunelab reads revision {head()}: upgrade it first "
+                            "(`tunelab db upgrade`, by a user who may write)")
     return Registry(engine=engine, url=url)
 
 
-__all__ = ["Registry", "open_registry", "open_reader", "default_url", "make_engine", "upgrade", "current_revision",
-           "head_revision", "sessionmaker"]
+__all__ = ["Registry", "open_registry", "open_read_only", "default_url", "make_engine", "upgrade", "current_revision",
+           "head_revision", "schema_state"]

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel
+from tunelab.registry.run_status import RunStatus
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class RunStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
 
 
 class Sweep(SQLModel, table=True):

@@ -1,17 +1,20 @@
-"""Filtered, sorted run listings for `tunelab ls --where EXPR --sort FIELD`, in one SELECT."""
+"""Filtered, sorted run listings for `tunelab ls --where EXPR --sort FIELD`, in one SELECT.
+
+The expression compiles through SQLAlchemy (registry/where.py); the rows are the same summary columns as a plain
+listing (registry/run_records.py), read into the same RunSummary.
+"""
 
 from __future__ import annotations
 
-from sqlmodel import select
-from tunelab.registry.db import Registry
+from sqlalchemy import select, text
 from tunelab.registry.models import Experiment, Run
-from tunelab.registry.queries import RunSummary, _summary
-from tunelab.registry.query_help import FIELDS_HELP  # noqa: E402,F401  (re-exported for callers)
+from tunelab.registry.reader import Rows
+from tunelab.registry.run_records import RunSummary, summary_columns, summary_of
 from tunelab.registry.where import order_by, parse, parse_sort, where_clause
 
 
 def query_runs(
-    registry: Registry,
+    source: Rows,
     *,
     where: str | None = None,
     sort: str | None = None,
@@ -20,7 +23,8 @@ def query_runs(
     status: str | None = None,
 ) -> list[RunSummary]:
     """Runs matching `where`, ordered by `sort` (default: newest first); raises QueryError on a bad expression."""
-    query = select(Run, Experiment).join(Experiment, Experiment.id == Run.experiment_id)
+    columns = text(summary_columns(source.dialect))
+    query = select(columns).select_from(Run).join(Experiment, Experiment.id == Run.experiment_id)
     if where is not None:
         query = query.where(where_clause(parse(where)))
     if status:
@@ -31,5 +35,5 @@ def query_runs(
         query = query.order_by(Run.id.desc() if descending else Run.id.asc())
     if limit is not None:
         query = query.limit(limit)
-    with registry.session() as session:
-        return [_summary(run, experiment) for run, experiment in session.exec(query).all()]
+    with source.engine.connect() as connection:
+        return [summary_of(row) for row in connection.execute(query).all()]

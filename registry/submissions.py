@@ -41,6 +41,19 @@ class Submitted:
     run_id: int | None  # None: a duplicate that was not queued
     duplicate_of: int | None = None
     sweep_id: int | None = None
+    name: str = ""  # the experiment's
+
+    def to_json(self) -> dict[str, int | None]:
+        return {"experiment_id": self.experiment_id, "run_id": self.run_id, "duplicate_of": self.duplicate_of,
+                "sweep_id": self.sweep_id}
+
+    def describe(self) -> str:
+        """One line on what became of the experiment: queued, queued again (force), or already there."""
+        if self.duplicate_of is not None and self.run_id is None:
+            return (f"exists  experiment {self.duplicate_of}  {self.name}: identical spec already submitted "
+                    "(see `tunelab ls`; --force queues a new run)")
+        again = " (again, --force)" if self.duplicate_of is not None else ""
+        return f"queued run {self.run_id}  experiment {self.experiment_id}  {self.name}{again}"
 
 
 def submit(registry: Registry, experiments: list[NewExperiment], *, force: bool = False) -> list[Submitted]:
@@ -64,7 +77,7 @@ def submit(registry: Registry, experiments: list[NewExperiment], *, force: bool 
                     session.add(run)
                     session.flush()
                     run_id = run.id
-                submitted.append(Submitted(earlier, run_id, duplicate_of=earlier))
+                submitted.append(Submitted(earlier, run_id, duplicate_of=earlier, name=new.name))
                 continue
             sweep_id = None
             if new.sweep is not None:
@@ -93,7 +106,7 @@ def submit(registry: Registry, experiments: list[NewExperiment], *, force: bool 
                       gpus=new.gpus)
             session.add(run)
             session.flush()
-            submitted.append(Submitted(experiment.id, run.id, sweep_id=sweep_id))
+            submitted.append(Submitted(experiment.id, run.id, sweep_id=sweep_id, name=new.name))
         session.commit()
     return submitted
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tunelab.registry.queries import MemberScore, ScoreRow
+from tunelab.registry.run_records import MemberScore, ScoreRow
 from tunelab.reports.marks import delta_class
 
 # The Open LLM Leaderboard v1 columns, in display order, with their display names.
@@ -28,12 +28,14 @@ def average(values: dict[str, float]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def headline_scores(rows: Iterable[ScoreRow], model_kind: str) -> dict[str, float]:
-    values = {task: row.value for task, row in headline_rows(rows, model_kind).items()}
+def with_average(values: dict[str, float]) -> dict[str, float]:
+    """Headline values by task, with the leaderboard "average" added when a leaderboard benchmark is present."""
     mean = average(values)
-    if mean is not None:
-        values["average"] = mean
-    return values
+    return values if mean is None else {**values, "average": mean}
+
+
+def headline_scores(rows: Iterable[ScoreRow], model_kind: str) -> dict[str, float]:
+    return with_average({task: row.value for task, row in headline_rows(rows, model_kind).items()})
 
 
 @dataclass(frozen=True)

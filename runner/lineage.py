@@ -11,42 +11,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tunelab.experiments.schema import RUN_BASE, Spec
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
+from tunelab.registry.lineage import Ancestor, Lineage
 from tunelab.runner.errors import RunFailed
 
 # Deeper than any real chain; only a hand-made loop in the registry could reach it.
 MAX_DEPTH = 100
-
-
-@dataclass(frozen=True)
-class Ancestor:
-    run_id: int
-    name: str
-    method: str
-
-
-@dataclass
-class Lineage:
-    origin: str  # the base model the chain started from: a directory (absolute) or a hub id
-    runs: list[Ancestor] = field(default_factory=list)  # nearest first
-
-    def to_json(self) -> dict:
-        return {"runs": [asdict(a) for a in self.runs], "origin": self.origin}
-
-    @classmethod
-    def from_json(cls, data: dict) -> Lineage:
-        return cls(origin=data["origin"], runs=[Ancestor(**a) for a in data.get("runs", [])])
-
-    def describe(self, run_id: int | None = None) -> str:
-        """One line, newest first: "run 3 <- run 2 (lora) <- run 1 (full) <- /models/tiny"."""
-        parts = [f"run {run_id}"] if run_id is not None else []
-        parts += [f"run {a.run_id} ({a.method})" for a in self.runs]
-        return " <- ".join(parts + [self.origin])
 
 
 def run_base_id(base: str) -> int | None:

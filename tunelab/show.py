@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunelab.output import fmt_float, fmt_time
-from tunelab.registry.queries import RunDetail
+from tunelab.registry.lineage import Lineage
+from tunelab.registry.run_records import RunDetail
 from tunelab.reports.scores import headline_scores
 
 
@@ -54,6 +55,8 @@ def print_detail(detail: RunDetail) -> None:
             console.print(f"  average (leaderboard benchmarks): {average:.4f}")
     spec_text = json.dumps(detail.spec, sort_keys=True)
     console.print("  spec: " + escape(spec_text if len(spec_text) <= 400 else spec_text[:400] + "…"))
+    if detail.lineage and detail.lineage["runs"]:
+        console.print("  lineage: " + escape(Lineage.from_json(detail.lineage).describe(s.run_id)), soft_wrap=True)
 
 
 def progress_line(progress: dict[str, Any], *, running: bool) -> str:

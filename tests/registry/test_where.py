@@ -15,8 +15,9 @@ from sqlmodel import select
 from tunelab.registry.errors import RegistryError
 from tunelab.registry.models import Experiment, Run
 from tunelab.registry.queries import run_scores
+from tunelab.registry.query_help import FIELDS_HELP
 from tunelab.registry.recording import ScoreRecord, record_scores
-from tunelab.registry.run_query import FIELDS_HELP, query_runs
+from tunelab.registry.run_query import query_runs
 from tunelab.registry.submissions import NewExperiment, submit
 from tunelab.registry.where import SECTIONS, And, Comparison, Not, Or, QueryError, parse, where_clause
 from tunelab.reports.scores import headline_scores

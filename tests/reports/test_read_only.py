@@ -14,7 +14,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from tunelab.registry.db import open_reader, upgrade
+from tunelab.registry.db import open_read_only, upgrade
 from tunelab.registry.errors import RegistryError
 from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
 
@@ -78,7 +78,7 @@ def test_a_read_only_user_gets_the_whole_report_and_no_warning(registry, read_on
     runs = [add_run(registry, f"run-{i}") for i in range(3)]
     before = row_counts(registry)
     monkeypatch.setattr("tunelab.reports.render._PARALLEL_FROM", 2)  # jobs=2: forked page writers read too
-    reader = open_reader(read_only_url)
+    reader = open_read_only(read_only_url)
     try:
         with caplog.at_level(logging.WARNING):
             board = write_report(reader, tmp_path / "lb.html", title="t", jobs=jobs)
@@ -95,7 +95,7 @@ def test_a_read_only_user_gets_the_whole_report_and_no_warning(registry, read_on
 
 def test_the_report_connection_refuses_writes_even_for_a_user_who_may_write(registry):
     add_run(registry, "kept")
-    reader = open_reader(registry.url)
+    reader = open_read_only(registry.url)
     try:
         with reader.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM run")).scalar_one() == 1
@@ -124,7 +124,7 @@ def test_a_registry_behind_this_tunelab_is_an_error_naming_the_upgrade(registry_
     upgrade(engine, "0011")
     engine.dispose()
     with pytest.raises(RegistryError, match=r"schema revision 0011.*tunelab db upgrade"):
-        open_reader(registry_url)
+        open_read_only(registry_url)
 
 
 def test_the_report_command_creates_no_registry(tmp_path):

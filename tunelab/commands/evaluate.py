@@ -1,7 +1,4 @@
-"""`tunelab eval` and `tunelab doctor`: evaluate any model into the registry; check queued runs' files.
-
-Registered on the main group by `register(cli)`; everything heavy is imported inside the commands.
-"""
+"""`tunelab eval` and `tunelab doctor`: evaluate any model into the registry; check queued runs' files."""
 
 from __future__ import annotations
 
@@ -12,7 +9,11 @@ from pathlib import Path
 import click
 
 from tunelab.context import AppContext
+from tunelab.experiments.schema import EvalSection, ExperimentSection
 from tunelab.output import fmt_float, print_json
+from tunelab.runner.doctor import check_queued_runs
+from tunelab.runner.eval_target import evaluate_target, resolve_target, run_eval_settings, settings_from_options
+from tunelab.runner.evaluation import EvaluationError
 
 
 def _custom_option(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -47,9 +48,6 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
                  refresh: bool, quiet: bool, as_json: bool) -> None:
     """Evaluate TARGET and record its scores: run:ID (or ID) for a run's final weights, a local model or
     adapter directory, or a hub model id. Benchmarks evaluated before on the same weights come from the cache."""
-    from tunelab.runner.eval_target import evaluate_target, resolve_target, run_eval_settings
-    from tunelab.runner.evaluation import EvaluationError
-
     registry, cwd = app.registry(), Path.cwd()
     try:
         source = resolve_target(registry, target, home=app.home, cwd=cwd, dtype=dtype)
@@ -70,9 +68,6 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
 
 
 def _settings(defaults, cwd: Path, tasks, limit, benchmarks_dir, custom, batch_size):
-    from tunelab.experiments.schema import EvalSection
-    from tunelab.runner.eval_target import settings_from_options
-
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
     return settings_from_options(defaults or EvalSection(), cwd=cwd, tasks=task_list, limit=limit,
                                  benchmarks_dir=benchmarks_dir, custom=_custom_option(custom), batch_size=batch_size)
@@ -80,8 +75,6 @@ def _settings(defaults, cwd: Path, tasks, limit, benchmarks_dir, custom, batch_s
 
 def _seed(given: int | None, run_seed: int | None) -> int:
     """--seed, else the run's own seed, else the spec's default seed."""
-    from tunelab.experiments.schema import ExperimentSection
-
     for seed in (given, run_seed):
         if seed is not None:
             return seed
@@ -108,8 +101,6 @@ def _print_scores(done) -> None:
 def doctor(app: AppContext, offline: bool, as_json: bool) -> None:
     """Check every queued run's files (base model, tokenizer, data, benchmark data, custom tasks) before any
     worker starts; exit 1 if something is missing."""
-    from tunelab.runner.doctor import check_queued_runs
-
     checks = check_queued_runs(app.registry(), offline=offline, environ=os.environ)
     if as_json:
         print_json([dict(asdict(c), ok=c.ok) for c in checks])
@@ -124,9 +115,3 @@ def doctor(app: AppContext, offline: bool, as_json: bool) -> None:
         click.echo(f"{len(checks)} queued run(s) checked, {bad} with missing files" if checks else "no queued runs")
     if any(not c.ok for c in checks):
         raise SystemExit(1)
-
-
-def register(group: click.Group) -> None:
-    """Add `eval` and `doctor` to the tunelab command group."""
-    group.add_command(eval_command)
-    group.add_command(doctor)

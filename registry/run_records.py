@@ -1,0 +1,350 @@
+"""Read side of the registry: run listings, one run's full record and its scores, as plain dataclasses.
+
+Plain SQL text over `Rows` (registry/reader.py): an SQLite registry is read through sqlite3 without importing
+SQLAlchemy, and an open Registry (any database) runs the same text through its engine. No ORM objects: a
+leaderboard reads tens of thousands of score rows. Never the per-item logs (samples_json): they are megabytes
+per run, and listings and reports don't show them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from tunelab.registry.errors import NotFound
+from tunelab.registry.reader import Rows
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    experiment_id: int
+    name: str
+    status: str
+    method: str
+    base_model: str
+    tags: list[str]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    final_loss: float | None
+    error: str | None
+    train_seconds: float | None = None
+    num_train_examples: int | None = None
+
+
+@dataclass
+class ScoreRow:
+    model_kind: str
+    model_name: str
+    task: str
+    metric: str
+    value: float
+    stderr: float | None
+    num_fewshot: int
+    limit: int
+    n_samples: int | None
+    task_group: str | None
+    comparable: bool
+    lm_eval_version: str
+    fingerprint: dict
+    # McNemar exact p-value of a fine-tuned score against its base (per-item logs); None where not known.
+    vs_base_p: float | None = None
+
+
+@dataclass
+class RunDetail:
+    summary: RunSummary
+    spec: dict[str, Any]
+    spec_text: str
+    spec_path: str
+    spec_hash: str
+    workdir: str
+    output_dir: str | None
+    train_seconds: float | None
+    num_train_examples: int | None
+    checkpoints: list[dict] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)
+    scores: list[ScoreRow] = field(default_factory=list)
+    # What the run last executed with (versions, devices, source commit); None before it first ran.
+    environment: dict[str, Any] | None = None
+    # Where the starting weights came from ({"runs": [...] nearest first, "origin": base}); None before it ran.
+    lineage: dict[str, Any] | None = None
+    # Row counts of the training data (read, empty, duplicates, over-length, held out); None before training.
+    data_stats: dict[str, Any] | None = None
+    # Training's latest figures (step, total, loss, tokens_per_second, eta_seconds); None before training.
+    progress: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return to_jsonable(asdict(self))
+
+
+class MemberScore(NamedTuple):
+    """One member of a score group (an MMLU subject): what per-subject tables and charts show of it."""
+
+    model_kind: str
+    task_group: str
+    task: str
+    value: float
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def to_jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+# --- SQL ----------------------------------------------------------------------------------------------
+# Ids per IN (...) list: well under SQLite's bound-parameter limit, and small enough to keep memory flat.
+ID_CHUNK = 500
+
+RUNS = "run JOIN experiment ON experiment.id = run.experiment_id"
+
+
+def _spec_text(dialect: str, path: str) -> str:
+    """SQL for a text value of the stored spec: the database reads two keys faster than Python parses the spec."""
+    if dialect == "sqlite":
+        return f"json_extract(experiment.resolved_json, '$.{path}')"
+    return f"CAST(experiment.resolved_json AS JSON) #>> '{{{path.replace('.', ',')}}}'"
+
+
+def summary_columns(dialect: str) -> str:
+    """A run's summary, in the order summary_of reads it (registry/run_query.py selects the same)."""
+    return (f"run.id, experiment.id, experiment.name, run.status, {_spec_text(dialect, 'method.kind')}, "
+            f"{_spec_text(dialect, 'model.base')}, experiment.tags_json, run.created_at, run.started_at, "
+            "run.finished_at, run.final_loss, run.error, run.train_seconds, run.num_train_examples")
+
+
+def _detail_columns(dialect: str) -> str:
+    return (f"{summary_columns(dialect)}, experiment.resolved_json, experiment.spec_text, experiment.spec_path, "
+            "experiment.spec_hash, experiment.workdir, run.output_dir, run.environment_json, run.lineage_json, "
+            "run.data_stats_json, run.progress_json")
+
+
+# "limit" is an SQL keyword: quoted, as SQLAlchemy quotes it.
+_SCORE_COLUMNS = ('run_id, model_kind, model_name, task, metric, value, stderr, num_fewshot, "limit", n_samples, '
+                  "task_group, comparable, lm_eval_version, fingerprint_json")
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), ID_CHUNK):
+        yield list(ids[start:start + ID_CHUNK])
+
+
+def _in(column: str, ids: Sequence[int]) -> tuple[str, dict[str, int]]:
+    """`column IN (:id_0, ...)` with its parameters: one spelling that sqlite3 and SQLAlchemy both bind."""
+    params = {f"id_{i}": value for i, value in enumerate(ids)}
+    return f"{column} IN ({', '.join(':' + name for name in params)})", params
+
+
+def moment(value: datetime | str | None) -> datetime | None:
+    """A stored timestamp as the models give it: an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        # SQLite holds UTC as text without an offset (as SQLAlchemy writes it); parsing it with the offset
+        # appended is several times faster than attaching the zone afterwards, which matters 30,000 times.
+        value = datetime.fromisoformat(value if len(value) > 19 and value[-6] in "+-" else value + "+00:00")
+    if value.tzinfo is UTC:
+        return value
+    return value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
+
+
+def summary_of(row: Sequence[Any]) -> RunSummary:
+    """A RunSummary from a row of summary_columns()."""
+    (run_id, experiment_id, name, status, method, base_model, tags_json, created_at, started_at, finished_at,
+     final_loss, error, train_seconds, num_train_examples) = row[:14]
+    return RunSummary(
+        run_id=run_id, experiment_id=experiment_id, name=name, status=status, method=method or "",
+        base_model=base_model or "", tags=json.loads(tags_json), created_at=moment(created_at),
+        started_at=moment(started_at), finished_at=moment(finished_at), final_loss=final_loss, error=error,
+        train_seconds=train_seconds, num_train_examples=num_train_examples,
+    )
+
+
+def list_runs(source: Rows, *, status: str | None = None, limit: int | None = None,
+              newest_first: bool = True) -> list[RunSummary]:
+    """Runs newest first (or oldest first), optionally of one status."""
+    sql = f"SELECT {summary_columns(source.dialect)} FROM {RUNS}"
+    params: dict[str, Any] = {}
+    if status:
+        sql += " WHERE run.status = :status"
+        params["status"] = status
+    sql += " ORDER BY run.id DESC" if newest_first else " ORDER BY run.id"
+    if limit is not None:
+        sql += " LIMIT :limit"
+        params["limit"] = limit
+    return [summary_of(row) for row in source.rows(sql, params)]
+
+
+def headline_values(source: Rows, run_ids: Sequence[int] | None = None,
+                    model_kind: str = "finetuned") -> dict[int, dict[str, float]]:
+    """Each run's value per top-level task (MMLU subjects left out), by run id: the latest row of a task wins,
+    as in reports.scores.headline_rows. What a listing shows, without building a ScoreRow per score."""
+    sql = ("SELECT run_id, task, value FROM evalresult "
+           "WHERE model_kind = :kind AND task_group IS NULL AND run_id IS NOT NULL")
+    values: dict[int, dict[str, float]] = {}
+    # Past one IN list, one pass over the headline rows costs less than many lists.
+    if run_ids is None or len(run_ids) > ID_CHUNK:
+        wanted = None if run_ids is None else set(run_ids)
+        for run_id, task, value in source.rows(f"{sql} ORDER BY id", {"kind": model_kind}):
+            if wanted is None or run_id in wanted:
+                values.setdefault(run_id, {})[task] = value
+        return values
+    if run_ids:
+        condition, params = _in("run_id", run_ids)
+        for run_id, task, value in source.rows(f"{sql} AND {condition} ORDER BY id", {"kind": model_kind, **params}):
+            values.setdefault(run_id, {})[task] = value
+    return values
+
+
+def p_value_as_read(stored: float | None) -> float | None:
+    """A stored vs_base_p as readers see it: NO_P_VALUE (checked, no test possible) is no p-value."""
+    return None if stored is None or stored < 0 else stored
+
+
+def _p_values(source: Rows, run_ids: Sequence[int] | None) -> dict[tuple[int, str], float]:
+    """Fine-tuned headline scores' p-values against their base, by (run id, task), from their covering index.
+
+    Never in the same query as the other score columns: on SQLite the column sits after the per-item logs.
+    A score checked without a p-value (registry.significance.NO_P_VALUE, below 0) has none here.
+    """
+    sql = ("SELECT run_id, task, vs_base_p FROM evalresult "
+           "WHERE task_group IS NULL AND model_kind = 'finetuned' AND vs_base_p >= 0")
+    if run_ids is None:
+        return {(run_id, task): p for run_id, task, p in source.rows(sql)}
+    found: dict[tuple[int, str], float] = {}
+    for chunk in _chunks(run_ids):
+        condition, params = _in("run_id", chunk)
+        found.update({(run_id, task): p for run_id, task, p in source.rows(f"{sql} AND {condition}", params)})
+    return found
+
+
+def _score_of(row: Sequence[Any], fingerprints: dict[str, dict], p_values: dict[tuple[int, str], float]) -> ScoreRow:
+    (run_id, model_kind, model_name, task, metric, value, stderr, num_fewshot, limit, n_samples, task_group,
+     comparable, lm_eval_version, fingerprint_json) = row
+    # Every score of one evaluation carries the same fingerprint text: parse each distinct text once.
+    fingerprint = fingerprints.get(fingerprint_json)
+    if fingerprint is None:
+        fingerprint = fingerprints[fingerprint_json] = json.loads(fingerprint_json)
+    return ScoreRow(
+        model_kind=model_kind, model_name=model_name, task=task, metric=metric, value=value, stderr=stderr,
+        num_fewshot=num_fewshot, limit=limit, n_samples=n_samples, task_group=task_group,
+        comparable=bool(comparable), lm_eval_version=lm_eval_version, fingerprint=fingerprint,
+        vs_base_p=p_values.get((run_id, task)) if model_kind == "finetuned" else None)
+
+
+def run_scores(
+    source: Rows, run_ids: list[int] | None = None, *, headline_only: bool = False
+) -> dict[int, list[ScoreRow]]:
+    """Eval results grouped by run id (all runs when `run_ids` is None).
+
+    `headline_only` leaves out group members (the 57 MMLU subjects), which listings never show.
+    """
+    # Scores of models that belong to no run (`tunelab eval PATH`) are no run's: see model_evaluations.
+    sql = f"SELECT {_SCORE_COLUMNS} FROM evalresult WHERE run_id IS NOT NULL"
+    if headline_only:
+        sql += " AND task_group IS NULL"
+    ids = None if run_ids is None else sorted(set(run_ids))
+    p_values = _p_values(source, ids)
+    rows: list[Sequence[Any]] = []
+    if ids is None:
+        rows = list(source.rows(sql + " ORDER BY run_id, id"))
+    else:
+        for chunk in _chunks(ids):
+            condition, params = _in("run_id", chunk)
+            rows += source.rows(f"{sql} AND {condition} ORDER BY run_id, id", params)
+    grouped: dict[int, list[ScoreRow]] = {}
+    fingerprints: dict[str, dict] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(_score_of(row, fingerprints, p_values))
+    return grouped
+
+
+def run_detail(source: Rows, run_id: int) -> RunDetail:
+    detail = run_details(source, [run_id]).get(run_id)
+    if detail is None:
+        raise NotFound(f"no run with id {run_id}")
+    return detail
+
+
+def run_details(source: Rows, run_ids: list[int], *, group_members: bool = True) -> dict[int, RunDetail]:
+    """The full record of each of `run_ids` that exists, by run id, in a handful of queries per 500 runs.
+
+    A report with a page per run reads a thousand runs at once; one run_detail per run would be thousands
+    of round trips. `group_members=False` leaves the members of a group (MMLU's 57 subjects) out of `scores`:
+    read their values with member_scores, from an index alone, instead of a thousand rows heavy with logs and
+    fingerprints.
+    """
+    details: dict[int, RunDetail] = {}
+    fingerprints: dict[str, dict] = {}
+    for chunk in _chunks(sorted(set(run_ids))):
+        details.update(_details_of(source, chunk, fingerprints, group_members))
+    return details
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def _details_of(source: Rows, ids: list[int], fingerprints: dict[str, dict],
+                group_members: bool) -> dict[int, RunDetail]:
+    condition, params = _in("run.id", ids)
+    details: dict[int, RunDetail] = {}
+    for row in source.rows(f"SELECT {_detail_columns(source.dialect)} FROM {RUNS} WHERE {condition}", params):
+        summary = summary_of(row)
+        (resolved_json, spec_text, spec_path, spec_hash, workdir, output_dir, environment_json, lineage_json,
+         data_stats_json, progress_json) = row[14:]
+        details[summary.run_id] = RunDetail(
+            summary=summary, spec=json.loads(resolved_json), spec_text=spec_text, spec_path=spec_path,
+            spec_hash=spec_hash, workdir=workdir, output_dir=output_dir, train_seconds=summary.train_seconds,
+            num_train_examples=summary.num_train_examples, environment=_loads(environment_json),
+            lineage=_loads(lineage_json), data_stats=_loads(data_stats_json), progress=_loads(progress_json),
+        )
+    if not details:
+        return details
+    condition, params = _in("run_id", ids)
+    for run_id, step, loss, path, created_at in source.rows(
+            f"SELECT run_id, step, loss, path, created_at FROM checkpoint WHERE {condition} ORDER BY step, id", params):
+        details[run_id].checkpoints.append({"step": step, "loss": loss, "path": path, "created_at": moment(created_at)})
+    for run_id, step, epoch, loss, learning_rate, grad_norm, eval_loss in source.rows(
+            "SELECT run_id, step, epoch, loss, learning_rate, grad_norm, eval_loss FROM trainmetric "
+            f"WHERE {condition} ORDER BY id", params):
+        details[run_id].metrics.append({"step": step, "epoch": epoch, "loss": loss, "learning_rate": learning_rate,
+                                        "grad_norm": grad_norm, "eval_loss": eval_loss})
+    members = "" if group_members else " AND task_group IS NULL"
+    p_values = _p_values(source, ids)
+    for row in source.rows(f"SELECT {_SCORE_COLUMNS} FROM evalresult WHERE {condition}{members} ORDER BY id", params):
+        details[row[0]].scores.append(_score_of(row, fingerprints, p_values))
+    return details
+
+
+def member_scores(source: Rows, run_ids: list[int]) -> dict[int, list[MemberScore]]:
+    """The scores of group members (MMLU subjects) of each run, by run id, read from their covering index."""
+    found: dict[int, list[MemberScore]] = {}
+    for chunk in _chunks(sorted(set(run_ids))):
+        condition, params = _in("run_id", chunk)
+        for run_id, model_kind, task_group, task, value in source.rows(
+                "SELECT run_id, model_kind, task_group, task, value FROM evalresult "
+                f"WHERE {condition} AND task_group IS NOT NULL ORDER BY run_id, task", params):
+            found.setdefault(run_id, []).append(MemberScore(model_kind, task_group, task, value))
+    return found
+
+
+def resolved_specs(source: Rows, run_ids: list[int] | None = None) -> dict[int, dict[str, Any]]:
+    """The resolved spec of each run's experiment, by run id."""
+    sql = f"SELECT run.id, experiment.resolved_json FROM {RUNS}"
+    if run_ids is None:
+        return {run_id: json.loads(text) for run_id, text in source.rows(sql)}
+    specs: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(run_ids))):
+        condition, params = _in("run.id", chunk)
+        specs.update({run_id: json.loads(text) for run_id, text in source.rows(f"{sql} WHERE {condition}", params)})
+    return specs

@@ -1,0 +1,71 @@
+"""`tunelab submit`, `cancel` and `retry`: what goes into the queue, and out of it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from tunelab.context import AppContext
+from tunelab.experiments.loader import load_all
+from tunelab.experiments.plan import plan
+from tunelab.output import print_json
+from tunelab.registry.run_control import cancel as cancel_run
+from tunelab.registry.run_control import retry as retry_run
+from tunelab.registry.submissions import from_loaded
+from tunelab.registry.submissions import submit as submit_runs
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Validate, show what would be queued; write nothing.")
+@click.option("--force", is_flag=True, help="Queue a new run even when an identical spec was submitted before.")
+@click.option("--priority", type=int, default=None,
+              help="Queue priority (higher first); overrides [resources] priority.")
+@click.option("--json", "as_json", is_flag=True, help="Print [{experiment_id, run_id}] as JSON.")
+@click.pass_obj
+def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool, priority: int | None,
+           as_json: bool) -> None:
+    """Validate SPEC files, store each experiment and queue a run of it.
+
+    A spec with a [sweep] table becomes one experiment per point of the sweep. A spec whose
+    resolved content was submitted before is not stored twice: tunelab points at the earlier
+    experiment (use --force to queue a new run of it).
+    """
+    loaded = load_all(specs)
+    if dry_run:
+        planned = plan(loaded)
+        if as_json:
+            print_json([asdict(p) for p in planned])
+            return
+        for p in planned:
+            click.echo(p.line())
+        click.echo(f"{len(planned)} experiment(s) would be queued")
+        return
+    new = [from_loaded(item, workdir=os.getcwd(), priority=priority) for item in loaded]
+    done = submit_runs(app.registry(), new, force=force)
+    if as_json:
+        print_json([s.to_json() for s in done])
+        return
+    for s in done:
+        click.echo(s.describe())
+
+
+@click.command()
+@click.argument("run_id", type=int)
+@click.pass_obj
+def cancel(app: AppContext, run_id: int) -> None:
+    """Cancel a queued run, or stop a running one at its next training step."""
+    cancel_run(app.registry(), run_id)
+    click.echo(f"run {run_id}: cancelled")
+
+
+@click.command()
+@click.argument("run_id", type=int)
+@click.pass_obj
+def retry(app: AppContext, run_id: int) -> None:
+    """Queue a failed or cancelled run again (it resumes from its last complete checkpoint)."""
+    retry_run(app.registry(), run_id)
+    click.echo(f"run {run_id}: queued")

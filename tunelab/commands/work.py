@@ -1,0 +1,103 @@
+"""`tunelab worker` and `tunelab run`: execute queued runs, or one spec here and now."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from tunelab.context import AppContext
+from tunelab.experiments.loader import load_all
+from tunelab.output import print_json
+from tunelab.registry.queue import claim_run
+from tunelab.registry.submissions import from_loaded
+from tunelab.registry.submissions import submit as submit_runs
+from tunelab.runner.devices import DeviceUnavailable, make_choice
+from tunelab.runner.execute import StopRequest, execute_run
+from tunelab.runner.worker import work, worker_name
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Execute at most one run, then exit.")
+@click.option("--until-empty", is_flag=True, help="Exit when the queue is empty instead of waiting for work.")
+@click.option("--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at an empty queue.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--heartbeat", type=float, default=15.0, show_default=True,
+              help="Seconds between heartbeats (and looks for a cancel request) while a run executes.")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+              help="Before each claim, re-queue running runs with no heartbeat for this many seconds "
+                   "(their worker died); must exceed every worker's --heartbeat.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Train on the CPU, on CUDA GPUs, or on GPUs when there are any.")
+@click.option("--gpus", metavar="0,1", default=None,
+              help="Only these GPUs (CUDA indices); a run with [resources] gpus = N > 1 trains on N of them "
+                   "through torchrun. Runs needing more GPUs than the worker has are left for other workers.")
+@click.pass_obj
+def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: bool, heartbeat: float,
+           stale_after: float, device: str, gpus: str | None) -> None:
+    """Claim queued runs and execute them: train, checkpoint, evaluate.
+
+    SIGTERM or Ctrl-C stops cleanly: the current run saves a checkpoint at its next step and
+    goes back to the queue; exit status 0 after SIGTERM, 130 after Ctrl-C. A second signal
+    stops at once (the run is then recovered by --stale-after).
+    """
+    if stale_after <= heartbeat:
+        raise click.BadParameter(f"{stale_after:g}s would take live runs for dead ones: it must exceed "
+                                 f"--heartbeat ({heartbeat:g}s)", param_hint="--stale-after")
+    try:
+        devices = make_choice(device, gpus)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gpus") from None
+
+    registry = app.registry()
+
+    def report(result) -> None:
+        line = f"run {result.run_id}: {result.status}"
+        click.echo(line + (f" ({result.error})" if result.error else ""))
+
+    left_for_others: list[int] = []
+
+    def skipped(count: int, gpus: int) -> None:
+        left_for_others.append(count)
+        click.echo(f"{count} queued run(s) need more GPUs than the {gpus} this worker has; left for other workers")
+
+    stop = StopRequest()
+    try:
+        results = work(registry, home=app.home, once=once, until_empty=until_empty, poll_seconds=poll,
+                       show_progress=not quiet, on_result=report, heartbeat_seconds=heartbeat,
+                       stale_after=stale_after, stop=stop, devices=devices, on_skipped=skipped)
+    except DeviceUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    if stop.requested:
+        click.echo(f"worker stopped ({stop.reason})")
+        if stop.signum == signal.SIGINT:
+            raise SystemExit(130)
+    elif not results and not left_for_others and (once or until_empty):
+        click.echo("queue is empty")
+
+
+@click.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's result as JSON.")
+@click.pass_obj
+def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
+    """Submit SPEC and execute it here in the foreground."""
+    loaded = load_all((spec,))
+    if len(loaded) != 1:
+        raise click.ClickException(f"{spec} defines a sweep of {len(loaded)} experiments: use submit + worker")
+    registry = app.registry()
+    # `run` means "run this now": an identical earlier spec still gets a fresh run.
+    (submitted,) = submit_runs(registry, [from_loaded(loaded[0], workdir=os.getcwd())], force=True)
+    if not claim_run(registry, submitted.run_id, worker_name()):
+        raise click.ClickException(f"run {submitted.run_id} was claimed by another worker")
+    result = execute_run(registry, submitted.run_id, home=app.home, show_progress=not quiet)
+    if as_json:
+        print_json(asdict(result))
+    else:
+        click.echo(f"run {result.run_id}: {result.status}" + (f" ({result.error})" if result.error else ""))
+    if result.status != "succeeded":
+        raise SystemExit(1)
