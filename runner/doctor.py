@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunelab.runner.eval_target import hf_caches
-from tunelab.runner.lm_eval_tasks import (
+from tunelab.runner.evaluation.leaderboard import (
     LEADERBOARD,
     EvaluationError,
     TaskDirectory,
@@ -29,6 +28,7 @@ from tunelab.runner.lm_eval_tasks import (
     required_local_files,
     task_directory,
 )
+from tunelab.runner.evaluation.targets import hf_caches
 
 if TYPE_CHECKING:
     from tunelab.experiments.schema import Spec
@@ -211,7 +211,7 @@ def _check_run_weights(base: str, check: RunCheck, registry: Registry | None) ->
 
 def _check_benchmarks(spec: Spec, workdir: Path, check: RunCheck, offline: bool,
                       environ: Mapping[str, str]) -> None:
-    from tunelab.runner.evaluation import BENCHMARKS_DIR_ENV, resolve_benchmarks_dir
+    from tunelab.runner.evaluation.harness import BENCHMARKS_DIR_ENV, resolve_benchmarks_dir
 
     tasks = spec.eval.tasks
     try:
@@ -259,7 +259,7 @@ def _check_included(directory: TaskDirectory, names: list[str], workdir: Path, c
 
 
 def _check_hub_dataset(name: str, dataset: str, check: RunCheck, offline: bool, environ: Mapping[str, str]) -> None:
-    from tunelab.runner.evaluation import BENCHMARKS_DIR_ENV
+    from tunelab.runner.evaluation.harness import BENCHMARKS_DIR_ENV
 
     if _dataset_cached(dataset, environ):
         return

@@ -41,10 +41,10 @@ from tunelab.registry.recovery import (
     rewind,
 )
 from tunelab.runner.errors import RunCancelled, RunFailed
-from tunelab.runner.progress import RunProgress
+from tunelab.runner.training.progress import RunProgress
 
 if TYPE_CHECKING:
-    from tunelab.runner.training import TrainHooks
+    from tunelab.runner.training.trainer import TrainHooks
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15.0
@@ -155,7 +155,7 @@ class _Heartbeat:
 
 def eval_key(spec: Spec, lm_eval_version: str) -> str:
     """What makes two evaluations of the same model interchangeable (runner.eval_target.settings_key)."""
-    from tunelab.runner.eval_target import settings_key
+    from tunelab.runner.evaluation.targets import settings_key
 
     return settings_key(spec.eval, dtype=spec.model.dtype, seed=spec.experiment.seed,
                         lm_eval_version=lm_eval_version)
@@ -201,9 +201,9 @@ def _lm_eval_version() -> str:
 
 
 def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress) -> None:
-    from tunelab.runner.eval_cache import evaluate_cached
-    from tunelab.runner.eval_target import base_model_digest
-    from tunelab.runner.training import load_model, load_tokenizer, resolve_model_path
+    from tunelab.runner.evaluation.cache import evaluate_cached
+    from tunelab.runner.evaluation.targets import base_model_digest
+    from tunelab.runner.training.trainer import load_model, load_tokenizer, resolve_model_path
 
     key = eval_key(spec, _lm_eval_version())
     digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
@@ -265,7 +265,7 @@ def execute_run(
                 _execute(registry, run_id, Spec.model_validate(json.loads(experiment.resolved_json)),
                          Path(experiment.workdir), output_dir, progress, heart, stop)
     except RunInterrupted as exc:
-        from tunelab.runner.checkpoints import latest_complete
+        from tunelab.runner.training.checkpoints import latest_complete
 
         latest = latest_complete(output_dir / "checkpoints")
         where = f"resumes from {latest.name}" if latest else "no checkpoint yet, starts over"
@@ -298,7 +298,7 @@ def _record_environment(registry: Registry, run_id: int, workdir: Path) -> None:
 
 def registry_hooks(registry: Registry, run_id: int, progress) -> TrainHooks:
     """Training's reports written into the registry (metrics, checkpoints, resume, pruning); progress shown."""
-    from tunelab.runner.training import TrainHooks
+    from tunelab.runner.training.trainer import TrainHooks
 
     def on_start(step: int, on_disk) -> None:
         kept = [KeptCheckpoint(c.step, c.loss, str(c.path)) for c in on_disk]
@@ -342,14 +342,14 @@ def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_di
            progress):
     """Training in this process, or for [resources] gpus = N > 1 in N processes under torchrun."""
     from tunelab.runner.devices import check_run_gpus, cuda_device_count
-    from tunelab.runner.training import train
+    from tunelab.runner.training.trainer import train
 
     gpus = spec.resources.gpus
     if gpus:
         check_run_gpus(gpus, cuda_device_count())
     if gpus <= 1:
         return train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device="cuda" if gpus else None)
-    from tunelab.runner.distributed import train_distributed
+    from tunelab.runner.training.distributed import train_distributed
 
     return train_distributed(registry, run_id, spec, workdir=workdir, output_dir=output_dir, hooks=hooks,
                              nproc=gpus, device="cuda", progress=progress)
@@ -357,8 +357,8 @@ def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_di
 
 def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress,
              heart: _Heartbeat, stop: StopRequest) -> None:
-    from tunelab.runner.eval_cache import evaluate_cached
-    from tunelab.runner.eval_target import trained_model_digest
+    from tunelab.runner.evaluation.cache import evaluate_cached
+    from tunelab.runner.evaluation.targets import trained_model_digest
 
     update_run(registry, run_id, output_dir=str(output_dir))
     _record_environment(registry, run_id, workdir)
@@ -376,7 +376,7 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     _check_still_ours(heart)
     if outcome.interrupted:
         raise RunInterrupted(f"{stop.reason} at step {outcome.global_step}")
-    from tunelab.runner.data_fingerprint import fingerprint_spec_data
+    from tunelab.runner.data.fingerprint import fingerprint_spec_data
 
     update_run(registry, run_id, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
                num_train_examples=outcome.num_examples,

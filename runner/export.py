@@ -39,7 +39,7 @@ def export_run(registry: Registry, run_id: int, output: Path, *, merge: bool = F
     """Write run `run_id`'s final model to `output` (which must not exist, or be empty)."""
     from tunelab.registry.queries import experiment_for_run, run_detail
     from tunelab.runner.lineage import base_model_dir, final_weights
-    from tunelab.runner.methods import trains_adapter
+    from tunelab.runner.training.methods import trains_adapter
 
     output = Path(output).resolve()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -64,7 +64,7 @@ def export_run(registry: Registry, run_id: int, output: Path, *, merge: bool = F
         card = model_card(detail, form=form, base=base, data_fingerprint=run.data_fingerprint,
                           steps=_final_facts(final).get("global_step"))
         (staging / "README.md").write_text(card, encoding="utf-8")
-        from tunelab.runner.checkpoints import fsync_tree
+        from tunelab.runner.training.checkpoints import fsync_tree
 
         fsync_tree(staging)
         if output.exists():
@@ -81,7 +81,7 @@ def export_run(registry: Registry, run_id: int, output: Path, *, merge: bool = F
 
 
 def _final_facts(final: Path) -> dict:
-    from tunelab.runner.training import FINAL_FACTS
+    from tunelab.runner.training.trainer import FINAL_FACTS
 
     return json.loads((final / FINAL_FACTS).read_text(encoding="utf-8"))
 
@@ -106,8 +106,8 @@ def _point_adapter_at(adapter_dir: Path, base: str) -> None:
 
 
 def _write_merged(final: Path, base: str, dtype: str, destination: Path) -> None:
-    from tunelab.runner.methods import merged_model
-    from tunelab.runner.training import load_tokenizer
+    from tunelab.runner.training.methods import merged_model
+    from tunelab.runner.training.trainer import load_tokenizer
 
     model = merged_model(base, final, dtype)
     model.save_pretrained(destination, safe_serialization=True)

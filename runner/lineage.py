@@ -89,7 +89,7 @@ def final_weights(registry: Registry, run_id: int, *, context: str | None = None
     """The final weights directory of a succeeded run, with its spec and submit directory.
 
     `context` starts the error messages (default: the run as a model.base)."""
-    from tunelab.runner.training import FINAL_FACTS
+    from tunelab.runner.training.trainer import FINAL_FACTS
 
     context = context or f'model.base = "run:{run_id}"'
     run, experiment, spec = _run_and_spec(registry, run_id, context)
@@ -104,7 +104,7 @@ def final_weights(registry: Registry, run_id: int, *, context: str | None = None
 def base_model_dir(registry: Registry, base: str, workdir: Path, *, scratch: Path) -> str:
     """A spec's model.base as something `from_pretrained` loads: a directory or hub id, or for run:ID
     the run's whole final model (merging adapters into `scratch` where needed)."""
-    from tunelab.runner.training import resolve_model_path
+    from tunelab.runner.training.trainer import resolve_model_path
 
     run_id = run_base_id(base)
     if run_id is None:
@@ -116,8 +116,8 @@ def starting_weights(registry: Registry, run_id: int, *, scratch: Path) -> Path:
     """Run `run_id`'s final weights as a whole model directory: its final/ itself, or its adapter merged
     into its base under `scratch` (kept there, so a resumed run merges once). Call `lineage_of` first:
     it refuses loops."""
-    from tunelab.runner.methods import merged_model, trains_adapter
-    from tunelab.runner.training import load_tokenizer
+    from tunelab.runner.training.methods import merged_model, trains_adapter
+    from tunelab.runner.training.trainer import load_tokenizer
 
     final, spec, workdir = final_weights(registry, run_id)
     if not trains_adapter(spec.method):
@@ -135,7 +135,7 @@ def starting_weights(registry: Registry, run_id: int, *, scratch: Path) -> Path:
 
 def save_whole(model, tokenizer, destination: Path) -> None:
     """Save model and tokenizer to a staging directory, then rename it to `destination`."""
-    from tunelab.runner.checkpoints import fsync_tree
+    from tunelab.runner.training.checkpoints import fsync_tree
 
     staging = destination.with_name(destination.name + ".staging")
     try:

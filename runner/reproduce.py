@@ -88,7 +88,7 @@ def environment_differences(original: dict | None, now: dict) -> list[Difference
 
 def plan(registry: Registry, run_id: int) -> Plan:
     """Everything that can be checked before any training: environment and data."""
-    from tunelab.runner.data_fingerprint import fingerprint_spec_data
+    from tunelab.runner.data.fingerprint import fingerprint_spec_data
     from tunelab.runner.environment import snapshot
 
     run, experiment = experiment_for_run(registry, run_id)

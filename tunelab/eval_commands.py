@@ -47,8 +47,8 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
                  refresh: bool, quiet: bool, as_json: bool) -> None:
     """Evaluate TARGET and record its scores: run:ID (or ID) for a run's final weights, a local model or
     adapter directory, or a hub model id. Benchmarks evaluated before on the same weights come from the cache."""
-    from tunelab.runner.eval_target import evaluate_target, resolve_target, run_eval_settings
-    from tunelab.runner.evaluation import EvaluationError
+    from tunelab.runner.evaluation.harness import EvaluationError
+    from tunelab.runner.evaluation.targets import evaluate_target, resolve_target, run_eval_settings
 
     registry, cwd = app.registry(), Path.cwd()
     try:
@@ -71,7 +71,7 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
 
 def _settings(defaults, cwd: Path, tasks, limit, benchmarks_dir, custom, batch_size):
     from tunelab.experiments.schema import EvalSection
-    from tunelab.runner.eval_target import settings_from_options
+    from tunelab.runner.evaluation.targets import settings_from_options
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
     return settings_from_options(defaults or EvalSection(), cwd=cwd, tasks=task_list, limit=limit,

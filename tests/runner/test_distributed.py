@@ -12,10 +12,10 @@ from tunelab.experiments.loader import load_spec
 from tunelab.registry.db import open_registry
 from tunelab.registry.queries import run_detail
 from tunelab.registry.queue import claim_run
-from tunelab.runner.distributed import ERROR_FILE, train_distributed
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.execute import registry_hooks
-from tunelab.runner.progress import RunProgress
+from tunelab.runner.training.distributed import ERROR_FILE, train_distributed
+from tunelab.runner.training.progress import RunProgress
 
 from tests.conftest import REPO_ROOT
 from tests.helpers import invoke, invoke_json, write_spec
@@ -159,7 +159,7 @@ def test_the_chosen_gpus_are_the_visible_ones_while_the_worker_runs(monkeypatch)
 def test_device_cpu_also_keeps_evaluation_off_apple_gpus(monkeypatch):
     import torch
     from tunelab.runner.devices import CHOSEN_DEVICE, make_choice, visible_devices
-    from tunelab.runner.evaluation import evaluation_device
+    from tunelab.runner.evaluation.harness import evaluation_device
 
     monkeypatch.delenv(CHOSEN_DEVICE, raising=False)
     monkeypatch.setattr("tunelab.runner.devices.no_gpu_possible", lambda: False)  # as on a Mac
@@ -189,7 +189,7 @@ def test_a_linux_machine_without_gpu_device_nodes_needs_no_torch_to_say_cpu(tmp_
 def test_a_single_process_run_uses_one_gpu_whatever_the_worker_has():
     from types import SimpleNamespace
 
-    from tunelab.runner.training import one_gpu_per_process
+    from tunelab.runner.training.trainer import one_gpu_per_process
 
     assert one_gpu_per_process(SimpleNamespace(n_gpu=4, _n_gpu=4), world_size=1)._n_gpu == 1  # no DataParallel
     assert one_gpu_per_process(SimpleNamespace(n_gpu=1, _n_gpu=1), world_size=1)._n_gpu == 1
@@ -197,7 +197,7 @@ def test_a_single_process_run_uses_one_gpu_whatever_the_worker_has():
 
 
 def test_qlora_under_torchrun_loads_on_each_process_own_gpu(monkeypatch):
-    from tunelab.runner.methods import _local_gpu
+    from tunelab.runner.training.methods import _local_gpu
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert _local_gpu() == 0

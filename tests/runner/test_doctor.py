@@ -10,7 +10,7 @@ import pytest
 from tunelab.experiments.schema import EvalSection
 from tunelab.registry.db import default_url, open_registry
 from tunelab.runner.doctor import check_queued_runs, hub_dataset
-from tunelab.runner.lm_eval_tasks import LOCAL_FILES, EvaluationError, plan_tasks, required_local_files
+from tunelab.runner.evaluation.leaderboard import LOCAL_FILES, EvaluationError, plan_tasks, required_local_files
 
 from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 

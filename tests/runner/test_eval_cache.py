@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import tunelab.runner.eval_cache as eval_cache
+import tunelab.runner.evaluation.cache as eval_cache
 from tunelab.experiments.schema import CustomTask, EvalSection
 from tunelab.registry.db import default_url, open_registry
-from tunelab.runner.eval_cache import evaluate_cached, model_digest, model_files
-from tunelab.runner.evaluation import EvalOutcome, TaskScore, resolve_benchmarks_dir
-from tunelab.runner.lm_eval_tasks import plan_tasks
+from tunelab.runner.evaluation.cache import evaluate_cached, model_digest, model_files
+from tunelab.runner.evaluation.harness import EvalOutcome, TaskScore, resolve_benchmarks_dir
+from tunelab.runner.evaluation.leaderboard import plan_tasks
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
@@ -307,7 +307,7 @@ def test_file_digests_are_remembered_until_the_file_changes(tiny_model_dir, tmp_
 
 
 def test_a_directory_without_weights_is_an_error(tmp_path):
-    from tunelab.runner.evaluation import EvaluationError
+    from tunelab.runner.evaluation.harness import EvaluationError
 
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(EvaluationError, match="no model weights"):
@@ -390,7 +390,7 @@ def _lora_run(tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 def test_eval_of_a_run_uses_its_settings_base_and_adapter_and_records_under_the_run(tiny_model_dir, tmp_path):
     from tunelab.registry.queries import run_detail
-    from tunelab.runner.eval_target import trained_model_digest
+    from tunelab.runner.evaluation.targets import trained_model_digest
 
     home, final = _lora_run(tiny_model_dir, tmp_path)
     done = _eval_json(home, "run:1", "--quiet")
@@ -409,7 +409,7 @@ def test_eval_of_a_run_uses_its_settings_base_and_adapter_and_records_under_the_
 
 def test_settings_key_is_the_workers_eval_key(tiny_model_dir, tmp_path):
     from tunelab.experiments.loader import load_spec
-    from tunelab.runner.eval_target import settings_key
+    from tunelab.runner.evaluation.targets import settings_key
     from tunelab.runner.execute import eval_key
 
     from tests.helpers import write_spec
@@ -483,7 +483,7 @@ def test_migration_0004_keeps_scores_allows_runless_ones_and_downgrades(registry
 
 
 def test_a_hub_id_resolves_to_its_cached_snapshot_offline(tiny_model_dir, tmp_path, sqlite_registry):
-    from tunelab.runner.eval_target import EvalTargetError, resolve_target
+    from tunelab.runner.evaluation.targets import EvalTargetError, resolve_target
 
     from tests.runner.test_doctor import _fake_hub_model
 
@@ -497,7 +497,7 @@ def test_a_hub_id_resolves_to_its_cached_snapshot_offline(tiny_model_dir, tmp_pa
 
 
 def test_hidden_files_of_a_local_dataset_directory_are_not_data(tmp_path):
-    from tunelab.runner.lm_eval_tasks import data_files_under
+    from tunelab.runner.evaluation.leaderboard import data_files_under
 
     (tmp_path / "test.jsonl").write_text("{}\n")
     (tmp_path / "sub").mkdir()

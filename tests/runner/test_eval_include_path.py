@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from tunelab.experiments.schema import EvalSection
-from tunelab.runner.evaluation import EvaluationError, evaluate
-from tunelab.runner.lm_eval_tasks import plan_tasks
+from tunelab.runner.evaluation.harness import EvaluationError, evaluate
+from tunelab.runner.evaluation.leaderboard import plan_tasks
 
 from tests.runner.test_evaluation import CAPITALS
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from tunelab.experiments.schema import CustomTask, EvalSection
-from tunelab.runner.evaluation import (
+from tunelab.runner.evaluation.harness import (
     EvalOutcome,
     EvaluationError,
     _compact_samples,
@@ -26,7 +26,13 @@ from tunelab.runner.evaluation import (
     place_model,
     resolve_benchmarks_dir,
 )
-from tunelab.runner.lm_eval_tasks import ALPACA_PROMPT, GeneratedTask, official_tasks_dir, plan_tasks, profile_name
+from tunelab.runner.evaluation.leaderboard import (
+    ALPACA_PROMPT,
+    GeneratedTask,
+    official_tasks_dir,
+    plan_tasks,
+    profile_name,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
@@ -567,7 +573,7 @@ import sys
 from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from tunelab.experiments.schema import EvalSection
-from tunelab.runner.evaluation import EvaluationError, evaluate
+from tunelab.runner.evaluation.harness import EvaluationError, evaluate
 
 model_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
 model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)

@@ -7,8 +7,8 @@ would fail if the examples attended to each other, as they do with position ids 
 from __future__ import annotations
 
 import pytest
-from tunelab.runner.data_cleaning import IGNORE_INDEX
-from tunelab.runner.packing import SEQ_LENGTHS, PackedCollator, pack
+from tunelab.runner.data.cleaning import IGNORE_INDEX
+from tunelab.runner.data.packing import SEQ_LENGTHS, PackedCollator, pack
 
 
 def _feature(ids: list[int], prompt: int = 0) -> dict[str, list[int]]:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 from tunelab.experiments.schema import EvalSection
-from tunelab.runner.evaluation import _compact_samples, evaluate
-from tunelab.runner.lm_eval_tasks import LEADERBOARD, plan_tasks
+from tunelab.runner.evaluation.harness import _compact_samples, evaluate
+from tunelab.runner.evaluation.leaderboard import LEADERBOARD, plan_tasks
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from tunelab.experiments.loader import load_spec
-from tunelab.runner.training import TokenCounter, TrainHooks, train
+from tunelab.runner.training.trainer import TokenCounter, TrainHooks, train
 
 from tests.helpers import invoke, invoke_json, write_spec
 
@@ -25,7 +25,7 @@ def test_the_token_counter_counts_real_tokens_not_padding():
     counter(features[:1])
     assert counter.tokens == 11
     # Validation batches go through the same collator: handed on without their mark, not counted.
-    from tunelab.runner.training import VALIDATION_MARK
+    from tunelab.runner.training.trainer import VALIDATION_MARK
 
     seen = []
     counter = TokenCounter(lambda batch: seen.append(batch) or batch)

@@ -178,7 +178,7 @@ def _spec(tmp_path: Path, tiny_model_dir: Path, name: str, **kwargs) -> Path:
 
 
 def test_unexpected_errors_are_retried_then_fail(tmp_path, tiny_model_dir, monkeypatch):
-    from tunelab.runner import training as runner_training
+    from tunelab.runner.training import trainer as runner_training
 
     from tests.helpers import invoke, invoke_json
 

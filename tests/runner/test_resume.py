@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tunelab.runner.checkpoints import (
+from tunelab.runner.training.checkpoints import (
     MARKER,
     complete_checkpoints,
     discard_incomplete,
@@ -324,7 +324,7 @@ def test_a_write_error_on_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
     import shutil
     from collections import namedtuple
 
-    from tunelab.runner.training import _disk_failure
+    from tunelab.runner.training.trainer import _disk_failure
 
     usage = namedtuple("usage", "total used free")
     torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")

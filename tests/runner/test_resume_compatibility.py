@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from tunelab.experiments.loader import load_spec
-from tunelab.runner.checkpoint_identity import IncompatibleCheckpoint
-from tunelab.runner.checkpoints import complete_checkpoints
-from tunelab.runner.training import TrainHooks, train
+from tunelab.runner.training.checkpoint_identity import IncompatibleCheckpoint
+from tunelab.runner.training.checkpoints import complete_checkpoints
+from tunelab.runner.training.trainer import TrainHooks, train
 
 from tests.conftest import REPO_ROOT
 from tests.helpers import invoke, invoke_json, write_spec

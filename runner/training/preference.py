@@ -47,8 +47,8 @@ def read_pairs(path: Path, tokenizer, template: str) -> list[PreferencePair]:
     A plain-text prompt is rendered as an instruction row without input, a list of messages as a
     conversation ending in the generation prompt, so DPO sees prompts exactly as supervised training did.
     """
-    from tunelab.runner.data_formats import InstructionExample, read_preference_rows
-    from tunelab.runner.data_templates import Renderer
+    from tunelab.runner.data.formats import InstructionExample, read_preference_rows
+    from tunelab.runner.data.templates import Renderer
 
     renderer = Renderer(template, tokenizer)
     pairs = []
@@ -86,9 +86,9 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks, devi
     """Train per `spec` with DPO; returns a runner.training.TrainOutcome like `train` does."""
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
-    from tunelab.runner.checkpoint_identity import identity_for
-    from tunelab.runner.methods import load_base, lora_config
-    from tunelab.runner.training import (
+    from tunelab.runner.training.checkpoint_identity import identity_for
+    from tunelab.runner.training.methods import load_base, lora_config
+    from tunelab.runner.training.trainer import (
         _registry_callback,
         _staged_trainer_class,
         _training_arguments,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunelab.runner.data_formats import ChatExample, ChatMessage, Example, InstructionExample, TextExample
+from tunelab.runner.data.formats import ChatExample, ChatMessage, Example, InstructionExample, TextExample
 from tunelab.runner.errors import DataError, RunFailed
 
 ALPACA_PREAMBLE = (

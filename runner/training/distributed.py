@@ -61,7 +61,7 @@ class DistributedJob:
 
 def torchrun_command(job_file: Path, nproc: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "tunelab.runner.distributed_train", str(job_file)]
+            "-m", "tunelab.runner.training.distributed_train", str(job_file)]
 
 
 def _write_control(path: Path, wish: str) -> None:
@@ -110,7 +110,7 @@ def run_torchrun(job: DistributedJob, *, should_stop: Callable[[], bool], should
         raise _failure(output_dir, process.returncode)
     if wish == "stop":
         raise RunCancelled("cancelled while training")
-    from tunelab.runner.training import FINAL_FACTS
+    from tunelab.runner.training.trainer import FINAL_FACTS
 
     return "finished" if (output_dir / "final" / FINAL_FACTS).is_file() else "paused"
 
@@ -160,11 +160,11 @@ class SharedControl:
 
 def train_distributed(registry, run_id: int, spec, *, workdir: Path, output_dir: Path, hooks, nproc: int,
                       device: str, progress):
-    """tunelab.runner.training.train's counterpart for `[resources] gpus = N > 1`: the same TrainOutcome."""
+    """tunelab.runner.training.trainer.train's counterpart for `[resources] gpus = N > 1`: the same TrainOutcome."""
     import dataclasses
 
-    from tunelab.runner.checkpoints import complete_checkpoints, discard_incomplete
-    from tunelab.runner.training import FINAL_FACTS, TrainOutcome, train
+    from tunelab.runner.training.checkpoints import complete_checkpoints, discard_incomplete
+    from tunelab.runner.training.trainer import FINAL_FACTS, TrainOutcome, train
 
     if not (output_dir / "final" / FINAL_FACTS).is_file():
         # Cleared here, once: every process clearing it at start-up would race.

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.runner.lm_eval_tasks import (
+from tunelab.runner.evaluation.leaderboard import (
     EvaluationError,
     GeneratedTask,
     TaskPlan,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunelab.runner.data_formats import ChatExample, Example, InstructionExample, PreferenceExample, TextExample
+from tunelab.runner.data.formats import ChatExample, Example, InstructionExample, PreferenceExample, TextExample
 
 IGNORE_INDEX = -100  # label value the loss skips (prompt tokens, padding)
 

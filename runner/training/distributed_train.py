@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 from tunelab.experiments.schema import Spec
-from tunelab.runner.distributed import CONTROL_FILE, ERROR_FILE, REGISTRY_ENV, DistributedJob, SharedControl
 from tunelab.runner.errors import RunCancelled
-from tunelab.runner.progress import RunProgress
+from tunelab.runner.training.distributed import CONTROL_FILE, ERROR_FILE, REGISTRY_ENV, DistributedJob, SharedControl
+from tunelab.runner.training.progress import RunProgress
 
 
 def _hooks(job: DistributedJob, spec: Spec, first: bool):
     from tunelab.runner.execute import registry_hooks
-    from tunelab.runner.training import TrainHooks
+    from tunelab.runner.training.trainer import TrainHooks
 
     progress = RunProgress(job.run_id, spec.experiment.name, enabled=first and job.show_progress)
     if not first:
@@ -43,7 +43,7 @@ def _record_error(output_dir: Path, exc: Exception) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from tunelab.runner.training import train
+    from tunelab.runner.training.trainer import train
 
     job = DistributedJob.read(Path(argv[0]))
     output_dir = Path(job.output_dir)

@@ -51,7 +51,7 @@ def bnb_compute_dtype(method: MethodSection, device: str) -> str:
 
 def load_base(model_path: str, spec: Spec, device: str):
     """The base model as the method needs it: 4-bit NF4 (double quantisation) for qlora, else as is."""
-    from tunelab.runner.training import load_model
+    from tunelab.runner.training.trainer import load_model
 
     if spec.method.kind != "qlora":
         return load_model(model_path, spec.model.dtype, spec.model.revision)
@@ -60,7 +60,7 @@ def load_base(model_path: str, spec: Spec, device: str):
 
 def _load_quantised(model_path: str, spec: Spec, device: str):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-    from tunelab.runner.training import torch_dtype
+    from tunelab.runner.training.trainer import torch_dtype
 
     if spec.model.dtype != "float32" and device == "cpu":
         raise RunFailed(f'model.dtype = "{spec.model.dtype}" needs a GPU; none is available (use "float32" on the CPU)')
@@ -190,7 +190,7 @@ def trim_virtual_token_logits(model):
 
 def load_trained(spec: Spec, model_path: str, final_dir: Path, device: str):
     """A run's final weights as training left them: the whole model, or the base with the adapter."""
-    from tunelab.runner.training import load_model
+    from tunelab.runner.training.trainer import load_model
 
     if not trains_adapter(spec.method):
         return load_model(str(final_dir), spec.model.dtype)
@@ -207,7 +207,7 @@ def merged_model(base_dir: str, adapter_dir: Path, dtype: str):
     differs from the 4-bit model it trained against by the quantisation error.
     """
     from peft import PeftModel
-    from tunelab.runner.training import load_model
+    from tunelab.runner.training.trainer import load_model
 
     config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("peft_type") != "LORA":

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunelab.runner.evaluation import (
+from tunelab.runner.evaluation.harness import (
     EvalOutcome,
     EvaluationError,
     TaskScore,
@@ -32,7 +32,7 @@ from tunelab.runner.evaluation import (
     plan_limit,
     resolve_benchmarks_dir,
 )
-from tunelab.runner.lm_eval_tasks import (
+from tunelab.runner.evaluation.leaderboard import (
     PROFILE,
     TaskPlan,
     data_files_under,

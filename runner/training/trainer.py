@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.experiments.schema import RUN_BASE, Spec
-from tunelab.runner.checkpoint_identity import TrainingIdentity, check_resumable, identity_for
-from tunelab.runner.checkpoints import (
+from tunelab.runner.data.prepare import prepare_data
+from tunelab.runner.errors import RunCancelled, RunFailed
+from tunelab.runner.training.checkpoint_identity import TrainingIdentity, check_resumable, identity_for
+from tunelab.runner.training.checkpoints import (
     CompleteCheckpoint,
     complete_checkpoints,
     discard_incomplete,
@@ -35,9 +37,7 @@ from tunelab.runner.checkpoints import (
     publish,
     staging_dir,
 )
-from tunelab.runner.data import prepare_data
-from tunelab.runner.errors import RunCancelled, RunFailed
-from tunelab.runner.methods import apply_method, check_device, load_base, load_trained, optimizer_arguments
+from tunelab.runner.training.methods import apply_method, check_device, load_base, load_trained, optimizer_arguments
 
 # Written into final/ last: its presence means training finished and the weights are whole.
 FINAL_FACTS = "tunelab-train.json"
@@ -241,7 +241,7 @@ def _data_collator(spec: Spec, tokenizer):
     from transformers import DataCollatorForSeq2Seq
 
     if spec.data.packing:
-        from tunelab.runner.packing import PackedCollator
+        from tunelab.runner.data.packing import PackedCollator
 
         return PackedCollator(pad_token_id=tokenizer.pad_token_id, dtype=torch_dtype(spec.model.dtype))
     return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
@@ -442,12 +442,12 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
     ("cpu" or "cuda"; default: a GPU when there is one) is where the model trains.
     """
     from transformers import set_seed
-    from tunelab.runner.data_fingerprint import fingerprint_prepared
+    from tunelab.runner.data.fingerprint import fingerprint_prepared
 
     device = device or pick_device()
     check_device(spec, device)
     if spec.method.kind == "dpo":
-        from tunelab.runner.preference import train_preference
+        from tunelab.runner.training.preference import train_preference
 
         return train_preference(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device=device)
     set_seed(spec.experiment.seed)

@@ -23,7 +23,7 @@ from tunelab.runner.errors import RunFailed
 if TYPE_CHECKING:
     from tunelab.experiments.schema import EvalSection
     from tunelab.registry.db import Registry
-    from tunelab.runner.evaluation import EvalOutcome
+    from tunelab.runner.evaluation.harness import EvalOutcome
 
 log = logging.getLogger(__name__)
 _RUN_TARGET = re.compile(r"^(?:run:)?(\d+)$")
@@ -188,7 +188,7 @@ def run_eval_settings(registry: Registry, run_id: int) -> tuple[EvalSection, int
 
 def load_source(source: ModelSource) -> tuple[Any, Any]:
     """Load the model (with its adapter applied, not merged) and its tokenizer, ready to evaluate."""
-    from tunelab.runner.training import load_model, load_tokenizer
+    from tunelab.runner.training.trainer import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(source.tokenizer_dir))
     model = load_model(str(source.model_dir), source.dtype)
@@ -197,7 +197,7 @@ def load_source(source: ModelSource) -> tuple[Any, Any]:
 
         model = PeftModel.from_pretrained(model, str(source.adapter_dir))
         if model.active_peft_config.is_prompt_learning:
-            from tunelab.runner.methods import trim_virtual_token_logits
+            from tunelab.runner.training.methods import trim_virtual_token_logits
 
             # As the worker evaluates it: lm-eval reads logits by input position.
             model = trim_virtual_token_logits(model)
@@ -229,7 +229,7 @@ def evaluate_target(
     """Evaluate `source` as `settings` ask (through the cache) and record its scores as model_kind "eval"."""
     from tunelab.registry.queries import model_evaluations
     from tunelab.registry.recording import ScoreRecord, record_scores
-    from tunelab.runner.eval_cache import evaluate_cached, model_digest
+    from tunelab.runner.evaluation.cache import evaluate_cached, model_digest
 
     digest = model_digest(source.directories, registry)
     outcome = evaluate_cached(
@@ -295,8 +295,8 @@ def settings_from_options(
 def base_model_digest(registry: Registry, base: str, *, workdir: Path, revision: str | None = None) -> str | None:
     """The content hash of a spec's base model, or None (evaluate without the cache) where its files are not
     on this machine as a directory (a model the loader found some other way)."""
-    from tunelab.runner.eval_cache import model_digest
-    from tunelab.runner.evaluation import EvaluationError
+    from tunelab.runner.evaluation.cache import model_digest
+    from tunelab.runner.evaluation.harness import EvaluationError
 
     try:
         return model_digest([model_dir_for(base, workdir=workdir, revision=revision, download=False)], registry)
@@ -308,8 +308,8 @@ def base_model_digest(registry: Registry, base: str, *, workdir: Path, revision:
 def trained_model_digest(registry: Registry, final_dir: Path, *, base: str, workdir: Path,
                          revision: str | None = None) -> str | None:
     """The content hash of a run's final weights (with its base model, for an adapter), or None as above."""
-    from tunelab.runner.eval_cache import model_digest
-    from tunelab.runner.evaluation import EvaluationError
+    from tunelab.runner.evaluation.cache import model_digest
+    from tunelab.runner.evaluation.harness import EvaluationError
 
     try:
         source = trained_source(final_dir, base=base, workdir=workdir, dtype="float32", revision=revision,

@@ -14,24 +14,24 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.experiments.schema import DataSection, Spec
-from tunelab.runner.data_cleaning import (
+from tunelab.runner.data.cleaning import (
     IGNORE_INDEX,
     CleaningCounts,
     Feature,
     drop_empty_and_duplicates,
     fit_length,
 )
-from tunelab.runner.data_formats import (
+from tunelab.runner.data.formats import (
     Example,
     InstructionExample,
     read_instruction_jsonl,
     read_preference_rows,
     read_rows,
 )
-from tunelab.runner.data_mixing import mix
-from tunelab.runner.data_templates import ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT, Renderer, alpaca_prompt
+from tunelab.runner.data.mixing import mix
+from tunelab.runner.data.packing import pack
+from tunelab.runner.data.templates import ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT, Renderer, alpaca_prompt
 from tunelab.runner.errors import DataError, RunFailed
-from tunelab.runner.packing import pack
 
 __all__ = [
     "ALPACA_PROMPT", "ALPACA_PROMPT_WITH_INPUT", "IGNORE_INDEX", "DataSource", "DataStats", "InstructionExample",

@@ -12,7 +12,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from tunelab.runner.data_cleaning import IGNORE_INDEX, Feature
+from tunelab.runner.data.cleaning import IGNORE_INDEX, Feature
 
 SEQ_LENGTHS = "seq_lengths"  # feature key: lengths of the examples packed into the row, in order
 

@@ -44,13 +44,13 @@ def fingerprint_prepared(prepared) -> str:
 
 def fingerprint_spec_data(spec: Spec, workdir: Path) -> str:
     """Prepare the spec's data as training would, and fingerprint it (no model is loaded)."""
-    from tunelab.runner.data import prepare_data
-    from tunelab.runner.training import load_tokenizer, resolve_model_path
+    from tunelab.runner.data.prepare import prepare_data
+    from tunelab.runner.training.trainer import load_tokenizer, resolve_model_path
 
     tokenizer = load_tokenizer(resolve_model_path(spec.model.base, workdir), spec.model.revision)
     if spec.data.format == "preference" and isinstance(spec.data.train, str):
         # Preference pairs are read by the preference recipe; its own fingerprint is what training records.
-        from tunelab.runner.preference import data_path, fingerprint_pairs, read_pairs
+        from tunelab.runner.training.preference import data_path, fingerprint_pairs, read_pairs
 
         return fingerprint_pairs(read_pairs(data_path(spec, workdir), tokenizer, spec.data.template), tokenizer)
     return fingerprint_prepared(prepare_data(spec, tokenizer, workdir))
