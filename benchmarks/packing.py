@@ -1,6 +1,6 @@
 """Training throughput with and without `[data] packing`, on a data set of mixed-length examples.
 
-Both runs go through runner.training.train with the same spec but for `packing`: one epoch over the
+Both runs go through runner/training/recipes.py train with the same spec but for `packing`: one epoch over the
 same examples, a 10% validation split, the final validation loss measured on the same held-out
 examples. Throughput counts real (non-padding) tokens per second of training: without packing each
 batch is padded to its longest example; with packing the rows are nearly full. Target: >= 1.5x.
@@ -86,8 +86,9 @@ def validation_tokens(spec, tokenizer, workdir: Path) -> int:
 
 
 def measure(spec, workdir: Path) -> dict:
-    from tunelab.runner.training import trainer as runner_training
-    from tunelab.runner.training.trainer import TrainHooks, train
+    from tunelab.runner.training import supervised as runner_training
+    from tunelab.runner.training.recipes import train
+    from tunelab.runner.training.trainer import TrainHooks
 
     eval_losses: list[float] = []
     counters: list[CountingCollator] = []

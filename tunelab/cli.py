@@ -184,11 +184,8 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
     goes back to the queue; exit status 0 after SIGTERM, 130 after Ctrl-C. A second signal
     stops at once (the run is then recovered by --stale-after).
     """
-    import signal
-
-    from tunelab.runner.devices import DeviceUnavailable, make_choice
-    from tunelab.runner.execute import StopRequest
-    from tunelab.runner.worker import work
+    from tunelab.runner.devices import make_choice
+    from tunelab.runner.worker import WorkerOptions, serve
 
     if stale_after <= heartbeat:
         raise click.BadParameter(f"{stale_after:g}s would take live runs for dead ones: it must exceed "
@@ -197,33 +194,13 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
         devices = make_choice(device, gpus)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gpus") from None
-
     registry = app.registry()
-
-    def report(result) -> None:
-        line = f"run {result.run_id}: {result.status}"
-        click.echo(line + (f" ({result.error})" if result.error else ""))
-        warm_report_cache(registry, result)
-
-    left_for_others: list[int] = []
-
-    def skipped(count: int, gpus: int) -> None:
-        left_for_others.append(count)
-        click.echo(f"{count} queued run(s) need more GPUs than the {gpus} this worker has; left for other workers")
-
-    stop = StopRequest()
-    try:
-        results = work(registry, home=app.home, once=once, until_empty=until_empty, poll_seconds=poll,
-                       show_progress=not quiet, on_result=report, heartbeat_seconds=heartbeat,
-                       stale_after=stale_after, stop=stop, devices=devices, on_skipped=skipped)
-    except DeviceUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
-    if stop.requested:
-        click.echo(f"worker stopped ({stop.reason})")
-        if stop.signum == signal.SIGINT:
-            raise SystemExit(130)
-    elif not results and not left_for_others and (once or until_empty):
-        click.echo("queue is empty")
+    options = WorkerOptions(once=once, until_empty=until_empty, poll_seconds=poll, show_progress=not quiet,
+                            heartbeat_seconds=heartbeat, stale_after=stale_after, devices=devices)
+    summary = serve(registry, home=app.home, options=options, say=click.echo,
+                    on_result=lambda result: warm_report_cache(registry, result))
+    if summary.exit_status:
+        raise SystemExit(summary.exit_status)
 
 
 @cli.command()
@@ -355,31 +332,18 @@ def compare(app: AppContext, run_a: int, run_b: int, output: Path | None, as_jso
 def reproduce(app: AppContext, run_id: int, verify: bool, allow_data_change: bool, quiet: bool,
               as_json: bool) -> None:
     """Re-run RUN_ID from its registry record alone (spec, seed, data) and say whether it reproduced."""
-    from tunelab.registry.queue import claim_run
     from tunelab.reproduce_text import print_differences, print_verdict
-    from tunelab.runner import reproduce as repro
-    from tunelab.runner.execute import execute_run
-    from tunelab.runner.worker import worker_name
+    from tunelab.runner.reproduce import reproduce_run
 
-    registry = app.registry()
-    plan = repro.plan(registry, run_id)
-    if not as_json:
-        print_differences(plan)
-    new_id = repro.start(registry, plan, allow_data_change=allow_data_change)
-    claim_run(registry, new_id, worker_name())
-    result = execute_run(registry, new_id, home=app.home, show_progress=not quiet and not as_json)
-    verdict = repro.verify(registry, run_id, new_id) if verify else None
+    done = reproduce_run(app.registry(), run_id, home=app.home, allow_data_change=allow_data_change, verify=verify,
+                         show_progress=not quiet and not as_json, on_plan=None if as_json else print_differences)
     if as_json:
-        print_json({"original_run_id": run_id, "new_run_id": new_id, "status": result.status,
-                    "differences": [asdict(d) for d in plan.differences],
-                    "verdict": None if verdict is None else {"reproduced": verdict.reproduced,
-                                                             "bit_identical": verdict.bit_identical,
-                                                             "checks": [asdict(c) for c in verdict.checks]}})
+        print_json(done.to_json())
     else:
-        click.echo(f"run {new_id}: {result.status} (reproduces run {run_id})")
-        if verdict is not None:
-            print_verdict(verdict)
-    if result.status != "succeeded" or (verdict is not None and not verdict.reproduced):
+        click.echo(f"run {done.new_run_id}: {done.result.status} (reproduces run {run_id})")
+        if done.verdict is not None:
+            print_verdict(done.verdict)
+    if not done.ok:
         raise SystemExit(1)
 
 

@@ -2,7 +2,7 @@
 
 It changes when the data file, the template, the tokenizer or max_seq_len change (anything that
 changes what the model sees) and not when, say, the file is merely copied elsewhere. It hashes the
-very features training uses (runner/data.py prepare_data): the training stream in order (packed rows
+very features training uses (runner/data/prepare.py prepare_data): the training stream in order (packed rows
 with their example boundaries), then the validation examples. A plain one-file run without validation
 or packing hashes exactly as before those existed, so fingerprints recorded then still compare.
 """
@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from tunelab.experiments.schema import Spec
+from tunelab.runner.data.preference import data_path, fingerprint_pairs, read_pairs
+from tunelab.runner.data.prepare import PreparedData, prepare_data
 
 _KEYS = ("input_ids", "labels", "seq_lengths")
 
@@ -37,20 +40,14 @@ def fingerprint_features(features: list[dict[str, list[int]]],
     return digest.hexdigest()
 
 
-def fingerprint_prepared(prepared) -> str:
-    """The fingerprint of a runner.data.PreparedData."""
+def fingerprint_prepared(prepared: PreparedData) -> str:
+    """The fingerprint of prepared supervised data."""
     return fingerprint_features(prepared.train, prepared.validation)
 
 
-def fingerprint_spec_data(spec: Spec, workdir: Path) -> str:
-    """Prepare the spec's data as training would, and fingerprint it (no model is loaded)."""
-    from tunelab.runner.data.prepare import prepare_data
-    from tunelab.runner.training.trainer import load_tokenizer, resolve_model_path
-
-    tokenizer = load_tokenizer(resolve_model_path(spec.model.base, workdir), spec.model.revision)
+def fingerprint_data(spec: Spec, tokenizer: Any, workdir: Path) -> str:
+    """Prepare the spec's data as its recipe would, with `tokenizer`, and fingerprint it (no model is loaded)."""
     if spec.data.format == "preference" and isinstance(spec.data.train, str):
         # Preference pairs are read by the preference recipe; its own fingerprint is what training records.
-        from tunelab.runner.training.preference import data_path, fingerprint_pairs, read_pairs
-
         return fingerprint_pairs(read_pairs(data_path(spec, workdir), tokenizer, spec.data.template), tokenizer)
     return fingerprint_prepared(prepare_data(spec, tokenizer, workdir))

@@ -1,9 +1,10 @@
 """Training data, from the spec's files to the features the Trainer consumes.
 
-read rows (runner/data_formats.py) -> drop empty rows and duplicates (runner/data_cleaning.py) ->
-render with the template (runner/data_templates.py) and tokenise with loss masks -> fit max_seq_len ->
-hold out a validation fraction -> mix several files by weight (runner/data_mixing.py) -> pack
-(runner/packing.py). `prepare_data` does all of it once; training and the data fingerprint share it.
+read rows (formats.py) -> drop empty rows and duplicates (cleaning.py) -> render with the template
+(templates.py) and tokenise with loss masks -> fit max_seq_len -> hold out a validation fraction ->
+mix several files by weight (mixing.py) -> pack (packing.py), all in runner/data/. `prepare_data` does
+all of it once; training and the data fingerprint share it. Preference rows (DPO) are read by
+runner/data/preference.py instead.
 """
 
 from __future__ import annotations
@@ -21,23 +22,11 @@ from tunelab.runner.data.cleaning import (
     drop_empty_and_duplicates,
     fit_length,
 )
-from tunelab.runner.data.formats import (
-    Example,
-    InstructionExample,
-    read_instruction_jsonl,
-    read_preference_rows,
-    read_rows,
-)
+from tunelab.runner.data.formats import Example, read_rows
 from tunelab.runner.data.mixing import mix
 from tunelab.runner.data.packing import pack
-from tunelab.runner.data.templates import ALPACA_PROMPT, ALPACA_PROMPT_WITH_INPUT, Renderer, alpaca_prompt
+from tunelab.runner.data.templates import Renderer
 from tunelab.runner.errors import DataError, RunFailed
-
-__all__ = [
-    "ALPACA_PROMPT", "ALPACA_PROMPT_WITH_INPUT", "IGNORE_INDEX", "DataSource", "DataStats", "InstructionExample",
-    "PreparedData", "SourceStats", "data_sources", "prepare_data", "read_instruction_jsonl", "read_preference_rows",
-    "render_prompt", "tokenize_examples", "tokenize_rows",
-]
 
 SFT_FORMATS = ("instruction", "chat", "text")
 
@@ -212,17 +201,3 @@ def tokenize_rows(rows: list[Example], renderer: Renderer, tokenizer: Any, path:
             labels.append(eos)
         features.append({"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels})
     return features
-
-
-def render_prompt(example: InstructionExample) -> str:
-    return alpaca_prompt(example)
-
-
-def tokenize_examples(
-    examples: list[InstructionExample], tokenizer, *, max_seq_len: int, train_on_prompt: bool
-) -> list[dict[str, list[int]]]:
-    """Alpaca-tokenise instruction rows, truncated to max_seq_len (no cleaning); prepare_data does the rest."""
-    features = tokenize_rows(examples, Renderer("alpaca", tokenizer), tokenizer, Path("-"),
-                             train_on_prompt=train_on_prompt)
-    return [{key: values[:max_seq_len] for key, values in feature.items()} for feature in features]
-

@@ -20,30 +20,25 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tunelab.experiments.schema import EvalSection
+from tunelab.registry.db import Registry
+from tunelab.registry.queries import cached_evaluations, known_file_digest
+from tunelab.registry.recording import forget_cached_evaluations, record_cached_evaluation, record_file_digest
+from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.harness import (
     EvalOutcome,
-    EvaluationError,
     TaskScore,
     evaluate,
     evaluation_device,
     fingerprint_header,
     plan_limit,
-    resolve_benchmarks_dir,
 )
-from tunelab.runner.evaluation.leaderboard import (
-    PROFILE,
-    TaskPlan,
-    data_files_under,
-    map_data_files,
-    plan_tasks,
-    task_yaml_loader,
-)
-
-if TYPE_CHECKING:
-    from tunelab.experiments.schema import EvalSection
-    from tunelab.registry.db import Registry
+from tunelab.runner.evaluation.include_path import data_files_under, map_data_files, task_yaml_loader
+from tunelab.runner.evaluation.leaderboard import PROFILE, resolve_benchmarks_dir
+from tunelab.runner.evaluation.planning import plan_tasks
+from tunelab.runner.evaluation.tasks import TaskPlan
 
 # Bump when the key's recipe or the payload's shape changes: older entries then simply stop matching.
 # 2: the device is part of the key; include_path tasks.
@@ -92,8 +87,6 @@ def file_sha256(path: Path, registry: Registry | None = None) -> str:
     real = Path(path).resolve()  # hub caches link snapshot names to content-addressed blobs
     stat = real.stat()
     if registry is not None:
-        from tunelab.registry.queries import known_file_digest
-
         known = known_file_digest(registry, str(real), stat.st_size, stat.st_mtime_ns)
         if known is not None:
             return known
@@ -103,8 +96,6 @@ def file_sha256(path: Path, registry: Registry | None = None) -> str:
             digest.update(block)
     sha = digest.hexdigest()
     if registry is not None:
-        from tunelab.registry.recording import record_file_digest
-
         record_file_digest(registry, path=str(real), size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=sha)
     return sha
 
@@ -227,7 +218,7 @@ def evaluate_cached(
     progress: Callable[[str], None] | None = None,
     refresh: bool = False,
 ) -> EvalOutcome:
-    """`runner.evaluation.evaluate`, answering from the registry's cache each benchmark evaluated before.
+    """`evaluate` (runner/evaluation/harness.py), answering from the registry's cache each benchmark evaluated before.
 
     `load_model` is called only when some benchmark must really run; `digest` is the model's content hash
     (`model_digest`), None to evaluate without the cache. `device` is where the model is evaluated (None: this
@@ -240,9 +231,6 @@ def evaluate_cached(
         model, tokenizer = load_model()
         return evaluate(model, tokenizer, settings, workdir=workdir, base_dir=base_dir, seed=seed, dtype=dtype,
                         device=device, progress=progress)
-    from tunelab.registry.queries import cached_evaluations
-    from tunelab.registry.recording import forget_cached_evaluations, record_cached_evaluation
-
     say = progress or (lambda message: None)
     benchmarks_dir = resolve_benchmarks_dir(settings, base_dir, os.environ)
     plans = plan_tasks(

@@ -13,9 +13,10 @@ subject; TruthfulQA's MC2 score, which lm-eval calls `acc`, is reported as `mc2`
 
 The local HellaSwag copy has no train split, so its shots come from the validation split it is scored on;
 lm-eval only keeps an item out of its own shots when the few-shot split is the task's test split, so the
-generated YAML names validation as the test split too (see `runner.lm_eval_tasks`). Those scores, every score of
-a benchmark whose shots the spec changed ([eval.num_fewshot]), and every score from a run with `limit`, are marked
-`comparable=False`; with changed shots the fingerprint's profile is "custom", not "openllm-v1".
+generated YAML names validation as the test split too (see LOCAL_LAYOUTS in runner/evaluation/leaderboard.py).
+Those scores, every score of a benchmark whose shots the spec changed ([eval.num_fewshot]), and every score from
+a run with `limit`, are marked `comparable=False`; with changed shots the fingerprint's profile is "custom", not
+"openllm-v1".
 
 Tasks of the spec's include_path report their first metric (lm-eval's first when they list none), under its
 filter when the task has a filter_list. The model is evaluated on one device (`evaluation_device`), moved there
@@ -32,24 +33,21 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tunelab.experiments.schema import EvalSection
+from tunelab.runner.devices import CHOSEN_DEVICE, no_gpu_possible
+from tunelab.runner.errors import EvaluationError
+from tunelab.runner.evaluation.include_path import resolve_include_path
 from tunelab.runner.evaluation.leaderboard import (
-    EvaluationError,
-    GeneratedTask,
-    TaskPlan,
-    plan_tasks,
+    BENCHMARKS_DIR_ENV,
     profile_name,
-    resolve_include_path,
+    resolve_benchmarks_dir,
     shot_overrides,
 )
+from tunelab.runner.evaluation.planning import plan_tasks
+from tunelab.runner.evaluation.tasks import GeneratedTask, TaskPlan
 
-if TYPE_CHECKING:
-    from tunelab.experiments.schema import EvalSection
-
-__all__ = ["EvalOutcome", "EvaluationError", "TaskScore", "evaluate", "evaluation_device", "resolve_benchmarks_dir"]
-
-BENCHMARKS_DIR_ENV = "TUNELAB_BENCHMARKS_DIR"
 _OFFLINE_ENV = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
 
 
@@ -74,7 +72,7 @@ class EvalOutcome:
     lm_eval_version: str
     fingerprint: dict  # what must match for two outcomes to be comparable (see _fingerprint)
     samples: dict[str, list[dict]] = field(default_factory=dict)  # per task: doc_id, target, pick, correct, score
-    cached: tuple[str, ...] = ()  # benchmarks whose results came from the evaluation cache (runner.eval_cache)
+    cached: tuple[str, ...] = ()  # benchmarks whose results came from the evaluation cache (runner/evaluation/cache.py)
 
 
 def evaluate(
@@ -159,8 +157,6 @@ def evaluate(
 
 def evaluation_device() -> str:
     """The device evaluations run on here: "cuda" when a GPU is present, else "mps" (Apple), else "cpu"."""
-    from tunelab.runner.devices import CHOSEN_DEVICE, no_gpu_possible
-
     if os.environ.get(CHOSEN_DEVICE) == "cpu" or no_gpu_possible():
         # Known without importing torch (a second and a half): a cached evaluation stays a look-up.
         return "cpu"
@@ -195,18 +191,6 @@ def plan_limit(plan: TaskPlan, settings: EvalSection) -> int | None:
     custom = next((c for c in settings.custom if plan.custom and c.name == plan.name), None)
     limit = custom.limit if custom is not None and custom.limit is not None else settings.limit
     return limit or None
-
-
-def resolve_benchmarks_dir(settings: EvalSection, base_dir: Path, environ: Mapping[str, str]) -> Path | None:
-    """The local benchmark directory: the spec's, else $TUNELAB_BENCHMARKS_DIR, else None (hub datasets)."""
-    raw = settings.benchmarks_dir or environ.get(BENCHMARKS_DIR_ENV, "")
-    if not raw:
-        return None
-    path = (Path(base_dir) / Path(raw).expanduser()).resolve()
-    if not path.is_dir():
-        source = "[eval] benchmarks_dir" if settings.benchmarks_dir else BENCHMARKS_DIR_ENV
-        raise EvaluationError(f"benchmarks directory {path} (from {source}) does not exist")
-    return path
 
 
 def _offline(environ: Mapping[str, str]) -> bool:

@@ -1,32 +1,30 @@
-"""Evaluate any model into the registry (`tunelab eval TARGET`): a run's final weights, a local directory, a hub id.
+"""The models an evaluation is run on: a run's final weights, a local model or adapter directory, or a hub id.
 
-A target resolves to a `ModelSource`: the directory of full weights, plus a LoRA adapter directory where there is
-one. Its scores are recorded as model_kind "eval", under the run's id when the target is a run and with no run
-otherwise, named by the target ("run:3", an absolute path, a hub id) and by the content hash of the weights.
-Evaluation goes through the cache (runner.eval_cache), so evaluating the same weights again is a look-up.
+A model resolves to a `ModelSource`: the directory of full weights, plus a LoRA adapter directory where there is
+one, and its content hash (the key of the evaluation cache, runner/evaluation/cache.py). `tunelab eval TARGET`
+(runner/evaluate.py) and the worker's evaluations (runner/execute.py) both find their models here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tunelab.runner.errors import RunFailed
-
-if TYPE_CHECKING:
-    from tunelab.experiments.schema import EvalSection
-    from tunelab.registry.db import Registry
-    from tunelab.runner.evaluation.harness import EvalOutcome
+from pydantic import ValidationError
+from tunelab.experiments.canonical import canonical_json
+from tunelab.experiments.schema import EvalSection
+from tunelab.registry.db import Registry
+from tunelab.runner.errors import EvaluationError, RunFailed
+from tunelab.runner.evaluation.cache import model_digest
+from tunelab.runner.training.methods import trim_virtual_token_logits
+from tunelab.runner.training.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
-_RUN_TARGET = re.compile(r"^(?:run:)?(\d+)$")
 # What a model needs from the hub to be evaluated: config, tokenizer and safetensors weights; *.bin weights only for
 # a model that has no safetensors (most hub models ship both, and one copy is enough).
 _HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt"]
@@ -58,15 +56,6 @@ class ModelSource:
         if self.adapter_dir and any((self.adapter_dir / n).is_file() for n in ("tokenizer.json", "tokenizer.model")):
             return self.adapter_dir
         return self.model_dir
-
-
-@dataclass(frozen=True)
-class TargetEvaluation:
-    source: ModelSource
-    digest: str
-    eval_key: str
-    outcome: EvalOutcome
-    recorded: bool  # False when an identical evaluation was already in the registry
 
 
 def _offline(environ: Mapping[str, str]) -> bool:
@@ -131,65 +120,8 @@ def trained_source(final_dir: Path, *, base: str, workdir: Path, dtype: str, rev
     return ModelSource(label, final_dir.resolve(), None, dtype, run_id, Path(workdir))
 
 
-def resolve_target(registry: Registry, target: str, *, home: Path, cwd: Path, dtype: str | None = None,
-                   revision: str | None = None, environ: Mapping[str, str] = os.environ) -> ModelSource:
-    """`run:ID` or ID (a run's final weights), a local model or adapter directory, or a hub model id."""
-    match = _RUN_TARGET.match(target)
-    if match and not (Path(cwd) / target).is_dir():
-        return _run_source(registry, int(match.group(1)), home=home, dtype=dtype, environ=environ)
-    path = Path(target).expanduser()
-    path = path if path.is_absolute() else Path(cwd) / path
-    if path.is_dir():
-        path = path.resolve()
-        if (path / "adapter_config.json").is_file():
-            config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-            base = config.get("base_model_name_or_path")
-            if not base:
-                raise EvalTargetError(f"adapter {path} does not name its base model (base_model_name_or_path)")
-            base_dir = model_dir_for(base, workdir=path, revision=revision, environ=environ)
-            return ModelSource(str(path), base_dir, path, dtype or "float32")
-        return ModelSource(str(path), path, None, dtype or "float32")
-    if target.startswith((".", "/", "~")):
-        raise EvalTargetError(f"model directory {path} does not exist")
-    return ModelSource(target, hub_model_dir(target, revision, environ=environ), None, dtype or "float32")
-
-
-def _run_source(registry: Registry, run_id: int, *, home: Path, dtype: str | None,
-                environ: Mapping[str, str]) -> ModelSource:
-    from tunelab.experiments.schema import Spec
-    from tunelab.registry.queries import experiment_for_run
-
-    run, experiment = experiment_for_run(registry, run_id)
-    spec = Spec.model_validate(json.loads(experiment.resolved_json))
-    output_dir = Path(run.output_dir) if run.output_dir else Path(home) / "runs" / str(run_id)
-    final_dir = output_dir / "final"
-    if not final_dir.is_dir():
-        raise EvalTargetError(f"run {run_id} has no final weights at {final_dir} (status {run.status})")
-    base = spec.model.base
-    if (final_dir / "adapter_config.json").is_file():
-        from tunelab.runner.lineage import base_model_dir
-
-        # A run:ID base is that run's whole model, which training merged under the run's own output directory.
-        base = base_model_dir(registry, base, Path(experiment.workdir), scratch=output_dir / "base")
-    return trained_source(final_dir, base=base, workdir=Path(experiment.workdir),
-                          dtype=dtype or spec.model.dtype, revision=spec.model.revision, run_id=run_id,
-                          environ=environ)
-
-
-def run_eval_settings(registry: Registry, run_id: int) -> tuple[EvalSection, int]:
-    """A run's own [eval] section and seed: the defaults for evaluating its weights again."""
-    from tunelab.experiments.schema import Spec
-    from tunelab.registry.queries import experiment_for_run
-
-    _, experiment = experiment_for_run(registry, run_id)
-    spec = Spec.model_validate(json.loads(experiment.resolved_json))
-    return spec.eval, spec.experiment.seed
-
-
 def load_source(source: ModelSource) -> tuple[Any, Any]:
     """Load the model (with its adapter applied, not merged) and its tokenizer, ready to evaluate."""
-    from tunelab.runner.training.trainer import load_model, load_tokenizer
-
     tokenizer = load_tokenizer(str(source.tokenizer_dir))
     model = load_model(str(source.model_dir), source.dtype)
     if source.adapter_dir is not None:
@@ -197,8 +129,6 @@ def load_source(source: ModelSource) -> tuple[Any, Any]:
 
         model = PeftModel.from_pretrained(model, str(source.adapter_dir))
         if model.active_peft_config.is_prompt_learning:
-            from tunelab.runner.training.methods import trim_virtual_token_logits
-
             # As the worker evaluates it: lm-eval reads logits by input position.
             model = trim_virtual_token_logits(model)
     model.eval()
@@ -206,54 +136,11 @@ def load_source(source: ModelSource) -> tuple[Any, Any]:
 
 
 def settings_key(settings: EvalSection, *, dtype: str, seed: int, lm_eval_version: str) -> str:
-    """What makes two evaluations of one model interchangeable; the same recipe as runner.execute.eval_key."""
-    from tunelab.experiments.canonical import canonical_json
-
+    """What makes two evaluations of one model interchangeable (the worker's and `tunelab eval`'s alike)."""
     values = settings.model_dump(mode="json")
     values.pop("baseline", None)
     payload = {"eval": values, "dtype": dtype, "lm_eval": lm_eval_version, "seed": seed}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
-
-
-def evaluate_target(
-    registry: Registry,
-    source: ModelSource,
-    settings: EvalSection,
-    *,
-    home: Path,
-    base_dir: Path,
-    seed: int,
-    refresh: bool = False,
-    progress: Callable[[str], None] | None = None,
-) -> TargetEvaluation:
-    """Evaluate `source` as `settings` ask (through the cache) and record its scores as model_kind "eval"."""
-    from tunelab.registry.queries import model_evaluations
-    from tunelab.registry.recording import ScoreRecord, record_scores
-    from tunelab.runner.evaluation.cache import evaluate_cached, model_digest
-
-    digest = model_digest(source.directories, registry)
-    outcome = evaluate_cached(
-        registry, lambda: load_source(source), digest, settings, workdir=Path(home) / "evals" / digest[:16],
-        base_dir=base_dir, seed=seed, dtype=source.dtype, progress=progress, refresh=refresh,
-    )
-    key = settings_key(settings, dtype=source.dtype, seed=seed, lm_eval_version=outcome.lm_eval_version)
-    tasks = {s.task for s in outcome.scores}
-    already = any(
-        e.eval_key == key and e.model_digest == digest and {s.task for s in e.scores} >= tasks
-        for e in model_evaluations(registry, model_name=source.label)
-    )
-    if already and len(outcome.cached) == len(outcome.fingerprint["tasks"]):
-        return TargetEvaluation(source, digest, key, outcome, recorded=False)
-    fingerprint = dict(outcome.fingerprint, eval_key=key)
-    records = [
-        ScoreRecord(model_kind="eval", model_name=source.label, task=s.task, metric=s.metric, value=s.value,
-                    stderr=s.stderr, num_fewshot=s.num_fewshot, limit=s.limit, n_samples=s.n_samples,
-                    task_group=s.group, comparable=s.comparable, lm_eval_version=outcome.lm_eval_version,
-                    fingerprint=fingerprint, samples=outcome.samples.get(s.task), model_digest=digest)
-        for s in outcome.scores
-    ]
-    record_scores(registry, source.run_id, records)
-    return TargetEvaluation(source, digest, key, outcome, recorded=True)
 
 
 def settings_from_options(
@@ -282,8 +169,6 @@ def settings_from_options(
     if batch_size is not None:
         changes["batch_size"] = batch_size
     # Validate as a whole, so a bad value fails as the spec would.
-    from pydantic import ValidationError
-
     try:
         return type(defaults).model_validate(defaults.model_dump() | changes)
     except ValidationError as exc:
@@ -295,9 +180,6 @@ def settings_from_options(
 def base_model_digest(registry: Registry, base: str, *, workdir: Path, revision: str | None = None) -> str | None:
     """The content hash of a spec's base model, or None (evaluate without the cache) where its files are not
     on this machine as a directory (a model the loader found some other way)."""
-    from tunelab.runner.evaluation.cache import model_digest
-    from tunelab.runner.evaluation.harness import EvaluationError
-
     try:
         return model_digest([model_dir_for(base, workdir=workdir, revision=revision, download=False)], registry)
     except (EvalTargetError, EvaluationError, OSError) as err:
@@ -308,9 +190,6 @@ def base_model_digest(registry: Registry, base: str, *, workdir: Path, revision:
 def trained_model_digest(registry: Registry, final_dir: Path, *, base: str, workdir: Path,
                          revision: str | None = None) -> str | None:
     """The content hash of a run's final weights (with its base model, for an adapter), or None as above."""
-    from tunelab.runner.evaluation.cache import model_digest
-    from tunelab.runner.evaluation.harness import EvaluationError
-
     try:
         source = trained_source(final_dir, base=base, workdir=workdir, dtype="float32", revision=revision,
                                 download=False)

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tunelab.experiments.canonical import spec_hash
+from tunelab.experiments.schema import Spec
 from tunelab.runner.errors import RunFailed
 
 # What each field means to a user reading the refusal.
@@ -51,9 +53,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def identity_for(spec, tokenizer, data_fingerprint: str) -> TrainingIdentity:
-    from tunelab.experiments.canonical import spec_hash
-
+def identity_for(spec: Spec, tokenizer: Any, data_fingerprint: str) -> TrainingIdentity:
+    """The identity of a training of `spec` with `tokenizer` on data of this fingerprint."""
     return TrainingIdentity(spec_hash=spec_hash(spec), tokenizer=tokenizer_fingerprint(tokenizer),
                             data=data_fingerprint)
 

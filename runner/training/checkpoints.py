@@ -9,6 +9,7 @@ never taken for a checkpoint, and `discard_incomplete` clears it away.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ class CompleteCheckpoint:
     step: int
     loss: float | None
     path: Path
-    # What it was trained with (runner/checkpoint_identity.py); None for checkpoints that predate it.
+    # What it was trained with (runner/training/checkpoint_identity.py); None for checkpoints that predate it.
     identity: dict | None = None
 
 
@@ -138,3 +139,23 @@ def prune(checkpoints_root: Path, keep: int) -> list[int]:
     for checkpoint in doomed:
         _remove(checkpoint.path)
     return [c.step for c in doomed]
+
+
+# Below this much free space, a failed write is put down to a full disk (torch and safetensors
+# report ENOSPC as their own exception types, not as OSError).
+LOW_DISK_BYTES = 64 * 1024 * 1024
+
+
+def disk_failure(exc: BaseException, where: Path) -> str | None:
+    """Why a write under `where` failed, when the cause is the disk (full, read-only, no permission)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                                  errno.EPERM):
+        return exc.strerror or os.strerror(exc.errno)
+    text = str(exc)
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        free = None
+    if "No space left on device" in text or "os error 28" in text or (free is not None and free < LOW_DISK_BYTES):
+        return f"{os.strerror(errno.ENOSPC)} ({free} bytes free)" if free is not None else os.strerror(errno.ENOSPC)
+    return None

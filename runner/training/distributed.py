@@ -2,9 +2,9 @@
 
 The worker stays the run's single owner (heartbeat, cancel, evaluation). It writes the run's
 training job to a file and starts `torchrun --standalone --nproc_per_node N -m
-runner.distributed_train JOB`; every process builds the same Trainer (runner/training.py) and
-the Trainer's DistributedDataParallel does the rest. Only the first process writes to the
-registry and publishes checkpoints and the final weights.
+tunelab.runner.training.distributed_train JOB`; every process runs the same recipe
+(runner/training/recipes.py) and the Trainer's DistributedDataParallel does the rest. Only
+the first process writes to the registry and publishes checkpoints and the final weights.
 
 Stopping: the worker writes its wish ("pause": checkpoint and stop, or "stop") into a control
 file; the processes read it at every step and agree on it through an all-reduce, so they all
@@ -14,6 +14,7 @@ picks up the final weights the way it does after a crash in evaluation (finished
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,7 +25,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tunelab.experiments.schema import Spec
+from tunelab.registry.db import Registry
 from tunelab.runner.errors import RunCancelled, RunFailed
+from tunelab.runner.training.checkpoints import complete_checkpoints, discard_incomplete
+from tunelab.runner.training.final_weights import is_finished
+from tunelab.runner.training.progress import RunProgress
+from tunelab.runner.training.recipes import train
+from tunelab.runner.training.trainer import TrainHooks, TrainOutcome
 
 JOB_FILE = "distributed-job.json"
 CONTROL_FILE = "distributed-control"
@@ -90,6 +98,10 @@ def run_torchrun(job: DistributedJob, *, should_stop: Callable[[], bool], should
     for leftover in (control, output_dir / ERROR_FILE):
         leftover.unlink(missing_ok=True)
     job.write(job_file)
+    # `python -m` puts the working directory first on sys.path, and the processes start in the worker's:
+    # a user's own tunelab.py (or torch.py) there would be what runs. PYTHONSAFEPATH leaves it off, in the
+    # launcher and in the processes it starts alike.
+    env = {**(os.environ if env is None else env), "PYTHONSAFEPATH": "1"}
     # A session of their own: a Ctrl-C at the terminal reaches the worker, which asks for a pause;
     # it must not kill the training processes halfway through a checkpoint.
     process = subprocess.Popen(torchrun_command(job_file, job.nproc), env=env,
@@ -110,9 +122,7 @@ def run_torchrun(job: DistributedJob, *, should_stop: Callable[[], bool], should
         raise _failure(output_dir, process.returncode)
     if wish == "stop":
         raise RunCancelled("cancelled while training")
-    from tunelab.runner.training.trainer import FINAL_FACTS
-
-    return "finished" if (output_dir / "final" / FINAL_FACTS).is_file() else "paused"
+    return "finished" if is_finished(output_dir / "final") else "paused"
 
 
 class SharedControl:
@@ -158,15 +168,10 @@ class SharedControl:
         return self.pause
 
 
-def train_distributed(registry, run_id: int, spec, *, workdir: Path, output_dir: Path, hooks, nproc: int,
-                      device: str, progress):
-    """tunelab.runner.training.trainer.train's counterpart for `[resources] gpus = N > 1`: the same TrainOutcome."""
-    import dataclasses
-
-    from tunelab.runner.training.checkpoints import complete_checkpoints, discard_incomplete
-    from tunelab.runner.training.trainer import FINAL_FACTS, TrainOutcome, train
-
-    if not (output_dir / "final" / FINAL_FACTS).is_file():
+def train_distributed(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path,
+                      hooks: TrainHooks, nproc: int, device: str, progress: RunProgress) -> TrainOutcome:
+    """runner/training/recipes.py train's counterpart for `[resources] gpus = N > 1`: the same TrainOutcome."""
+    if not is_finished(output_dir / "final"):
         # Cleared here, once: every process clearing it at start-up would race.
         discard_incomplete(output_dir / "checkpoints")
         job = DistributedJob(run_id=run_id, spec=spec.model_dump(mode="json"), workdir=str(workdir),

@@ -1,7 +1,7 @@
-"""One process of a multi-GPU run, as torchrun starts it: `python -m runner.distributed_train JOB`.
+"""One process of a multi-GPU run, as torchrun starts it: `python -m tunelab.runner.training.distributed_train JOB`.
 
-Trains with runner.training.train like a single-process run; the first process (rank 0) writes
-to the registry and shows progress, the others train silently. See runner/distributed.py.
+Trains with the run's recipe (runner/training/recipes.py) like a single-process run; the first process (rank 0)
+writes to the registry and shows progress, the others train silently. See runner/training/distributed.py.
 """
 
 from __future__ import annotations
@@ -13,26 +13,23 @@ import sys
 from pathlib import Path
 
 from tunelab.experiments.schema import Spec
-from tunelab.runner.errors import RunCancelled
+from tunelab.registry.db import open_registry
+from tunelab.runner.errors import RunCancelled, retryable
 from tunelab.runner.training.distributed import CONTROL_FILE, ERROR_FILE, REGISTRY_ENV, DistributedJob, SharedControl
 from tunelab.runner.training.progress import RunProgress
+from tunelab.runner.training.recipes import train
+from tunelab.runner.training.registry_hooks import registry_hooks
+from tunelab.runner.training.trainer import TrainHooks
 
 
-def _hooks(job: DistributedJob, spec: Spec, first: bool):
-    from tunelab.runner.execute import registry_hooks
-    from tunelab.runner.training.trainer import TrainHooks
-
+def _hooks(job: DistributedJob, spec: Spec, first: bool) -> tuple[TrainHooks, RunProgress]:
     progress = RunProgress(job.run_id, spec.experiment.name, enabled=first and job.show_progress)
     if not first:
         return TrainHooks(on_metrics=lambda _m: None, on_checkpoint=lambda *_a: None), progress
-    from tunelab.registry.db import open_registry
-
     return registry_hooks(open_registry(os.environ[REGISTRY_ENV], migrate=False), job.run_id, progress), progress
 
 
 def _record_error(output_dir: Path, exc: Exception) -> None:
-    from tunelab.runner.execute import retryable
-
     path = output_dir / ERROR_FILE
     if path.exists():  # another process told first
         return
@@ -43,8 +40,6 @@ def _record_error(output_dir: Path, exc: Exception) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from tunelab.runner.training.trainer import train
-
     job = DistributedJob.read(Path(argv[0]))
     output_dir = Path(job.output_dir)
     spec = Spec.model_validate(job.spec)

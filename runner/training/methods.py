@@ -1,16 +1,13 @@
-"""Fine-tuning methods: how a model is loaded, wrapped and later reloaded for each `[method] kind`.
+"""Fine-tuning methods: how a loaded model is wrapped or frozen for each `[method] kind`, and what it trains.
 
 full trains every weight; freeze only the top decoder blocks and the LM head; lora and qlora (over a 4-bit
-NF4 base) train a LoRA adapter; prompt_tuning trains virtual tokens. dpo trains a LoRA adapter or every
-weight (runner/preference.py has its recipe). Options that need CUDA are refused here, in one line, before
-anything is loaded.
+NF4 base, loaded by runner/training/models.py) train a LoRA adapter; prompt_tuning trains virtual tokens.
+dpo trains a LoRA adapter or every weight (runner/training/preference.py has its recipe). Options that need
+CUDA are refused here, in one line, before anything is loaded.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 from tunelab.experiments.schema import MethodSection, Spec
@@ -47,59 +44,6 @@ def optimizer_arguments(method: MethodSection, device: str) -> dict[str, Any]:
 
 def bnb_compute_dtype(method: MethodSection, device: str) -> str:
     return method.bnb_compute_dtype or ("bfloat16" if device == "cuda" else "float32")
-
-
-def load_base(model_path: str, spec: Spec, device: str):
-    """The base model as the method needs it: 4-bit NF4 (double quantisation) for qlora, else as is."""
-    from tunelab.runner.training.trainer import load_model
-
-    if spec.method.kind != "qlora":
-        return load_model(model_path, spec.model.dtype, spec.model.revision)
-    return _load_quantised(model_path, spec, device)
-
-
-def _load_quantised(model_path: str, spec: Spec, device: str):
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-    from tunelab.runner.training.trainer import torch_dtype
-
-    if spec.model.dtype != "float32" and device == "cpu":
-        raise RunFailed(f'model.dtype = "{spec.model.dtype}" needs a GPU; none is available (use "float32" on the CPU)')
-    quantisation = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch_dtype(bnb_compute_dtype(spec.method, device)),
-    )
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            model_path, quantization_config=quantisation, dtype=torch_dtype(spec.model.dtype),
-            revision=spec.model.revision, device_map="cpu" if device == "cpu" else {"": _local_gpu()},
-        )
-    except OSError as exc:
-        raise RunFailed(f"cannot load model {model_path!r}: {exc}") from None
-    except ImportError as exc:  # bitsandbytes missing or without a backend for this device
-        raise RunFailed(f"qlora needs bitsandbytes: {exc}") from None
-    _keep_cpu_layout_for_small_layers(model)
-    return model
-
-
-def _local_gpu() -> int:
-    """This process's GPU: under torchrun each process has its own (LOCAL_RANK), else the first visible one."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _keep_cpu_layout_for_small_layers(model) -> None:
-    # bitsandbytes repacks 4-bit weights for a faster CPU kernel the first time it runs a layer in
-    # inference mode; the repacking assumes whole quantisation blocks (64) along the input and groups of
-    # 32 outputs, and fails on other shapes, so those layers keep the plain layout (same numbers, the
-    # generic kernel).
-    import bitsandbytes as bnb
-
-    for module in model.modules():
-        if isinstance(module, bnb.nn.Linear4bit):
-            block = module.weight.quant_state.blocksize
-            if module.in_features % block or module.in_features < block or module.out_features % 32:
-                module.support_avx512bf16_for_cpu = False
 
 
 def lora_config(method: MethodSection):
@@ -186,31 +130,3 @@ def trim_virtual_token_logits(model):
 
     model.register_forward_hook(trim, with_kwargs=True)
     return model
-
-
-def load_trained(spec: Spec, model_path: str, final_dir: Path, device: str):
-    """A run's final weights as training left them: the whole model, or the base with the adapter."""
-    from tunelab.runner.training.trainer import load_model
-
-    if not trains_adapter(spec.method):
-        return load_model(str(final_dir), spec.model.dtype)
-    from peft import PeftModel
-
-    model = PeftModel.from_pretrained(load_base(model_path, spec, device), str(final_dir))
-    return trim_virtual_token_logits(model) if spec.method.kind == "prompt_tuning" else model
-
-
-def merged_model(base_dir: str, adapter_dir: Path, dtype: str):
-    """The base with a LoRA adapter merged into its weights: a plain transformers model.
-
-    A qlora adapter is merged into the base at full precision (the usual way to ship one): the result
-    differs from the 4-bit model it trained against by the quantisation error.
-    """
-    from peft import PeftModel
-    from tunelab.runner.training.trainer import load_model
-
-    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
-    if config.get("peft_type") != "LORA":
-        raise RunFailed(f"{adapter_dir}: a {config.get('peft_type', 'non-LoRA').lower()} adapter adds virtual tokens "
-                        "and has no weights to merge into the model")
-    return PeftModel.from_pretrained(load_model(base_dir, dtype), str(adapter_dir)).merge_and_unload()

@@ -1,8 +1,11 @@
-"""Foreground progress for a run: a rich progress bar for training, one line per evaluation step."""
+"""Foreground progress for a run: a rich progress bar for training, one line per evaluation step; and the
+figures training reports (TrainingProgress), which the registry keeps for `tunelab show`."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -33,7 +36,7 @@ class RunProgress:
             self._progress = None
 
     def training(self, progress) -> None:
-        """A runner.training.TrainingProgress: step, loss, tokens/s (the ETA is the bar's own)."""
+        """A TrainingProgress: step, loss, tokens/s (the ETA is the bar's own)."""
         if self._progress is not None and self._task is not None:
             rate = progress.tokens_per_second
             self._progress.update(self._task, completed=progress.step, total=progress.total or None,
@@ -55,3 +58,17 @@ class RunProgress:
             self._progress = None
         if self.enabled:
             self.console.print(f"  {message}")
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where training stands, as the progress bar and `tunelab show` give it."""
+
+    step: int
+    total: int
+    loss: float | None
+    tokens_per_second: float | None  # non-padding tokens, all processes together, since this attempt began
+    eta_seconds: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

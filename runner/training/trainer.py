@@ -1,66 +1,39 @@
-"""Fine-tune a model as a spec says: transformers Trainer, with peft for LoRA.
+"""The Trainer every recipe builds and runs: its arguments from the spec, staged checkpoints, the callback that
+reports to the worker (metrics, checkpoints, progress, stop and pause), and what follows training.
 
-A readable top-to-bottom recipe: load tokenizer and model, wrap for the method,
-tokenise the data, train with callbacks that write metrics and checkpoints into the
-registry, save the final weights atomically.
-
-Resuming is part of the recipe: a run that starts again continues from its last complete
-checkpoint (model, optimizer, scheduler, RNG and data position, so the result is the same
-as an uninterrupted run), or skips training altogether when its final weights are on disk.
+A recipe (runner/training/supervised.py, runner/training/preference.py) prepares its data and model, builds a
+Trainer from `staged_trainer_class` with `training_arguments` and `registry_callback`, and hands it to
+`run_trainer`, which trains from the checkpoint it resumes from and saves the final weights.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import os
 import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunelab.experiments.schema import RUN_BASE, Spec
-from tunelab.runner.data.prepare import prepare_data
+from tunelab.experiments.schema import Spec
 from tunelab.runner.errors import RunCancelled, RunFailed
-from tunelab.runner.training.checkpoint_identity import TrainingIdentity, check_resumable, identity_for
+from tunelab.runner.training.checkpoint_identity import TrainingIdentity
 from tunelab.runner.training.checkpoints import (
     CompleteCheckpoint,
-    complete_checkpoints,
-    discard_incomplete,
-    fsync_tree,
+    disk_failure,
     is_complete,
     prune,
     publish,
     staging_dir,
 )
-from tunelab.runner.training.methods import apply_method, check_device, load_base, load_trained, optimizer_arguments
+from tunelab.runner.training.final_weights import save_final_once
+from tunelab.runner.training.methods import optimizer_arguments
+from tunelab.runner.training.progress import TrainingProgress
 
-# Written into final/ last: its presence means training finished and the weights are whole.
-FINAL_FACTS = "tunelab-train.json"
-# Below this much free space, a failed write is put down to a full disk (torch and safetensors
-# report ENOSPC as their own exception types, not as OSError).
-LOW_DISK_BYTES = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class TrainingProgress:
-    """Where training stands, as the progress bar and `tunelab show` give it."""
-
-    step: int
-    total: int
-    loss: float | None
-    tokens_per_second: float | None  # non-padding tokens, all processes together, since this attempt began
-    eta_seconds: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# Set on validation examples (see _ListDataset) so the token counter leaves them out of tokens trained.
+# Set on validation examples (see runner/training/supervised.py) so the token counter leaves them out of tokens trained.
 VALIDATION_MARK = "tunelab_validation"
 
 
@@ -110,76 +83,13 @@ class TrainOutcome:
     num_examples: int
     resumed_from: int = 0  # the step training continued from; 0 = from the start
     interrupted: bool = False  # stopped early by should_pause, with a checkpoint at global_step
-    # What became of the data files' rows (runner/data.py DataStats), for the registry.
+    # What became of the data files' rows (runner/data/prepare.py DataStats), for the registry.
     data_stats: dict[str, Any] | None = None
-    # Hash of the features trained on (runner/data_fingerprint.py); None: the caller computes it from the spec.
+    # Hash of the features trained on (runner/data/fingerprint.py); None: the caller computes it from the spec.
     data_fingerprint: str | None = None
 
 
-def pick_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def torch_dtype(name: str):
-    import torch
-
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
-def resolve_model_path(base: str, workdir: Path) -> str:
-    """A local directory (relative to the submit directory) or, failing that, a hub id."""
-    if RUN_BASE.fullmatch(base):
-        # Only the registry knows where a run's weights are: runner.lineage resolves these before training.
-        raise RunFailed(f'model.base = "{base}" names a run; it is resolved through the registry (runner/lineage.py)')
-    candidate = Path(base) if Path(base).is_absolute() else workdir / base
-    if candidate.is_dir():
-        return str(candidate)
-    if base.startswith((".", "/")) or base.count("/") > 1:
-        raise RunFailed(f"base model directory not found: {candidate}")
-    return base
-
-
-def load_tokenizer(model_path: str, revision: str | None = None):
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
-    except OSError as exc:
-        raise RunFailed(f"cannot load tokenizer of {model_path!r}: {exc}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def load_model(model_path: str, dtype: str, revision: str | None = None):
-    from transformers import AutoModelForCausalLM
-
-    if dtype != "float32" and pick_device() == "cpu":
-        raise RunFailed(f'model.dtype = "{dtype}" needs a GPU; none is available (use "float32" on the CPU)')
-    try:
-        return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype), revision=revision)
-    except OSError as exc:
-        raise RunFailed(f"cannot load model {model_path!r}: {exc}") from None
-
-
-class _ListDataset:
-    """A plain indexable dataset; the Trainer needs nothing more. Validation examples carry a mark."""
-
-    def __init__(self, features: list[dict[str, list[int]]], *, validation: bool = False) -> None:
-        self.features = features
-        self.validation = validation
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        feature = self.features[index]
-        return {**feature, VALIDATION_MARK: True} if self.validation else feature
-
-
-def _training_arguments(spec: Spec, checkpoints_dir: Path, device: str, arguments_class=None, **extra: Any):
+def training_arguments(spec: Spec, checkpoints_dir: Path, device: str, arguments_class=None, **extra: Any):
     """The Trainer's arguments from the spec; `arguments_class` (a TrainingArguments subclass) and `extra`
     serve trainers with their own configuration (trl's DPOConfig)."""
     from transformers import TrainingArguments
@@ -236,17 +146,6 @@ def _evaluation_arguments(spec: Spec) -> dict[str, Any]:
             "per_device_eval_batch_size": spec.train.batch_size, "prediction_loss_only": True}
 
 
-def _data_collator(spec: Spec, tokenizer):
-    """Padding, or for [data] packing the block-diagonal attention that keeps packed examples apart."""
-    from transformers import DataCollatorForSeq2Seq
-
-    if spec.data.packing:
-        from tunelab.runner.data.packing import PackedCollator
-
-        return PackedCollator(pad_token_id=tokenizer.pad_token_id, dtype=torch_dtype(spec.model.dtype))
-    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-
-
 def _evaluate_at_end(trainer) -> None:
     """The validation loss of the final weights, unless eval_every just measured it."""
     state = trainer.state
@@ -254,7 +153,8 @@ def _evaluate_at_end(trainer) -> None:
         trainer.evaluate()
 
 
-def _registry_callback(hooks: TrainHooks, keep_checkpoints: int, counter: TokenCounter | None = None):
+def registry_callback(hooks: TrainHooks, keep_checkpoints: int, counter: TokenCounter | None = None):
+    """The Trainer callback that reports to `hooks` (the registry, for the worker) and obeys stop and pause."""
     from transformers import TrainerCallback
 
     class RegistryCallback(TrainerCallback):
@@ -310,33 +210,18 @@ def _registry_callback(hooks: TrainHooks, keep_checkpoints: int, counter: TokenC
     return RegistryCallback()
 
 
-def _disk_failure(exc: BaseException, where: Path) -> str | None:
-    """Why a write under `where` failed, when the cause is the disk (full, read-only, no permission)."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
-                                                  errno.EPERM):
-        return exc.strerror or os.strerror(exc.errno)
-    text = str(exc)
-    try:
-        free = shutil.disk_usage(where).free
-    except OSError:
-        free = None
-    if "No space left on device" in text or "os error 28" in text or (free is not None and free < LOW_DISK_BYTES):
-        return f"{os.strerror(errno.ENOSPC)} ({free} bytes free)" if free is not None else os.strerror(errno.ENOSPC)
-    return None
-
-
-def _staged_trainer_class(base=None):
+def staged_trainer_class(base=None):
     from transformers import Trainer
 
     class StagedTrainer(base or Trainer):
-        """A Trainer whose checkpoints appear whole or not at all (see runner/checkpoints.py).
+        """A Trainer whose checkpoints appear whole or not at all (see runner/training/checkpoints.py).
 
         The stock `_save_checkpoint` writes everything under `_get_output_dir()`; pointing that
         at the staging directory while it runs, then publishing the result, is the whole change.
         """
 
         _staging: Path | None = None
-        # Written into each checkpoint's marker (runner/checkpoint_identity.py); set by the recipe.
+        # Written into each checkpoint's marker (runner/training/checkpoint_identity.py); set by the recipe.
         identity: dict | None = None
 
         def _get_output_dir(self, trial) -> str:
@@ -357,7 +242,7 @@ def _staged_trainer_class(base=None):
                     publish(staged, root, step=step, loss=losses[-1] if losses else None, identity=self.identity)
                 self.accelerator.wait_for_everyone()
             except Exception as exc:
-                reason = _disk_failure(exc, root)
+                reason = disk_failure(exc, root)
                 shutil.rmtree(staged, ignore_errors=True)
                 if reason is None:
                     raise
@@ -367,117 +252,6 @@ def _staged_trainer_class(base=None):
                 self._staging = None
 
     return StagedTrainer
-
-
-def save_final(model, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None:
-    """Write the final weights to a staging directory, then rename it into place.
-
-    `facts` (step, loss, time) go in last, as FINAL_FACTS: a later attempt that finds them
-    skips training and goes straight to evaluation.
-    """
-    staging = final_dir.with_name(final_dir.name + ".staging")
-    try:
-        if staging.exists():
-            shutil.rmtree(staging)
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        (staging / FINAL_FACTS).write_text(json.dumps(facts), encoding="utf-8")
-        fsync_tree(staging)
-        if final_dir.exists():
-            shutil.rmtree(final_dir)
-        os.replace(staging, final_dir)
-    except Exception as exc:
-        reason = _disk_failure(exc, final_dir.parent)
-        shutil.rmtree(staging, ignore_errors=True)
-        if reason is None:
-            raise
-        raise RunFailed(f"cannot write the final model to {final_dir}: {reason}") from exc
-
-
-def save_final_once(trainer, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None:
-    """save_final from the first process only (under torchrun all of them get here), the others waiting."""
-    if trainer.is_world_process_zero():
-        save_final(trainer.model, tokenizer, final_dir, facts)
-    trainer.accelerator.wait_for_everyone()
-
-
-def finished_outcome(spec: Spec, model_path: str, tokenizer, output_dir: Path, hooks: TrainHooks, device: str,
-                     identity: TrainingIdentity, **data_facts: Any) -> TrainOutcome | None:
-    """The outcome of an attempt that finished training but died later (e.g. in evaluation): no retraining.
-
-    Final weights trained with another spec, tokenizer or data are refused, as a checkpoint would be.
-    """
-    final_dir, checkpoints_dir = output_dir / "final", output_dir / "checkpoints"
-    if not (final_dir / FINAL_FACTS).is_file():
-        return None
-    facts = json.loads((final_dir / FINAL_FACTS).read_text(encoding="utf-8"))
-    check_resumable(final_dir, facts.get("identity"), identity)
-    if hooks.on_start:
-        hooks.on_start(facts["global_step"], complete_checkpoints(checkpoints_dir))
-    return TrainOutcome(model=load_trained(spec, model_path, final_dir, device), tokenizer=tokenizer,
-                        final_dir=final_dir, global_step=facts["global_step"], final_loss=facts["final_loss"],
-                        train_seconds=facts["train_seconds"], resumed_from=facts["global_step"], **data_facts)
-
-
-def resume_point(checkpoints_dir: Path, identity: TrainingIdentity, hooks: TrainHooks) -> CompleteCheckpoint | None:
-    """The complete checkpoint to continue from (None: start afresh), after clearing half-written ones.
-
-    Refuses (IncompatibleCheckpoint) a checkpoint written with another spec, tokenizer or data.
-    """
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    discard_incomplete(checkpoints_dir)
-    complete = complete_checkpoints(checkpoints_dir)
-    resume_from = complete[-1] if complete else None
-    if resume_from is not None:
-        check_resumable(resume_from.path, resume_from.identity, identity)
-    if hooks.on_start:
-        hooks.on_start(resume_from.step if resume_from else 0, complete)
-    return resume_from
-
-
-def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, device: str | None = None) -> TrainOutcome:
-    """Train per `spec`; relative paths resolve against `workdir`; files go under `output_dir`.
-
-    Continues from the last complete checkpoint under `output_dir`, if there is one. `device`
-    ("cpu" or "cuda"; default: a GPU when there is one) is where the model trains.
-    """
-    from transformers import set_seed
-    from tunelab.runner.data.fingerprint import fingerprint_prepared
-
-    device = device or pick_device()
-    check_device(spec, device)
-    if spec.method.kind == "dpo":
-        from tunelab.runner.training.preference import train_preference
-
-        return train_preference(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device=device)
-    set_seed(spec.experiment.seed)
-    model_path = resolve_model_path(spec.model.base, workdir)
-    tokenizer = load_tokenizer(model_path, spec.model.revision)
-    data = prepare_data(spec, tokenizer, workdir)
-    data_facts = {"num_examples": data.num_examples, "data_fingerprint": fingerprint_prepared(data),
-                  "data_stats": data.stats.to_dict() if data.stats else None}
-    checkpoints_dir = output_dir / "checkpoints"
-    final_dir = output_dir / "final"
-    identity = identity_for(spec, tokenizer, data_facts["data_fingerprint"])
-    finished = finished_outcome(spec, model_path, tokenizer, output_dir, hooks, device, identity, **data_facts)
-    if finished is not None:
-        return finished
-
-    resume_from = resume_point(checkpoints_dir, identity, hooks)
-    model = apply_method(load_base(model_path, spec, device), spec, model_path=model_path)
-
-    collator = TokenCounter(_data_collator(spec, tokenizer))
-    callback = _registry_callback(hooks, spec.train.keep_checkpoints, collator)
-    trainer = _staged_trainer_class()(
-        model=model,
-        args=_training_arguments(spec, checkpoints_dir, device),
-        train_dataset=_ListDataset(data.train),
-        eval_dataset=_ListDataset(data.validation, validation=True) if data.validation else None,
-        data_collator=collator,
-        callbacks=[callback],
-    )
-    return run_trainer(trainer, callback, hooks, resume_from=resume_from, identity=identity, tokenizer=tokenizer,
-                       final_dir=final_dir, validate=bool(data.validation), **data_facts)
 
 
 def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCheckpoint | None,

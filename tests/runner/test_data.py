@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from tunelab.experiments.schema import Spec
+from tunelab.runner.data.cleaning import IGNORE_INDEX
 from tunelab.runner.data.formats import (
     ChatExample,
     ChatMessage,
@@ -21,7 +22,7 @@ from tunelab.runner.data.formats import (
     read_rows,
 )
 from tunelab.runner.data.mixing import allocate, mix
-from tunelab.runner.data.prepare import IGNORE_INDEX, prepare_data, tokenize_rows
+from tunelab.runner.data.prepare import prepare_data, tokenize_rows
 from tunelab.runner.data.templates import ALPACA_PROMPT, CHATML_TEMPLATE, Renderer
 from tunelab.runner.errors import DataError, RunFailed
 
@@ -41,7 +42,7 @@ CONVERSATION = [
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir):
-    from tunelab.runner.training.trainer import load_tokenizer
+    from tunelab.runner.training.models import load_tokenizer
 
     return load_tokenizer(str(tiny_model_dir))
 
@@ -406,7 +407,7 @@ def _legacy_fingerprint(path: Path, tokenizer, max_seq_len: int, train_on_prompt
 @pytest.mark.parametrize(("max_seq_len", "train_on_prompt"), [(96, False), (20, True)])
 def test_fingerprints_recorded_before_still_match_plain_instruction_data(tiny_model_dir, tokenizer, max_seq_len,
                                                                          train_on_prompt):
-    from tunelab.runner.data.fingerprint import fingerprint_spec_data
+    from tunelab.runner.training.recipes import fingerprint_spec_data
 
     spec = _spec(tiny_model_dir, train=str(CAPITALS), max_seq_len=max_seq_len, train_on_prompt=train_on_prompt)
     assert fingerprint_spec_data(spec, REPO_ROOT) == _legacy_fingerprint(CAPITALS, tokenizer, max_seq_len,
@@ -414,7 +415,7 @@ def test_fingerprints_recorded_before_still_match_plain_instruction_data(tiny_mo
 
 
 def test_the_fingerprint_follows_everything_that_changes_the_token_stream(tmp_path, tiny_model_dir):
-    from tunelab.runner.data.fingerprint import fingerprint_spec_data
+    from tunelab.runner.training.recipes import fingerprint_spec_data
 
     write_jsonl(tmp_path / "chats.jsonl", [{"messages": CONVERSATION}])
     write_jsonl(tmp_path / "notes.jsonl", [{"text": "Thasport."}, {"text": "Kanora."}])
@@ -440,7 +441,7 @@ def test_the_fingerprint_follows_everything_that_changes_the_token_stream(tmp_pa
 
 @pytest.mark.slow
 def test_cleaning_counts_and_validation_loss_reach_the_registry(tmp_path, tiny_model_dir):
-    from tunelab.runner.data.fingerprint import fingerprint_spec_data
+    from tunelab.runner.training.recipes import fingerprint_spec_data
 
     rows = _capital_rows(40)
     long_rows = [{"instruction": f"Describe {name}.", "output": " ".join([name] * 150)}

@@ -13,12 +13,12 @@ from tunelab.registry.db import open_registry
 from tunelab.registry.queries import run_detail
 from tunelab.registry.queue import claim_run
 from tunelab.runner.errors import RunFailed
-from tunelab.runner.execute import registry_hooks
 from tunelab.runner.training.distributed import ERROR_FILE, train_distributed
 from tunelab.runner.training.progress import RunProgress
+from tunelab.runner.training.registry_hooks import registry_hooks
 
 from tests.conftest import REPO_ROOT
-from tests.helpers import invoke, invoke_json, write_spec
+from tests.helpers import invoke, invoke_json, plant_user_modules, write_spec
 
 CAPITALS = REPO_ROOT / "examples" / "data" / "capitals_train.jsonl"
 
@@ -108,6 +108,19 @@ def test_bad_data_in_the_processes_fails_the_run_with_its_message(tmp_path, tiny
     assert json.loads((home / "runs" / str(run_id) / ERROR_FILE).read_text())["retryable"] is False
 
 
+@pytest.mark.slow
+def test_the_processes_ignore_a_users_modules_in_the_working_directory(tmp_path, tiny_model_dir, monkeypatch):
+    """torchrun's processes start in the worker's working directory; a user's runner.py (or even tunelab.py)
+    there must not be what `-m tunelab.runner.training.distributed_train` runs."""
+    home, spec_path, run_id = _submitted(tmp_path / "submit", tiny_model_dir, "ddp-user-modules")
+    monkeypatch.chdir(plant_user_modules(tmp_path / "work", tunelab=True))
+    monkeypatch.delenv("PYTHONSAFEPATH", raising=False)
+    registry, outcome, output_dir = _train(home, spec_path, run_id)
+    assert not outcome.interrupted and outcome.global_step == 6
+    assert [c["step"] for c in run_detail(registry, run_id).checkpoints] == [2, 4, 6]
+    assert not (output_dir / ERROR_FILE).exists()
+
+
 def test_a_cpu_worker_leaves_gpu_runs_for_others_and_says_so(tmp_path, tiny_model_dir):
     home, _, run_id = _submitted(tmp_path, tiny_model_dir, "needs-gpus", gpus=2)
     result = invoke(home, "worker", "--until-empty", "--quiet", "--device", "cpu")
@@ -162,7 +175,7 @@ def test_device_cpu_also_keeps_evaluation_off_apple_gpus(monkeypatch):
     from tunelab.runner.evaluation.harness import evaluation_device
 
     monkeypatch.delenv(CHOSEN_DEVICE, raising=False)
-    monkeypatch.setattr("tunelab.runner.devices.no_gpu_possible", lambda: False)  # as on a Mac
+    monkeypatch.setattr("tunelab.runner.evaluation.harness.no_gpu_possible", lambda: False)  # as on a Mac
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert evaluation_device() == "mps"
     with visible_devices(make_choice("cpu")):
@@ -197,7 +210,7 @@ def test_a_single_process_run_uses_one_gpu_whatever_the_worker_has():
 
 
 def test_qlora_under_torchrun_loads_on_each_process_own_gpu(monkeypatch):
-    from tunelab.runner.training.methods import _local_gpu
+    from tunelab.runner.training.models import _local_gpu
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert _local_gpu() == 0

@@ -16,8 +16,9 @@ import tunelab.runner.evaluation.cache as eval_cache
 from tunelab.experiments.schema import CustomTask, EvalSection
 from tunelab.registry.db import default_url, open_registry
 from tunelab.runner.evaluation.cache import evaluate_cached, model_digest, model_files
-from tunelab.runner.evaluation.harness import EvalOutcome, TaskScore, resolve_benchmarks_dir
-from tunelab.runner.evaluation.leaderboard import plan_tasks
+from tunelab.runner.evaluation.harness import EvalOutcome, TaskScore
+from tunelab.runner.evaluation.leaderboard import resolve_benchmarks_dir
+from tunelab.runner.evaluation.planning import plan_tasks
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
@@ -105,7 +106,7 @@ class _Calls(list):
 
 @pytest.fixture
 def fake_lm_eval(monkeypatch):
-    """Stands in for runner.evaluation.evaluate; records the benchmarks each call was asked for (and, in
+    """Stands in for runner/evaluation/harness.py evaluate; records the benchmarks each call was asked for (and, in
     `calls.devices`, the device it was told to evaluate on)."""
     calls = _Calls()
     devices = calls.devices
@@ -307,7 +308,7 @@ def test_file_digests_are_remembered_until_the_file_changes(tiny_model_dir, tmp_
 
 
 def test_a_directory_without_weights_is_an_error(tmp_path):
-    from tunelab.runner.evaluation.harness import EvaluationError
+    from tunelab.runner.errors import EvaluationError
 
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(EvaluationError, match="no model weights"):
@@ -483,7 +484,8 @@ def test_migration_0004_keeps_scores_allows_runless_ones_and_downgrades(registry
 
 
 def test_a_hub_id_resolves_to_its_cached_snapshot_offline(tiny_model_dir, tmp_path, sqlite_registry):
-    from tunelab.runner.evaluation.targets import EvalTargetError, resolve_target
+    from tunelab.runner.evaluate import resolve_target
+    from tunelab.runner.evaluation.targets import EvalTargetError
 
     from tests.runner.test_doctor import _fake_hub_model
 
@@ -497,7 +499,7 @@ def test_a_hub_id_resolves_to_its_cached_snapshot_offline(tiny_model_dir, tmp_pa
 
 
 def test_hidden_files_of_a_local_dataset_directory_are_not_data(tmp_path):
-    from tunelab.runner.evaluation.leaderboard import data_files_under
+    from tunelab.runner.evaluation.include_path import data_files_under
 
     (tmp_path / "test.jsonl").write_text("{}\n")
     (tmp_path / "sub").mkdir()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from tunelab.experiments.schema import EvalSection
-from tunelab.runner.evaluation.harness import EvaluationError, evaluate
-from tunelab.runner.evaluation.leaderboard import plan_tasks
+from tunelab.runner.errors import EvaluationError
+from tunelab.runner.evaluation.harness import evaluate
+from tunelab.runner.evaluation.planning import plan_tasks
 
 from tests.runner.test_evaluation import CAPITALS
 

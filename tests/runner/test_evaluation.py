@@ -17,22 +17,12 @@ from pathlib import Path
 
 import pytest
 from tunelab.experiments.schema import CustomTask, EvalSection
-from tunelab.runner.evaluation.harness import (
-    EvalOutcome,
-    EvaluationError,
-    _compact_samples,
-    evaluate,
-    model_device,
-    place_model,
-    resolve_benchmarks_dir,
-)
-from tunelab.runner.evaluation.leaderboard import (
-    ALPACA_PROMPT,
-    GeneratedTask,
-    official_tasks_dir,
-    plan_tasks,
-    profile_name,
-)
+from tunelab.runner.errors import EvaluationError
+from tunelab.runner.evaluation.custom_tasks import ALPACA_PROMPT
+from tunelab.runner.evaluation.harness import EvalOutcome, _compact_samples, evaluate, model_device, place_model
+from tunelab.runner.evaluation.leaderboard import official_tasks_dir, profile_name, resolve_benchmarks_dir
+from tunelab.runner.evaluation.planning import plan_tasks
+from tunelab.runner.evaluation.tasks import GeneratedTask
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
@@ -573,7 +563,8 @@ import sys
 from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from tunelab.experiments.schema import EvalSection
-from tunelab.runner.evaluation.harness import EvaluationError, evaluate
+from tunelab.runner.errors import EvaluationError
+from tunelab.runner.evaluation.harness import evaluate
 
 model_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
 model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)

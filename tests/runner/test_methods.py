@@ -37,7 +37,8 @@ def _spec(model_dir: Path, method: dict, *, train: Path = CAPITALS, data: dict |
 
 
 def _train(spec: Spec, output_dir: Path):
-    from tunelab.runner.training.trainer import TrainHooks, train
+    from tunelab.runner.training.recipes import train
+    from tunelab.runner.training.trainer import TrainHooks
 
     metrics: list[dict] = []
     outcome = train(spec, workdir=REPO_ROOT, output_dir=output_dir,
@@ -170,7 +171,8 @@ def test_qlora_trains_lora_over_nf4_layers_on_the_cpu(tmp_path, tiny_model_dir):
     import bitsandbytes as bnb
     import torch
     from safetensors.torch import load_file
-    from tunelab.runner.training.methods import apply_method, load_base
+    from tunelab.runner.training.methods import apply_method
+    from tunelab.runner.training.models import load_base
 
     spec = _spec(tiny_model_dir, {"kind": "qlora", "r": 4, "alpha": 8})
     model = apply_method(load_base(str(tiny_model_dir), spec, "cpu"), spec, model_path=str(tiny_model_dir))
@@ -236,7 +238,7 @@ def test_prompt_tuning_learns_virtual_tokens_and_keeps_logits_aligned(tmp_path, 
 def _margin(model, tokenizer, path: Path) -> float:
     """Sum over the pairs of log p(chosen | prompt) - log p(rejected | prompt)."""
     import torch
-    from tunelab.runner.training.preference import read_pairs
+    from tunelab.runner.data.preference import read_pairs
 
     model.eval()
     total = 0.0
@@ -254,7 +256,7 @@ def _margin(model, tokenizer, path: Path) -> float:
 
 
 def test_dpo_over_all_weights_prefers_the_chosen_answers(tmp_path, tiny_model_dir):
-    from tunelab.runner.training.trainer import load_model, load_tokenizer
+    from tunelab.runner.training.models import load_model, load_tokenizer
 
     data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     spec = _spec(tiny_model_dir, {"kind": "dpo", "dpo_weights": "full", "beta": 0.1}, train=data,
@@ -271,8 +273,8 @@ def test_dpo_over_all_weights_prefers_the_chosen_answers(tmp_path, tiny_model_di
 def test_dpo_with_lora_records_metrics_and_checkpoints_in_the_registry(tmp_path, tiny_model_dir):
     from tunelab.registry.db import default_url, open_registry
     from tunelab.registry.models import Run
-    from tunelab.runner.training.preference import data_path, fingerprint_pairs, read_pairs
-    from tunelab.runner.training.trainer import load_model, load_tokenizer
+    from tunelab.runner.data.preference import data_path, fingerprint_pairs, read_pairs
+    from tunelab.runner.training.models import load_model, load_tokenizer
 
     data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     spec_path = _spec_file(tmp_path / "dpo.toml", tiny_model_dir,

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from tunelab.experiments.schema import EvalSection
 from tunelab.runner.evaluation.harness import _compact_samples, evaluate
-from tunelab.runner.evaluation.leaderboard import LEADERBOARD, plan_tasks
+from tunelab.runner.evaluation.leaderboard import LEADERBOARD
+from tunelab.runner.evaluation.planning import plan_tasks
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 from tunelab.experiments.loader import load_spec
-from tunelab.runner.training.trainer import TokenCounter, TrainHooks, train
+from tunelab.runner.training.recipes import train
+from tunelab.runner.training.trainer import TokenCounter, TrainHooks
 
 from tests.helpers import invoke, invoke_json, write_spec
 

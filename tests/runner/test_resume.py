@@ -324,12 +324,12 @@ def test_a_write_error_on_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
     import shutil
     from collections import namedtuple
 
-    from tunelab.runner.training.trainer import _disk_failure
+    from tunelab.runner.training.checkpoints import disk_failure
 
     usage = namedtuple("usage", "total used free")
     torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
     monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9, 0))
-    assert _disk_failure(torch_error, tmp_path) == "No space left on device (0 bytes free)"
+    assert disk_failure(torch_error, tmp_path) == "No space left on device (0 bytes free)"
     monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**12, 10**11, 9 * 10**11))
-    assert _disk_failure(torch_error, tmp_path) is None  # plenty of space: some other bug, not the disk
-    assert _disk_failure(OSError(errno.EROFS, "Read-only file system"), tmp_path) == "Read-only file system"
+    assert disk_failure(torch_error, tmp_path) is None  # plenty of space: some other bug, not the disk
+    assert disk_failure(OSError(errno.EROFS, "Read-only file system"), tmp_path) == "Read-only file system"

@@ -14,7 +14,8 @@ import pytest
 from tunelab.experiments.loader import load_spec
 from tunelab.runner.training.checkpoint_identity import IncompatibleCheckpoint
 from tunelab.runner.training.checkpoints import complete_checkpoints
-from tunelab.runner.training.trainer import TrainHooks, train
+from tunelab.runner.training.recipes import train
+from tunelab.runner.training.trainer import TrainHooks
 
 from tests.conftest import REPO_ROOT
 from tests.helpers import invoke, invoke_json, write_spec
