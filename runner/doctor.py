@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from pydantic import ValidationError
 from tunelab.experiments.schema import Spec
 from tunelab.registry.db import Registry
@@ -160,9 +162,6 @@ def _check_model_dir(directory: Path, check: RunCheck, label: str) -> None:
 
 def _check_hub_model(repo_id: str, revision: str | None, check: RunCheck, offline: bool,
                      environ: Mapping[str, str]) -> None:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
     try:
         snapshot = Path(snapshot_download(repo_id, revision=revision, local_files_only=True,
                                           cache_dir=hf_caches(environ)[0]))

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
 from tunelab.experiments.schema import Spec
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import RegistryError
@@ -138,7 +139,6 @@ def start(registry: Registry, the_plan: Plan, *, worker: str, allow_data_change:
 def weights_hash(directory: Path) -> str | None:
     """sha256 over every tensor (name, dtype, shape, bytes) in the safetensors files of `directory`."""
     import torch
-    from safetensors import safe_open
 
     files = sorted(directory.glob("*.safetensors"))
     if not files:

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jinja2 import StrictUndefined
+from jinja2.exceptions import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tunelab.runner.data.formats import ChatExample, ChatMessage, Example, InstructionExample, TextExample
 from tunelab.runner.errors import DataError, RunFailed
 
@@ -68,10 +71,6 @@ def _sandbox(*, chat: bool):
     Chat templates get transformers' whitespace handling (trim_blocks, lstrip_blocks), so a template
     copied from a tokenizer_config.json renders the same here; prompt templates render verbatim.
     """
-    from jinja2 import StrictUndefined
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
     def raise_exception(message: str) -> None:
         raise TemplateError(message)
 
@@ -92,8 +91,6 @@ class Renderer:
         self._specials = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
 
     def render(self, example: Example, path: Path) -> Rendered:
-        from jinja2.exceptions import TemplateError
-
         try:
             if isinstance(example, TextExample):
                 return Rendered((Segment(example.text, True),), eos=True)

@@ -19,9 +19,11 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tunelab.experiments.schema import EvalSection
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import cached_evaluations, known_file_digest
@@ -61,8 +63,6 @@ _NOT_WEIGHTS = {"training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.
 
 def lm_eval_version() -> str:
     """The installed lm-eval's version, read without importing it (which takes seconds)."""
-    from importlib.metadata import version
-
     return version("lm-eval")
 
 
@@ -115,8 +115,6 @@ def model_digest(directories: Sequence[Path], registry: Registry | None = None) 
 
 def task_digest(plan: TaskPlan) -> str:
     """The content hash of a benchmark's task definitions: generated YAMLs with paths replaced by content."""
-    import yaml
-
     configs = []
     for task in plan.tasks:
         config = yaml.safe_load(task.yaml_path.read_text(encoding="utf-8"))
@@ -149,8 +147,6 @@ def _include_digest(path: Path, seen: frozenset[Path] = frozenset()) -> str:
 
 def _includes(path: Path) -> list[str]:
     """The files a task YAML includes, as written in it."""
-    import yaml
-
     try:
         # Read without following includes (those are hashed one by one) and with `!function` kept as text.
         config = yaml.load(path.read_text(encoding="utf-8"), Loader=task_yaml_loader())  # noqa: S506 (a SafeLoader)

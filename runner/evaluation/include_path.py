@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tunelab.experiments.schema import EvalSection
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.tasks import TASK_PREFIX, GeneratedTask, TaskPlan, write_task_yaml
@@ -59,8 +60,6 @@ def task_directory(settings: EvalSection, base_dir: Path) -> TaskDirectory | Non
 
 def read_task_directory(path: Path) -> TaskDirectory:
     """Index the task YAMLs under `path` without importing lm-eval (planning and `tunelab doctor` stay quick)."""
-    import yaml
-
     tasks: dict[str, IncludedTask] = {}
     others: dict[str, str] = {}
     unreadable: dict[Path, str] = {}
@@ -90,8 +89,6 @@ def read_task_yaml(path: Path, _seen: frozenset[Path] = frozenset()) -> dict[str
 
     Relative data files and dataset directories that exist beside the file that names them are made absolute.
     """
-    import yaml
-
     path = Path(path).resolve()
     if path in _seen:
         raise ValueError(f"include cycle at {path}")
@@ -111,8 +108,6 @@ def read_task_yaml(path: Path, _seen: frozenset[Path] = frozenset()) -> dict[str
 
 
 def task_yaml_loader():
-    import yaml
-
     class Loader(yaml.SafeLoader):
         """Safe YAML, plus lm-eval's `!function module.name` tag kept as text (nothing is imported)."""
 

@@ -9,6 +9,7 @@ reader that points a task at its files and the list `tunelab doctor` checks both
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +51,6 @@ LEADERBOARD: dict[str, Benchmark] = {
 
 def official_tasks_dir() -> Path:
     """The `lm_eval/tasks` directory of the installed lm-eval."""
-    import importlib.util
-
     # Found without importing lm-eval (seconds), so planning and cache look-ups stay instant.
     spec = importlib.util.find_spec("lm_eval")
     if spec is None or not spec.submodule_search_locations:

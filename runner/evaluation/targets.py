@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from pydantic import ValidationError
 from tunelab.experiments.canonical import canonical_json
 from tunelab.experiments.schema import EvalSection
@@ -73,9 +75,6 @@ def hub_model_dir(repo_id: str, revision: str | None = None, *, environ: Mapping
                   download: bool = True) -> Path:
     """The local snapshot of a hub model: from the cache, downloaded first unless hub access is off (or
     `download` is False: the cache only, as a worker hashing a model it already loaded wants)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
     offline = _offline(environ) or not download
     try:
         cache = hf_caches(environ)[0]

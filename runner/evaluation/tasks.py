@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 # Our generated tasks get a prefix so they never collide with an lm-eval task or a user's custom task name.
 TASK_PREFIX = "tunelab_"
 
@@ -46,6 +48,4 @@ class TaskPlan:
 
 def write_task_yaml(path: Path, config: dict[str, Any]) -> None:
     """Write one generated lm-eval task YAML."""
-    import yaml
-
     path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
