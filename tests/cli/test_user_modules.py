@@ -2,7 +2,7 @@
 nothing for `tunelab run`: the installed distribution owns one import name, `tunelab`.
 
 (The torchrun path, whose processes start in the worker's working directory, is tested in
-tests/runner/test_distributed.py.)
+tests/runner/training/test_distributed.py.)
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ def test_hub_datasets_are_the_official_tasks_own():
 def _include_run(tmp_path: Path, monkeypatch, model_dir: Path, *, include_path: str = "tasks",
                  tasks: tuple[str, ...] = ("arc_challenge", "capitals_yaml")) -> Path:
     """A queued run whose [eval] names a task of a YAML directory, submitted from tmp_path."""
-    from tests.runner.test_eval_include_path import write_task_dir
+    from tests.runner.evaluation.test_eval_include_path import write_task_dir
 
     write_task_dir(tmp_path)
     monkeypatch.chdir(tmp_path)  # a relative include_path is relative to the directory submit ran in

@@ -27,7 +27,7 @@ from tunelab.runner.evaluation.planning import plan_tasks
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SHARED = REPO_ROOT.parent / "shared" / "benchmarks"
 BENCHMARKS = SHARED if (SHARED / "mmlu").is_dir() else REPO_ROOT / "examples" / "benchmarks"
 SEED = 1234

@@ -20,7 +20,7 @@ from tunelab.runner.evaluation.harness import EvalOutcome, TaskScore
 from tunelab.runner.evaluation.leaderboard import resolve_benchmarks_dir
 from tunelab.runner.evaluation.planning import plan_tasks
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
 SEED = 1234
 CAPITALS = [
@@ -218,7 +218,7 @@ INCLUDE_CHANGES = {
 def test_an_include_path_task_is_keyed_by_its_yamls_helpers_data_and_shots(
     change, tiny_model_dir, sqlite_registry, project, fake_lm_eval
 ):
-    from tests.runner.test_eval_include_path import write_task_dir
+    from tests.runner.evaluation.test_eval_include_path import write_task_dir
 
     tasks = write_task_dir(project)
     settings = {"tasks": ["arc_challenge", "capitals_yaml"], "include_path": "tasks", "custom": []}

@@ -13,10 +13,10 @@ from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.harness import evaluate
 from tunelab.runner.evaluation.planning import plan_tasks
 
-from tests.runner.test_evaluation import CAPITALS
+from tests.runner.evaluation.test_evaluation import CAPITALS
 
 SEED = 1234
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 # A shared base (not a task: lm-eval indexes *.yaml only), included by the task below.
 TEMPLATE = """\
 output_type: multiple_choice

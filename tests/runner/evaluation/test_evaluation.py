@@ -24,7 +24,7 @@ from tunelab.runner.evaluation.leaderboard import official_tasks_dir, profile_na
 from tunelab.runner.evaluation.planning import plan_tasks
 from tunelab.runner.evaluation.tasks import GeneratedTask
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
 SEED = 1234
 
