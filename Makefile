@@ -32,8 +32,10 @@ test: install
 	fi; \
 	$(OFFLINE) TUNELAB_TEST_PG_URL="$$pg_url" $(PY) -m pytest
 
+# ruff, then the import contracts of pyproject.toml (layers, no cycles, a light query path) by import-linter.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/lint_imports.py
 
 clean:
 	rm -rf .tunelab-demo leaderboard.html leaderboard_runs test-artifacts

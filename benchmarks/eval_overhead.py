@@ -38,7 +38,7 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 
 def build_model(out: Path, hidden: int, layers: int) -> Path:
-    from tunelab.runner.tiny_model import build_tiny_model, default_corpus
+    from tunelab.runner.training.tiny_model import build_tiny_model, default_corpus
 
     return build_tiny_model(out, default_corpus(REPO_ROOT), vocab_size=1024, hidden_size=hidden, num_layers=layers,
                             num_heads=max(2, hidden // 64), seed=0)

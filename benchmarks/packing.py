@@ -1,6 +1,6 @@
 """Training throughput with and without `[data] packing`, on a data set of mixed-length examples.
 
-Both runs go through runner.training.train with the same spec but for `packing`: one epoch over the
+Both runs go through runner/training/recipes.py train with the same spec but for `packing`: one epoch over the
 same examples, a 10% validation split, the final validation loss measured on the same held-out
 examples. Throughput counts real (non-padding) tokens per second of training: without packing each
 batch is padded to its longest example; with packing the rows are nearly full. Target: >= 1.5x.
@@ -44,7 +44,7 @@ def synthetic_data(out: Path, rows: int = 400) -> Path:
 
 
 def build_model(out: Path, hidden: int, layers: int) -> Path:
-    from tunelab.runner.tiny_model import build_tiny_model, default_corpus
+    from tunelab.runner.training.tiny_model import build_tiny_model, default_corpus
 
     return build_tiny_model(out, default_corpus(REPO_ROOT), vocab_size=1024, hidden_size=hidden, num_layers=layers,
                             num_heads=max(2, hidden // 64), seed=0)
@@ -78,7 +78,7 @@ class CountingCollator:
 
 def validation_tokens(spec, tokenizer, workdir: Path) -> int:
     """Tokens the final validation pass processes (it goes through the same collator; taken off the count)."""
-    from tunelab.runner.data import prepare_data
+    from tunelab.runner.data.prepare import prepare_data
 
     lengths = [len(f["input_ids"]) for f in prepare_data(spec, tokenizer, workdir).validation]
     size = spec.train.batch_size
@@ -86,8 +86,9 @@ def validation_tokens(spec, tokenizer, workdir: Path) -> int:
 
 
 def measure(spec, workdir: Path) -> dict:
-    from tunelab.runner import training as runner_training
-    from tunelab.runner.training import TrainHooks, train
+    from tunelab.runner.training import supervised as runner_training
+    from tunelab.runner.training.recipes import train
+    from tunelab.runner.training.trainer import TrainHooks
 
     eval_losses: list[float] = []
     counters: list[CountingCollator] = []

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from tunelab.registry.db import default_url, open_registry  # noqa: E402
 from tunelab.registry.recovery import requeue_stale  # noqa: E402
-from tunelab.runner.checkpoints import latest_complete  # noqa: E402
+from tunelab.runner.training.checkpoints import latest_complete  # noqa: E402
 
 POLL_SECONDS = 0.01
 
@@ -122,7 +122,7 @@ def main() -> None:
 
     from tunelab.experiments.loader import load_specs
     from tunelab.registry.submissions import from_loaded, submit
-    from tunelab.runner.tiny_model import build_tiny_model, default_corpus
+    from tunelab.runner.training.tiny_model import build_tiny_model, default_corpus
 
     targets = sorted(random.Random(args.seed).sample(range(2, args.steps), args.kills))
     with tempfile.TemporaryDirectory() as tmp:

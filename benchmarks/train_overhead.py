@@ -135,8 +135,8 @@ def tunelab_train(spec: Path, home: Path, env: dict[str, str]) -> dict:
 
 def tunelab_tokens_per_epoch(spec_path: Path) -> int:
     from tunelab.experiments.loader import load_specs
-    from tunelab.runner.data import prepare_data
-    from tunelab.runner.training import load_tokenizer
+    from tunelab.runner.data.prepare import prepare_data
+    from tunelab.runner.training.models import load_tokenizer
 
     spec = load_specs(spec_path)[0].spec
     prepared = prepare_data(spec, load_tokenizer(spec.model.base), REPO_ROOT)

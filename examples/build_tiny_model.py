@@ -11,7 +11,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tunelab.runner.tiny_model import build_tiny_model, default_corpus  # noqa: E402
+from tunelab.runner.training.tiny_model import build_tiny_model, default_corpus  # noqa: E402
 
 
 def main() -> None:

@@ -60,16 +60,16 @@ class Run(SQLModel, table=True):
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # Versions, devices and source commit the run last executed with (runner/environment.py).
     environment_json: str | None = None
-    # sha256 of the processed token stream the run trained on (runner/data_fingerprint.py).
+    # sha256 of the processed token stream the run trained on (runner/data/fingerprint.py).
     data_fingerprint: str | None = None
     # Set on a run made by `tunelab reproduce`: the run it re-ran.
     reproduces_run_id: int | None = Field(default=None, foreign_key="run.id")
-    # What became of the training data's rows: read, empty, duplicates, over-length, held out (runner/data.py).
+    # What became of the training data's rows: read, empty, duplicates, over-length, held out (runner/data/prepare.py).
     data_stats_json: str | None = None
     # Where the starting weights came from: {"runs": [{run_id, name, method}, ...] nearest first, "origin": base}
     # (runner/lineage.py); runs is empty for a run that starts from a plain base model.
     lineage_json: str | None = None
-    # Training's latest figures: {step, total, loss, tokens_per_second, eta_seconds} (runner/training.py).
+    # Training's latest figures: {step, total, loss, tokens_per_second, eta_seconds} (runner/training/progress.py).
     progress_json: str | None = None
 
 
@@ -138,7 +138,7 @@ class EvalResult(SQLModel, table=True):
 
 
 class EvalCacheEntry(SQLModel, table=True):
-    """One benchmark's evaluation result, keyed by everything it depends on (see runner/eval_cache.py)."""
+    """One benchmark's evaluation result, keyed by everything it depends on (see runner/evaluation/cache.py)."""
 
     __tablename__ = "evalcache"
 

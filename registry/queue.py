@@ -64,6 +64,19 @@ def claim_run(registry: Registry, run_id: int, worker: str) -> bool:
         return result.rowcount == 1
 
 
+def add_claimed_run(registry: Registry, *, experiment_id: int, worker: str, gpus: int = 0,
+                    reproduces_run_id: int | None = None) -> int:
+    """Add a run of an experiment that is `worker`'s from the start (`tunelab reproduce` executes the run it
+    makes): inserted running, in one transaction, so no worker polling the queue can ever claim it."""
+    now = utcnow()
+    run = Run(experiment_id=experiment_id, status=RunStatus.running.value, worker=worker, started_at=now,
+              heartbeat_at=now, gpus=gpus, reproduces_run_id=reproduces_run_id)
+    with registry.session() as session:
+        session.add(run)
+        session.commit()
+        return run.id
+
+
 def _finish(registry: Registry, run_id: int, status: RunStatus, **values) -> None:
     with registry.session() as session:
         result = session.exec(

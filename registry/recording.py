@@ -42,7 +42,7 @@ class ScoreRecord:
     lm_eval_version: str
     fingerprint: dict = field(default_factory=dict)
     samples: list[dict] | None = None
-    model_digest: str | None = None  # sha256 of the scored weights, where known (runner/eval_cache.py)
+    model_digest: str | None = None  # sha256 of the scored weights, where known (runner/evaluation/cache.py)
 
 
 def record_checkpoint(registry: Registry, run_id: int, step: int, loss: float | None, path: str) -> None:

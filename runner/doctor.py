@@ -14,25 +14,26 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from tunelab.runner.eval_target import hf_caches
-from tunelab.runner.lm_eval_tasks import (
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+from pydantic import ValidationError
+from tunelab.experiments.schema import Spec
+from tunelab.registry.db import Registry
+from tunelab.registry.errors import NotFound
+from tunelab.registry.queries import experiment_for_run, list_runs
+from tunelab.runner.devices import cuda_device_count
+from tunelab.runner.errors import EvaluationError
+from tunelab.runner.evaluation.custom_tasks import check_custom_rows
+from tunelab.runner.evaluation.include_path import TaskDirectory, hub_dataset_of, included_task_data, task_directory
+from tunelab.runner.evaluation.leaderboard import (
+    BENCHMARKS_DIR_ENV,
     LEADERBOARD,
-    EvaluationError,
-    TaskDirectory,
-    benchmark_requests,
-    check_custom_rows,
-    hub_dataset_of,
-    included_task_data,
     official_tasks_dir,
-    required_local_files,
-    task_directory,
+    resolve_benchmarks_dir,
 )
-
-if TYPE_CHECKING:
-    from tunelab.experiments.schema import Spec
-    from tunelab.registry.db import Registry
+from tunelab.runner.evaluation.planning import benchmark_requests, required_local_files
+from tunelab.runner.evaluation.targets import hf_caches
 
 _WEIGHTS = ("*.safetensors", "*.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
@@ -70,10 +71,6 @@ def check_queued_runs(registry: Registry, *, offline: bool = False, environ: Map
                       gpus_here: Callable[[], int] | None = None) -> list[RunCheck]:
     """One check per queued run, in queue order. `offline` (or HF_*_OFFLINE) means nothing may be downloaded.
     `gpus_here` counts this machine's GPUs (asked only when a run needs some)."""
-    from pydantic import ValidationError
-    from tunelab.experiments.schema import Spec
-    from tunelab.registry.queries import experiment_for_run, list_runs
-
     offline = offline or _offline(environ)
     checks = []
     for summary in sorted(list_runs(registry, status="queued"), key=lambda r: r.run_id):
@@ -95,11 +92,7 @@ def check_queued_runs(registry: Registry, *, offline: bool = False, environ: Map
 
 def _note_gpus(wanted: int, check: RunCheck, gpus_here: Callable[[], int] | None) -> None:
     """Not a problem (a worker on another machine may have them), but worth saying before anyone waits."""
-    if gpus_here is None:
-        from tunelab.runner.devices import cuda_device_count
-
-        gpus_here = cuda_device_count
-    here = gpus_here()
+    here = (gpus_here or cuda_device_count)()
     if here < wanted:
         check.notes.append(f"[resources] gpus = {wanted}: this machine has {here} GPU(s); only a worker with "
                            f"{wanted} will claim the run")
@@ -169,9 +162,6 @@ def _check_model_dir(directory: Path, check: RunCheck, label: str) -> None:
 
 def _check_hub_model(repo_id: str, revision: str | None, check: RunCheck, offline: bool,
                      environ: Mapping[str, str]) -> None:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
     try:
         snapshot = Path(snapshot_download(repo_id, revision=revision, local_files_only=True,
                                           cache_dir=hf_caches(environ)[0]))
@@ -188,14 +178,10 @@ def _check_hub_model(repo_id: str, revision: str | None, check: RunCheck, offlin
 
 
 def _check_run_weights(base: str, check: RunCheck, registry: Registry | None) -> None:
-    from tunelab.registry.errors import NotFound
-
     run_id = base.removeprefix("run:")
     if registry is None or not run_id.isdigit():
         check.problems.append(Problem("base model", base, "not a run id"))
         return
-    from tunelab.registry.queries import experiment_for_run
-
     try:
         run, _ = experiment_for_run(registry, int(run_id))
     except NotFound:
@@ -211,8 +197,6 @@ def _check_run_weights(base: str, check: RunCheck, registry: Registry | None) ->
 
 def _check_benchmarks(spec: Spec, workdir: Path, check: RunCheck, offline: bool,
                       environ: Mapping[str, str]) -> None:
-    from tunelab.runner.evaluation import BENCHMARKS_DIR_ENV, resolve_benchmarks_dir
-
     tasks = spec.eval.tasks
     try:
         directory = task_directory(spec.eval, workdir)
@@ -259,8 +243,6 @@ def _check_included(directory: TaskDirectory, names: list[str], workdir: Path, c
 
 
 def _check_hub_dataset(name: str, dataset: str, check: RunCheck, offline: bool, environ: Mapping[str, str]) -> None:
-    from tunelab.runner.evaluation import BENCHMARKS_DIR_ENV
-
     if _dataset_cached(dataset, environ):
         return
     if offline:

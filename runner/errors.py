@@ -1,10 +1,15 @@
-"""Typed errors of the runner; the worker records them on the run, the CLI prints them."""
+"""Typed errors of the runner; the worker records them on the run, the CLI prints them.
+
+Every error a user can cause is a TunelabError (experiments/errors.py), which the CLI turns into one line.
+Whether the worker tries a failed run again depends on the error: see `retryable`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tunelab.experiments.errors import TunelabError
+from pydantic import ValidationError
+from tunelab.experiments.errors import SpecError, TunelabError
 
 
 class RunFailed(TunelabError):
@@ -21,5 +26,18 @@ class DataError(RunFailed):
         super().__init__(f"{where}: {message}")
 
 
+class EvaluationError(TunelabError):
+    """An evaluation cannot run: unknown task, missing or malformed data, data not reachable offline.
+
+    Not a RunFailed: a run whose evaluation failed is tried again like after any other unexpected error
+    (benchmark data on a shared disk or in the hub cache may be back by then).
+    """
+
+
 class RunCancelled(Exception):
     """The run was cancelled from outside (tunelab cancel) while it executed."""
+
+
+def retryable(exc: Exception) -> bool:
+    """Whether another attempt could succeed: not for the run's own errors (data, spec, disk)."""
+    return not isinstance(exc, (RunFailed, SpecError, ValidationError))

@@ -19,36 +19,34 @@ import dataclasses
 import json
 import logging
 import threading
-import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from tunelab.experiments.errors import SpecError
 from tunelab.experiments.schema import Spec
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import experiment_for_run, find_base_scores
 from tunelab.registry.queue import beat, mark_succeeded, update_run
-from tunelab.registry.recording import MetricPoint, ScoreRecord, record_checkpoint, record_metrics, record_scores
-from tunelab.registry.recovery import (
-    KeptCheckpoint,
-    forget_checkpoints,
-    forget_scores,
-    requeue_interrupted,
-    retry_or_fail,
-    rewind,
-)
-from tunelab.runner.errors import RunCancelled, RunFailed
-from tunelab.runner.progress import RunProgress
-
-if TYPE_CHECKING:
-    from tunelab.runner.training import TrainHooks
+from tunelab.registry.recording import ScoreRecord, record_scores
+from tunelab.registry.recovery import forget_scores, requeue_interrupted, retry_or_fail
+from tunelab.runner.devices import check_run_gpus, cuda_device_count
+from tunelab.runner.environment import snapshot
+from tunelab.runner.errors import RunCancelled, RunFailed, retryable
+from tunelab.runner.evaluation.cache import evaluate_cached, lm_eval_version
+from tunelab.runner.evaluation.harness import EvalOutcome
+from tunelab.runner.evaluation.targets import base_model_digest, settings_key, trained_model_digest
+from tunelab.runner.lineage import resolve_start
+from tunelab.runner.training.checkpoints import latest_complete
+from tunelab.runner.training.distributed import train_distributed
+from tunelab.runner.training.models import load_model, load_tokenizer, resolve_model_path
+from tunelab.runner.training.progress import RunProgress
+from tunelab.runner.training.recipes import fingerprint_spec_data, train
+from tunelab.runner.training.registry_hooks import registry_hooks
+from tunelab.runner.training.trainer import TrainHooks, TrainOutcome
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15.0
-PROGRESS_WRITE_SECONDS = 2.0
 
 
 @dataclass
@@ -154,14 +152,12 @@ class _Heartbeat:
 
 
 def eval_key(spec: Spec, lm_eval_version: str) -> str:
-    """What makes two evaluations of the same model interchangeable (runner.eval_target.settings_key)."""
-    from tunelab.runner.eval_target import settings_key
-
+    """What makes two evaluations of the same model interchangeable (runner/evaluation/targets.py settings_key)."""
     return settings_key(spec.eval, dtype=spec.model.dtype, seed=spec.experiment.seed,
                         lm_eval_version=lm_eval_version)
 
 
-def _score_records(outcome, *, model_kind: str, model_name: str, key: str) -> list[ScoreRecord]:
+def _score_records(outcome: EvalOutcome, *, model_kind: str, model_name: str, key: str) -> list[ScoreRecord]:
     fingerprint = dict(outcome.fingerprint, eval_key=key)
     return [
         ScoreRecord(
@@ -194,18 +190,9 @@ def _copy_rows(rows, run_model_kind: str = "base") -> list[ScoreRecord]:
     ]
 
 
-def _lm_eval_version() -> str:
-    from importlib.metadata import version
-
-    return version("lm-eval")
-
-
-def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress) -> None:
-    from tunelab.runner.eval_cache import evaluate_cached
-    from tunelab.runner.eval_target import base_model_digest
-    from tunelab.runner.training import load_model, load_tokenizer, resolve_model_path
-
-    key = eval_key(spec, _lm_eval_version())
+def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path,
+                   progress: RunProgress) -> None:
+    key = eval_key(spec, lm_eval_version())
     digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
     # With the weights' content hash the eval cache answers (it also sees edited task files and data);
     # without one, an earlier identical evaluation of the same base name is the best there is.
@@ -225,13 +212,6 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
                               dtype=spec.model.dtype, progress=progress.note)
     record_scores(registry, run_id, _score_records(outcome, model_kind="base", model_name=spec.model.base,
                                                    key=key))
-
-
-def retryable(exc: Exception) -> bool:
-    """Whether another attempt could succeed: not for the run's own errors (data, spec, disk)."""
-    from pydantic import ValidationError
-
-    return not isinstance(exc, (RunFailed, SpecError, ValidationError))
 
 
 def _make_output_dir(output_dir: Path) -> None:
@@ -265,8 +245,6 @@ def execute_run(
                 _execute(registry, run_id, Spec.model_validate(json.loads(experiment.resolved_json)),
                          Path(experiment.workdir), output_dir, progress, heart, stop)
     except RunInterrupted as exc:
-        from tunelab.runner.checkpoints import latest_complete
-
         latest = latest_complete(output_dir / "checkpoints")
         where = f"resumes from {latest.name}" if latest else "no checkpoint yet, starts over"
         note = f"interrupted ({exc}); re-queued, {where}"
@@ -291,42 +269,11 @@ def execute_run(
 
 
 def _record_environment(registry: Registry, run_id: int, workdir: Path) -> None:
-    from tunelab.runner.environment import snapshot
-
     update_run(registry, run_id, environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
 
 
-def registry_hooks(registry: Registry, run_id: int, progress) -> TrainHooks:
-    """Training's reports written into the registry (metrics, checkpoints, resume, pruning); progress shown."""
-    from tunelab.runner.training import TrainHooks
-
-    def on_start(step: int, on_disk) -> None:
-        kept = [KeptCheckpoint(c.step, c.loss, str(c.path)) for c in on_disk]
-        dropped = rewind(registry, run_id, step, kept)
-        if step:
-            progress.resumed(step, dropped)
-
-    last_written = [float("-inf")]
-
-    def on_progress(figures) -> None:
-        progress.training(figures)
-        # For people reading `tunelab show`: a write every few seconds (and the last step) is plenty,
-        # and keeps the registry out of a fast training loop.
-        now = time.monotonic()
-        if now - last_written[0] >= PROGRESS_WRITE_SECONDS or figures.step >= figures.total:
-            update_run(registry, run_id, progress_json=json.dumps(figures.to_json()))
-            last_written[0] = now
-
-    return TrainHooks(
-        on_metrics=lambda m: record_metrics(registry, run_id, [MetricPoint(**m)]),
-        on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, str(path)),
-        on_progress=on_progress,
-        on_start=on_start,
-        on_pruned=lambda steps: forget_checkpoints(registry, run_id, steps),
-    )
-
-
-def _training_hooks(registry: Registry, run_id: int, progress, heart: _Heartbeat, stop: StopRequest) -> TrainHooks:
+def _training_hooks(registry: Registry, run_id: int, progress: RunProgress, heart: _Heartbeat,
+                    stop: StopRequest) -> TrainHooks:
     return dataclasses.replace(registry_hooks(registry, run_id, progress), should_stop=heart.should_stop,
                                should_pause=lambda: stop.requested, polling=stop.polled)
 
@@ -339,31 +286,21 @@ def _check_still_ours(heart: _Heartbeat) -> None:
 
 
 def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, hooks: TrainHooks,
-           progress):
+           progress: RunProgress) -> TrainOutcome:
     """Training in this process, or for [resources] gpus = N > 1 in N processes under torchrun."""
-    from tunelab.runner.devices import check_run_gpus, cuda_device_count
-    from tunelab.runner.training import train
-
     gpus = spec.resources.gpus
     if gpus:
         check_run_gpus(gpus, cuda_device_count())
     if gpus <= 1:
         return train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device="cuda" if gpus else None)
-    from tunelab.runner.distributed import train_distributed
-
     return train_distributed(registry, run_id, spec, workdir=workdir, output_dir=output_dir, hooks=hooks,
                              nproc=gpus, device="cuda", progress=progress)
 
 
-def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress,
+def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress: RunProgress,
              heart: _Heartbeat, stop: StopRequest) -> None:
-    from tunelab.runner.eval_cache import evaluate_cached
-    from tunelab.runner.eval_target import trained_model_digest
-
     update_run(registry, run_id, output_dir=str(output_dir))
     _record_environment(registry, run_id, workdir)
-    from tunelab.runner.lineage import resolve_start
-
     # A run:ID base becomes that run's final weights (an adapter merged into its base) from here on.
     spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
     forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
@@ -376,15 +313,13 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     _check_still_ours(heart)
     if outcome.interrupted:
         raise RunInterrupted(f"{stop.reason} at step {outcome.global_step}")
-    from tunelab.runner.data_fingerprint import fingerprint_spec_data
-
     update_run(registry, run_id, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
                num_train_examples=outcome.num_examples,
                data_fingerprint=outcome.data_fingerprint or fingerprint_spec_data(spec, workdir),
                data_stats_json=json.dumps(outcome.data_stats) if outcome.data_stats is not None else None)
     stop.check()  # a request that came as training finished: evaluation would not poll it
 
-    key = eval_key(spec, _lm_eval_version())
+    key = eval_key(spec, lm_eval_version())
     outcome.model.eval()
     digest = trained_model_digest(registry, outcome.final_dir, base=spec.model.base, workdir=workdir,
                                   revision=spec.model.revision)

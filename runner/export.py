@@ -15,10 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab.registry.db import Registry
+from tunelab.registry.queries import RunDetail, experiment_for_run, run_detail
 from tunelab.runner.errors import RunFailed
+from tunelab.runner.lineage import Lineage, base_model_dir, final_weights
+from tunelab.runner.training.checkpoints import fsync_tree
+from tunelab.runner.training.final_weights import FINAL_FACTS, final_facts
+from tunelab.runner.training.methods import trains_adapter
+from tunelab.runner.training.models import load_tokenizer, merged_model
 
 # Training bookkeeping and peft's placeholder card stay behind; everything else in final/ is the model.
-_LEFT_BEHIND = {"tunelab-train.json", "README.md"}
+_LEFT_BEHIND = {FINAL_FACTS, "README.md"}
 
 
 class ExportError(RunFailed):
@@ -37,10 +43,6 @@ class ExportResult:
 
 def export_run(registry: Registry, run_id: int, output: Path, *, merge: bool = False) -> ExportResult:
     """Write run `run_id`'s final model to `output` (which must not exist, or be empty)."""
-    from tunelab.registry.queries import experiment_for_run, run_detail
-    from tunelab.runner.lineage import base_model_dir, final_weights
-    from tunelab.runner.methods import trains_adapter
-
     output = Path(output).resolve()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ExportError(f"{output} already exists and is not an empty directory")
@@ -62,10 +64,8 @@ def export_run(registry: Registry, run_id: int, output: Path, *, merge: bool = F
             if form == "adapter":
                 _point_adapter_at(staging, base)
         card = model_card(detail, form=form, base=base, data_fingerprint=run.data_fingerprint,
-                          steps=_final_facts(final).get("global_step"))
+                          steps=final_facts(final).get("global_step"))
         (staging / "README.md").write_text(card, encoding="utf-8")
-        from tunelab.runner.checkpoints import fsync_tree
-
         fsync_tree(staging)
         if output.exists():
             output.rmdir()
@@ -78,12 +78,6 @@ def export_run(registry: Registry, run_id: int, output: Path, *, merge: bool = F
         raise
     return ExportResult(run_id=run_id, output=output, form=form, method=spec.method.kind, base=base,
                         files=sorted(p.name for p in output.iterdir()))
-
-
-def _final_facts(final: Path) -> dict:
-    from tunelab.runner.training import FINAL_FACTS
-
-    return json.loads((final / FINAL_FACTS).read_text(encoding="utf-8"))
 
 
 def _copy_model_files(final: Path, destination: Path) -> None:
@@ -106,18 +100,14 @@ def _point_adapter_at(adapter_dir: Path, base: str) -> None:
 
 
 def _write_merged(final: Path, base: str, dtype: str, destination: Path) -> None:
-    from tunelab.runner.methods import merged_model
-    from tunelab.runner.training import load_tokenizer
-
     model = merged_model(base, final, dtype)
     model.save_pretrained(destination, safe_serialization=True)
     load_tokenizer(str(final)).save_pretrained(destination)
 
 
-def model_card(detail, *, form: str, base: str | None, data_fingerprint: str | None, steps: int | None) -> str:
+def model_card(detail: RunDetail, *, form: str, base: str | None, data_fingerprint: str | None,
+               steps: int | None) -> str:
     """README.md for an exported model: what it is, how it was trained, how it scored."""
-    from tunelab.runner.lineage import Lineage
-
     summary = detail.summary
     spec = detail.spec
     lineage = Lineage.from_json(detail.lineage) if detail.lineage else None

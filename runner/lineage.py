@@ -17,7 +17,13 @@ from tunelab.experiments.schema import RUN_BASE, Spec
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
 from tunelab.registry.lineage import Ancestor, Lineage
+from tunelab.registry.queries import experiment_for_run
+from tunelab.registry.queue import update_run
 from tunelab.runner.errors import RunFailed
+from tunelab.runner.training.checkpoints import fsync_tree
+from tunelab.runner.training.final_weights import is_finished
+from tunelab.runner.training.methods import trains_adapter
+from tunelab.runner.training.models import load_tokenizer, merged_model, resolve_model_path
 
 # Deeper than any real chain; only a hand-made loop in the registry could reach it.
 MAX_DEPTH = 100
@@ -30,8 +36,6 @@ def run_base_id(base: str) -> int | None:
 
 
 def _run_and_spec(registry: Registry, run_id: int, context: str):
-    from tunelab.registry.queries import experiment_for_run
-
     try:
         run, experiment = experiment_for_run(registry, run_id)
     except NotFound:
@@ -63,14 +67,12 @@ def final_weights(registry: Registry, run_id: int, *, context: str | None = None
     """The final weights directory of a succeeded run, with its spec and submit directory.
 
     `context` starts the error messages (default: the run as a model.base)."""
-    from tunelab.runner.training import FINAL_FACTS
-
     context = context or f'model.base = "run:{run_id}"'
     run, experiment, spec = _run_and_spec(registry, run_id, context)
     if run.status != "succeeded":
         raise RunFailed(f"{context}: run {run_id} is {run.status}; only a succeeded run has final weights")
     final = Path(run.output_dir or "") / "final"
-    if not run.output_dir or not (final / FINAL_FACTS).is_file():
+    if not run.output_dir or not is_finished(final):
         raise RunFailed(f"{context}: run {run_id} has no final weights at {final}")
     return final, spec, Path(experiment.workdir)
 
@@ -78,8 +80,6 @@ def final_weights(registry: Registry, run_id: int, *, context: str | None = None
 def base_model_dir(registry: Registry, base: str, workdir: Path, *, scratch: Path) -> str:
     """A spec's model.base as something `from_pretrained` loads: a directory or hub id, or for run:ID
     the run's whole final model (merging adapters into `scratch` where needed)."""
-    from tunelab.runner.training import resolve_model_path
-
     run_id = run_base_id(base)
     if run_id is None:
         return resolve_model_path(base, workdir)
@@ -90,9 +90,6 @@ def starting_weights(registry: Registry, run_id: int, *, scratch: Path) -> Path:
     """Run `run_id`'s final weights as a whole model directory: its final/ itself, or its adapter merged
     into its base under `scratch` (kept there, so a resumed run merges once). Call `lineage_of` first:
     it refuses loops."""
-    from tunelab.runner.methods import merged_model, trains_adapter
-    from tunelab.runner.training import load_tokenizer
-
     final, spec, workdir = final_weights(registry, run_id)
     if not trains_adapter(spec.method):
         return final
@@ -109,8 +106,6 @@ def starting_weights(registry: Registry, run_id: int, *, scratch: Path) -> Path:
 
 def save_whole(model, tokenizer, destination: Path) -> None:
     """Save model and tokenizer to a staging directory, then rename it to `destination`."""
-    from tunelab.runner.checkpoints import fsync_tree
-
     staging = destination.with_name(destination.name + ".staging")
     try:
         shutil.rmtree(staging, ignore_errors=True)
@@ -129,8 +124,6 @@ def save_whole(model, tokenizer, destination: Path) -> None:
 def resolve_start(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path) -> Spec:
     """Record the run's lineage; for a run:ID base, return the spec with model.base pointing at the
     directory of that run's final weights (the spec stored in the registry keeps run:ID)."""
-    from tunelab.registry.queue import update_run
-
     lineage = lineage_of(registry, spec.model.base, workdir, run_id=run_id)
     update_run(registry, run_id, lineage_json=json.dumps(lineage.to_json(), sort_keys=True))
     parent = run_base_id(spec.model.base)

@@ -1,8 +1,10 @@
 """`tunelab reproduce`: re-run a run from its registry record alone, and say whether it reproduced.
 
 Before running: what differs from the original's environment (packages, device, git commit,
-dirty tree), and a refusal when the training data no longer fingerprints the same. After
-(`--verify`): a verdict on the loss curve, the final weights and every eval score.
+dirty tree), and a refusal when the training data no longer fingerprints the same. The reproduction
+is a new run of the same experiment, created already claimed by this process and executed here: a
+worker polling the same registry never sees it queued. After (`--verify`): a verdict on the loss
+curve, the final weights and every eval score.
 """
 
 from __future__ import annotations
@@ -10,15 +12,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from safetensors import safe_open
 from tunelab.experiments.schema import Spec
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import RegistryError
-from tunelab.registry.models import Run, RunStatus
+from tunelab.registry.models import RunStatus
 from tunelab.registry.queries import experiment_for_run, run_detail
+from tunelab.registry.queue import add_claimed_run
+from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunFailed
+from tunelab.runner.execute import RunResult, execute_run
+from tunelab.runner.lineage import final_weights, run_base_id
+from tunelab.runner.training.recipes import fingerprint_spec_data
+from tunelab.runner.worker import worker_name
 
 LOSS_TOLERANCE = 1e-6
 
@@ -88,9 +99,6 @@ def environment_differences(original: dict | None, now: dict) -> list[Difference
 
 def plan(registry: Registry, run_id: int) -> Plan:
     """Everything that can be checked before any training: environment and data."""
-    from tunelab.runner.data_fingerprint import fingerprint_spec_data
-    from tunelab.runner.environment import snapshot
-
     run, experiment = experiment_for_run(registry, run_id)
     if run.status != RunStatus.succeeded.value:
         raise RegistryError(f"run {run_id} is {run.status}; only a succeeded run can be reproduced")
@@ -105,8 +113,6 @@ def plan(registry: Registry, run_id: int) -> Plan:
 def _with_loadable_base(registry: Registry, spec: Spec) -> Spec:
     """For a sequential run (model.base = "run:ID"), the spec with its base pointing at that run's final
     weights, whose directory holds the tokenizer the data was tokenised with."""
-    from tunelab.runner.lineage import final_weights, run_base_id
-
     parent = run_base_id(spec.model.base)
     if parent is None:
         return spec
@@ -114,8 +120,9 @@ def _with_loadable_base(registry: Registry, spec: Spec) -> Spec:
     return spec.model_copy(update={"model": spec.model.model_copy(update={"base": str(final)})})
 
 
-def start(registry: Registry, the_plan: Plan, *, allow_data_change: bool = False) -> int:
-    """Queue the reproduction as a new run of the same experiment, linked to the original."""
+def start(registry: Registry, the_plan: Plan, *, worker: str, allow_data_change: bool = False) -> int:
+    """Create the reproduction as a new run of the same experiment, linked to the original and already claimed
+    by `worker` (one transaction: no other worker can take it); its id."""
     if the_plan.original_data_fingerprint is None and not allow_data_change:
         raise DataChanged(f"run {the_plan.run_id} has no data fingerprint recorded, so unchanged data cannot be "
                           "proven; pass --allow-data-change to reproduce anyway")
@@ -125,18 +132,13 @@ def start(registry: Registry, the_plan: Plan, *, allow_data_change: bool = False
             f"the training data of run {the_plan.run_id} changed since it ran (fingerprint "
             f"{the_plan.original_data_fingerprint[:12]} then, {the_plan.data_fingerprint[:12]} now); "
             "pass --allow-data-change to reproduce with the new data")
-    with registry.session() as session:
-        run = Run(experiment_id=the_plan.experiment_id, status=RunStatus.queued.value,
-                  gpus=the_plan.spec.resources.gpus, reproduces_run_id=the_plan.run_id)
-        session.add(run)
-        session.commit()
-        return run.id
+    return add_claimed_run(registry, experiment_id=the_plan.experiment_id, worker=worker,
+                           gpus=the_plan.spec.resources.gpus, reproduces_run_id=the_plan.run_id)
 
 
 def weights_hash(directory: Path) -> str | None:
     """sha256 over every tensor (name, dtype, shape, bytes) in the safetensors files of `directory`."""
     import torch
-    from safetensors import safe_open
 
     files = sorted(directory.glob("*.safetensors"))
     if not files:
@@ -151,7 +153,7 @@ def weights_hash(directory: Path) -> str | None:
     return digest.hexdigest()
 
 
-def verify(registry: Registry, original_id: int, new_id: int) -> Verdict:
+def verify_run(registry: Registry, original_id: int, new_id: int) -> Verdict:
     """Compare a reproduction with its original: loss curve, final weights, eval scores."""
     a, b = run_detail(registry, original_id), run_detail(registry, new_id)
     verdict = Verdict(original_id, new_id)
@@ -181,3 +183,39 @@ def verify(registry: Registry, original_id: int, new_id: int) -> Verdict:
         verdict.checks.append(Check(label, f"{ra.value:.4f}", f"{rb.value:.4f}",
                                     f"{delta:+.4f} (stderr {tolerance:.4f})", abs(delta) <= tolerance))
     return verdict
+
+
+@dataclass
+class Reproduction:
+    """What `tunelab reproduce` did: the plan, the new run and how it ended, and the verdict if one was asked."""
+
+    plan: Plan
+    new_run_id: int
+    result: RunResult
+    verdict: Verdict | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The re-run succeeded and, when verified, reproduced the original."""
+        return self.result.status == RunStatus.succeeded.value and (self.verdict is None or self.verdict.reproduced)
+
+    def to_json(self) -> dict[str, Any]:
+        verdict = None if self.verdict is None else {"reproduced": self.verdict.reproduced,
+                                                     "bit_identical": self.verdict.bit_identical,
+                                                     "checks": [asdict(c) for c in self.verdict.checks]}
+        return {"original_run_id": self.plan.run_id, "new_run_id": self.new_run_id, "status": self.result.status,
+                "differences": [asdict(d) for d in self.plan.differences], "verdict": verdict}
+
+
+def reproduce_run(registry: Registry, run_id: int, *, home: Path, allow_data_change: bool = False,
+                  verify: bool = False, show_progress: bool = True,
+                  on_plan: Callable[[Plan], None] | None = None) -> Reproduction:
+    """Re-run `run_id` here, from its registry record alone: plan (environment and data checks, which `on_plan`
+    hears before anything runs), create the new run claimed by this process, execute it, and with `verify`
+    compare it with the original."""
+    the_plan = plan(registry, run_id)
+    if on_plan is not None:
+        on_plan(the_plan)
+    new_id = start(registry, the_plan, worker=worker_name(), allow_data_change=allow_data_change)
+    result = execute_run(registry, new_id, home=home, show_progress=show_progress)
+    return Reproduction(the_plan, new_id, result, verify_run(registry, run_id, new_id) if verify else None)

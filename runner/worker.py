@@ -1,5 +1,7 @@
 """The worker loop: take back runs of dead workers, claim queued runs atomically, execute them.
 
+`serve` is `tunelab worker` (options in, one line out per run and at the end); `work` is the loop itself.
+
 SIGTERM or SIGINT asks for a clean stop: the running run saves a checkpoint at its next
 training step (or, outside training, is interrupted at once) and goes back to the queue,
 and the loop claims nothing more. A second signal gets the default behaviour (the process
@@ -15,6 +17,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab.registry.db import Registry
@@ -110,3 +113,57 @@ def work(
             if once:
                 return results
     return results
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How `tunelab worker` runs (its command-line options)."""
+
+    once: bool = False
+    until_empty: bool = False
+    poll_seconds: float = 5.0
+    show_progress: bool = True
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
+    stale_after: float | None = STALE_AFTER_SECONDS
+    devices: DeviceChoice = field(default_factory=DeviceChoice)
+
+
+@dataclass
+class WorkerSummary:
+    """How a worker session ended: the runs it executed, and the signal that stopped it, if one did."""
+
+    results: list[RunResult]
+    stopped_by: str | None = None
+    signum: int | None = None
+
+    @property
+    def exit_status(self) -> int:
+        """130 after Ctrl-C (SIGINT), as shells expect of an interrupted command; else 0."""
+        return 130 if self.signum == signal.SIGINT else 0
+
+
+def serve(registry: Registry, *, home: Path, options: WorkerOptions, say: Callable[[str], None],
+          on_result: Callable[[RunResult], None] | None = None) -> WorkerSummary:
+    """Execute queued runs as `options` say, telling `say` one line per finished run, about runs left for
+    workers with more GPUs, and why the worker stopped; `on_result` also hears each run's result."""
+    stop = StopRequest()
+    left_for_others: list[int] = []
+
+    def report(result: RunResult) -> None:
+        say(f"run {result.run_id}: {result.status}" + (f" ({result.error})" if result.error else ""))
+        if on_result is not None:
+            on_result(result)
+
+    def skipped(count: int, gpus: int) -> None:
+        left_for_others.append(count)
+        say(f"{count} queued run(s) need more GPUs than the {gpus} this worker has; left for other workers")
+
+    results = work(registry, home=home, once=options.once, until_empty=options.until_empty,
+                   poll_seconds=options.poll_seconds, show_progress=options.show_progress, on_result=report,
+                   heartbeat_seconds=options.heartbeat_seconds, stale_after=options.stale_after, stop=stop,
+                   devices=options.devices, on_skipped=skipped)
+    if stop.requested:
+        say(f"worker stopped ({stop.reason})")
+    elif not results and not left_for_others and (options.once or options.until_empty):
+        say("queue is empty")
+    return WorkerSummary(results, stop.reason, stop.signum)

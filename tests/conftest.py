@@ -30,7 +30,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama (2,048-token context) with a BPE tokenizer trained offline on the example data."""
-    from tunelab.runner.tiny_model import build_tiny_model, default_corpus
+    from tunelab.runner.training.tiny_model import build_tiny_model, default_corpus
 
     out = tmp_path_factory.mktemp("tiny-llama")
     return build_tiny_model(out, default_corpus(REPO_ROOT), vocab_size=1024, hidden_size=32, num_layers=2,

@@ -76,3 +76,14 @@ batch_size = 4
         encoding="utf-8",
     )
     return path
+
+
+def plant_user_modules(directory: Path, *, tunelab: bool = False) -> Path:
+    """A user's own modules named like tunelab's folders (and, with `tunelab`, like tunelab itself), each
+    failing loudly when imported: a working directory that must change nothing for tunelab."""
+    names = ["runner.py", "registry.py", "reports.py", "experiments/__init__.py"] + (["tunelab.py"] if tunelab else [])
+    for name in names:
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"raise RuntimeError('the user\\'s own {name} was imported')\n", encoding="utf-8")
+    return directory

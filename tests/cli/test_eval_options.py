@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from tunelab.experiments.schema import EvalSection
-from tunelab.runner.eval_target import EvalTargetError, settings_from_options
+from tunelab.runner.evaluation.targets import EvalTargetError, settings_from_options
 
 
 def test_dropping_a_task_whose_shots_the_run_set_is_a_clear_error(tmp_path):

@@ -10,7 +10,9 @@ import pytest
 from tunelab.experiments.schema import EvalSection
 from tunelab.registry.db import default_url, open_registry
 from tunelab.runner.doctor import check_queued_runs, hub_dataset
-from tunelab.runner.lm_eval_tasks import LOCAL_FILES, EvaluationError, plan_tasks, required_local_files
+from tunelab.runner.errors import EvaluationError
+from tunelab.runner.evaluation.leaderboard import LEADERBOARD
+from tunelab.runner.evaluation.planning import plan_tasks, required_local_files
 
 from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 
@@ -129,7 +131,7 @@ def test_the_environment_variable_benchmarks_dir_is_checked_too(tiny_model_dir, 
 
 
 def test_hub_datasets_are_the_official_tasks_own():
-    assert [hub_dataset(b) for b in LOCAL_FILES] == ["allenai/ai2_arc", "Rowan/hellaswag", "cais/mmlu",
+    assert [hub_dataset(b) for b in LEADERBOARD] == ["allenai/ai2_arc", "Rowan/hellaswag", "cais/mmlu",
                                                       "truthfulqa/truthful_qa"]
 
 
@@ -139,7 +141,7 @@ def test_hub_datasets_are_the_official_tasks_own():
 def _include_run(tmp_path: Path, monkeypatch, model_dir: Path, *, include_path: str = "tasks",
                  tasks: tuple[str, ...] = ("arc_challenge", "capitals_yaml")) -> Path:
     """A queued run whose [eval] names a task of a YAML directory, submitted from tmp_path."""
-    from tests.runner.test_eval_include_path import write_task_dir
+    from tests.runner.evaluation.test_eval_include_path import write_task_dir
 
     write_task_dir(tmp_path)
     monkeypatch.chdir(tmp_path)  # a relative include_path is relative to the directory submit ran in

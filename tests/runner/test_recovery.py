@@ -167,6 +167,32 @@ def test_rewind_drops_later_metrics_and_matches_checkpoint_rows_to_disk(registry
     assert [tuple(c) for c in checkpoints] == [(4, 0.5), (5, 0.3)]
 
 
+def test_the_runs_own_errors_are_not_retried_and_every_user_error_is_one_family():
+    from pydantic import ValidationError
+    from tunelab.experiments.errors import SpecError, TunelabError
+    from tunelab.experiments.schema import Spec
+    from tunelab.runner.devices import DeviceUnavailable
+    from tunelab.runner.errors import DataError, EvaluationError, RunFailed, retryable
+    from tunelab.runner.evaluation.targets import EvalTargetError
+    from tunelab.runner.export import ExportError
+    from tunelab.runner.reproduce import DataChanged
+    from tunelab.runner.training.checkpoint_identity import IncompatibleCheckpoint
+    from tunelab.runner.training.distributed import DistributedTrainingFailed
+
+    with pytest.raises(ValidationError) as invalid:
+        Spec.model_validate({})
+    own = [RunFailed("disk full"), DataError("d.jsonl", "not JSON", line=3), SpecError("s.toml", "bad", line=1),
+           invalid.value, DeviceUnavailable("no GPU"), IncompatibleCheckpoint("other data"), DataChanged("changed")]
+    others = [RuntimeError("CUDA error"), OSError("connection reset"), DistributedTrainingFailed("rank 1 died"),
+              EvaluationError("hub dataset unreachable")]
+    assert [retryable(exc) for exc in own] == [False] * len(own)
+    assert [retryable(exc) for exc in others] == [True] * len(others)
+    # What a user can cause reaches the CLI edge as a TunelabError, which it prints as one line.
+    for kind in (RunFailed, SpecError, DeviceUnavailable, EvaluationError, EvalTargetError, ExportError, DataChanged,
+                 IncompatibleCheckpoint):
+        assert issubclass(kind, TunelabError)
+
+
 # ---- through the worker ------------------------------------------------------------------------------------
 
 
@@ -178,7 +204,7 @@ def _spec(tmp_path: Path, tiny_model_dir: Path, name: str, **kwargs) -> Path:
 
 
 def test_unexpected_errors_are_retried_then_fail(tmp_path, tiny_model_dir, monkeypatch):
-    from tunelab.runner import training as runner_training
+    from tunelab.runner import execute as runner_execute
 
     from tests.helpers import invoke, invoke_json
 
@@ -188,7 +214,7 @@ def test_unexpected_errors_are_retried_then_fail(tmp_path, tiny_model_dir, monke
         calls.append(1)
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    monkeypatch.setattr(runner_training, "train", crash)
+    monkeypatch.setattr(runner_execute, "train", crash)
     home = tmp_path / "home"
     (submitted,) = invoke_json(home, "submit", str(_spec(tmp_path, tiny_model_dir, "flaky")))
     result = invoke(home, "worker", "--until-empty", "--quiet")

@@ -74,7 +74,7 @@ def test_a_lora_run_is_merged_into_its_base_before_the_next_run_starts(chain, ti
     from peft import PeftModel
     from tunelab.registry.db import default_url, open_registry
     from tunelab.runner.lineage import starting_weights
-    from tunelab.runner.training import load_model, load_tokenizer
+    from tunelab.runner.training.models import load_model, load_tokenizer
 
     root, home, a, _ = chain
     spec = _on_run(write_spec(root / "l.toml", name="l", model_dir=tiny_model_dir, kind="lora", tasks=(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tunelab.runner.checkpoints import MARKER
+from tunelab.runner.training.checkpoints import MARKER
 
 from tests.helpers import invoke, invoke_json, write_spec
 

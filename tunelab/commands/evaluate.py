@@ -12,8 +12,8 @@ from tunelab.context import AppContext
 from tunelab.experiments.schema import EvalSection, ExperimentSection
 from tunelab.output import fmt_float, print_json
 from tunelab.runner.doctor import check_queued_runs
-from tunelab.runner.eval_target import evaluate_target, resolve_target, run_eval_settings, settings_from_options
-from tunelab.runner.evaluation import EvaluationError
+from tunelab.runner.evaluate import evaluate_target, resolve_target, run_eval_settings
+from tunelab.runner.evaluation.targets import settings_from_options
 
 
 def _custom_option(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -49,16 +49,12 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
     """Evaluate TARGET and record its scores: run:ID (or ID) for a run's final weights, a local model or
     adapter directory, or a hub model id. Benchmarks evaluated before on the same weights come from the cache."""
     registry, cwd = app.registry(), Path.cwd()
-    try:
-        source = resolve_target(registry, target, home=app.home, cwd=cwd, dtype=dtype)
-        defaults, run_seed = run_eval_settings(registry, source.run_id) if source.run_id else (None, None)
-        settings = _settings(defaults, cwd, tasks, limit, benchmarks_dir, custom, batch_size)
-        say = None if quiet or as_json else (lambda message: click.echo(message, err=True))
-        done = evaluate_target(registry, source, settings, home=app.home, base_dir=source.base_dir or cwd,
-                               seed=_seed(seed, run_seed), refresh=refresh,
-                               progress=say)
-    except EvaluationError as err:
-        raise click.ClickException(str(err)) from None
+    source = resolve_target(registry, target, home=app.home, cwd=cwd, dtype=dtype)
+    defaults, run_seed = run_eval_settings(registry, source.run_id) if source.run_id else (None, None)
+    settings = _settings(defaults, cwd, tasks, limit, benchmarks_dir, custom, batch_size)
+    say = None if quiet or as_json else (lambda message: click.echo(message, err=True))
+    done = evaluate_target(registry, source, settings, home=app.home, base_dir=source.base_dir or cwd,
+                           seed=_seed(seed, run_seed), refresh=refresh, progress=say)
     if as_json:
         print_json({"model_name": source.label, "run_id": source.run_id, "model_digest": done.digest,
                     "eval_key": done.eval_key, "dtype": source.dtype, "cached": list(done.outcome.cached),

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import click
 
 from tunelab.context import AppContext
 from tunelab.output import print_json
-from tunelab.registry.queue import claim_run
 from tunelab.reproduce_text import print_differences, print_verdict
-from tunelab.runner import reproduce as repro
-from tunelab.runner.execute import execute_run
-from tunelab.runner.worker import worker_name
+from tunelab.runner.reproduce import reproduce_run
 
 
 @click.command()
@@ -25,23 +20,13 @@ from tunelab.runner.worker import worker_name
 def reproduce(app: AppContext, run_id: int, verify: bool, allow_data_change: bool, quiet: bool,
               as_json: bool) -> None:
     """Re-run RUN_ID from its registry record alone (spec, seed, data) and say whether it reproduced."""
-    registry = app.registry()
-    plan = repro.plan(registry, run_id)
-    if not as_json:
-        print_differences(plan)
-    new_id = repro.start(registry, plan, allow_data_change=allow_data_change)
-    claim_run(registry, new_id, worker_name())
-    result = execute_run(registry, new_id, home=app.home, show_progress=not quiet and not as_json)
-    verdict = repro.verify(registry, run_id, new_id) if verify else None
+    done = reproduce_run(app.registry(), run_id, home=app.home, allow_data_change=allow_data_change, verify=verify,
+                         show_progress=not quiet and not as_json, on_plan=None if as_json else print_differences)
     if as_json:
-        print_json({"original_run_id": run_id, "new_run_id": new_id, "status": result.status,
-                    "differences": [asdict(d) for d in plan.differences],
-                    "verdict": None if verdict is None else {"reproduced": verdict.reproduced,
-                                                             "bit_identical": verdict.bit_identical,
-                                                             "checks": [asdict(c) for c in verdict.checks]}})
+        print_json(done.to_json())
     else:
-        click.echo(f"run {new_id}: {result.status} (reproduces run {run_id})")
-        if verdict is not None:
-            print_verdict(verdict)
-    if result.status != "succeeded" or (verdict is not None and not verdict.reproduced):
+        click.echo(f"run {done.new_run_id}: {done.result.status} (reproduces run {run_id})")
+        if done.verdict is not None:
+            print_verdict(done.verdict)
+    if not done.ok:
         raise SystemExit(1)

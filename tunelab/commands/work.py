@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from tunelab.output import print_json
 from tunelab.registry.queue import claim_run
 from tunelab.registry.submissions import from_loaded
 from tunelab.registry.submissions import submit as submit_runs
-from tunelab.runner.devices import DeviceUnavailable, make_choice
-from tunelab.runner.execute import StopRequest, execute_run
-from tunelab.runner.worker import work, worker_name
+from tunelab.runner.devices import make_choice
+from tunelab.runner.execute import execute_run
+from tunelab.runner.worker import WorkerOptions, serve, worker_name
 
 
 @click.command()
@@ -51,32 +50,11 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
         devices = make_choice(device, gpus)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gpus") from None
-
-    registry = app.registry()
-
-    def report(result) -> None:
-        line = f"run {result.run_id}: {result.status}"
-        click.echo(line + (f" ({result.error})" if result.error else ""))
-
-    left_for_others: list[int] = []
-
-    def skipped(count: int, gpus: int) -> None:
-        left_for_others.append(count)
-        click.echo(f"{count} queued run(s) need more GPUs than the {gpus} this worker has; left for other workers")
-
-    stop = StopRequest()
-    try:
-        results = work(registry, home=app.home, once=once, until_empty=until_empty, poll_seconds=poll,
-                       show_progress=not quiet, on_result=report, heartbeat_seconds=heartbeat,
-                       stale_after=stale_after, stop=stop, devices=devices, on_skipped=skipped)
-    except DeviceUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
-    if stop.requested:
-        click.echo(f"worker stopped ({stop.reason})")
-        if stop.signum == signal.SIGINT:
-            raise SystemExit(130)
-    elif not results and not left_for_others and (once or until_empty):
-        click.echo("queue is empty")
+    options = WorkerOptions(once=once, until_empty=until_empty, poll_seconds=poll, show_progress=not quiet,
+                            heartbeat_seconds=heartbeat, stale_after=stale_after, devices=devices)
+    summary = serve(app.registry(), home=app.home, options=options, say=click.echo)
+    if summary.exit_status:
+        raise SystemExit(summary.exit_status)
 
 
 @click.command()

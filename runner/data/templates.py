@@ -1,0 +1,173 @@
+"""Render rows as text segments, each marked trainable or not: prompt templates and chat templates.
+
+`[data] template` is "alpaca", "chatml", "tokenizer" (the tokenizer's own chat template) or a Jinja
+string. Chat templates render a whole conversation; the trainable part of each assistant turn is the
+text that rendering the conversation up to that turn adds after the generation prompt, so the masks
+are exact for any template that renders each turn as a prefix of the next (all common ones do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2.exceptions import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from tunelab.runner.data.formats import ChatExample, ChatMessage, Example, InstructionExample, TextExample
+from tunelab.runner.errors import DataError, RunFailed
+
+ALPACA_PREAMBLE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+)
+ALPACA_PREAMBLE_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request."
+)
+ALPACA_PROMPT = ALPACA_PREAMBLE + "\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+ALPACA_PROMPT_WITH_INPUT = (
+    ALPACA_PREAMBLE_WITH_INPUT + "\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+# Multi-turn Alpaca for chat rows: a single exchange renders exactly like an instruction row without input.
+ALPACA_CHAT_TEMPLATE = (
+    "{% if messages and messages[0].role == 'system' %}{{ messages[0].content }}"
+    "{% else %}{{ preamble }}{% endif %}"
+    "{% for message in messages if message.role != 'system' %}"
+    "{% if message.role == 'user' %}{{ '\\n\\n### Instruction:\\n' + message.content + '\\n\\n### Response:\\n' }}"
+    "{% else %}{{ message.content + eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    trainable: bool
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A row as text: segments in order, and whether an EOS token (trainable) follows them."""
+
+    segments: tuple[Segment, ...]
+    eos: bool
+
+
+ChatRenderer = Callable[[list[dict[str, str]], bool], str]
+
+
+def _sandbox(*, chat: bool):
+    """A sandboxed Jinja environment; unknown variables are errors, not empty strings.
+
+    Chat templates get transformers' whitespace handling (trim_blocks, lstrip_blocks), so a template
+    copied from a tokenizer_config.json renders the same here; prompt templates render verbatim.
+    """
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=chat, lstrip_blocks=chat, undefined=StrictUndefined)
+    env.globals["raise_exception"] = raise_exception
+    return env
+
+
+class Renderer:
+    """Renders rows of any SFT format with one `[data] template`."""
+
+    def __init__(self, template: str, tokenizer: Any) -> None:
+        self.template = template
+        self.tokenizer = tokenizer
+        self._chat: ChatRenderer | None = None
+        named = template in ("alpaca", "chatml", "tokenizer")
+        self._prompt = None if named else _sandbox(chat=False).from_string(template)
+        self._specials = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
+
+    def render(self, example: Example, path: Path) -> Rendered:
+        try:
+            if isinstance(example, TextExample):
+                return Rendered((Segment(example.text, True),), eos=True)
+            if isinstance(example, InstructionExample):
+                if self.template in ("chatml", "tokenizer"):
+                    return self._conversation(_as_messages(example), path, example.line)
+                return Rendered((Segment(self._instruction_prompt(example), False), Segment(example.output, True)),
+                                eos=True)
+            if isinstance(example, ChatExample):
+                return self._conversation(example.messages, path, example.line)
+        except TemplateError as exc:
+            raise DataError(path, f"template: {exc}", line=example.line) from None
+        raise DataError(path, f"{type(example).__name__} rows cannot be rendered for supervised fine-tuning",
+                        line=example.line)
+
+    def _instruction_prompt(self, example: InstructionExample) -> str:
+        if self._prompt is not None:
+            return self._prompt.render(instruction=example.instruction, input=example.input, **self._specials)
+        return alpaca_prompt(example)
+
+    def chat_renderer(self) -> ChatRenderer:
+        """messages, add_generation_prompt -> text, for the configured template."""
+        if self._chat is not None:
+            return self._chat
+        if self.template == "tokenizer":
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise RunFailed(f'[data] template = "tokenizer", but the tokenizer of {self._tokenizer_name()} has no '
+                                'chat template; use "chatml", "alpaca" or a Jinja template string')
+
+            def render_with_tokenizer(messages: list[dict[str, str]], generation_prompt: bool) -> str:
+                return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                          add_generation_prompt=generation_prompt)
+
+            self._chat = render_with_tokenizer
+        else:
+            source = {"chatml": CHATML_TEMPLATE, "alpaca": ALPACA_CHAT_TEMPLATE}.get(self.template, self.template)
+            compiled = _sandbox(chat=True).from_string(source)
+
+            def render_with_jinja(messages: list[dict[str, str]], generation_prompt: bool) -> str:
+                return compiled.render(messages=messages, add_generation_prompt=generation_prompt,
+                                       preamble=ALPACA_PREAMBLE, **self._specials)
+
+            self._chat = render_with_jinja
+        return self._chat
+
+    def _tokenizer_name(self) -> str:
+        return repr(getattr(self.tokenizer, "name_or_path", "") or "the model")
+
+    def _conversation(self, messages: tuple[ChatMessage, ...], path: Path, line: int) -> Rendered:
+        """Prompt segments up to each assistant turn, then that turn (trainable); text after the last is dropped."""
+        render = self.chat_renderer()
+        plain = [{"role": m.role, "content": m.content} for m in messages]
+        segments: list[Segment] = []
+        done = ""
+        for index, message in enumerate(messages):
+            if message.role != "assistant":
+                continue
+            prompt = render(plain[:index], True)
+            full = render(plain[: index + 1], False)
+            if not prompt.startswith(done) or not full.startswith(prompt):
+                raise DataError(path, "the chat template does not render this conversation turn by turn (an earlier "
+                                "turn's text is not a prefix of the next), so the assistant turns cannot be masked "
+                                "exactly", line=line)
+            segments.append(Segment(prompt[len(done):], False))
+            segments.append(Segment(full[len(prompt):], True))
+            done = full
+        return Rendered(tuple(segments), eos=False)
+
+
+def _as_messages(example: InstructionExample) -> tuple[ChatMessage, ...]:
+    """An instruction row as a one-exchange conversation (for chat templates): the input follows the instruction."""
+    user = f"{example.instruction}\n\n{example.input}" if example.input.strip() else example.instruction
+    return (ChatMessage("user", user), ChatMessage("assistant", example.output))
+
+
+def alpaca_prompt(example: InstructionExample) -> str:
+    """The Alpaca prompt of an instruction row (what the default template trains on, before the response)."""
+    if example.input.strip():
+        return ALPACA_PROMPT_WITH_INPUT.format(instruction=example.instruction, input=example.input)
+    return ALPACA_PROMPT.format(instruction=example.instruction)

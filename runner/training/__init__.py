@@ -1,0 +1,1 @@
+"""Training: one recipe per method family over shared model loading, checkpoints and distributed launch."""

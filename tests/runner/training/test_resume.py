@@ -1,0 +1,335 @@
+"""A run survives its worker: SIGKILL, SIGTERM or a full disk never leave a half-written checkpoint in use, and
+a resumed run ends bit-identical to one that was never interrupted (same weights, same loss curve, no metric
+logged twice).
+
+The end-to-end case drives real `tunelab worker` processes: one is SIGKILLed and one SIGTERMed while they train
+two runs of one spec; a third worker recovers the killed run (stale heartbeat), resumes both and trains a third,
+uninterrupted run of the same spec to compare with.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tunelab.runner.training.checkpoints import (
+    MARKER,
+    complete_checkpoints,
+    discard_incomplete,
+    latest_complete,
+    prune,
+    publish,
+    staging_dir,
+)
+
+from tests.conftest import REPO_ROOT
+from tests.helpers import invoke, invoke_json, write_spec
+
+STEPS = 12
+SAVE_EVERY = 3
+KEEP = 2
+CANARY = "tunelab-canary-7f3a"  # an environment variable's value that must not reach the registry
+
+
+# ---- checkpoints on disk, without training -----------------------------------------------------------------
+
+
+def _stage(root: Path, step: int) -> Path:
+    staged = staging_dir(root) / f"checkpoint-{step}"
+    staged.mkdir(parents=True)
+    (staged / "model.safetensors").write_bytes(b"weights")
+    return staged
+
+
+def test_a_checkpoint_is_visible_only_once_published(tmp_path):
+    _stage(tmp_path, 3)
+    assert latest_complete(tmp_path) is None
+    published = publish(staging_dir(tmp_path) / "checkpoint-3", tmp_path, step=3, loss=0.5)
+    assert published == tmp_path / "checkpoint-3"
+    assert (published / MARKER).is_file() and (published / "model.safetensors").read_bytes() == b"weights"
+    assert [(c.step, c.loss) for c in complete_checkpoints(tmp_path)] == [(3, 0.5)]
+    assert list(staging_dir(tmp_path).iterdir()) == []
+
+
+def test_leftovers_of_a_kill_are_never_used_and_are_cleared(tmp_path):
+    publish(_stage(tmp_path, 3), tmp_path, step=3, loss=0.5)
+    _stage(tmp_path, 6)  # killed while the Trainer wrote it
+    unmarked = tmp_path / "checkpoint-9"  # written in place by an older tunelab, no marker
+    unmarked.mkdir()
+    half_deleted = tmp_path / ".deleting-checkpoint-1"
+    half_deleted.mkdir()
+    assert latest_complete(tmp_path) == tmp_path / "checkpoint-3"
+    removed = {p.name for p in discard_incomplete(tmp_path)}
+    assert removed == {".staging", "checkpoint-9", ".deleting-checkpoint-1"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-3"]
+
+
+def test_prune_keeps_the_newest_complete_checkpoints(tmp_path):
+    for step in (3, 6, 9, 12):
+        publish(_stage(tmp_path, step), tmp_path, step=step, loss=None)
+    assert prune(tmp_path, 0) == []
+    assert prune(tmp_path, 2) == [3, 6]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".staging", "checkpoint-12", "checkpoint-9"]
+
+
+# ---- SIGKILL and SIGTERM against real workers ---------------------------------------------------------------
+
+
+def _db(home: Path) -> sqlite3.Connection:
+    return sqlite3.connect(home / "registry.db", timeout=30)
+
+
+def _one(db: sqlite3.Connection, sql: str, *args):
+    return db.execute(sql, args).fetchone()[0]
+
+
+def _start_worker(home: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tunelab", "--home", str(home), "worker", "--once", "--quiet", "--heartbeat", "0.5"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _claimed_by(db: sqlite3.Connection, worker: subprocess.Popen) -> int | None:
+    row = db.execute("SELECT id FROM run WHERE worker LIKE ?", (f"%:{worker.pid}",)).fetchone()
+    return row[0] if row else None
+
+
+def _progress(db: sqlite3.Connection, run_id: int) -> tuple[int, int]:
+    checkpoint = _one(db, "SELECT COALESCE(MAX(step), 0) FROM checkpoint WHERE run_id = ?", run_id)
+    metric = _one(db, "SELECT COALESCE(MAX(step), 0) FROM trainmetric WHERE run_id = ?", run_id)
+    return checkpoint, metric
+
+
+def _interrupt_two_workers(home: Path, env: dict[str, str]) -> dict:
+    """Start two workers; SIGKILL one and SIGTERM the other once each has a checkpoint and steps after it."""
+    killer, terminated = _start_worker(home, env), _start_worker(home, env)
+    db = _db(home)
+    runs: dict[str, int | None] = {"killed": None, "terminated": None}
+    seen: dict[str, tuple[int, int]] = {}
+    deadline = time.monotonic() + 300
+    while len(seen) < 2:
+        assert time.monotonic() < deadline, "the workers did not reach a checkpoint in time"
+        for key, worker in (("killed", killer), ("terminated", terminated)):
+            if key in seen:
+                continue
+            assert worker.poll() is None, worker.communicate()[0]
+            runs[key] = runs[key] or _claimed_by(db, worker)
+            if runs[key] is None:
+                continue
+            checkpoint, metric = _progress(db, runs[key])
+            if checkpoint >= SAVE_EVERY and metric > checkpoint:
+                worker.send_signal(signal.SIGKILL if key == "killed" else signal.SIGTERM)
+                seen[key] = (checkpoint, metric)
+        time.sleep(0.02)
+    killed_at = time.monotonic()
+    killer.wait(timeout=60)
+    term_output, _ = terminated.communicate(timeout=120)
+    run = runs["terminated"]
+    root = home / "runs" / str(run) / "checkpoints"
+    complete = [c.step for c in complete_checkpoints(root)]
+    after_term = {
+        "returncode": terminated.returncode,
+        "output": term_output,
+        "row": db.execute("SELECT status, attempts, worker, error FROM run WHERE id = ?", (run,)).fetchone(),
+        "metric": _progress(db, run)[1],
+        "recorded": [r[0] for r in db.execute("SELECT step FROM checkpoint WHERE run_id = ? ORDER BY step",
+                                              (run,))],
+        "complete": complete,
+        # Anything else on disk but an empty staging directory would be a half-written leftover.
+        "other": sorted(p.name for p in root.iterdir()
+                        if p.name not in {f"checkpoint-{s}" for s in complete}
+                        and not (p.name == ".staging" and not any(p.iterdir()))),
+    }
+    killed_row = db.execute("SELECT status, worker FROM run WHERE id = ?", (runs["killed"],)).fetchone()
+    db.close()
+    return {"runs": runs, "seen": seen, "after_term": after_term, "killed_row": killed_row,
+            "killed_at": killed_at}
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("resume")
+    home = root / "home"
+    spec = write_spec(root / "resume.toml", name="resume", model_dir=tiny_model_dir, kind="full",
+                      max_steps=STEPS, save_every=SAVE_EVERY, tasks=(), limit=2, baseline=False)
+    spec.write_text(spec.read_text().replace(f"save_every = {SAVE_EVERY}\n",
+                                             f"save_every = {SAVE_EVERY}\nkeep_checkpoints = {KEEP}\n"))
+    ids = [invoke_json(home, "submit", str(spec))[0]["run_id"]]
+    ids += [invoke_json(home, "submit", str(spec), "--force")[0]["run_id"] for _ in range(2)]
+
+    env = {k: v for k, v in os.environ.items() if k != "TUNELAB_DB"}
+    env["TUNELAB_TEST_SECRET"] = CANARY
+    interrupted = _interrupt_two_workers(home, env)
+    (reference,) = set(ids) - set(interrupted["runs"].values())
+
+    # The killed run's last heartbeat must be older than --stale-after for the next worker to take it back.
+    time.sleep(max(0.0, interrupted["killed_at"] + 2.5 - time.monotonic()))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNELAB_TEST_SECRET", CANARY)
+        final = invoke(home, "worker", "--until-empty", "--quiet", "--heartbeat", "0.5", "--stale-after", "2")
+    return dict(interrupted, home=home, reference=reference, final=final)
+
+
+def _metrics(home: Path, run_id: int) -> list[tuple]:
+    with _db(home) as db:
+        return db.execute("SELECT step, epoch, loss, learning_rate, grad_norm FROM trainmetric WHERE run_id = ? "
+                          "ORDER BY step, id", (run_id,)).fetchall()
+
+
+def _weights(home: Path, run_id: int):
+    from safetensors.torch import load_file
+
+    return load_file(home / "runs" / str(run_id) / "final" / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_the_kill_left_a_checkpoint_and_steps_after_it(resumed):
+    checkpoint, metric = resumed["seen"]["killed"]
+    assert SAVE_EVERY <= checkpoint < STEPS and metric > checkpoint  # steps that will be logged twice, unless
+    assert resumed["killed_row"][0] == "running"                     # the resume drops them first
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_at_the_stop_step_and_requeues(resumed):
+    after = resumed["after_term"]
+    run_id = resumed["runs"]["terminated"]
+    stopped_at = after["metric"]
+    assert after["returncode"] == 0, after["output"]
+    assert (f"run {run_id}: queued (interrupted (SIGTERM at step {stopped_at}); re-queued, "
+            f"resumes from checkpoint-{stopped_at})") in after["output"]
+    assert "worker stopped (SIGTERM)" in after["output"]
+    status, attempts, worker, error = after["row"]
+    assert (status, attempts, worker) == ("queued", 0, None)  # an interruption is not a failed attempt
+    assert f"SIGTERM at step {stopped_at}" in error
+    # The stop step is rarely a multiple of save_every: its checkpoint came from the signal, and it is whole.
+    assert after["complete"][-1] == stopped_at
+    assert after["recorded"] == after["complete"]
+    assert after["other"] == []
+
+
+@pytest.mark.slow
+def test_a_new_worker_recovers_and_finishes_every_run(resumed):
+    final = resumed["final"]
+    assert final.exit_code == 0, final.output
+    killed = resumed["runs"]["killed"]
+    for run_id in (resumed["reference"], killed, resumed["runs"]["terminated"]):
+        assert f"run {run_id}: succeeded" in final.output
+    with _db(resumed["home"]) as db:
+        attempts = dict(db.execute("SELECT id, attempts FROM run").fetchall())
+    assert attempts == {resumed["reference"]: 0, killed: 1, resumed["runs"]["terminated"]: 0}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["killed", "terminated"])
+def test_a_resumed_run_is_bit_identical_to_the_uninterrupted_one(resumed, which):
+    import torch
+
+    home, reference, run_id = resumed["home"], resumed["reference"], resumed["runs"][which]
+    expected = _metrics(home, reference)
+    assert [m[0] for m in expected] == list(range(1, STEPS + 1))
+    assert _metrics(home, run_id) == expected  # every step once, every float exactly equal
+    ours, theirs = _weights(home, run_id), _weights(home, reference)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
+
+
+@pytest.mark.slow
+def test_keep_checkpoints_prunes_disk_and_registry_alike(resumed):
+    home = resumed["home"]
+    expected = [STEPS - SAVE_EVERY * i for i in reversed(range(KEEP))]
+    for run_id in (resumed["reference"], *resumed["runs"].values()):
+        detail = invoke_json(home, "show", str(run_id))
+        assert [c["step"] for c in detail["checkpoints"]] == expected
+        root = home / "runs" / str(run_id) / "checkpoints"
+        assert [c.step for c in complete_checkpoints(root)] == expected
+        assert sorted(p.name for p in root.iterdir() if p.name != ".staging") == sorted(
+            f"checkpoint-{s}" for s in expected)
+
+
+@pytest.mark.slow
+def test_show_json_has_the_environment_snapshot_without_secrets(resumed):
+    import json
+
+    import torch
+
+    detail = invoke_json(resumed["home"], "show", str(resumed["runs"]["killed"]))
+    env = detail["environment"]
+    assert env["packages"]["torch"] == torch.__version__
+    assert {"transformers", "peft", "bitsandbytes", "lm-eval"} <= set(env["packages"])
+    assert env["cuda_available"] is torch.cuda.is_available()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.getcwd(), capture_output=True, text=True)
+    assert env["git"]["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+    assert CANARY not in json.dumps(detail)
+
+
+# ---- a full disk ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_the_run_keeps_the_last_checkpoint_and_a_retry_resumes(tmp_path, tiny_model_dir,
+                                                                                monkeypatch):
+    # Tests run as root, where an unwritable (chmod) directory is still writable: the save itself is made to
+    # fail with ENOSPC instead, halfway through the checkpoint (weights written, optimizer state not).
+    from transformers import Trainer
+
+    save_optimizer = Trainer._save_optimizer_and_scheduler
+
+    def disk_fills_up(self, output_dir):
+        if self.state.global_step >= 4:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), output_dir)
+        return save_optimizer(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", disk_fills_up)
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path / "full.toml", name="full-disk", model_dir=tiny_model_dir, kind="lora",
+                      max_steps=6, save_every=2, tasks=(), baseline=False)
+    (submitted,) = invoke_json(home, "submit", str(spec))
+    run_id = submitted["run_id"]
+    result = invoke(home, "worker", "--until-empty", "--quiet")
+    assert f"run {run_id}: failed" in result.output and "queued" not in result.output  # not retried
+
+    checkpoints = home / "runs" / str(run_id) / "checkpoints"
+    detail = invoke_json(home, "show", str(run_id))
+    assert detail["summary"]["status"] == "failed"
+    assert detail["summary"]["error"] == (f"RunFailed: cannot write the checkpoint at step 4 under {checkpoints}: "
+                                          "No space left on device; earlier checkpoints are intact")
+    assert sorted(p.name for p in checkpoints.iterdir() if p.name != ".staging") == ["checkpoint-2"]
+    assert not any(staging_dir(checkpoints).iterdir())
+    assert [c.step for c in complete_checkpoints(checkpoints)] == [2]
+    assert [c["step"] for c in detail["checkpoints"]] == [2]
+    before = [(m["step"], m["loss"]) for m in detail["metrics"]]
+    assert [step for step, _ in before] == [1, 2, 3, 4]
+
+    monkeypatch.undo()  # space was freed
+    assert invoke(home, "retry", str(run_id)).exit_code == 0
+    result = invoke(home, "worker", "--until-empty", "--quiet")
+    assert f"run {run_id}: succeeded" in result.output
+    detail = invoke_json(home, "show", str(run_id))
+    after = [(m["step"], m["loss"]) for m in detail["metrics"]]
+    assert [step for step, _ in after] == [1, 2, 3, 4, 5, 6]
+    assert after[:4] == before  # steps 3 and 4 were redone from checkpoint 2, to the same losses
+    assert [c["step"] for c in detail["checkpoints"]] == [2, 4, 6]
+
+
+def test_a_write_error_on_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
+    # torch.save and safetensors report ENOSPC as their own exception types; the free space tells.
+    import shutil
+    from collections import namedtuple
+
+    from tunelab.runner.training.checkpoints import disk_failure
+
+    usage = namedtuple("usage", "total used free")
+    torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9, 0))
+    assert disk_failure(torch_error, tmp_path) == "No space left on device (0 bytes free)"
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**12, 10**11, 9 * 10**11))
+    assert disk_failure(torch_error, tmp_path) is None  # plenty of space: some other bug, not the disk
+    assert disk_failure(OSError(errno.EROFS, "Read-only file system"), tmp_path) == "Read-only file system"
