@@ -9,7 +9,7 @@ import pytest
 from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
 from tunelab.reports.render import write_report
 
-from tests.reports.test_leaderboard import EVIL, finished_run, scores
+from tests.helpers import EVIL, finished_run, scores
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

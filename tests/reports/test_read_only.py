@@ -17,9 +17,8 @@ from tunelab.registry.db import open_registry
 from tunelab.registry.models import EvalResult, RenderCacheEntry
 from tunelab.registry.recording import record_scores
 
+from tests.helpers import add_run, scores
 from tests.reports.parsing import parse
-from tests.reports.test_leaderboard import scores
-from tests.reports.test_render_cache import add_run
 
 
 @pytest.fixture

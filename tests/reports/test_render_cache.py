@@ -7,28 +7,15 @@ from pathlib import Path
 
 import pytest
 from tunelab.registry.queries import cached_renders
-from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
+from tunelab.registry.recording import record_scores
 from tunelab.reports import charts, render
 from tunelab.reports.charts import Series, bar_spec, line_spec
 from tunelab.reports.render import page_format, write_report
 from tunelab.reports.render_cache import warm
 from tunelab.reports.run_page import page_charts
 
+from tests.helpers import add_run, scores
 from tests.reports.parsing import parse
-from tests.reports.test_leaderboard import finished_run, scores
-from tests.reports.test_run_page import subject_scores
-
-
-def add_run(registry, name: str, steps: int = 12) -> int:
-    run = finished_run(registry, name)
-    record_metrics(registry, run, [MetricPoint(step=s, loss=2.0 / s + len(name) / 100, learning_rate=1e-3)
-                                   for s in range(1, steps + 1)])
-    record_metrics(registry, run, [MetricPoint(step=s, eval_loss=2.5 / s) for s in (4, 8, 12)])
-    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.4, "mmlu": 0.5}))
-    record_scores(registry, run, subject_scores("finetuned", f"run:{run}", {"anatomy": 0.5, "virology": 0.25}))
-    record_scores(registry, run, scores("base", "tiny", {"arc_challenge": 0.3, "mmlu": 0.45}))
-    record_scores(registry, run, subject_scores("base", "tiny", {"anatomy": 0.6, "virology": 0.2}))
-    return run
 
 
 def pages(directory: Path) -> dict[str, bytes]:

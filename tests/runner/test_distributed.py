@@ -17,8 +17,7 @@ from tunelab.runner.errors import RunFailed
 from tunelab.runner.execute import registry_hooks
 from tunelab.runner.progress import RunProgress
 
-from tests.conftest import REPO_ROOT
-from tests.helpers import invoke, invoke_json, write_spec
+from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 
 CAPITALS = REPO_ROOT / "examples" / "data" / "capitals_train.jsonl"
 

@@ -16,8 +16,7 @@ from tunelab.runner.checkpoint_identity import IncompatibleCheckpoint
 from tunelab.runner.checkpoints import complete_checkpoints
 from tunelab.runner.training import TrainHooks, train
 
-from tests.conftest import REPO_ROOT
-from tests.helpers import invoke, invoke_json, write_spec
+from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 
 pytestmark = pytest.mark.slow
 CAPITALS = REPO_ROOT / "examples" / "data" / "capitals_train.jsonl"
