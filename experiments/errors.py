@@ -10,6 +10,11 @@ class TunelabError(Exception):
     turns exactly this family into one line and a non-zero exit, and anything else stays a bug."""
 
 
+def missing_extra(package: str, extra: str, needed_for: str) -> str:
+    """The one-line message for an optional package that is not installed, naming the extra that brings it."""
+    return f"{needed_for} needs {package}, which is not installed: pip install 'tunelab[{extra}]'"
+
+
 class SpecError(TunelabError):
     """A spec is invalid. Names the file, the line (when known) and the dotted field."""
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlmodel import Session
+from tunelab.experiments.errors import missing_extra
 from tunelab.registry.errors import RegistryError
 from tunelab.registry.location import default_url, sqlite_database
 from tunelab.registry.revision import MIGRATIONS_DIR, State, head, state_of
@@ -48,8 +49,17 @@ def make_engine(url: str) -> Engine:
             event.listen(engine, "connect", _configure_sqlite)
             return engine
         return create_engine(url, pool_pre_ping=True)
-    except (ArgumentError, ModuleNotFoundError) as exc:
+    except ModuleNotFoundError as exc:
+        raise RegistryError(_missing_driver(url, exc)) from None
+    except ArgumentError as exc:
         raise RegistryError(f"cannot use registry URL {url!r}: {exc}") from None
+
+
+def _missing_driver(url: str, exc: ModuleNotFoundError) -> str:
+    # SQLAlchemy imports a URL's driver when the engine is made; psycopg comes with the postgres extra.
+    if (exc.name or "").split(".")[0] == "psycopg":
+        return missing_extra("psycopg", "postgres", "a PostgreSQL registry")
+    return f"cannot use registry URL {url!r}: {exc}"
 
 
 def _alembic_config(engine: Engine, connection=None):

@@ -8,8 +8,10 @@ CUDA are refused here, in one line, before anything is loaded.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
+from tunelab.experiments.errors import missing_extra
 from tunelab.experiments.schema import MethodSection, Spec
 from tunelab.runner.errors import RunFailed
 
@@ -23,10 +25,14 @@ def trains_adapter(method: MethodSection) -> bool:
 
 
 def check_device(spec: Spec, device: str) -> None:
-    """Refuse, in one line, options that need a GPU when there is none."""
+    """Refuse, in one line, options that need a GPU when there is none, or bitsandbytes when it is missing."""
     if spec.method.paged_optimizer and device != "cuda":
         raise RunFailed("method.paged_optimizer = true needs a CUDA GPU; none is available "
                         "(leave it unset: qlora then pages only where a GPU is present)")
+    if spec.method.kind == "qlora":
+        require_bitsandbytes('method.kind = "qlora"')
+    elif uses_paged_optimizer(spec.method, device):
+        require_bitsandbytes("method.paged_optimizer")
 
 
 def uses_paged_optimizer(method: MethodSection, device: str) -> bool:
@@ -40,6 +46,12 @@ def optimizer_arguments(method: MethodSection, device: str) -> dict[str, Any]:
     if not uses_paged_optimizer(method, device):
         return {}
     return {"optim": f"paged_adamw_{method.paged_optimizer_bits}bit"}
+
+
+def require_bitsandbytes(needed_for: str) -> None:
+    """Refuse, in one line naming the extra, what needs bitsandbytes where it is not installed."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RunFailed(missing_extra("bitsandbytes", "qlora", needed_for))
 
 
 def bnb_compute_dtype(method: MethodSection, device: str) -> str:

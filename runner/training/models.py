@@ -12,7 +12,12 @@ from pathlib import Path
 
 from tunelab.experiments.schema import RUN_BASE, Spec
 from tunelab.runner.errors import RunFailed
-from tunelab.runner.training.methods import bnb_compute_dtype, trains_adapter, trim_virtual_token_logits
+from tunelab.runner.training.methods import (
+    bnb_compute_dtype,
+    require_bitsandbytes,
+    trains_adapter,
+    trim_virtual_token_logits,
+)
 
 
 def pick_device() -> str:
@@ -71,6 +76,7 @@ def load_base(model_path: str, spec: Spec, device: str):
 
 
 def _load_quantised(model_path: str, spec: Spec, device: str):
+    require_bitsandbytes('method.kind = "qlora"')
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     if spec.model.dtype != "float32" and device == "cpu":

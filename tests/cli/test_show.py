@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 from tunelab.registry.queue import update_run
 
-from tests.reports.test_leaderboard import finished_run
+from tests.helpers import finished_run
 from tunelab.cli import cli
 
 

@@ -9,38 +9,20 @@ from sqlalchemy import text
 from tunelab.registry.db import Registry, current_revision, head_revision, make_engine, upgrade
 from tunelab.registry.queries import list_runs, run_detail
 
+from tests.helpers import fill_first_revision
+
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def fill_first_revision(engine) -> None:
-    with engine.begin() as c:
-        c.execute(text(
-            "INSERT INTO experiment (id, name, description, tags_json, spec_path, spec_text, resolved_json, "
-            "spec_hash, workdir, created_at) VALUES (1, 'old', 'd', '[\"x\"]', 's.toml', 'text', "
-            "'{\"method\": {\"kind\": \"lora\"}, \"model\": {\"base\": \"m\"}}', 'h1', '/w', :now)"), {"now": NOW})
-        c.execute(text(
-            "INSERT INTO run (id, experiment_id, status, priority, created_at, final_loss) "
-            "VALUES (1, 1, 'succeeded', 0, :now, 0.25)"), {"now": NOW})
-        c.execute(text(
-            "INSERT INTO checkpoint (run_id, step, loss, path, created_at) VALUES (1, 10, 0.5, '/c', :now)"),
-            {"now": NOW})
-        c.execute(text("INSERT INTO trainmetric (run_id, step, loss) VALUES (1, 1, 2.0), (1, 2, 1.5)"))
-        c.execute(text(
-            "INSERT INTO evalresult (run_id, model_kind, model_name, task, metric, value, num_fewshot, \"limit\", "
-            "comparable, lm_eval_version, fingerprint_json, created_at) VALUES "
-            "(1, 'finetuned', 'run:1', 'arc_challenge', 'acc_norm', 0.31, 25, 0, :t, '0.4.13', '{}', :now)"),
-            {"now": NOW, "t": True})
-
-
-def test_upgrade_from_first_revision_keeps_every_row(registry_url):
-    engine = make_engine(registry_url)
+def test_upgrade_from_first_revision_keeps_every_row(empty_registry_url):
+    engine = make_engine(empty_registry_url)
     upgrade(engine, "0001")
     assert current_revision(engine) == "0001"
     fill_first_revision(engine)
 
     upgrade(engine)
     assert current_revision(engine) == head_revision(engine)
-    registry = Registry(engine=engine, url=registry_url)
+    registry = Registry(engine=engine, url=empty_registry_url)
     (summary,) = list_runs(registry)
     assert (summary.name, summary.status, summary.final_loss, summary.tags) == ("old", "succeeded", 0.25, ["x"])
     detail = run_detail(registry, 1)
@@ -51,8 +33,8 @@ def test_upgrade_from_first_revision_keeps_every_row(registry_url):
         assert c.execute(text("SELECT sweep_id FROM experiment WHERE id = 1")).scalar() is None
 
 
-def test_upgrade_copies_each_runs_gpus_from_its_spec(registry_url):
-    engine = make_engine(registry_url)
+def test_upgrade_copies_each_runs_gpus_from_its_spec(empty_registry_url):
+    engine = make_engine(empty_registry_url)
     upgrade(engine, "0010")
     with engine.begin() as c:
         for experiment_id, resources in ((1, '{"priority": 0}'), (2, '{"gpus": 2, "priority": 0}')):

@@ -57,11 +57,11 @@ def test_timestamps_come_back_as_the_same_aware_utc_instant(registry):
     assert stored == created and stored.tzinfo == UTC
 
 
-def test_reopening_does_not_migrate_again(registry_url):
-    open_registry(registry_url).engine.dispose()
-    engine = make_engine(registry_url)
+def test_reopening_does_not_migrate_again(empty_registry_url):
+    open_registry(empty_registry_url).engine.dispose()
+    engine = make_engine(empty_registry_url)
     assert current_revision(engine) == head_revision(engine)
-    open_registry(registry_url).engine.dispose()  # no error, same revision
+    open_registry(empty_registry_url).engine.dispose()  # no error, same revision
     assert current_revision(engine) == head_revision(engine)
     engine.dispose()
 
@@ -77,18 +77,18 @@ def _open(url: str, start, out) -> None:
     registry.engine.dispose()
 
 
-def test_concurrent_first_use_migrates_once(registry_url):
+def test_concurrent_first_use_migrates_once(empty_registry_url):
     # Workers started together on an empty registry: the migration lock (a file lock on SQLite, an
     # advisory lock on PostgreSQL) lets one create the schema while the others wait, then see it at head.
     context = multiprocessing.get_context("spawn")
     start, out = context.Barrier(3), context.Queue()
-    workers = [context.Process(target=_open, args=(registry_url, start, out)) for _ in range(3)]
+    workers = [context.Process(target=_open, args=(empty_registry_url, start, out)) for _ in range(3)]
     for process in workers:
         process.start()
     revisions = [out.get(timeout=120) for _ in workers]
     for process in workers:
         process.join(timeout=60)
-    engine = make_engine(registry_url)
+    engine = make_engine(empty_registry_url)
     assert revisions == [head_revision(engine)] * 3
     assert [process.exitcode for process in workers] == [0, 0, 0]
     engine.dispose()

@@ -12,19 +12,7 @@ from tunelab.registry.recording import ScoreRecord, record_scores, update_vs_bas
 from tunelab.registry.significance import NO_P_VALUE, PairingError, discordant_counts, mcnemar_exact, pooled_p_value
 from tunelab.registry.submissions import NewExperiment, submit
 
-B1_C9 = 0.021484375  # 2 * (C(10,0) + C(10,1)) / 2**10
-
-
-def log(outcomes: list[bool], *, target: int = 0) -> list[dict]:
-    return [{"doc_id": i, "target": target, "pick": target if right else target + 1, "correct": right}
-            for i, right in enumerate(outcomes)]
-
-
-def logs_b1_c9() -> tuple[list[dict], list[dict]]:
-    """12 items: the base right on 0-2; the fine-tuned model loses item 0 (b = 1) and gains items 3-11 (c = 9)."""
-    before = log([True] * 3 + [False] * 9)
-    after = log([False] + [True] * 11)
-    return before, after
+from tests.helpers import B1_C9, item_log, logs_b1_c9
 
 
 def record(kind: str, task: str, value: float, samples: list[dict] | None, *, group: str | None = None,
@@ -52,7 +40,7 @@ def test_pure_functions_on_a_known_case():
     assert mcnemar_exact(1, 9) == B1_C9
     assert pooled_p_value([(before[:6], after[:6]), (before[6:], after[6:])]) == B1_C9
     with pytest.raises(PairingError):
-        discordant_counts(log([True]), log([True], target=2))
+        discordant_counts(item_log([True]), item_log([True], target=2))
 
 
 def test_p_value_is_stored_once_the_base_is_recorded_after_the_fine_tuned_model(registry):
@@ -71,7 +59,7 @@ def test_p_value_when_the_base_comes_first_and_none_without_logs(registry):
     record_scores(registry, run, [record("base", "arc_challenge", 0.25, before),
                                   record("base", "hellaswag", 0.3, None)])
     record_scores(registry, run, [record("finetuned", "arc_challenge", 0.9, after),
-                                  record("finetuned", "hellaswag", 0.4, log([True, False]))])
+                                  record("finetuned", "hellaswag", 0.4, item_log([True, False]))])
     assert p_values(registry, run) == {"arc_challenge": B1_C9, "hellaswag": None}
 
 
@@ -103,8 +91,8 @@ def test_a_reused_base_reads_the_logs_of_the_evaluation_it_was_copied_from(regis
 
 def test_logs_of_different_items_give_no_p_value(registry):
     run = new_run(registry)
-    record_scores(registry, run, [record("base", "arc_challenge", 0.5, log([True, False]))])
-    record_scores(registry, run, [record("finetuned", "arc_challenge", 0.5, log([True, True], target=3))])
+    record_scores(registry, run, [record("base", "arc_challenge", 0.5, item_log([True, False]))])
+    record_scores(registry, run, [record("finetuned", "arc_challenge", 0.5, item_log([True, True], target=3))])
     assert p_values(registry, run) == {"arc_challenge": None}
 
 
@@ -184,10 +172,10 @@ def test_a_pair_without_a_test_is_checked_once_and_shows_no_p_value(registry, mo
 
     run = new_run(registry)
     before, after = logs_b1_c9()
-    record_scores(registry, run, [record("base", "arc_challenge", 0.5, log([True, False])),
+    record_scores(registry, run, [record("base", "arc_challenge", 0.5, item_log([True, False])),
                                   record("base", "capitals", 0.0, unscored([False] * 3)),
                                   record("base", "hellaswag", 0.25, before)])
-    record_scores(registry, run, [record("finetuned", "arc_challenge", 0.5, log([True, True], target=3)),
+    record_scores(registry, run, [record("finetuned", "arc_challenge", 0.5, item_log([True, True], target=3)),
                                   record("finetuned", "capitals", 1.0, unscored([True] * 3)),
                                   record("finetuned", "hellaswag", 0.9, after)])
     assert stored_p(registry, run) == {"arc_challenge": NO_P_VALUE, "capitals": NO_P_VALUE, "hellaswag": B1_C9}

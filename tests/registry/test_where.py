@@ -1,7 +1,8 @@
 """`tunelab ls --where/--sort`: the query language's grammar, its SQL on both backends, and its errors.
 
 Every test that touches a database takes the `registry` fixture, so it runs unchanged on any backend
-that fixture is parametrised over.
+that fixture is parametrised over; here it is one registry per backend for the whole module, since the
+tests only read.
 """
 
 from __future__ import annotations
@@ -69,7 +70,13 @@ RUNS = {
 NEWEST_FIRST = ["mistyped", "Odd_Name 50%", "full-ft", "lora-big", "lora-small"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def registry(module_registry):
+    """The tests below only read the runs that `run_ids` stores: one registry per backend serves them all."""
+    return module_registry
+
+
+@pytest.fixture(scope="module")
 def run_ids(registry) -> dict[str, int]:
     """The runs above, stored in `registry`; returns their ids by name."""
     new = [

@@ -11,8 +11,7 @@ from tunelab.registry.recording import MetricPoint, record_metrics, record_score
 from tunelab.reports.compare import build_comparison
 from tunelab.reports.render import render_comparison, write_report
 
-from tests.reports.test_leaderboard import EVIL, finished_run, scores
-from tests.reports.test_run_page import subject_scores
+from tests.helpers import EVIL, finished_run, scores, subject_scores
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -11,8 +11,8 @@ from tunelab.registry.recording import MetricPoint, record_metrics, record_score
 from tunelab.reports.charts import Series, bar_spec, chart_assets, chart_payloads, line_spec
 from tunelab.reports.render import script_json, write_report
 
+from tests.helpers import finished_run, scores
 from tests.reports.parsing import chart_data, parse
-from tests.reports.test_leaderboard import finished_run, scores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,8 @@ from tunelab.registry.recording import MetricPoint, record_metrics, record_score
 from tunelab.reports.compare import build_comparison, spec_differences
 from tunelab.reports.render import render_comparison
 
+from tests.helpers import EVIL, finished_run, scores
 from tests.reports.parsing import chart_data, parse
-from tests.reports.test_leaderboard import EVIL, finished_run, scores
 from tunelab.cli import cli
 
 
@@ -120,8 +120,8 @@ def test_compare_cli_json_has_the_numbers_and_no_chart(registry):
 
 
 def test_comparison_lists_mmlu_subjects_worst_change_first(registry):
+    from tests.helpers import subject_scores
     from tests.reports.parsing import table_rows
-    from tests.reports.test_run_page import subject_scores
 
     a = finished_run(registry, "a")
     b = finished_run(registry, "b")

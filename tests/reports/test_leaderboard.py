@@ -4,32 +4,11 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from tunelab.registry.queue import claim_next, mark_succeeded, update_run
-from tunelab.registry.recording import ScoreRecord, record_scores
-from tunelab.registry.submissions import NewExperiment, submit
+from tunelab.registry.recording import record_scores
 from tunelab.reports.leaderboard import build_leaderboard
 from tunelab.reports.render import write_leaderboard
 
-EVIL = "<img src=x onerror=alert(1)>"
-BENCH = {"arc_challenge": "acc_norm", "hellaswag": "acc_norm", "mmlu": "acc", "truthfulqa_mc2": "mc2"}
-
-
-def scores(kind: str, name: str, values: dict[str, float], key: str = "k1") -> list[ScoreRecord]:
-    return [
-        ScoreRecord(model_kind=kind, model_name=name, task=task, metric=BENCH.get(task, "acc"), value=value,
-                    stderr=0.01, num_fewshot=0, limit=0, n_samples=10, task_group=None,
-                    comparable=task != "hellaswag", lm_eval_version="0.4.13", fingerprint={"eval_key": key})
-        for task, value in values.items()
-    ]
-
-
-def finished_run(registry, name: str, resolved: str = '{"method": {"kind": "lora"}, "model": {"base": "tiny"}}'):
-    (s,) = submit(registry, [NewExperiment(name=name, description="", tags=["t"], spec_path="s.toml", spec_text="",
-                                           resolved_json=resolved, spec_hash=name, workdir="/")])
-    assert claim_next(registry, "w") == s.run_id
-    update_run(registry, s.run_id, final_loss=0.5)
-    mark_succeeded(registry, s.run_id)
-    return s.run_id
+from tests.helpers import EVIL, finished_run, scores
 
 
 class Table(HTMLParser):
@@ -155,15 +134,17 @@ def test_models_evaluated_with_tunelab_eval_get_rows(registry, tmp_path):
 def test_deltas_show_their_significance_against_the_base(registry, tmp_path):
     from dataclasses import replace
 
-    from tests.registry.test_significance import B1_C9, log, logs_b1_c9
+    from tests.helpers import B1_C9, item_log, logs_b1_c9
     from tests.reports.parsing import parse
 
     before, after = logs_b1_c9()
     run = finished_run(registry, "sig")
-    record_scores(registry, run, [replace(s, samples=after if s.task == "arc_challenge" else log([True, False] * 3))
-                                  for s in scores("finetuned", f"run:{run}", {"arc_challenge": 0.9, "mmlu": 0.5})])
-    record_scores(registry, run, [replace(s, samples=before if s.task == "arc_challenge" else log([False, True] * 3))
-                                  for s in scores("base", "tiny", {"arc_challenge": 0.25, "mmlu": 0.5})])
+    finetuned = scores("finetuned", f"run:{run}", {"arc_challenge": 0.9, "mmlu": 0.5})
+    base = scores("base", "tiny", {"arc_challenge": 0.25, "mmlu": 0.5})
+    record_scores(registry, run, [replace(s, samples=after if s.task == "arc_challenge"
+                                          else item_log([True, False] * 3)) for s in finetuned])
+    record_scores(registry, run, [replace(s, samples=before if s.task == "arc_challenge"
+                                          else item_log([False, True] * 3)) for s in base])
     write_leaderboard(build_leaderboard(registry), tmp_path / "lb.html")
     document = parse((tmp_path / "lb.html").read_text(encoding="utf-8"))
     row = document.find("tr", data_kind="finetuned")

@@ -16,11 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from tunelab.registry.db import open_read_only, upgrade
 from tunelab.registry.errors import RegistryError
-from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
 
+from tests.helpers import add_run
 from tests.reports.parsing import chart_data, parse
-from tests.reports.test_leaderboard import finished_run, scores
-from tests.reports.test_run_page import subject_scores
 
 
 @pytest.fixture
@@ -46,19 +44,6 @@ def read_only_url(registry, tmp_path, monkeypatch, request):
             connection.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                        f"WHERE usename = '{role}'")
             connection.exec_driver_sql(f'DROP ROLE "{role}"')
-
-
-def add_run(registry, name: str, steps: int = 12) -> int:
-    """A finished run with everything a page shows: curves, validation loss, scores, MMLU subjects."""
-    run = finished_run(registry, name)
-    record_metrics(registry, run, [MetricPoint(step=s, loss=2.0 / s + len(name) / 100, learning_rate=1e-3)
-                                   for s in range(1, steps + 1)])
-    record_metrics(registry, run, [MetricPoint(step=s, eval_loss=2.5 / s) for s in (4, 8, 12)])
-    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.4, "mmlu": 0.5}))
-    record_scores(registry, run, subject_scores("finetuned", f"run:{run}", {"anatomy": 0.5, "virology": 0.25}))
-    record_scores(registry, run, scores("base", "tiny", {"arc_challenge": 0.3, "mmlu": 0.45}))
-    record_scores(registry, run, subject_scores("base", "tiny", {"anatomy": 0.6, "virology": 0.2}))
-    return run
 
 
 def row_counts(registry) -> dict[str, int]:

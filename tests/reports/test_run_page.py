@@ -6,19 +6,12 @@ import json
 from dataclasses import replace
 
 from tunelab.registry.queue import update_run
-from tunelab.registry.recording import MetricPoint, ScoreRecord, record_metrics, record_scores
+from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
 from tunelab.reports.render import render_run_page, write_report
 from tunelab.reports.run_page import build_run_page
 
+from tests.helpers import finished_run, scores, subject_scores
 from tests.reports.parsing import chart_data, parse, table_rows
-from tests.reports.test_leaderboard import finished_run, scores
-
-
-def subject_scores(kind: str, name: str, values: dict[str, float]) -> list[ScoreRecord]:
-    """MMLU subject rows (members of the mmlu group), as the runner records them."""
-    (template,) = scores(kind, name, {"mmlu": 0.0})
-    return [replace(template, task=f"mmlu_{subject}", task_group="mmlu", value=value)
-            for subject, value in values.items()]
 
 
 def page_of(registry, run_id):
@@ -107,7 +100,7 @@ def test_a_run_without_metrics_or_subjects_has_no_charts(registry):
 
 
 def test_scores_table_shows_the_p_value_against_the_base(registry):
-    from tests.registry.test_significance import logs_b1_c9
+    from tests.helpers import logs_b1_c9
 
     run = finished_run(registry, "significant")
     before, after = logs_b1_c9()
@@ -123,7 +116,7 @@ def test_scores_table_shows_the_p_value_against_the_base(registry):
 
 def test_the_significance_mark_follows_the_one_rule(registry, monkeypatch):
     # The page marks what the view model's rule says, not a threshold of its own.
-    from tests.registry.test_significance import logs_b1_c9
+    from tests.helpers import logs_b1_c9
 
     run = finished_run(registry, "strict")
     before, after = logs_b1_c9()

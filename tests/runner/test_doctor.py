@@ -14,7 +14,7 @@ from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.leaderboard import LEADERBOARD
 from tunelab.runner.evaluation.planning import plan_tasks, required_local_files
 
-from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
+from tests.helpers import REPO_ROOT, fake_hub_model, invoke, invoke_json, write_spec, write_task_dir
 
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
 
@@ -86,14 +86,6 @@ def _hub_spec_run(tmp_path: Path, *, base: str, benchmarks: bool) -> Path:
     return home
 
 
-def _fake_hub_model(hub_cache: Path, repo_id: str, model_dir: Path) -> None:
-    """A hub cache entry as huggingface_hub lays it out: refs/main naming a snapshot of the files."""
-    repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("0" * 40)
-    shutil.copytree(model_dir, repo / "snapshots" / ("0" * 40))
-
-
 def test_hub_models_and_datasets_must_be_cached_offline(tiny_model_dir, tmp_path):
     home = _hub_spec_run(tmp_path, base="some-org/tiny", benchmarks=False)
     registry = open_registry(default_url(home))
@@ -108,7 +100,7 @@ def test_hub_models_and_datasets_must_be_cached_offline(tiny_model_dir, tmp_path
     (online,) = check_queued_runs(registry, offline=False, environ=environ)
     assert online.ok and len(online.notes) == 2 and "will download" in online.notes[0]
 
-    _fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
+    fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
     (hf / "hub" / "datasets--allenai--ai2_arc").mkdir(parents=True)
     (cached,) = check_queued_runs(registry, offline=True, environ=environ)
     assert cached.ok, cached.problems
@@ -117,7 +109,7 @@ def test_hub_models_and_datasets_must_be_cached_offline(tiny_model_dir, tmp_path
 def test_a_hub_snapshot_missing_its_weights_is_reported(tiny_model_dir, tmp_path):
     home = _hub_spec_run(tmp_path, base="some-org/tiny", benchmarks=True)
     hf = tmp_path / "hf"
-    _fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
+    fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
     next((hf / "hub").rglob("model.safetensors")).unlink()
     (check,) = check_queued_runs(open_registry(default_url(home)), offline=True, environ={"HF_HOME": str(hf)})
     assert [(p.what, p.detail) for p in check.problems] == [("base model", "no weights (*.safetensors or *.bin)")]
@@ -141,8 +133,6 @@ def test_hub_datasets_are_the_official_tasks_own():
 def _include_run(tmp_path: Path, monkeypatch, model_dir: Path, *, include_path: str = "tasks",
                  tasks: tuple[str, ...] = ("arc_challenge", "capitals_yaml")) -> Path:
     """A queued run whose [eval] names a task of a YAML directory, submitted from tmp_path."""
-    from tests.runner.evaluation.test_eval_include_path import write_task_dir
-
     write_task_dir(tmp_path)
     monkeypatch.chdir(tmp_path)  # a relative include_path is relative to the directory submit ran in
     spec = write_spec(tmp_path / "inc.toml", name="inc", model_dir=model_dir, tasks=tasks, custom=False)

@@ -26,7 +26,7 @@ from tunelab.registry.recovery import KeptCheckpoint, requeue_stale, retry_or_fa
 from tunelab.registry.run_control import cancel
 from tunelab.registry.submissions import NewExperiment, submit
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 
 T0 = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -197,16 +197,12 @@ def test_the_runs_own_errors_are_not_retried_and_every_user_error_is_one_family(
 
 
 def _spec(tmp_path: Path, tiny_model_dir: Path, name: str, **kwargs) -> Path:
-    from tests.helpers import write_spec
-
     return write_spec(tmp_path / f"{name}.toml", name=name, model_dir=tiny_model_dir, kind="lora", max_steps=2,
                       save_every=2, tasks=(), baseline=False, **kwargs)
 
 
 def test_unexpected_errors_are_retried_then_fail(tmp_path, tiny_model_dir, monkeypatch):
     from tunelab.runner import execute as runner_execute
-
-    from tests.helpers import invoke, invoke_json
 
     calls = []
 
@@ -227,11 +223,10 @@ def test_unexpected_errors_are_retried_then_fail(tmp_path, tiny_model_dir, monke
                                           "(after 2 retries)")
 
 
+@pytest.mark.slow
 def test_a_crash_after_training_is_retried_without_training_again(tmp_path, tiny_model_dir, monkeypatch):
     from transformers import Trainer
     from tunelab.runner import execute as runner_execute
-
-    from tests.helpers import invoke, invoke_json
 
     trained, recorded = [], []
     real_train, real_record = Trainer.train, runner_execute.record_scores
@@ -261,8 +256,6 @@ def test_a_crash_after_training_is_retried_without_training_again(tmp_path, tiny
 
 
 def test_bad_data_fails_at_once(tmp_path, tiny_model_dir):
-    from tests.helpers import invoke, invoke_json
-
     data = tmp_path / "bad.jsonl"
     data.write_text('{"instruction": "a", "output": "b"}\nnot json\n', encoding="utf-8")
     home = tmp_path / "home"
@@ -277,8 +270,6 @@ def test_bad_data_fails_at_once(tmp_path, tiny_model_dir):
 
 def test_an_output_directory_that_cannot_be_made_fails_the_run_not_the_worker(tmp_path, tiny_model_dir):
     # Tests run as root, where chmod does not stop writes; a file where the runs directory should be does.
-    from tests.helpers import invoke, invoke_json
-
     home = tmp_path / "home"
     submitted = invoke_json(home, "submit", str(_spec(tmp_path, tiny_model_dir, "a")),
                             str(_spec(tmp_path, tiny_model_dir, "b")))
@@ -293,8 +284,6 @@ def test_an_output_directory_that_cannot_be_made_fails_the_run_not_the_worker(tm
 
 
 def test_stale_after_must_exceed_the_heartbeat(tmp_path):
-    from tests.helpers import invoke
-
     result = invoke(tmp_path, "worker", "--until-empty", "--heartbeat", "15", "--stale-after", "10")
     assert result.exit_code == 2
     assert "--stale-after" in result.output and "must exceed --heartbeat" in result.output

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tunelab.runner.training.checkpoints import MARKER
 
-from tests.helpers import invoke, invoke_json, write_spec
+from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,6 @@ def test_report_lists_finetuned_and_base(worked, tmp_path):
 def test_the_base_model_is_evaluated_again_when_a_task_file_changed(tmp_path, tiny_model_dir):
     # The base's scores come from the content-keyed eval cache, which sees the task's data: an edited file
     # is evaluated again rather than copied from the earlier run of the same base and settings.
-    from tests.conftest import REPO_ROOT
 
     home = tmp_path / "home"
     items = tmp_path / "capitals_mc.jsonl"

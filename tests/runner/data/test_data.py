@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -26,11 +28,9 @@ from tunelab.runner.data.prepare import prepare_data, tokenize_rows
 from tunelab.runner.data.templates import ALPACA_PROMPT, CHATML_TEMPLATE, Renderer
 from tunelab.runner.errors import DataError, RunFailed
 
-from tests.conftest import write_jsonl
-from tests.helpers import REPO_ROOT, invoke, invoke_json
+from tests.helpers import REPO_ROOT, invoke, invoke_json, write_jsonl
 
 CAPITALS = REPO_ROOT / "examples" / "data" / "capitals_train.jsonl"
-SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 CONVERSATION = [
     {"role": "system", "content": "Answer briefly."},
     {"role": "user", "content": "Capital of Kanora?"},
@@ -145,10 +145,40 @@ def test_preference_rows_take_a_text_or_a_conversation_prompt(tmp_path):
     assert second.prompt == (ChatMessage("system", "Answer briefly."), ChatMessage("user", "Capital of Kanora?"))
 
 
-def test_the_shared_permissive_datasets_read_in_full():
-    assert SHARED_DATASETS.is_dir(), f"the shared datasets are expected beside the checkout, at {SHARED_DATASETS}"
-    assert len(read_rows(SHARED_DATASETS / "self_instruct_human" / "train.jsonl", "instruction")) == 427
-    assert len(read_preference_rows(SHARED_DATASETS / "hh_rlhf_harmless_base" / "test.jsonl")) == 2303
+def test_corpora_shaped_like_the_public_ones_read_in_full_with_the_check_script(tmp_path):
+    # Extra columns (ids, sources, full transcripts), Human/Assistant text prompts whose answers start with a
+    # space, conversation prompts and non-ASCII text, as in self-instruct, hh-rlhf and LLaMA-Factory's demos.
+    sets = tmp_path / "datasets"
+    (sets / "instructions").mkdir(parents=True)
+    (sets / "pairs").mkdir()
+    write_jsonl(sets / "instructions" / "train.jsonl", [
+        {"id": f"seed_task_{i}/0", "source": "seed_tasks", "instruction": f"Name capital n\u00ba{i}.",
+         "input": "" if i % 2 else "Kanora\u2019s north", "output": "Branpastead \u2014 on the river."}
+        for i in range(30)])
+    write_jsonl(sets / "pairs" / "test.jsonl", [
+        {"id": f"hh/{i}", "prompt": f"\n\nHuman: capital {i}?\n\nAssistant:", "chosen": " Branpastead.",
+         "rejected": " I won\u2019t say.", "chosen_full": "...", "rejected_full": "..."} for i in range(20)]
+        + [{"id": "dpo/0", "prompt": CONVERSATION[:2], "chosen": "Branpastead", "rejected": "Paris"}])
+    script = [sys.executable, str(REPO_ROOT / "scripts" / "check_datasets.py"), str(sets)]
+
+    done = subprocess.run([*script, "--expect", "instructions/train.jsonl=30", "--expect", "pairs/test.jsonl=21"],
+                          capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == ["instructions/train.jsonl: 30 instruction rows",
+                                        "pairs/test.jsonl: 21 preference rows"]
+    rows = read_rows(sets / "instructions" / "train.jsonl", "instruction")
+    assert rows[0] == InstructionExample("Name capital n\u00ba0.", "Kanora\u2019s north",
+                                         "Branpastead \u2014 on the river.")
+    pairs = read_preference_rows(sets / "pairs" / "test.jsonl")
+    assert (pairs[0].prompt, pairs[0].chosen) == ("\n\nHuman: capital 0?\n\nAssistant:", " Branpastead.")
+
+    (sets / "pairs" / "test.jsonl").write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p"}\n')
+    failed = subprocess.run([*script, "--expect", "instructions/train.jsonl=31"], capture_output=True, text=True,
+                            check=False)
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines() == [
+        "error: instructions/train.jsonl: 30 rows, expected 31",
+        f'error: {sets / "pairs" / "test.jsonl"}:2: missing or non-string field "chosen"']
 
 
 # ---------------------------------------------------------------- templates and loss masks

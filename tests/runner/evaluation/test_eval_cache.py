@@ -20,7 +20,10 @@ from tunelab.runner.evaluation.harness import EvalOutcome, TaskScore
 from tunelab.runner.evaluation.leaderboard import resolve_benchmarks_dir
 from tunelab.runner.evaluation.planning import plan_tasks
 
+from tests.helpers import fake_hub_model, fill_first_revision, invoke, invoke_json, write_spec, write_task_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
+
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
 SEED = 1234
 CAPITALS = [
@@ -70,6 +73,7 @@ def _never():
 # ---------------------------------------------------------------- a real hit
 
 
+@pytest.mark.slow
 def test_the_same_evaluation_twice_is_answered_from_the_cache(tiny_model_dir, sqlite_registry, project, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -218,7 +222,6 @@ INCLUDE_CHANGES = {
 def test_an_include_path_task_is_keyed_by_its_yamls_helpers_data_and_shots(
     change, tiny_model_dir, sqlite_registry, project, fake_lm_eval
 ):
-    from tests.runner.evaluation.test_eval_include_path import write_task_dir
 
     tasks = write_task_dir(project)
     settings = {"tasks": ["arc_challenge", "capitals_yaml"], "include_path": "tasks", "custom": []}
@@ -333,13 +336,12 @@ def test_cache_entries_round_trip_and_a_second_writer_is_harmless(registry):
 
 
 def _eval_json(home: Path, *args: str) -> dict:
-    from tests.helpers import invoke
-
     result = invoke(home, "eval", *args, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.output[result.output.index("{"):])
 
 
+@pytest.mark.slow
 def test_eval_of_a_directory_is_recorded_with_no_run_and_is_cached_the_second_time(tiny_model_dir, tmp_path):
     from tunelab.registry.queries import model_evaluations, run_scores
     from tunelab.reports.leaderboard import build_leaderboard
@@ -376,8 +378,6 @@ def _lora_run(tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tests.helpers import invoke_json, write_spec
-
     home = tmp_path / "home"
     spec = write_spec(tmp_path / "lora.toml", name="lora-eval", model_dir=tiny_model_dir)
     (submitted,) = invoke_json(home, "submit", str(spec))
@@ -389,6 +389,7 @@ def _lora_run(tiny_model_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     return home, final
 
 
+@pytest.mark.slow
 def test_eval_of_a_run_uses_its_settings_base_and_adapter_and_records_under_the_run(tiny_model_dir, tmp_path):
     from tunelab.registry.queries import run_detail
     from tunelab.runner.evaluation.targets import trained_model_digest
@@ -412,8 +413,6 @@ def test_settings_key_is_the_workers_eval_key(tiny_model_dir, tmp_path):
     from tunelab.experiments.loader import load_spec
     from tunelab.runner.evaluation.targets import settings_key
     from tunelab.runner.execute import eval_key
-
-    from tests.helpers import write_spec
 
     spec = load_spec(write_spec(tmp_path / "s.toml", name="k", model_dir=tiny_model_dir)).spec
     assert settings_key(spec.eval, dtype=spec.model.dtype, seed=spec.experiment.seed,
@@ -448,8 +447,6 @@ def test_eval_errors_are_one_line(args, message, tiny_model_dir, tmp_path, monke
 
 
 def test_eval_of_a_run_without_final_weights_says_so(tiny_model_dir, tmp_path):
-    from tests.helpers import invoke, invoke_json, write_spec
-
     home = tmp_path / "home"
     invoke_json(home, "submit", str(write_spec(tmp_path / "s.toml", name="q", model_dir=tiny_model_dir)))
     result = invoke(home, "eval", "1")
@@ -457,14 +454,12 @@ def test_eval_of_a_run_without_final_weights_says_so(tiny_model_dir, tmp_path):
     assert "run 1 has no final weights" in result.output and "(status queued)" in result.output
 
 
-def test_migration_0004_keeps_scores_allows_runless_ones_and_downgrades(registry_url):
+def test_migration_0004_keeps_scores_allows_runless_ones_and_downgrades(empty_registry_url):
     from alembic import command
     from sqlalchemy import text
     from tunelab.registry.db import _alembic_config, current_revision, make_engine, upgrade
 
-    from tests.registry.test_migration_data import fill_first_revision
-
-    engine = make_engine(registry_url)
+    engine = make_engine(empty_registry_url)
     upgrade(engine, "0003")
     fill_first_revision(engine)
     upgrade(engine, "0004")
@@ -487,12 +482,10 @@ def test_a_hub_id_resolves_to_its_cached_snapshot_offline(tiny_model_dir, tmp_pa
     from tunelab.runner.evaluate import resolve_target
     from tunelab.runner.evaluation.targets import EvalTargetError
 
-    from tests.runner.test_doctor import _fake_hub_model
-
     environ = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     with pytest.raises(EvalTargetError, match="not in the local cache and hub access is off"):
         resolve_target(sqlite_registry, "some-org/tiny", home=tmp_path, cwd=tmp_path, environ=environ)
-    _fake_hub_model(tmp_path / "hf" / "hub", "some-org/tiny", tiny_model_dir)
+    fake_hub_model(tmp_path / "hf" / "hub", "some-org/tiny", tiny_model_dir)
     source = resolve_target(sqlite_registry, "some-org/tiny", home=tmp_path, cwd=tmp_path, environ=environ)
     assert (source.label, source.adapter_dir, source.run_id) == ("some-org/tiny", None, None)
     assert model_digest(source.directories) == model_digest([tiny_model_dir])

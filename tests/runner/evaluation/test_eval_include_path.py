@@ -13,51 +13,10 @@ from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.harness import evaluate
 from tunelab.runner.evaluation.planning import plan_tasks
 
-from tests.runner.evaluation.test_evaluation import CAPITALS
+from tests.helpers import CAPITAL_QUESTIONS, TASK_YAML, write_task_dir
 
 SEED = 1234
 REPO_ROOT = Path(__file__).resolve().parents[3]
-# A shared base (not a task: lm-eval indexes *.yaml only), included by the task below.
-TEMPLATE = """\
-output_type: multiple_choice
-doc_to_text: !function helpers.prompt
-doc_to_choice: "{{choices}}"
-doc_to_target: answer
-metric_list:
-  - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-"""
-TASK = """\
-include: _capitals_template
-task: capitals_yaml
-tag: geography
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: data/capitals.jsonl
-test_split: test
-fewshot_split: test
-"""
-HELPERS = 'def prompt(doc):\n    return "Q: " + doc["question"] + "\\nA:"\n'
-GROUP = "group: all_mine\ntask:\n  - capitals_yaml\n"
-
-
-def write_task_dir(root: Path) -> Path:
-    tasks = root / "tasks"
-    (tasks / "data").mkdir(parents=True)
-    (tasks / "_capitals_template").write_text(TEMPLATE, encoding="utf-8")
-    (tasks / "capitals.yaml").write_text(TASK, encoding="utf-8")
-    (tasks / "helpers.py").write_text(HELPERS, encoding="utf-8")
-    (tasks / "group.yaml").write_text(GROUP, encoding="utf-8")
-    (tasks / "data" / "capitals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CAPITALS), encoding="utf-8")
-    return tasks
-
 
 @pytest.fixture(scope="module")
 def tiny_lm(tiny_model_dir):
@@ -82,6 +41,7 @@ def _evaluate(tiny_lm, project: Path, monkeypatch, **settings):
     return outcome, raw["r"]
 
 
+@pytest.mark.slow
 def test_a_yaml_task_is_scored_on_its_first_metric_with_its_own_prompt(tiny_lm, tmp_path, monkeypatch):
     write_task_dir(tmp_path)
     outcome, raw = _evaluate(tiny_lm, tmp_path, monkeypatch)
@@ -94,7 +54,7 @@ def test_a_yaml_task_is_scored_on_its_first_metric_with_its_own_prompt(tiny_lm, 
     first = raw["samples"]["tunelab_include_capitals_yaml"][0]
     assert first["arguments"][0][0] == "Q: What is the capital of France?\nA:"  # helpers.prompt, beside the YAML
     rows = outcome.samples["capitals_yaml"]
-    assert [r["target"] for r in rows] == [row["answer"] for row in CAPITALS]
+    assert [r["target"] for r in rows] == [row["answer"] for row in CAPITAL_QUESTIONS]
     assert all(r["correct"] == (r["pick"] == r["target"]) for r in rows)
     assert score.value == pytest.approx(sum(r["score"] for r in rows) / len(rows))
     entry = outcome.fingerprint["tasks"]["capitals_yaml"]
@@ -102,6 +62,7 @@ def test_a_yaml_task_is_scored_on_its_first_metric_with_its_own_prompt(tiny_lm, 
     assert outcome.fingerprint["profile"] == "openllm-v1"  # the benchmarks' settings are untouched
 
 
+@pytest.mark.slow
 def test_the_spec_sets_a_yaml_tasks_shots(tiny_lm, tmp_path, monkeypatch):
     write_task_dir(tmp_path)
     outcome, raw = _evaluate(tiny_lm, tmp_path, monkeypatch, num_fewshot={"capitals_yaml": 2})
@@ -138,6 +99,7 @@ metric_list:
 """
 
 
+@pytest.mark.slow
 def test_a_generation_task_reports_its_metric_under_its_filter(tiny_lm, tmp_path, monkeypatch):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "adding.yaml").write_text(GENERATE, encoding="utf-8")
@@ -156,7 +118,7 @@ def test_a_generation_task_reports_its_metric_under_its_filter(tiny_lm, tmp_path
 
 def test_benchmarks_yaml_tasks_and_custom_tasks_keep_the_order_of_tasks(tmp_path):
     write_task_dir(tmp_path)
-    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CAPITALS), encoding="utf-8")
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CAPITAL_QUESTIONS), encoding="utf-8")
     settings = EvalSection(tasks=["mmlu_anatomy", "capitals_yaml", "arc_challenge", "mmlu_virology"],
                            include_path="tasks", custom=[{"name": "mine", "path": "c.jsonl"}])
     plans = plan_tasks(settings, benchmarks_dir=REPO_ROOT / "examples" / "benchmarks", base_dir=tmp_path,
@@ -199,8 +161,9 @@ def test_data_files_may_be_globs_and_relative_to_the_submit_directory(tmp_path):
     tasks = write_task_dir(tmp_path)
     (tmp_path / "shared").mkdir()
     for i in range(2):
-        (tmp_path / "shared" / f"part{i}.jsonl").write_text(json.dumps(CAPITALS[i]) + "\n", encoding="utf-8")
-    (tasks / "capitals.yaml").write_text(TASK.replace("data/capitals.jsonl", "shared/part*.jsonl"), encoding="utf-8")
+        (tmp_path / "shared" / f"part{i}.jsonl").write_text(json.dumps(CAPITAL_QUESTIONS[i]) + "\n", encoding="utf-8")
+    globbed = TASK_YAML.replace("data/capitals.jsonl", "shared/part*.jsonl")
+    (tasks / "capitals.yaml").write_text(globbed, encoding="utf-8")
     (plan,) = plan_tasks(EvalSection(tasks=["capitals_yaml"], include_path="tasks"), benchmarks_dir=None,
                          base_dir=tmp_path, out_dir=tmp_path / "out")
     files = [str(tmp_path / "shared" / f"part{i}.jsonl") for i in range(2)]

@@ -24,6 +24,8 @@ from tunelab.runner.evaluation.leaderboard import official_tasks_dir, profile_na
 from tunelab.runner.evaluation.planning import plan_tasks
 from tunelab.runner.evaluation.tasks import GeneratedTask
 
+from tests.helpers import CAPITAL_QUESTIONS
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = REPO_ROOT / "examples" / "benchmarks"
 SEED = 1234
@@ -97,6 +99,7 @@ def _by_task(outcome: EvalOutcome) -> dict:
 # ---------------------------------------------------------------- the full profile
 
 
+@pytest.mark.slow
 def test_profile_reports_the_four_tasks_at_leaderboard_settings(profile_run):
     outcome, _, messages = profile_run
     scores = _by_task(outcome)
@@ -119,6 +122,7 @@ def test_profile_reports_the_four_tasks_at_leaderboard_settings(profile_run):
     assert any(m.startswith("evaluating mmlu") for m in messages)
 
 
+@pytest.mark.slow
 def test_profile_mmlu_is_the_unweighted_mean_of_57_subjects(profile_run):
     outcome, raw, _ = profile_run
     subjects = [s for s in outcome.scores if s.group == "mmlu"]
@@ -138,6 +142,7 @@ def test_profile_mmlu_is_the_unweighted_mean_of_57_subjects(profile_run):
     assert mmlu.n_samples == sum(sizes)
 
 
+@pytest.mark.slow
 def test_profile_truthfulqa_reports_lm_evals_acc_as_mc2(profile_run):
     outcome, raw, _ = profile_run
     tqa = _by_task(outcome)["truthfulqa_mc2"]
@@ -147,6 +152,7 @@ def test_profile_truthfulqa_reports_lm_evals_acc_as_mc2(profile_run):
     assert "mc2,none" not in lm_result  # lm-eval itself has no metric of that name
 
 
+@pytest.mark.slow
 def test_profile_hellaswag_shots_from_validation_are_not_comparable_and_exclude_the_item(profile_run):
     outcome, raw, _ = profile_run
     assert outcome.fingerprint["tasks"]["hellaswag"]["fewshot_split"] == "validation"
@@ -159,6 +165,7 @@ def test_profile_hellaswag_shots_from_validation_are_not_comparable_and_exclude_
         assert f"{doc['query']} {doc['choices'][doc['gold']]}" not in context
 
 
+@pytest.mark.slow
 def test_profile_samples_and_fingerprint(profile_run):
     outcome, raw, _ = profile_run
     assert set(outcome.samples) == {s.task for s in outcome.scores} - {"mmlu"}
@@ -278,6 +285,7 @@ def shots_run(tiny_lm, tmp_path_factory):
     return outcome, raw
 
 
+@pytest.mark.slow
 def test_changed_shots_are_what_lm_eval_runs(shots_run):
     outcome, raw = shots_run
     scores = _by_task(outcome)
@@ -289,6 +297,7 @@ def test_changed_shots_are_what_lm_eval_runs(shots_run):
     assert all(s["arguments"][0][0] == f"Question: {s['doc']['question']}\nAnswer:" for s in arc)
 
 
+@pytest.mark.slow
 def test_truthfulqa_shots_come_from_its_one_split_never_the_item_itself(shots_run):
     _, raw = shots_run
     questions = [json.loads(row)["question"] for row in _rows(SAMPLE / "truthfulqa" / "mc_validation.jsonl")]
@@ -298,6 +307,7 @@ def test_truthfulqa_shots_come_from_its_one_split_never_the_item_itself(shots_ru
         assert sum(f"Q: {q}\n" in context for q in questions if q != sample["doc"]["question"]) == 2
 
 
+@pytest.mark.slow
 def test_changed_shots_are_not_leaderboard_comparable_and_the_profile_says_so(shots_run):
     outcome, _ = shots_run
     assert [s.comparable for s in outcome.scores] == [False, False]  # limit 0: only the shots make them so
@@ -455,20 +465,10 @@ def test_benchmarks_dir_comes_from_the_spec_then_the_environment(tmp_path):
 
 # ---------------------------------------------------------------- custom tasks
 
-CAPITALS = [
-    {"question": "What is the capital of France?", "choices": ["Paris", "Rome", "Madrid"], "answer": 0},
-    {"question": "What is the capital of Italy?", "choices": ["Berlin", "Rome", "Lisbon"], "answer": 1},
-    {"question": "What is the capital of Spain?", "choices": ["Madrid", "Vienna", "Oslo"], "answer": 0},
-    {"question": "What is the capital of Germany?", "choices": ["Paris", "Bern", "Berlin"], "answer": 2},
-    {"question": "What is the capital of Austria?", "choices": ["Vienna", "Prague", "Athens"], "answer": 0},
-    {"question": "What is the capital of Norway?", "choices": ["Dublin", "Oslo", "Warsaw"], "answer": 1},
-]
-
-
 def _run_custom(model, tokenizer, tmp_path, monkeypatch, *, num_fewshot=1):
     import lm_eval
 
-    _write_rows(tmp_path / "data" / "capitals.jsonl", CAPITALS)
+    _write_rows(tmp_path / "data" / "capitals.jsonl", CAPITAL_QUESTIONS)
     raw: dict = {}
     real = lm_eval.simple_evaluate
     monkeypatch.setattr(lm_eval, "simple_evaluate", lambda *a, **k: raw.setdefault("r", real(*a, **k)))
@@ -481,6 +481,7 @@ def _run_custom(model, tokenizer, tmp_path, monkeypatch, *, num_fewshot=1):
     return outcome, raw["r"]
 
 
+@pytest.mark.slow
 def test_custom_task_scores_acc_on_the_alpaca_prompt(tiny_lm, tmp_path, monkeypatch):
     outcome, raw = _run_custom(*tiny_lm, tmp_path, monkeypatch)
     (score,) = outcome.scores
@@ -488,16 +489,17 @@ def test_custom_task_scores_acc_on_the_alpaca_prompt(tiny_lm, tmp_path, monkeypa
     assert 0.0 <= score.value <= 1.0
     assert score.value == pytest.approx(raw["results"]["tunelab_custom_capitals"]["acc,none"])
     assert score.comparable is True
-    assert [r["target"] for r in outcome.samples["capitals"]] == [row["answer"] for row in CAPITALS]
+    assert [r["target"] for r in outcome.samples["capitals"]] == [row["answer"] for row in CAPITAL_QUESTIONS]
 
     first = raw["samples"]["tunelab_custom_capitals"][0]
     context, continuation = first["arguments"][0]
-    assert context.endswith(ALPACA_PROMPT.replace("{{question}}", CAPITALS[0]["question"]))
+    assert context.endswith(ALPACA_PROMPT.replace("{{question}}", CAPITAL_QUESTIONS[0]["question"]))
     assert continuation == "Paris"  # target_delimiter "": the answer follows "### Response:\n" directly
-    assert context.count(CAPITALS[0]["question"]) == 1  # its one shot is another row
+    assert context.count(CAPITAL_QUESTIONS[0]["question"]) == 1  # its one shot is another row
     assert context.count("### Response:\n") == 2
 
 
+@pytest.mark.slow
 def test_custom_task_with_a_peft_model_leaves_the_adapter_in_place(tiny_lm, tmp_path, monkeypatch):
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -511,6 +513,7 @@ def test_custom_task_with_a_peft_model_leaves_the_adapter_in_place(tiny_lm, tmp_
     assert isinstance(model, PeftModel) and model.training  # not merged, mode restored
 
 
+@pytest.mark.slow
 def test_evaluation_is_reproducible(tiny_lm, tmp_path, monkeypatch):
     first, _ = _run_custom(*tiny_lm, tmp_path / "a", monkeypatch)
     second, _ = _run_custom(*tiny_lm, tmp_path / "b", monkeypatch)
@@ -527,7 +530,7 @@ def test_evaluation_is_reproducible(tiny_lm, tmp_path, monkeypatch):
     ],
 )
 def test_malformed_custom_rows_are_reported_with_their_line(tiny_lm, tmp_path, row, message):
-    _write_rows(tmp_path / "capitals.jsonl", [CAPITALS[0], row])
+    _write_rows(tmp_path / "capitals.jsonl", [CAPITAL_QUESTIONS[0], row])
     settings = EvalSection(tasks=[], custom=[CustomTask(name="capitals", path="capitals.jsonl")])
     with pytest.raises(EvaluationError, match=message):
         evaluate(*tiny_lm, settings, workdir=tmp_path / "w", base_dir=tmp_path, seed=SEED, dtype="float32")
@@ -552,7 +555,7 @@ def test_unknown_task_is_an_error(tiny_lm, tmp_path):
 
 
 def test_custom_name_clashing_with_a_benchmark_is_an_error(tiny_lm, tmp_path):
-    _write_rows(tmp_path / "c.jsonl", CAPITALS)
+    _write_rows(tmp_path / "c.jsonl", CAPITAL_QUESTIONS)
     settings = EvalSection(tasks=["hellaswag"], custom=[CustomTask(name="hellaswag", path="c.jsonl")])
     with pytest.raises(EvaluationError, match="hellaswag"):
         evaluate(*tiny_lm, settings, workdir=tmp_path / "w", base_dir=tmp_path, seed=SEED, dtype="float32")

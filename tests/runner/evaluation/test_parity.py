@@ -1,7 +1,7 @@
 """Parity with lm-eval itself: tunelab's evaluate() and the `lm_eval` command-line tool give the same numbers.
 
-Both sides evaluate the same tiny model on the same local benchmark data (the full copies in ../shared/benchmarks
-when present, else the bundled sample) at the leaderboard's shot counts, with the same seed, limit and batch size.
+Both sides evaluate the same tiny model on the same local benchmark data (the sample the repository ships in
+examples/benchmarks) at the leaderboard's shot counts, with the same seed, limit and batch size.
 The command line reads the very task YAMLs tunelab generated for its own run (`--include_path` on tunelab's
 `lm_eval_tasks/` directory), so prompts, few-shot rules, data and metrics are the same files on both sides; what
 differs is only the driver: tunelab wraps an in-memory model in `HFLM` and calls `simple_evaluate` once per
@@ -28,8 +28,7 @@ from tunelab.runner.evaluation.planning import plan_tasks
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-SHARED = REPO_ROOT.parent / "shared" / "benchmarks"
-BENCHMARKS = SHARED if (SHARED / "mmlu").is_dir() else REPO_ROOT / "examples" / "benchmarks"
+BENCHMARKS = REPO_ROOT / "examples" / "benchmarks"
 SEED = 1234
 LIMIT = 4
 BATCH_SIZE = 4

@@ -17,8 +17,7 @@ from tunelab.runner.training.distributed import ERROR_FILE, train_distributed
 from tunelab.runner.training.progress import RunProgress
 from tunelab.runner.training.registry_hooks import registry_hooks
 
-from tests.conftest import REPO_ROOT
-from tests.helpers import invoke, invoke_json, plant_user_modules, write_spec
+from tests.helpers import REPO_ROOT, invoke, invoke_json, plant_user_modules, write_spec
 
 CAPITALS = REPO_ROOT / "examples" / "data" / "capitals_train.jsonl"
 

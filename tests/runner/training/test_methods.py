@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from tunelab.experiments.schema import Spec
 
-from tests.conftest import write_jsonl
-from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
+from tests.helpers import REPO_ROOT, invoke, invoke_json, write_jsonl, write_spec
 
 CAPITALS = REPO_ROOT / "examples" / "data" / "capitals_train.jsonl"
 PAIRS = [
@@ -141,6 +140,7 @@ def test_gpu_only_options_fail_in_one_line_on_the_cpu(tmp_path, tiny_model_dir, 
 # ---- freeze ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_freeze_trains_only_the_top_blocks_and_the_head(tmp_path, tiny_model_dir):
     import torch
 
@@ -167,6 +167,7 @@ def test_freeze_refuses_more_layers_than_the_model_has(tmp_path, tiny_model_dir)
 # ---- qlora ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_qlora_trains_lora_over_nf4_layers_on_the_cpu(tmp_path, tiny_model_dir):
     import bitsandbytes as bnb
     import torch
@@ -205,6 +206,7 @@ def test_qlora_trains_lora_over_nf4_layers_on_the_cpu(tmp_path, tiny_model_dir):
 # ---- prompt tuning --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_prompt_tuning_learns_virtual_tokens_and_keeps_logits_aligned(tmp_path, tiny_model_dir):
     import torch
 
@@ -255,6 +257,7 @@ def _margin(model, tokenizer, path: Path) -> float:
     return total
 
 
+@pytest.mark.slow
 def test_dpo_over_all_weights_prefers_the_chosen_answers(tmp_path, tiny_model_dir):
     from tunelab.runner.training.models import load_model, load_tokenizer
 
@@ -270,6 +273,7 @@ def test_dpo_over_all_weights_prefers_the_chosen_answers(tmp_path, tiny_model_di
     assert (outcome.final_dir / "model.safetensors").is_file()  # a whole model, not an adapter
 
 
+@pytest.mark.slow
 def test_dpo_with_lora_records_metrics_and_checkpoints_in_the_registry(tmp_path, tiny_model_dir):
     from tunelab.registry.db import default_url, open_registry
     from tunelab.registry.models import Run

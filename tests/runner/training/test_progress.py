@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from tunelab.experiments.loader import load_spec
 from tunelab.runner.training.recipes import train
@@ -63,7 +61,9 @@ def test_the_worker_keeps_the_latest_figures_for_show(tmp_path, tiny_model_dir):
     assert progress["step"] == progress["total"] == 4 and progress["tokens_per_second"] > 0
     text = invoke(home, "show", str(submitted["run_id"])).output
     assert "progress: step 4/4" in text and "tokens/s" in text
-    assert json.dumps(progress)  # plain JSON for scripts
+    # Plain JSON numbers for scripts: the figures by name, the last one reached at the end of training.
+    assert set(progress) == {"step", "total", "loss", "tokens_per_second", "eta_seconds"}
+    assert isinstance(progress["loss"], float) and progress["eta_seconds"] == 0
 
 
 def test_show_gives_the_eta_only_while_the_run_is_running():

@@ -29,8 +29,7 @@ from tunelab.runner.training.checkpoints import (
     staging_dir,
 )
 
-from tests.conftest import REPO_ROOT
-from tests.helpers import invoke, invoke_json, write_spec
+from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 
 STEPS = 12
 SAVE_EVERY = 3

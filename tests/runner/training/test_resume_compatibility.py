@@ -17,8 +17,7 @@ from tunelab.runner.training.checkpoints import complete_checkpoints
 from tunelab.runner.training.recipes import train
 from tunelab.runner.training.trainer import TrainHooks
 
-from tests.conftest import REPO_ROOT
-from tests.helpers import invoke, invoke_json, write_spec
+from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
 
 pytestmark = pytest.mark.slow
 CAPITALS = REPO_ROOT / "examples" / "data" / "capitals_train.jsonl"
