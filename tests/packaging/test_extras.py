@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from tunelab.experiments.schema import Spec
 from tunelab.runner.errors import RunFailed
-from tunelab.runner.methods import load_base
+from tunelab.runner.training.models import load_base
 
 from tests.helpers import invoke, invoke_json, write_spec
 from tunelab.cli import cli
