@@ -57,12 +57,12 @@ def test_a_registry_from_a_newer_tunelab_gets_one_line_from_every_command(regist
 
 
 @pytest.fixture
-def behind_url(registry_url):
+def behind_url(empty_registry_url):
     """A registry an older tunelab wrote: at the revision before head."""
-    engine = make_engine(registry_url)
+    engine = make_engine(empty_registry_url)
     upgrade(engine, known_revisions()[-2])
     engine.dispose()
-    return registry_url
+    return empty_registry_url
 
 
 def test_a_read_command_upgrades_a_registry_it_may_write(behind_url, tmp_path):

@@ -90,8 +90,8 @@ def stored_p_values(engine) -> dict[tuple[int, str], float | None]:
         return {(run_id, task): p for run_id, task, p in rows}
 
 
-def test_upgrade_gives_older_scores_their_p_values_against_the_base(registry_url):
-    engine = make_engine(registry_url)
+def test_upgrade_gives_older_scores_their_p_values_against_the_base(empty_registry_url):
+    engine = make_engine(empty_registry_url)
     upgrade(engine, "0011")
     with engine.begin() as c:
         add_legacy_run(c, 1)  # a headline task with its own logs
@@ -122,14 +122,14 @@ def test_upgrade_gives_older_scores_their_p_values_against_the_base(registry_url
     assert stored_p_values(engine) == {
         (1, "arc_challenge"): B1_C9, (2, "mmlu"): B1_C9, (3, "arc_challenge"): B1_C9, (4, "arc_challenge"): -1.0,
         (5, "hellaswag"): -1.0, (5, "truthfulqa_mc2"): -1.0, (6, "arc_challenge"): None}
-    registry = Registry(engine=engine, url=registry_url)
+    registry = Registry(engine=engine, url=empty_registry_url)
     assert {s.task: s.vs_base_p for s in run_detail(registry, 2).scores if s.model_kind == "finetuned"
             and s.task_group is None} == {"mmlu": B1_C9}
     engine.dispose()
 
 
-def test_upgrade_leaves_p_values_already_stored_as_they_are(registry_url):
-    engine = make_engine(registry_url)
+def test_upgrade_leaves_p_values_already_stored_as_they_are(empty_registry_url):
+    engine = make_engine(empty_registry_url)
     upgrade(engine, "0011")
     with engine.begin() as c:
         add_legacy_run(c, 1)
@@ -141,11 +141,11 @@ def test_upgrade_leaves_p_values_already_stored_as_they_are(registry_url):
     engine.dispose()
 
 
-def test_upgrade_drops_the_render_cache_and_downgrade_brings_it_back(registry_url):
+def test_upgrade_drops_the_render_cache_and_downgrade_brings_it_back(empty_registry_url):
     from sqlalchemy import inspect
     from tunelab.registry.db import _alembic_config
 
-    engine = make_engine(registry_url)
+    engine = make_engine(empty_registry_url)
     upgrade(engine, "0012")
     assert "rendercache" in inspect(engine).get_table_names()
     upgrade(engine)

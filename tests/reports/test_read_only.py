@@ -102,14 +102,14 @@ def test_the_report_command_on_a_read_only_registry_prints_nothing_but_its_resul
     assert out.stdout.startswith("wrote ") and (tmp_path / "lb.html").is_file()
 
 
-def test_a_registry_behind_this_tunelab_is_an_error_naming_the_upgrade(registry_url, tmp_path):
+def test_a_registry_behind_this_tunelab_is_an_error_naming_the_upgrade(empty_registry_url, tmp_path):
     from tunelab.registry.db import make_engine
 
-    engine = make_engine(registry_url)
+    engine = make_engine(empty_registry_url)
     upgrade(engine, "0011")
     engine.dispose()
     with pytest.raises(RegistryError, match=r"schema revision 0011.*tunelab db upgrade"):
-        open_read_only(registry_url)
+        open_read_only(empty_registry_url)
 
 
 def test_the_report_command_creates_no_registry(tmp_path):
