@@ -43,7 +43,7 @@ def _batch_size_option(ctx: click.Context, param: click.Parameter, value: str | 
 @click.option("--custom", "custom", multiple=True, metavar="NAME=PATH",
               help="A custom multiple-choice task (JSONL rows of question, choices, answer). Repeatable.")
 @click.option("--batch-size", callback=_batch_size_option, default=None, metavar="N|auto",
-              help='A positive integer, or "auto" (lm-eval picks the largest that fits). Default: the run\'s own.')
+              help='A positive integer, or "auto" (lm-eval takes the largest that fits). Default: the run\'s, else 8.')
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
               help="Default: a run's own dtype, else float32.")
 @click.option("--seed", type=int, default=None, help="Default: a run's own seed, else the spec default.")
