@@ -29,60 +29,19 @@ DATA = REPO_ROOT / "examples" / "data" / "capitals_train.jsonl"
 SEED = 11
 MAX_SEQ_LEN = 256
 LEARNING_RATE = 2e-4
-PROMPT = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
-          "request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
 
 
-# ---- the plain side: what someone would write by hand with transformers ------------------------------------
-
-
-def plain_features(tokenizer, path: Path) -> list[dict[str, list[int]]]:
-    features = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        prompt = tokenizer(PROMPT.format(instruction=row["instruction"]), add_special_tokens=False)["input_ids"]
-        answer = tokenizer(row["output"], add_special_tokens=False)["input_ids"]
-        ids = ([tokenizer.bos_token_id] + prompt + answer + [tokenizer.eos_token_id])[:MAX_SEQ_LEN]
-        labels = [-100] * min(len(prompt) + 1, len(ids)) + ids[len(prompt) + 1:]
-        features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
-    return features
+# ---- the plain side: what someone would write by hand with transformers (benchmarks/plain_trainer.py) -------
 
 
 def plain_train(model_dir: Path, steps: int, batch_size: int, method: str, out: Path) -> dict:
-    import time
+    from benchmarks.plain_trainer import PlainConfig, train
 
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        DataCollatorForSeq2Seq,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
-
-    set_seed(SEED)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    if method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05,
-                                                 target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
-    features = plain_features(tokenizer, DATA)
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=batch_size, learning_rate=LEARNING_RATE,
-                             max_steps=steps, logging_steps=1, save_strategy="no", seed=SEED, data_seed=SEED,
-                             report_to=[], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
-                             remove_unused_columns=False)
-    trainer = Trainer(model=model, args=args, train_dataset=features,
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
-    started = time.perf_counter()
-    trainer.train()
-    return {"train_seconds": time.perf_counter() - started, "examples": len(features),
-            "tokens_per_epoch": sum(len(f["input_ids"]) for f in features)}
+    result = train(PlainConfig(model=str(model_dir), data=str(DATA), output_dir=str(out), steps=steps,
+                               batch_size=batch_size, max_seq_len=MAX_SEQ_LEN, data_format="instruction",
+                               method=method, learning_rate=LEARNING_RATE, seed=SEED))
+    return {"train_seconds": result.train_seconds, "examples": result.examples,
+            "tokens_per_epoch": result.tokens_per_epoch}
 
 
 # ---- the tunelab side ------------------------------------------------------------------------------------------

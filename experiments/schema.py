@@ -294,7 +294,9 @@ class EvalSection(_Section):
         "mmlu_<subject>, or the name of a task defined in include_path.")
     limit: int = Field(0, ge=0, description="Cap on items per task (0 = all); for quick runs.")
     benchmarks_dir: str = Field("", description="Local benchmark data directory; empty = the official hub datasets.")
-    batch_size: int = Field(8, gt=0)
+    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        8, description='Evaluation batch size, or "auto": lm-eval finds the largest that fits (from 64 down). '
+        "Scores can differ slightly between batch sizes (padding); the fingerprint records the setting.")
     baseline: bool = Field(True, description="Also evaluate the base model, so every score has a delta.")
     custom: list[CustomTask] = Field(default_factory=list)
     include_path: str = Field(
@@ -305,6 +307,14 @@ class EvalSection(_Section):
         description="Few-shot count per task, e.g. {arc_challenge = 0}: a benchmark (its leaderboard count "
         "otherwise; a benchmark evaluated with another count is not leaderboard-comparable) or an include_path "
         "task (its YAML's count otherwise). Custom tasks set theirs in [[eval.custom]].")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _positive_or_auto(cls, value: Any) -> Any:
+        # One message instead of one per member of the union.
+        if value == "auto" or (type(value) is int and value > 0):
+            return value
+        raise ValueError('must be a positive integer or "auto"')
 
     @field_validator("num_fewshot")
     @classmethod

@@ -95,11 +95,13 @@ def _cells(rows: dict[str, ScoreRow], base: dict[str, ScoreRow] | None, columns:
 
 
 def _settings_key(row: ScoreRow) -> str:
-    """The parts of an eval fingerprint that change a task's number: harness, prompt config, data, shots, limit."""
+    """The parts of an eval fingerprint that change a task's number: harness, prompt config, data, shots, limit,
+    batch size (padding in a batch moves scores a little; "auto" depends on the GPU's memory)."""
     fingerprint = row.fingerprint or {}
     task = (fingerprint.get("tasks") or {}).get(row.task, {})
     parts = (fingerprint.get("lm_eval_version", row.lm_eval_version), task.get("config_sha256"),
-             task.get("data_sha256"), task.get("fewshot_split"), row.num_fewshot, row.limit)
+             task.get("data_sha256"), task.get("fewshot_split"), row.num_fewshot, row.limit,
+             fingerprint.get("batch_size"))
     return "|".join(str(part) for part in parts)
 
 

@@ -25,11 +25,13 @@ first if it is elsewhere; the device is part of the fingerprint and of the cache
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -121,18 +123,20 @@ def evaluate(
             shots = plan.tasks[0].num_fewshot
             what = f"{len(plan.tasks)} subjects, " if len(plan.tasks) > 1 else ""
             say(f"evaluating {plan.name} ({what}{shots}-shot) ...")
-            results = lm_eval.simple_evaluate(
-                model=lm,
-                tasks=[loaded[task.lm_name] for task in plan.tasks],
-                limit=limit,
-                log_samples=True,
-                random_seed=seed,
-                numpy_random_seed=seed,
-                torch_random_seed=seed,
-                fewshot_random_seed=seed,
-                # Without a manager, every call indexes all of lm-eval's thousands of task YAMLs (seconds each).
-                task_manager=manager,
-            )
+            # lm-eval print()s some progress (the batch size "auto" settles on); stdout is the command's (--json).
+            with contextlib.redirect_stdout(sys.stderr):
+                results = lm_eval.simple_evaluate(
+                    model=lm,
+                    tasks=[loaded[task.lm_name] for task in plan.tasks],
+                    limit=limit,
+                    log_samples=True,
+                    random_seed=seed,
+                    numpy_random_seed=seed,
+                    torch_random_seed=seed,
+                    fewshot_random_seed=seed,
+                    # Without a manager, every call indexes all of lm-eval's thousands of task YAMLs (seconds each).
+                    task_manager=manager,
+                )
             plan_scores = [
                 replace(score, limit=limit or 0) for score in _scores(plan, results, limited=limit is not None)
             ]

@@ -150,7 +150,7 @@ def settings_from_options(
     limit: int | None = None,
     benchmarks_dir: str | None = None,
     custom: list[tuple[str, str]] | None = None,
-    batch_size: int | None = None,
+    batch_size: int | str | None = None,
 ) -> EvalSection:
     """`defaults` (a run's [eval], or the spec defaults) with the options given on the command line applied.
 

@@ -198,6 +198,10 @@ def registry_callback(hooks: TrainHooks, keep_checkpoints: int, counter: TokenCo
                 control.should_save = True
                 control.should_training_stop = True
                 self.paused = state.global_step < state.max_steps
+            elif state.global_step >= state.max_steps and state.global_step % args.save_steps:
+                # The flow callback also checkpoints the last step (weights and optimizer state: gigabytes, inside
+                # the timed loop). final/ is written right after, so only [train] save_every's checkpoints are.
+                control.should_save = False
 
         def on_save(self, args, state, control, **kwargs):
             checkpoint_dir = Path(args.output_dir) / f"checkpoint-{state.global_step}"

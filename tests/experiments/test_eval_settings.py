@@ -104,3 +104,12 @@ def test_the_json_schema_describes_shots_and_include_path():
     assert [list(e.absolute_path) for e in validator.iter_errors(wrong_type)] == [["eval", "include_path"]]
     described = json.dumps(schema["$defs"]["EvalSection"]["properties"])
     assert "include_path" in described and "num_fewshot" in described
+
+
+def test_eval_batch_size_is_a_positive_integer_or_auto(tmp_path):
+    assert load_spec(write_file(tmp_path, MINIMAL_SPEC + '\n[eval]\nbatch_size = "auto"\n')).spec.eval.batch_size == "auto"
+    assert load_spec(write_file(tmp_path, MINIMAL_SPEC + "\n[eval]\nbatch_size = 4\n", "b.toml")).spec.eval.batch_size == 4
+    for value, name in (('"max"', "c.toml"), ("0", "d.toml")):
+        error = error_of(write_file(tmp_path, MINIMAL_SPEC + f"\n[eval]\nbatch_size = {value}\n", name))
+        assert (error.field, error.line) == ("eval.batch_size", 11)
+        assert error.message.startswith('must be a positive integer or "auto"')

@@ -115,6 +115,23 @@ def test_cells_evaluated_differently_from_their_column_are_flagged(registry, tmp
     assert "*" in texts["odd"] and "*" not in texts["a"]
 
 
+def test_cells_evaluated_at_another_batch_size_are_flagged(registry, tmp_path):
+    from dataclasses import replace
+
+    def at_batch_size(records, batch_size):
+        return [replace(r, fingerprint={"eval_key": f"k{batch_size}", "lm_eval_version": "0.4.13",
+                                        "batch_size": batch_size, "tasks": {r.task: {"config_sha256": "c1"}}})
+                for r in records]
+
+    same_a, same_b, odd = (finished_run(registry, n) for n in ("a", "b", "odd"))
+    record_scores(registry, same_a, at_batch_size(scores("finetuned", "run:a", {"mmlu": 0.30}), 8))
+    record_scores(registry, same_b, at_batch_size(scores("finetuned", "run:b", {"mmlu": 0.32}), 8))
+    record_scores(registry, odd, at_batch_size(scores("finetuned", "run:odd", {"mmlu": 0.31}), "auto"))
+    cells = {row.label: row.cells["mmlu"] for row in build_leaderboard(registry).rows}
+    assert {label: cell.comparable for label, cell in cells.items()} == {"a": True, "b": True, "odd": False}
+    assert "fingerprint differs" in cells["odd"].note
+
+
 def test_models_evaluated_with_tunelab_eval_get_rows(registry, tmp_path):
     run = finished_run(registry, "tuned")
     record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))

@@ -26,6 +26,14 @@ def _custom_option(values: tuple[str, ...]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _batch_size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise click.BadParameter(f"{value!r}: expected a positive integer or auto")
+
+
 @click.command(name="eval")
 @click.argument("target")
 @click.option("--tasks", default=None, help="Comma-separated: arc_challenge, hellaswag, mmlu, truthfulqa_mc2 or "
@@ -35,7 +43,8 @@ def _custom_option(values: tuple[str, ...]) -> list[tuple[str, str]]:
               help="Local benchmark data (the layout of examples/benchmarks); default: the hub datasets.")
 @click.option("--custom", "custom", multiple=True, metavar="NAME=PATH",
               help="A custom multiple-choice task (JSONL rows of question, choices, answer). Repeatable.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--batch-size", callback=_batch_size_option, default=None, metavar="N|auto",
+              help='A positive integer, or "auto" (lm-eval takes the largest that fits). Default: the run\'s, else 8.')
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
               help="Default: a run's own dtype, else float32.")
 @click.option("--seed", type=int, default=None, help="Default: a run's own seed, else the spec default.")
@@ -44,7 +53,7 @@ def _custom_option(values: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
 @click.pass_obj
 def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | None, benchmarks_dir: str | None,
-                 custom: tuple[str, ...], batch_size: int | None, dtype: str | None, seed: int | None,
+                 custom: tuple[str, ...], batch_size: int | str | None, dtype: str | None, seed: int | None,
                  refresh: bool, quiet: bool, as_json: bool) -> None:
     """Evaluate TARGET and record its scores: run:ID (or ID) for a run's final weights, a local model or
     adapter directory, or a hub model id. Benchmarks evaluated before on the same weights come from the cache."""

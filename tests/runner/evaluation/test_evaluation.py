@@ -465,7 +465,7 @@ def test_benchmarks_dir_comes_from_the_spec_then_the_environment(tmp_path):
 
 # ---------------------------------------------------------------- custom tasks
 
-def _run_custom(model, tokenizer, tmp_path, monkeypatch, *, num_fewshot=1):
+def _run_custom(model, tokenizer, tmp_path, monkeypatch, *, num_fewshot=1, batch_size: int | str = 8):
     import lm_eval
 
     _write_rows(tmp_path / "data" / "capitals.jsonl", CAPITAL_QUESTIONS)
@@ -473,7 +473,8 @@ def _run_custom(model, tokenizer, tmp_path, monkeypatch, *, num_fewshot=1):
     real = lm_eval.simple_evaluate
     monkeypatch.setattr(lm_eval, "simple_evaluate", lambda *a, **k: raw.setdefault("r", real(*a, **k)))
     settings = EvalSection(
-        tasks=[], custom=[CustomTask(name="capitals", path="data/capitals.jsonl", num_fewshot=num_fewshot)]
+        tasks=[], custom=[CustomTask(name="capitals", path="data/capitals.jsonl", num_fewshot=num_fewshot)],
+        batch_size=batch_size,
     )
     outcome = evaluate(
         model, tokenizer, settings, workdir=tmp_path / "work", base_dir=tmp_path, seed=SEED, dtype="float32"
@@ -520,6 +521,18 @@ def test_evaluation_is_reproducible(tiny_lm, tmp_path, monkeypatch):
     assert first.scores == second.scores
     assert first.samples == second.samples
     assert first.fingerprint == second.fingerprint
+
+
+def test_batch_size_auto_is_lm_evals_own_and_keeps_stdout_clean(tiny_lm, tmp_path, monkeypatch, capsys):
+    fixed, _ = _run_custom(*tiny_lm, tmp_path / "fixed", monkeypatch, batch_size=1)
+    capsys.readouterr()
+    auto, _ = _run_custom(*tiny_lm, tmp_path / "auto", monkeypatch, batch_size="auto")
+    captured = capsys.readouterr()
+    # lm-eval announces the size it found with print(); `tunelab eval --json` owns stdout.
+    assert captured.out == ""
+    assert "Determined largest batch size" in captured.err
+    assert (fixed.fingerprint["batch_size"], auto.fingerprint["batch_size"]) == (1, "auto")
+    assert [s.value for s in auto.scores] == pytest.approx([s.value for s in fixed.scores])
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,25 @@ KEEP = 2
 CANARY = "tunelab-canary-7f3a"  # an environment variable's value that must not reach the registry
 
 
+# ---- the checkpoint schedule ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_training_writes_the_save_every_checkpoints_and_none_more_at_the_end(tmp_path, tiny_model_dir):
+    from tunelab.experiments.loader import load_spec
+    from tunelab.runner.training import FINAL_FACTS, TrainHooks, train
+
+    spec = write_spec(tmp_path / "s.toml", name="schedule", model_dir=tiny_model_dir, max_steps=5, save_every=2,
+                      tasks=(), custom=False, baseline=False)
+    saved: list[int] = []
+    outcome = train(load_spec(spec).spec, workdir=tmp_path, output_dir=tmp_path / "run",
+                    hooks=TrainHooks(on_metrics=lambda _m: None, on_checkpoint=lambda step, *_a: saved.append(step)))
+    # The Trainer would checkpoint step 5 too (weights and optimizer state, inside the timed loop); final/ has it.
+    assert outcome.global_step == 5 and saved == [2, 4]
+    assert [c.step for c in complete_checkpoints(tmp_path / "run" / "checkpoints")] == [2, 4]
+    assert (tmp_path / "run" / "final" / FINAL_FACTS).is_file()
+
+
 # ---- checkpoints on disk, without training -----------------------------------------------------------------
 
 
