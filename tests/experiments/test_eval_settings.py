@@ -109,7 +109,8 @@ def test_the_json_schema_describes_shots_and_include_path():
 def test_eval_batch_size_is_a_positive_integer_or_auto(tmp_path):
     auto = write_file(tmp_path, MINIMAL_SPEC + '\n[eval]\nbatch_size = "auto"\n')
     assert load_spec(auto).spec.eval.batch_size == "auto"
-    assert load_spec(write_file(tmp_path, MINIMAL_SPEC + "\n[eval]\nbatch_size = 4\n", "b.toml")).spec.eval.batch_size == 4
+    four = write_file(tmp_path, MINIMAL_SPEC + "\n[eval]\nbatch_size = 4\n", "b.toml")
+    assert load_spec(four).spec.eval.batch_size == 4
     for value, name in (('"max"', "c.toml"), ("0", "d.toml")):
         error = error_of(write_file(tmp_path, MINIMAL_SPEC + f"\n[eval]\nbatch_size = {value}\n", name))
         assert (error.field, error.line) == ("eval.batch_size", 11)
