@@ -660,7 +660,7 @@ def part_eval(check: Check, result: dict[str, Any]) -> None:
             "cached": done["cached"], "detected_batch_sizes": sorted({int(n) for n in re.findall(
                 r"Determined largest batch size: (\d+)", log)}),
             "scores": {s["task"]: s["value"] for s in done["scores"]},
-            "comparable": {s["task"]: s["comparable"] for s in done["scores"] if s["group"] is None}}
+            "comparable": {s["task"]: s["comparable"] for s in done["scores"] if s["task_group"] is None}}
     one, auto = (result["batch_sizes"][b]["scores"] for b in ("1", "auto"))
     differences = {task: abs(one[task] - auto[task]) for task in one if task in auto}
     result["scores_identical"] = one == auto

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tunelab.registry.db import default_url, open_registry  # noqa: E402
-from tunelab.registry.queue import claim_next, mark_succeeded  # noqa: E402
+from tunelab.registry.run_state import claim_next, succeed  # noqa: E402
 from tunelab.registry.submissions import NewExperiment, submit  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def drain(url: str, worker: str, start, out) -> None:
     claimed = []
     # As a worker claims: only runs whose [resources] gpus it can give (a CPU worker: none).
     while (run_id := claim_next(registry, worker, max_gpus=0)) is not None:
-        mark_succeeded(registry, run_id)  # the no-op run
+        succeed(registry, run_id, worker)  # the no-op run
         claimed.append(run_id)
     out.put(claimed)
 

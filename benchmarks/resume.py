@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tunelab.registry.db import default_url, open_registry  # noqa: E402
-from tunelab.registry.recovery import requeue_stale  # noqa: E402
+from tunelab.registry.run_state import requeue_stale  # noqa: E402
 from tunelab.runner.training.checkpoints import latest_complete  # noqa: E402
 
 POLL_SECONDS = 0.01

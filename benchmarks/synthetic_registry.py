@@ -7,13 +7,14 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
+from tunelab.experiments.benchmarks import LEADERBOARD
 from tunelab.registry.db import Registry
 from tunelab.registry.models import Checkpoint, EvalResult, Experiment, Run, TrainMetric
 from tunelab.registry.significance import pooled_p_value
 
-TASKS = {"arc_challenge": "acc_norm", "hellaswag": "acc_norm", "mmlu": "acc", "truthfulqa_mc2": "mc2"}
+TASKS = {name: benchmark.metric for name, benchmark in LEADERBOARD.items()}
 SUBJECTS = [f"mmlu_subject_{i:02d}" for i in range(57)]
-SHOTS = {"arc_challenge": 25, "hellaswag": 10, "mmlu": 5, "truthfulqa_mc2": 0}
+SHOTS = {name: benchmark.num_fewshot for name, benchmark in LEADERBOARD.items()}
 
 
 def _fingerprint(eval_key: str) -> str:

@@ -6,6 +6,7 @@ Field names are a public contract (users' TOML files use them): add, never renam
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -20,12 +21,8 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from tunelab.experiments.benchmarks import LEADERBOARD, MMLU_MAX_SHOTS
 
-OPENLLM_V1_TASKS = ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2"]
-# The Open LLM Leaderboard v1 few-shot counts; [eval.num_fewshot] departs from them per benchmark.
-OPENLLM_V1_SHOTS = {"arc_challenge": 25, "hellaswag": 10, "mmlu": 5, "truthfulqa_mc2": 0}
-# MMLU's shots are the first ones of each subject's dev split, which holds five.
-MMLU_MAX_SHOTS = 5
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 RUN_BASE = re.compile(r"run:(\d+)")
 
@@ -272,11 +269,11 @@ def _shots_task_is_known(name: str, info: ValidationInfo) -> str:
     custom = [c.name for c in info.data.get("custom", [])]
     if name in custom:
         raise ValueError("a custom task: set num_fewshot in its [[eval.custom]] table")
-    if name in OPENLLM_V1_SHOTS or (name in tasks and not name.startswith("mmlu_")):
+    if name in LEADERBOARD or (name in tasks and not name.startswith("mmlu_")):
         return name
     if name.startswith("mmlu_") and name[5:]:
         raise ValueError("single MMLU subjects share MMLU's shots: set mmlu = N instead")
-    known = list(dict.fromkeys([*OPENLLM_V1_SHOTS, *(t for t in tasks if not t.startswith("mmlu_"))]))
+    known = list(dict.fromkeys([*LEADERBOARD, *(t for t in tasks if not t.startswith("mmlu_"))]))
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f' (did you mean "{close[0]}"?)' if close else f" (known: {', '.join(known)})"
     # The loader appends the key itself: "(got 'arc_chalenge')".
@@ -289,7 +286,7 @@ _Shots = Annotated[int, Field(ge=0)]
 
 class EvalSection(_Section):
     tasks: list[str] = Field(
-        default_factory=lambda: list(OPENLLM_V1_TASKS),
+        default_factory=lambda: list(LEADERBOARD),
         description="arc_challenge, hellaswag, mmlu, truthfulqa_mc2 (the Open LLM Leaderboard v1 profile), "
         "mmlu_<subject>, or the name of a task defined in include_path.")
     limit: int = Field(0, ge=0, description="Cap on items per task (0 = all); for quick runs.")
@@ -362,3 +359,8 @@ class Spec(_Section):
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
+
+
+def stored_spec(resolved_json: str) -> Spec:
+    """A spec as the registry stores it (an experiment's resolved_json), validated again."""
+    return Spec.model_validate(json.loads(resolved_json))

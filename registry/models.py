@@ -56,7 +56,7 @@ class Run(SQLModel, table=True):
     train_seconds: float | None = None
     final_loss: float | None = None
     num_train_examples: int | None = None
-    # Times the run went back to the queue on its own (worker lost, unexpected error); see registry/recovery.py.
+    # Times the run went back to the queue on its own (worker lost, unexpected error); see registry/run_state.py.
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # Versions, devices and source commit the run last executed with (runner/environment.py).
     environment_json: str | None = None

@@ -1,5 +1,5 @@
 """Registry reads that the runner and the reports make through the ORM: a run with its experiment, base-model
-scores, per-item logs, evaluation and file-digest caches, `tunelab eval` results, the render cache.
+scores, per-item logs, evaluation and file-digest caches, `tunelab eval` results.
 
 Run listings and records live in registry/run_records.py (plain SQL, also read without SQLAlchemy); their names
 are importable from here too.
@@ -17,39 +17,28 @@ from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
 from tunelab.registry.models import EvalCacheEntry, EvalResult, Experiment, FileDigest, Run
 from tunelab.registry.run_records import (  # noqa: F401  (re-exported: the read path's records and reads)
-    ID_CHUNK,
     MemberScore,
     RunDetail,
     RunSummary,
-    ScoreRow,
     list_runs,
     member_scores,
-    p_value_as_read,
     resolved_specs,
     run_detail,
     run_details,
     run_scores,
-    to_jsonable,
 )
+from tunelab.registry.scores import FIELDS, Score, column, from_columns
+
+# A score's columns, after its row's id, run and time; never the per-item log.
+_SCORE_ROW = [EvalResult.__table__.c[name]
+              for name in ("id", "run_id", "created_at", *(column(f) for f in FIELDS if f != "samples"))]
 
 
-def _score_row(result: EvalResult) -> ScoreRow:
-    return ScoreRow(
-        model_kind=result.model_kind,
-        model_name=result.model_name,
-        task=result.task,
-        metric=result.metric,
-        value=result.value,
-        stderr=result.stderr,
-        num_fewshot=result.num_fewshot,
-        limit=result.limit,
-        n_samples=result.n_samples,
-        task_group=result.task_group,
-        comparable=result.comparable,
-        lm_eval_version=result.lm_eval_version,
-        fingerprint=json.loads(result.fingerprint_json),
-        vs_base_p=p_value_as_read(result.vs_base_p),
-    )
+def _scored_rows(session, *conditions) -> list[tuple[Any, Score]]:
+    """Each evalresult row matching `conditions`, in id order, with its Score."""
+    rows = session.exec(select(*_SCORE_ROW).where(*conditions).order_by(EvalResult.id)).all()
+    parsed: dict[str, Any] = {}
+    return [(row, from_columns(row._mapping, parsed=parsed)) for row in rows]
 
 
 def experiment_for_run(registry: Registry, run_id: int) -> tuple[Run, Experiment]:
@@ -62,22 +51,17 @@ def experiment_for_run(registry: Registry, run_id: int) -> tuple[Run, Experiment
         return pair
 
 
-def find_base_scores(registry: Registry, model_name: str, eval_key: str) -> list[ScoreRow] | None:
+def find_base_scores(registry: Registry, model_name: str, eval_key: str) -> list[Score] | None:
     """Scores of a base model already evaluated with the same settings (so it is evaluated once)."""
     with registry.session() as session:
-        results = session.exec(
-            select(EvalResult)
-            .where(EvalResult.model_kind == "base", EvalResult.model_name == model_name)
-            .order_by(EvalResult.run_id.desc(), EvalResult.id)
-        ).all()
-    by_run: dict[int, list[EvalResult]] = {}
-    for result in results:
-        if json.loads(result.fingerprint_json).get("eval_key") == eval_key:
-            by_run.setdefault(result.run_id, []).append(result)
+        scored = _scored_rows(session, EvalResult.model_kind == "base", EvalResult.model_name == model_name)
+    by_run: dict[int, list[Score]] = {}
+    for row, score in scored:
+        if score.fingerprint.get("eval_key") == eval_key:
+            by_run.setdefault(row.run_id, []).append(score)
     if not by_run:
         return None
-    latest = max(by_run)
-    return [_score_row(r) for r in by_run[latest]]
+    return by_run[max(by_run)]
 
 
 def samples_of(registry: Registry, run_id: int, model_kind: str, task: str) -> list[dict] | None:
@@ -119,7 +103,7 @@ class ModelEvaluation:
     run_id: int | None
     eval_key: str
     evaluated_at: datetime
-    scores: list[ScoreRow]
+    scores: list[Score]
 
 
 def model_evaluations(registry: Registry, *, model_name: str | None = None) -> list[ModelEvaluation]:
@@ -127,20 +111,21 @@ def model_evaluations(registry: Registry, *, model_name: str | None = None) -> l
 
     Within an entry the latest row of each task wins, so evaluating a model again replaces its numbers.
     """
-    query = select(EvalResult).where(EvalResult.model_kind == "eval").order_by(EvalResult.id)
+    conditions = [EvalResult.model_kind == "eval"]
     if model_name is not None:
-        query = query.where(EvalResult.model_name == model_name)
+        conditions.append(EvalResult.model_name == model_name)
     with registry.session() as session:
-        results = session.exec(query).all()
-    grouped: dict[tuple[str, str], dict[str, EvalResult]] = {}
-    for result in results:
-        key = str(json.loads(result.fingerprint_json).get("eval_key", ""))
-        grouped.setdefault((result.model_name, key), {})[result.task] = result
+        scored = _scored_rows(session, *conditions)
+    grouped: dict[tuple[str, str], dict[str, tuple[Any, Score]]] = {}
+    for row, score in scored:
+        key = str(score.fingerprint.get("eval_key", ""))
+        grouped.setdefault((score.model_name, key), {})[score.task] = (row, score)
     evaluations = []
-    for (name, key), rows in grouped.items():
-        latest = max(rows.values(), key=lambda r: r.id)
-        evaluations.append((latest.id, ModelEvaluation(
-            model_name=name, model_digest=latest.model_digest, run_id=latest.run_id, eval_key=key,
-            evaluated_at=latest.created_at, scores=[_score_row(r) for r in sorted(rows.values(), key=lambda r: r.id)],
+    for (name, key), latest_by_task in grouped.items():
+        entries = sorted(latest_by_task.values(), key=lambda entry: entry[0].id)
+        latest_row, latest = entries[-1]
+        evaluations.append((latest_row.id, ModelEvaluation(
+            model_name=name, model_digest=latest.model_digest, run_id=latest_row.run_id, eval_key=key,
+            evaluated_at=latest_row.created_at, scores=[score for _, score in entries],
         )))
     return [evaluation for _, evaluation in sorted(evaluations, key=lambda pair: pair[0], reverse=True)]

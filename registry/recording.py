@@ -1,16 +1,21 @@
-"""Write what a run produces: checkpoints, training metrics, evaluation results."""
+"""Write what a run produces: its training facts, checkpoints, training metrics, evaluation results; and take
+back what an attempt recorded that the next one redoes (a resume's rewind, pruned checkpoints, scores).
+
+A run's status changes are not here: they are all in registry/run_state.py.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from tunelab.registry.db import Registry
-from tunelab.registry.models import Checkpoint, EvalCacheEntry, EvalResult, FileDigest, TrainMetric
+from tunelab.registry.models import Checkpoint, EvalCacheEntry, EvalResult, FileDigest, Run, TrainMetric
+from tunelab.registry.scores import Score, to_columns
 from tunelab.registry.significance import NO_P_VALUE, UNTESTED_METRICS, PairingError, pooled_p_value
 
 
@@ -25,24 +30,23 @@ class MetricPoint:
 
 
 @dataclass(frozen=True)
-class ScoreRecord:
-    """One score of one evaluated model, as the registry stores it."""
+class KeptCheckpoint:
+    """A complete checkpoint that exists on disk, as the runner found it."""
 
-    model_kind: str  # "finetuned" | "base"
-    model_name: str
-    task: str
-    metric: str
-    value: float
-    stderr: float | None
-    num_fewshot: int
-    limit: int
-    n_samples: int | None
-    task_group: str | None
-    comparable: bool
-    lm_eval_version: str
-    fingerprint: dict = field(default_factory=dict)
-    samples: list[dict] | None = None
-    model_digest: str | None = None  # sha256 of the scored weights, where known (runner/evaluation/cache.py)
+    step: int
+    loss: float | None
+    path: str
+
+
+# What executing a run records (other kinds come from other commands).
+RUN_SCORE_KINDS = ("finetuned", "base")
+
+
+def update_run(registry: Registry, run_id: int, **values) -> None:
+    """Set training facts on a run (output dir, train time, final loss, data size, progress, lineage)."""
+    with registry.session() as session:
+        session.exec(update(Run).where(Run.id == run_id).values(**values))
+        session.commit()
 
 
 def record_checkpoint(registry: Registry, run_id: int, step: int, loss: float | None, path: str) -> None:
@@ -60,37 +64,21 @@ def record_metrics(registry: Registry, run_id: int, points: Iterable[MetricPoint
         session.commit()
 
 
-def record_scores(registry: Registry, run_id: int | None, scores: Iterable[ScoreRecord]) -> None:
+def record_scores(registry: Registry, run_id: int | None, scores: Iterable[Score]) -> None:
     """Store scores; run_id None for a model that belongs to no run (`tunelab eval` of a path or hub id).
 
     Once a run has both a fine-tuned score and its base's, with per-item logs, the fine-tuned score gets its
     McNemar p-value against the base (whichever of the two is recorded last sets it).
     """
     scores = list(scores)
+    for score in scores:
+        if not score.model_kind or not score.model_name:
+            raise ValueError(f"score of {score.task} recorded without saying whose it is (model_kind, model_name)")
     with registry.session() as session:
         for score in scores:
-            session.add(
-                EvalResult(
-                    run_id=run_id,
-                    model_kind=score.model_kind,
-                    model_name=score.model_name,
-                    task=score.task,
-                    metric=score.metric,
-                    value=score.value,
-                    stderr=score.stderr,
-                    num_fewshot=score.num_fewshot,
-                    limit=score.limit,
-                    n_samples=score.n_samples,
-                    task_group=score.task_group,
-                    comparable=score.comparable,
-                    lm_eval_version=score.lm_eval_version,
-                    fingerprint_json=json.dumps(score.fingerprint, sort_keys=True),
-                    samples_json=json.dumps(score.samples) if score.samples is not None else None,
-                    model_digest=score.model_digest,
-                )
-            )
+            session.add(EvalResult(run_id=run_id, **to_columns(score)))
         session.commit()
-    if run_id is not None and any(score.model_kind in ("finetuned", "base") for score in scores):
+    if run_id is not None and any(score.model_kind in RUN_SCORE_KINDS for score in scores):
         update_vs_base_p(registry, run_id)
 
 
@@ -112,8 +100,6 @@ def record_cached_evaluation(
 
 def forget_cached_evaluations(registry: Registry, keys: Iterable[str]) -> None:
     """Drop cache entries (a forced re-evaluation replaces them)."""
-    from sqlmodel import delete
-
     keys = list(keys)
     with registry.session() as session:
         session.exec(delete(EvalCacheEntry).where(EvalCacheEntry.key.in_(keys)))
@@ -149,7 +135,7 @@ def update_vs_base_p(registry: Registry, run_id: int) -> int:
         rows = session.exec(
             select(EvalResult.id, EvalResult.model_kind, EvalResult.model_name, EvalResult.task, EvalResult.metric,
                    EvalResult.task_group, EvalResult.fingerprint_json)
-            .where(EvalResult.run_id == run_id, EvalResult.model_kind.in_(("finetuned", "base")))
+            .where(EvalResult.run_id == run_id, EvalResult.model_kind.in_(RUN_SCORE_KINDS))
         ).all()
         logged = set(session.exec(
             select(EvalResult.id).where(EvalResult.run_id == run_id, EvalResult.samples_json.is_not(None))
@@ -216,3 +202,42 @@ def _base_log(session, run_id: int, row, has_log: bool) -> list[dict] | None:
         if json.loads(candidate.fingerprint_json).get("eval_key") == eval_key:
             return _log_of(session, candidate.id)
     return None
+
+
+def rewind(registry: Registry, run_id: int, step: int, kept: Iterable[KeptCheckpoint]) -> int:
+    """Make the registry match a run resuming at `step` with the checkpoints `kept` on disk.
+
+    Training metrics after `step` are deleted (they will be logged again, identically), and the
+    checkpoint rows become exactly the kept checkpoints. The number of metric rows deleted.
+    """
+    kept = list(kept)
+    with registry.session() as session:
+        deleted = session.exec(delete(TrainMetric).where(TrainMetric.run_id == run_id, TrainMetric.step > step))
+        session.exec(delete(Checkpoint).where(Checkpoint.run_id == run_id,
+                                              Checkpoint.step.not_in([c.step for c in kept])))
+        recorded = set(session.exec(select(Checkpoint.step).where(Checkpoint.run_id == run_id)).all())
+        for checkpoint in kept:
+            # Written to disk but killed before it was recorded: record it now.
+            if checkpoint.step not in recorded:
+                session.add(Checkpoint(run_id=run_id, step=checkpoint.step, loss=checkpoint.loss,
+                                       path=checkpoint.path))
+        session.commit()
+    return deleted.rowcount
+
+
+def forget_checkpoints(registry: Registry, run_id: int, steps: Iterable[int]) -> None:
+    """Drop the rows of checkpoints pruned from disk (`[train] keep_checkpoints`)."""
+    steps = list(steps)
+    if not steps:
+        return
+    with registry.session() as session:
+        session.exec(delete(Checkpoint).where(Checkpoint.run_id == run_id, Checkpoint.step.in_(steps)))
+        session.commit()
+
+
+def forget_scores(registry: Registry, run_id: int) -> None:
+    """Drop the scores a run's own evaluation recorded; a new attempt evaluates again from the start."""
+    with registry.session() as session:
+        session.exec(delete(EvalResult).where(EvalResult.run_id == run_id,
+                                              EvalResult.model_kind.in_(RUN_SCORE_KINDS)))
+        session.commit()

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 from tunelab.registry.errors import NotFound
 from tunelab.registry.reader import Rows
+from tunelab.registry.scores import ROW_COLUMNS, Score, from_columns, select_list
+from tunelab.registry.scores import to_json as score_json
 
 
 @dataclass
@@ -37,25 +39,6 @@ class RunSummary:
 
 
 @dataclass
-class ScoreRow:
-    model_kind: str
-    model_name: str
-    task: str
-    metric: str
-    value: float
-    stderr: float | None
-    num_fewshot: int
-    limit: int
-    n_samples: int | None
-    task_group: str | None
-    comparable: bool
-    lm_eval_version: str
-    fingerprint: dict
-    # McNemar exact p-value of a fine-tuned score against its base (per-item logs); None where not known.
-    vs_base_p: float | None = None
-
-
-@dataclass
 class RunDetail:
     summary: RunSummary
     spec: dict[str, Any]
@@ -68,7 +51,7 @@ class RunDetail:
     num_train_examples: int | None
     checkpoints: list[dict] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)
-    scores: list[ScoreRow] = field(default_factory=list)
+    scores: list[Score] = field(default_factory=list)
     # What the run last executed with (versions, devices, source commit); None before it first ran.
     environment: dict[str, Any] | None = None
     # Where the starting weights came from ({"runs": [...] nearest first, "origin": base}); None before it ran.
@@ -79,11 +62,12 @@ class RunDetail:
     progress: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return to_jsonable(asdict(self))
+        return to_jsonable(dict(asdict(self), scores=[score_json(score) for score in self.scores]))
 
 
 class MemberScore(NamedTuple):
-    """One member of a score group (an MMLU subject): what per-subject tables and charts show of it."""
+    """Four fields of a Score of one member of a group (an MMLU subject): what per-subject tables and charts
+    show of it, read from an index alone (a report reads some hundred thousand)."""
 
     model_kind: str
     task_group: str
@@ -128,9 +112,8 @@ def _detail_columns(dialect: str) -> str:
             "run.data_stats_json, run.progress_json")
 
 
-# "limit" is an SQL keyword: quoted, as SQLAlchemy quotes it.
-_SCORE_COLUMNS = ('run_id, model_kind, model_name, task, metric, value, stderr, num_fewshot, "limit", n_samples, '
-                  "task_group, comparable, lm_eval_version, fingerprint_json")
+# A score's columns (registry/scores.py), after its run's id.
+_SCORE_COLUMNS = f"run_id, {select_list()}"
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
@@ -187,7 +170,7 @@ def list_runs(source: Rows, *, status: str | None = None, limit: int | None = No
 def headline_values(source: Rows, run_ids: Sequence[int] | None = None,
                     model_kind: str = "finetuned") -> dict[int, dict[str, float]]:
     """Each run's value per top-level task (MMLU subjects left out), by run id: the latest row of a task wins,
-    as in reports.scores.headline_rows. What a listing shows, without building a ScoreRow per score."""
+    as in registry.scores.headline_rows. What a listing shows, without building a Score per score."""
     sql = ("SELECT run_id, task, value FROM evalresult "
            "WHERE model_kind = :kind AND task_group IS NULL AND run_id IS NOT NULL")
     values: dict[int, dict[str, float]] = {}
@@ -203,11 +186,6 @@ def headline_values(source: Rows, run_ids: Sequence[int] | None = None,
         for run_id, task, value in source.rows(f"{sql} AND {condition} ORDER BY id", {"kind": model_kind, **params}):
             values.setdefault(run_id, {})[task] = value
     return values
-
-
-def p_value_as_read(stored: float | None) -> float | None:
-    """A stored vs_base_p as readers see it: NO_P_VALUE (checked, no test possible) is no p-value."""
-    return None if stored is None or stored < 0 else stored
 
 
 def _p_values(source: Rows, run_ids: Sequence[int] | None) -> dict[tuple[int, str], float]:
@@ -227,23 +205,16 @@ def _p_values(source: Rows, run_ids: Sequence[int] | None) -> dict[tuple[int, st
     return found
 
 
-def _score_of(row: Sequence[Any], fingerprints: dict[str, dict], p_values: dict[tuple[int, str], float]) -> ScoreRow:
-    (run_id, model_kind, model_name, task, metric, value, stderr, num_fewshot, limit, n_samples, task_group,
-     comparable, lm_eval_version, fingerprint_json) = row
-    # Every score of one evaluation carries the same fingerprint text: parse each distinct text once.
-    fingerprint = fingerprints.get(fingerprint_json)
-    if fingerprint is None:
-        fingerprint = fingerprints[fingerprint_json] = json.loads(fingerprint_json)
-    return ScoreRow(
-        model_kind=model_kind, model_name=model_name, task=task, metric=metric, value=value, stderr=stderr,
-        num_fewshot=num_fewshot, limit=limit, n_samples=n_samples, task_group=task_group,
-        comparable=bool(comparable), lm_eval_version=lm_eval_version, fingerprint=fingerprint,
-        vs_base_p=p_values.get((run_id, task)) if model_kind == "finetuned" else None)
+def _score_of(row: Sequence[Any], fingerprints: dict[str, dict], p_values: dict[tuple[int, str], float]) -> Score:
+    """A Score from a row of _SCORE_COLUMNS; its p-value from `p_values` (fine-tuned scores only have one)."""
+    values = dict(zip(ROW_COLUMNS, row[1:], strict=True))
+    p_value = p_values.get((row[0], values["task"])) if values["model_kind"] == "finetuned" else None
+    return from_columns(values, parsed=fingerprints, vs_base_p=p_value)
 
 
 def run_scores(
     source: Rows, run_ids: list[int] | None = None, *, headline_only: bool = False
-) -> dict[int, list[ScoreRow]]:
+) -> dict[int, list[Score]]:
     """Eval results grouped by run id (all runs when `run_ids` is None).
 
     `headline_only` leaves out group members (the 57 MMLU subjects), which listings never show.
@@ -261,7 +232,7 @@ def run_scores(
         for chunk in _chunks(ids):
             condition, params = _in("run_id", chunk)
             rows += source.rows(f"{sql} AND {condition} ORDER BY run_id, id", params)
-    grouped: dict[int, list[ScoreRow]] = {}
+    grouped: dict[int, list[Score]] = {}
     fingerprints: dict[str, dict] = {}
     for row in rows:
         grouped.setdefault(row[0], []).append(_score_of(row, fingerprints, p_values))

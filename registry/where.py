@@ -23,7 +23,8 @@ from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
-from tunelab.experiments.schema import OPENLLM_V1_TASKS, Spec
+from tunelab.experiments.benchmarks import LEADERBOARD_AVERAGE, Average
+from tunelab.experiments.schema import Spec
 from tunelab.registry.errors import RegistryError
 from tunelab.registry.models import EvalResult, Experiment, Run, RunStatus
 
@@ -480,25 +481,29 @@ def _spec_value(path: tuple[str, ...], json_type: str) -> ColumnElement[Any]:
 
 
 def _headline(table) -> tuple[ColumnElement[bool], ...]:
-    # The same rows reports.scores.headline_rows picks: the fine-tuned model, top-level tasks only.
+    # The rows registry.scores.headline_rows picks of the fine-tuned model: top-level tasks only.
     return table.run_id == Run.id, table.model_kind == "finetuned", table.task_group.is_(None)
 
 
+def _latest(table) -> ColumnElement[bool]:
+    """The row is the latest of its run, model and task (a task recorded twice counts once, as in the listings)."""
+    later = aliased(EvalResult)
+    return ~select(later.id).where(
+        later.run_id == table.run_id, later.model_kind == table.model_kind, later.task_group.is_(None),
+        later.task == table.task, later.id > table.id,
+    ).exists()
+
+
 def _score(task: str) -> ColumnElement[float]:
-    # The latest row wins when a task was recorded twice, as in the listings.
     return (select(EvalResult.value).where(*_headline(EvalResult), EvalResult.task == task)
             .order_by(EvalResult.id.desc()).limit(1).scalar_subquery())
 
 
-def _average() -> ColumnElement[float]:
-    """Mean of the leaderboard tasks present (custom tasks don't count), as reports.scores.average."""
-    later = aliased(EvalResult)
-    superseded = select(later.id).where(
-        later.run_id == EvalResult.run_id, later.model_kind == EvalResult.model_kind, later.task_group.is_(None),
-        later.task == EvalResult.task, later.id > EvalResult.id,
-    )
+def average_sql(average: Average = LEADERBOARD_AVERAGE) -> ColumnElement[float]:
+    """`average` (experiments/benchmarks.py) of a run's fine-tuned headline scores, as SQL: AVG over the latest
+    score of each of its tasks, which is NULL where the run has none, as Average.of is None."""
     return (select(func.avg(EvalResult.value))
-            .where(*_headline(EvalResult), EvalResult.task.in_(OPENLLM_V1_TASKS), ~superseded.exists())
+            .where(*_headline(EvalResult), EvalResult.task.in_(average.tasks), _latest(EvalResult))
             .scalar_subquery())
 
 
@@ -517,7 +522,7 @@ def _column(field: Field) -> ColumnElement[Any]:
         case "score":
             return _score(field.path[0])
         case "average":
-            return _average()
+            return average_sql()
     raise ValueError(f"no single column for {field.kind}")
 
 

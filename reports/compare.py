@@ -6,12 +6,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunelab.experiments.benchmarks import display_order
 from tunelab.registry.db import Registry
-from tunelab.registry.queries import RunDetail, run_detail
+from tunelab.registry.queries import run_detail
+from tunelab.registry.scores import headline_rows
 from tunelab.reports.charts import Chart, line_spec
 from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, significant
 from tunelab.reports.run_page import loss_series
-from tunelab.reports.scores import BENCHMARKS, SubjectDelta, group_scores, subject_deltas
+from tunelab.reports.scores import SubjectDelta, group_scores, subject_deltas
 
 
 @dataclass
@@ -75,10 +77,6 @@ def spec_differences(a: dict, b: dict) -> list[SpecDifference]:
     ]
 
 
-def _headline(detail: RunDetail) -> dict[str, Any]:
-    return {r.task: r for r in detail.scores if r.model_kind == "finetuned" and r.task_group is None}
-
-
 def _samples(registry: Registry, run_id: int, task: str) -> list[dict] | None:
     from tunelab.registry.queries import samples_of
 
@@ -107,10 +105,9 @@ def _paired(a_samples: list[dict] | None, b_samples: list[dict] | None) -> tuple
 
 def build_comparison(registry: Registry, a_id: int, b_id: int) -> Comparison:
     a, b = run_detail(registry, a_id), run_detail(registry, b_id)
-    ha, hb = _headline(a), _headline(b)
-    order = [t for t in BENCHMARKS if t in ha or t in hb] + sorted((set(ha) | set(hb)) - set(BENCHMARKS))
+    ha, hb = headline_rows(a.scores, "finetuned"), headline_rows(b.scores, "finetuned")
     scores = []
-    for task in order:
+    for task in display_order([*ha, *hb]):
         ra, rb = ha.get(task), hb.get(task)
         delta = rb.value - ra.value if ra and rb else None
         p_value, flips = _paired(_samples(registry, a_id, task), _samples(registry, b_id, task)) if ra and rb else (

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from tunelab.experiments.benchmarks import LEADERBOARD, display_order, leaderboard_average, title_of
 from tunelab.registry.db import Registry
-from tunelab.registry.queries import RunSummary, ScoreRow, list_runs, model_evaluations, resolved_specs, run_scores
+from tunelab.registry.queries import RunSummary, list_runs, model_evaluations, resolved_specs, run_scores
+from tunelab.registry.scores import Score, headline_rows
 from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, significant
-from tunelab.reports.scores import BENCHMARKS, average, headline_rows
 
 
 @dataclass
@@ -79,7 +80,7 @@ class Leaderboard:
     significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
 
 
-def _cells(rows: dict[str, ScoreRow], base: dict[str, ScoreRow] | None, columns: list[str]) -> dict[str, Cell]:
+def _cells(rows: dict[str, Score], base: dict[str, Score] | None, columns: list[str]) -> dict[str, Cell]:
     cells = {}
     for task in columns:
         row = rows.get(task)
@@ -94,7 +95,7 @@ def _cells(rows: dict[str, ScoreRow], base: dict[str, ScoreRow] | None, columns:
     return cells
 
 
-def _settings_key(row: ScoreRow) -> str:
+def _settings_key(row: Score) -> str:
     """The parts of an eval fingerprint that change a task's number: harness, prompt config, data, shots, limit,
     batch size (padding in a batch moves scores a little; "auto" depends on the GPU's memory)."""
     fingerprint = row.fingerprint or {}
@@ -122,16 +123,14 @@ def mark_mixed_settings(rows: list[Row], keys: list[str]) -> None:
 
 
 def _average_cell(cells: dict[str, Cell], base_cells: dict[str, Cell] | None) -> Cell:
-    mean = average({k: c.value for k, c in cells.items() if c.value is not None})
-    base_mean = average({k: c.value for k, c in (base_cells or {}).items() if c.value is not None})
+    mean = leaderboard_average({k: c.value for k, c in cells.items() if c.value is not None})
+    base_mean = leaderboard_average({k: c.value for k, c in (base_cells or {}).items() if c.value is not None})
     delta = mean - base_mean if mean is not None and base_mean is not None else None
-    return Cell(mean, delta, None, all(c.comparable for k, c in cells.items() if k in BENCHMARKS))
+    return Cell(mean, delta, None, all(c.comparable for k, c in cells.items() if k in LEADERBOARD))
 
 
-def _column_keys(all_scores: dict[int, list[ScoreRow]]) -> list[str]:
-    present = {row.task for rows in all_scores.values() for row in rows if row.task_group is None}
-    custom = sorted(present - set(BENCHMARKS))
-    return [task for task in BENCHMARKS if task in present] + custom
+def _column_keys(all_scores: dict[int, list[Score]]) -> list[str]:
+    return display_order(row.task for rows in all_scores.values() for row in rows if row.task_group is None)
 
 
 def key_settings(spec: dict) -> str:
@@ -192,6 +191,6 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
                         href=href))
     mark_mixed_settings(rows, keys)
     rows.sort(key=lambda r: (r.average.value is None, -(r.average.value or 0.0), r.label))
-    columns = [Column(k, BENCHMARKS.get(k, k)) for k in keys]
+    columns = [Column(k, title_of(k)) for k in keys]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Leaderboard(title=title, generated_at=generated, columns=columns, rows=rows)

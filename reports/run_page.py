@@ -6,17 +6,20 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from tunelab.experiments.benchmarks import display_order
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
-from tunelab.registry.queries import MemberScore, RunDetail, ScoreRow, member_scores, run_details
+from tunelab.registry.queries import MemberScore, RunDetail, member_scores, run_details
+from tunelab.registry.scores import Score, headline_rows
 from tunelab.reports.charts import Chart, Series, bar_spec, line_spec
+from tunelab.reports.data_stats import DataSourceLine, data_source_lines
 from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, significant
-from tunelab.reports.scores import BENCHMARKS, SubjectDelta, group_scores, subject_deltas
+from tunelab.reports.scores import SubjectDelta, group_scores, subject_deltas
 
 # Runs per batch of queries: bounds memory on a large registry.
 _BATCH = 200
 # A run's group member scores (MMLU subjects): full rows from run_detail, or index-only ones for reports.
-Members = list[MemberScore] | list[ScoreRow]
+Members = list[MemberScore] | list[Score]
 
 
 @dataclass
@@ -38,17 +41,6 @@ class ScoreLine:
     @property
     def significant(self) -> bool:
         return significant(self.p_value)
-
-
-@dataclass
-class DataSourceLine:
-    path: str
-    rows: int | None
-    empty: int | None
-    duplicates: int | None
-    overlength: str
-    kept: int | None
-    held_out: int | None
 
 
 @dataclass
@@ -81,11 +73,9 @@ class RunPage:
 
 
 def _score_lines(detail: RunDetail) -> list[ScoreLine]:
-    tuned = {r.task: r for r in detail.scores if r.model_kind == "finetuned" and r.task_group is None}
-    base = {r.task: r for r in detail.scores if r.model_kind == "base" and r.task_group is None}
-    order = [t for t in BENCHMARKS if t in tuned] + sorted(set(tuned) - set(BENCHMARKS))
+    tuned, base = headline_rows(detail.scores, "finetuned"), headline_rows(detail.scores, "base")
     lines = []
-    for task in order:
+    for task in display_order(tuned):
         row, base_row = tuned[task], base.get(task)
         lines.append(ScoreLine(task, row.metric, row.value, base_row.value if base_row else None,
                                row.value - base_row.value if base_row else None, row.stderr, row.num_fewshot,
@@ -114,7 +104,7 @@ def validation_series(detail: RunDetail, label: str = "validation loss") -> Seri
     return Series(label, [p[0] for p in points], [p[1] for p in points])
 
 
-def _members(detail: RunDetail) -> list[ScoreRow]:
+def _members(detail: RunDetail) -> list[Score]:
     return [row for row in detail.scores if row.task_group is not None]
 
 
@@ -134,26 +124,6 @@ def page_charts(detail: RunDetail, members: Members | None = None) -> dict[str, 
         "mmlu": _mmlu_chart(members),
     }
     return {name: chart for name, chart in charts.items() if chart is not None}
-
-
-def _count(value) -> int | None:
-    return value if isinstance(value, int) else None
-
-
-def _data_sources(stats: dict | None) -> list[DataSourceLine]:
-    if not stats:
-        return []
-    sources = list(stats.get("sources") or [])
-    if stats.get("validation_file"):
-        sources.append({**stats["validation_file"], "path": f"{stats['validation_file'].get('path')} (validation)"})
-    return [
-        DataSourceLine(
-            path=str(source.get("path", "")), rows=_count(source.get("rows")), empty=_count(source.get("empty")),
-            duplicates=_count(source.get("duplicates")),
-            overlength=f"{source.get('overlength_dropped', 0)} dropped, {source.get('overlength_truncated', 0)} cut",
-            kept=_count(source.get("kept")), held_out=_count(source.get("held_out")))
-        for source in sources
-    ]
 
 
 def _page(detail: RunDetail, members: Members) -> RunPage:
@@ -182,7 +152,7 @@ def _page(detail: RunDetail, members: Members) -> RunPage:
         environment_json=json.dumps(environment, indent=2, sort_keys=True) if environment else None,
         lineage=[f"base model {s.base_model}"],
         forgetting=subject_deltas(base_subjects, group_scores(members, "finetuned")) if base_subjects else [],
-        data_sources=_data_sources(detail.data_stats),
+        data_sources=data_source_lines(detail.data_stats),
     )
 
 

@@ -1,40 +1,21 @@
-"""Which number stands for a task (its headline metric) and the leaderboard average."""
+"""A model's headline values with their average, and the members of a group (MMLU's subjects) side by side.
+
+The benchmarks, their order and titles, and the leaderboard average are experiments/benchmarks.py.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tunelab.registry.run_records import MemberScore, ScoreRow
+from tunelab.experiments.benchmarks import with_average
+from tunelab.registry.run_records import MemberScore
+from tunelab.registry.scores import Score, headline_rows
 from tunelab.reports.marks import delta_class
 
-# The Open LLM Leaderboard v1 columns, in display order, with their display names.
-BENCHMARKS = {
-    "arc_challenge": "ARC",
-    "hellaswag": "HellaSwag",
-    "mmlu": "MMLU",
-    "truthfulqa_mc2": "TruthfulQA",
-}
 
-
-def headline_rows(rows: Iterable[ScoreRow], model_kind: str) -> dict[str, ScoreRow]:
-    """One row per top-level task (MMLU subjects are folded into the `mmlu` row)."""
-    return {row.task: row for row in rows if row.model_kind == model_kind and row.task_group is None}
-
-
-def average(values: dict[str, float]) -> float | None:
-    """Plain mean of the leaderboard benchmarks present (custom tasks don't count)."""
-    present = [values[task] for task in BENCHMARKS if task in values]
-    return sum(present) / len(present) if present else None
-
-
-def with_average(values: dict[str, float]) -> dict[str, float]:
-    """Headline values by task, with the leaderboard "average" added when a leaderboard benchmark is present."""
-    mean = average(values)
-    return values if mean is None else {**values, "average": mean}
-
-
-def headline_scores(rows: Iterable[ScoreRow], model_kind: str) -> dict[str, float]:
+def headline_scores(rows: Iterable[Score], model_kind: str) -> dict[str, float]:
+    """Headline values by task, with the leaderboard "average" where a leaderboard benchmark is present."""
     return with_average({task: row.value for task, row in headline_rows(rows, model_kind).items()})
 
 
@@ -68,7 +49,7 @@ class SubjectDelta:
         return delta_class(self.delta)
 
 
-def group_scores(rows: Iterable[ScoreRow | MemberScore], model_kind: str, group: str = "mmlu") -> dict[str, float]:
+def group_scores(rows: Iterable[Score | MemberScore], model_kind: str, group: str = "mmlu") -> dict[str, float]:
     """The members' scores of one group (MMLU's subjects), by task name."""
     return {row.task: row.value for row in rows if row.model_kind == model_kind and row.task_group == group}
 

@@ -8,7 +8,6 @@ and their data. Nothing is loaded and nothing is downloaded; only files are look
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -18,7 +17,9 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from pydantic import ValidationError
-from tunelab.experiments.schema import Spec
+from tunelab.experiments.benchmarks import LEADERBOARD
+from tunelab.experiments.paths import spec_path
+from tunelab.experiments.schema import Spec, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
 from tunelab.registry.queries import experiment_for_run, list_runs
@@ -28,12 +29,13 @@ from tunelab.runner.evaluation.custom_tasks import check_custom_rows
 from tunelab.runner.evaluation.include_path import TaskDirectory, hub_dataset_of, included_task_data, task_directory
 from tunelab.runner.evaluation.leaderboard import (
     BENCHMARKS_DIR_ENV,
-    LEADERBOARD,
     official_tasks_dir,
     resolve_benchmarks_dir,
 )
 from tunelab.runner.evaluation.planning import benchmark_requests, required_local_files
 from tunelab.runner.evaluation.targets import hf_caches
+from tunelab.runner.offline import hub_offline
+from tunelab.runner.training.models import locate_model
 
 _WEIGHTS = ("*.safetensors", "*.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
@@ -62,23 +64,18 @@ class RunCheck:
         return not self.problems
 
 
-def _offline(environ: Mapping[str, str]) -> bool:
-    return any(environ.get(n, "").strip().lower() in {"1", "true", "yes", "on"}
-               for n in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
 def check_queued_runs(registry: Registry, *, offline: bool = False, environ: Mapping[str, str] = os.environ,
                       gpus_here: Callable[[], int] | None = None) -> list[RunCheck]:
     """One check per queued run, in queue order. `offline` (or HF_*_OFFLINE) means nothing may be downloaded.
     `gpus_here` counts this machine's GPUs (asked only when a run needs some)."""
-    offline = offline or _offline(environ)
+    offline = offline or hub_offline(environ, datasets=True)
     checks = []
     for summary in sorted(list_runs(registry, status="queued"), key=lambda r: r.run_id):
         _, experiment = experiment_for_run(registry, summary.run_id)
         check = RunCheck(summary.run_id, summary.name)
         checks.append(check)
         try:
-            spec = Spec.model_validate(json.loads(experiment.resolved_json))
+            spec = stored_spec(experiment.resolved_json)
         except ValidationError as err:  # the worker would fail on it the same way
             first = err.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
@@ -98,19 +95,19 @@ def _note_gpus(wanted: int, check: RunCheck, gpus_here: Callable[[], int] | None
                            f"{wanted} will claim the run")
 
 
-def check_spec(spec: Spec, workdir: Path, check: RunCheck, *, registry: Registry | None = None,
+def check_spec(spec: Spec, workdir: Path, check: RunCheck, *, registry: Registry,
                offline: bool, environ: Mapping[str, str]) -> RunCheck:
     """Add to `check` what `spec`, submitted from `workdir`, needs and does not find."""
     _check_model(spec, workdir, check, registry, offline, environ)
     for what, raw in _data_files(spec):
-        path = _path(raw, workdir)
+        path = spec_path(raw, workdir)
         if not path.is_file():
             check.problems.append(Problem(what, str(path), "file not found"))
         elif path.stat().st_size == 0:
             check.problems.append(Problem(what, str(path), "file is empty"))
     _check_benchmarks(spec, workdir, check, offline, environ)
     for custom in spec.eval.custom:
-        path = _path(custom.path, workdir)
+        path = spec_path(custom.path, workdir)
         try:
             check_custom_rows(path)
         except EvaluationError as err:
@@ -128,25 +125,19 @@ def _data_files(spec: Spec) -> list[tuple[str, str]]:
     return files
 
 
-def _path(raw: str, workdir: Path) -> Path:
-    path = Path(raw).expanduser()
-    return path if path.is_absolute() else Path(workdir) / path
-
-
 # ---------------------------------------------------------------- the base model
 
 
-def _check_model(spec: Spec, workdir: Path, check: RunCheck, registry: Registry | None, offline: bool,
+def _check_model(spec: Spec, workdir: Path, check: RunCheck, registry: Registry, offline: bool,
                  environ: Mapping[str, str]) -> None:
     base = spec.model.base
-    if base.startswith("run:"):
-        _check_run_weights(base, check, registry)
-        return
-    local = _path(base, workdir)
-    if local.is_dir():
-        _check_model_dir(local, check, str(local))
-    elif base.startswith((".", "/", "~")) or base.count("/") > 1:
-        check.problems.append(Problem("base model", str(local), "directory not found"))
+    location = locate_model(base, workdir)
+    if location.kind == "run":
+        _check_run_weights(location.run_id, check, registry)
+    elif location.kind == "directory":
+        _check_model_dir(location.path, check, str(location.path))
+    elif location.kind == "missing":
+        check.problems.append(Problem("base model", str(location.path), "directory not found"))
     else:
         _check_hub_model(base, spec.model.revision, check, offline, environ)
 
@@ -177,13 +168,10 @@ def _check_hub_model(repo_id: str, revision: str | None, check: RunCheck, offlin
     _check_model_dir(snapshot, check, f"{repo_id} (hub cache {snapshot})")
 
 
-def _check_run_weights(base: str, check: RunCheck, registry: Registry | None) -> None:
-    run_id = base.removeprefix("run:")
-    if registry is None or not run_id.isdigit():
-        check.problems.append(Problem("base model", base, "not a run id"))
-        return
+def _check_run_weights(run_id: int, check: RunCheck, registry: Registry) -> None:
+    base = f"run:{run_id}"
     try:
-        run, _ = experiment_for_run(registry, int(run_id))
+        run, _ = experiment_for_run(registry, run_id)
     except NotFound:
         check.problems.append(Problem("base model", base, f"no run {run_id}"))
         return

@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunelab.experiments.schema import EvalSection, Spec
+from tunelab.experiments.schema import EvalSection, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import experiment_for_run, model_evaluations
-from tunelab.registry.recording import ScoreRecord, record_scores
+from tunelab.registry.recording import record_scores
+from tunelab.registry.scores import Score
 from tunelab.runner.evaluation.cache import evaluate_cached, model_digest
 from tunelab.runner.evaluation.harness import EvalOutcome
 from tunelab.runner.evaluation.targets import (
@@ -31,6 +32,7 @@ from tunelab.runner.evaluation.targets import (
     trained_source,
 )
 from tunelab.runner.lineage import base_model_dir
+from tunelab.runner.training.models import locate_model
 
 _RUN_TARGET = re.compile(r"^(?:run:)?(\d+)$")
 
@@ -45,34 +47,39 @@ class TargetEvaluation:
     outcome: EvalOutcome
     recorded: bool  # False when an identical evaluation was already in the registry
 
+    @property
+    def scores(self) -> list[Score]:
+        """The outcome's scores as the registry records them: model_kind "eval", named by the target."""
+        return self.outcome.recorded_as(model_kind="eval", model_name=self.source.label, eval_key=self.eval_key,
+                                        model_digest=self.digest)
+
 
 def resolve_target(registry: Registry, target: str, *, home: Path, cwd: Path, dtype: str | None = None,
                    revision: str | None = None, environ: Mapping[str, str] = os.environ) -> ModelSource:
     """`run:ID` or ID (a run's final weights), a local model or adapter directory, or a hub model id."""
+    location = locate_model(target, cwd)
     match = _RUN_TARGET.match(target)
-    if match and not (Path(cwd) / target).is_dir():
+    if match and location.kind != "directory":
         return _run_source(registry, int(match.group(1)), home=home, dtype=dtype, environ=environ)
-    path = Path(target).expanduser()
-    path = path if path.is_absolute() else Path(cwd) / path
-    if path.is_dir():
-        path = path.resolve()
-        if (path / "adapter_config.json").is_file():
-            config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-            base = config.get("base_model_name_or_path")
-            if not base:
-                raise EvalTargetError(f"adapter {path} does not name its base model (base_model_name_or_path)")
-            base_dir = model_dir_for(base, workdir=path, revision=revision, environ=environ)
-            return ModelSource(str(path), base_dir, path, dtype or "float32")
-        return ModelSource(str(path), path, None, dtype or "float32")
-    if target.startswith((".", "/", "~")):
-        raise EvalTargetError(f"model directory {path} does not exist")
-    return ModelSource(target, hub_model_dir(target, revision, environ=environ), None, dtype or "float32")
+    if location.kind == "missing":
+        raise EvalTargetError(f"model directory {location.path} does not exist")
+    if location.kind != "directory":
+        return ModelSource(target, hub_model_dir(target, revision, environ=environ), None, dtype or "float32")
+    path = location.path
+    if (path / "adapter_config.json").is_file():
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        base = config.get("base_model_name_or_path")
+        if not base:
+            raise EvalTargetError(f"adapter {path} does not name its base model (base_model_name_or_path)")
+        base_dir = model_dir_for(base, workdir=path, revision=revision, environ=environ)
+        return ModelSource(str(path), base_dir, path, dtype or "float32")
+    return ModelSource(str(path), path, None, dtype or "float32")
 
 
 def _run_source(registry: Registry, run_id: int, *, home: Path, dtype: str | None,
                 environ: Mapping[str, str]) -> ModelSource:
     run, experiment = experiment_for_run(registry, run_id)
-    spec = Spec.model_validate(json.loads(experiment.resolved_json))
+    spec = stored_spec(experiment.resolved_json)
     output_dir = Path(run.output_dir) if run.output_dir else Path(home) / "runs" / str(run_id)
     final_dir = output_dir / "final"
     if not final_dir.is_dir():
@@ -89,7 +96,7 @@ def _run_source(registry: Registry, run_id: int, *, home: Path, dtype: str | Non
 def run_eval_settings(registry: Registry, run_id: int) -> tuple[EvalSection, int]:
     """A run's own [eval] section and seed: the defaults for evaluating its weights again."""
     _, experiment = experiment_for_run(registry, run_id)
-    spec = Spec.model_validate(json.loads(experiment.resolved_json))
+    spec = stored_spec(experiment.resolved_json)
     return spec.eval, spec.experiment.seed
 
 
@@ -118,13 +125,6 @@ def evaluate_target(
     )
     if already and len(outcome.cached) == len(outcome.fingerprint["tasks"]):
         return TargetEvaluation(source, digest, key, outcome, recorded=False)
-    fingerprint = dict(outcome.fingerprint, eval_key=key)
-    records = [
-        ScoreRecord(model_kind="eval", model_name=source.label, task=s.task, metric=s.metric, value=s.value,
-                    stderr=s.stderr, num_fewshot=s.num_fewshot, limit=s.limit, n_samples=s.n_samples,
-                    task_group=s.group, comparable=s.comparable, lm_eval_version=outcome.lm_eval_version,
-                    fingerprint=fingerprint, samples=outcome.samples.get(s.task), model_digest=digest)
-        for s in outcome.scores
-    ]
-    record_scores(registry, source.run_id, records)
-    return TargetEvaluation(source, digest, key, outcome, recorded=True)
+    done = TargetEvaluation(source, digest, key, outcome, recorded=True)
+    record_scores(registry, source.run_id, done.scores)
+    return done

@@ -24,17 +24,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunelab.experiments.schema import Spec
+from tunelab.experiments.schema import Spec, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import experiment_for_run, find_base_scores
-from tunelab.registry.queue import beat, mark_succeeded, update_run
-from tunelab.registry.recording import ScoreRecord, record_scores
-from tunelab.registry.recovery import forget_scores, requeue_interrupted, retry_or_fail
+from tunelab.registry.recording import forget_scores, record_scores, update_run
+from tunelab.registry.run_state import beat, requeue_interrupted, retry_or_fail, succeed
 from tunelab.runner.devices import check_run_gpus, cuda_device_count
 from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunCancelled, RunFailed, retryable
 from tunelab.runner.evaluation.cache import evaluate_cached, lm_eval_version
-from tunelab.runner.evaluation.harness import EvalOutcome
 from tunelab.runner.evaluation.targets import base_model_digest, settings_key, trained_model_digest
 from tunelab.runner.lineage import resolve_start
 from tunelab.runner.training.checkpoints import latest_complete
@@ -157,39 +155,6 @@ def eval_key(spec: Spec, lm_eval_version: str) -> str:
                         lm_eval_version=lm_eval_version)
 
 
-def _score_records(outcome: EvalOutcome, *, model_kind: str, model_name: str, key: str) -> list[ScoreRecord]:
-    fingerprint = dict(outcome.fingerprint, eval_key=key)
-    return [
-        ScoreRecord(
-            model_kind=model_kind,
-            model_name=model_name,
-            task=score.task,
-            metric=score.metric,
-            value=score.value,
-            stderr=score.stderr,
-            num_fewshot=score.num_fewshot,
-            limit=score.limit,
-            n_samples=score.n_samples,
-            task_group=score.group,
-            comparable=score.comparable,
-            lm_eval_version=outcome.lm_eval_version,
-            fingerprint=fingerprint,
-            samples=outcome.samples.get(score.task),
-        )
-        for score in outcome.scores
-    ]
-
-
-def _copy_rows(rows, run_model_kind: str = "base") -> list[ScoreRecord]:
-    return [
-        ScoreRecord(model_kind=run_model_kind, model_name=r.model_name, task=r.task, metric=r.metric, value=r.value,
-                    stderr=r.stderr, num_fewshot=r.num_fewshot, limit=r.limit, n_samples=r.n_samples,
-                    task_group=r.task_group, comparable=r.comparable, lm_eval_version=r.lm_eval_version,
-                    fingerprint=r.fingerprint)
-        for r in rows
-    ]
-
-
 def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path,
                    progress: RunProgress) -> None:
     key = eval_key(spec, lm_eval_version())
@@ -199,7 +164,7 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
     cached = find_base_scores(registry, spec.model.base, key) if digest is None else None
     if cached:
         progress.note(f"base model {spec.model.base}: scores reused from an identical earlier evaluation")
-        record_scores(registry, run_id, _copy_rows(cached))
+        record_scores(registry, run_id, cached)
         return
 
     def load():  # only when some benchmark is not in the cache
@@ -210,8 +175,7 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
     outcome = evaluate_cached(registry, load, digest, spec.eval,
                               workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
                               dtype=spec.model.dtype, progress=progress.note)
-    record_scores(registry, run_id, _score_records(outcome, model_kind="base", model_name=spec.model.base,
-                                                   key=key))
+    record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base, eval_key=key))
 
 
 def _make_output_dir(output_dir: Path) -> None:
@@ -242,8 +206,8 @@ def execute_run(
         with stop.run():
             _make_output_dir(output_dir)
             with _Heartbeat(registry, run_id, worker, heartbeat_seconds) as heart, progress:
-                _execute(registry, run_id, Spec.model_validate(json.loads(experiment.resolved_json)),
-                         Path(experiment.workdir), output_dir, progress, heart, stop)
+                _execute(registry, run_id, stored_spec(experiment.resolved_json), Path(experiment.workdir),
+                         output_dir, progress, heart, stop)
     except RunInterrupted as exc:
         latest = latest_complete(output_dir / "checkpoints")
         where = f"resumes from {latest.name}" if latest else "no checkpoint yet, starts over"
@@ -260,11 +224,10 @@ def execute_run(
         _write_traceback(output_dir)
         status = retry_or_fail(registry, run_id, worker, error, retryable=retryable(exc))
         return RunResult(run_id, status, error)
-    # Still ours? A cancel, or a stale re-queue while this worker stalled, must not be overwritten.
-    status = beat(registry, run_id, worker)
-    if status != "running":
+    # Only while still ours: a cancel, or a stale re-queue while this worker stalled, is not overwritten.
+    status = succeed(registry, run_id, worker)
+    if status != "succeeded":
         return RunResult(run_id, "cancelled" if status == "cancelled" else "lost")
-    mark_succeeded(registry, run_id)
     return RunResult(run_id, "succeeded")
 
 
@@ -327,8 +290,8 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     result = evaluate_cached(registry, lambda m=outcome.model, t=outcome.tokenizer: (m, t), digest, spec.eval,
                              workdir=output_dir / "eval", base_dir=workdir, seed=spec.experiment.seed,
                              dtype=spec.model.dtype, progress=progress.note)
-    record_scores(registry, run_id, _score_records(result, model_kind="finetuned",
-                                                   model_name=f"run:{run_id}", key=key))
+    record_scores(registry, run_id, result.recorded_as(model_kind="finetuned", model_name=f"run:{run_id}",
+                                                       eval_key=key))
     del outcome
     _check_still_ours(heart)
     if spec.eval.baseline:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import RunDetail, experiment_for_run, run_detail
+from tunelab.registry.scores import headline_rows
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.lineage import Lineage, base_model_dir, final_weights
 from tunelab.runner.training.checkpoints import fsync_tree
@@ -171,8 +172,7 @@ def _number(value: float | None) -> str:
 
 
 def _score_table(scores) -> list[str]:
-    tuned = {s.task: s for s in scores if s.model_kind in ("finetuned", "eval") and s.task_group is None}
-    base = {s.task: s for s in scores if s.model_kind == "base" and s.task_group is None}
+    tuned, base = headline_rows(scores, "finetuned", "eval"), headline_rows(scores, "base")
     if not tuned:
         return ["No evaluation results in the registry."]
     lines = ["| task | metric | this model | base | delta | shots | items |", "|---|---|---|---|---|---|---|"]

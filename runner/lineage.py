@@ -13,17 +13,17 @@ import os
 import shutil
 from pathlib import Path
 
-from tunelab.experiments.schema import RUN_BASE, Spec
+from tunelab.experiments.schema import RUN_BASE, Spec, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
 from tunelab.registry.lineage import Ancestor, Lineage
 from tunelab.registry.queries import experiment_for_run
-from tunelab.registry.queue import update_run
+from tunelab.registry.recording import update_run
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.training.checkpoints import fsync_tree
 from tunelab.runner.training.final_weights import is_finished
 from tunelab.runner.training.methods import trains_adapter
-from tunelab.runner.training.models import load_tokenizer, merged_model, resolve_model_path
+from tunelab.runner.training.models import load_tokenizer, locate_model, merged_model, resolve_model_path
 
 # Deeper than any real chain; only a hand-made loop in the registry could reach it.
 MAX_DEPTH = 100
@@ -40,12 +40,12 @@ def _run_and_spec(registry: Registry, run_id: int, context: str):
         run, experiment = experiment_for_run(registry, run_id)
     except NotFound:
         raise RunFailed(f"{context}: there is no run {run_id}") from None
-    return run, experiment, Spec.model_validate(json.loads(experiment.resolved_json))
+    return run, experiment, stored_spec(experiment.resolved_json)
 
 
 def _local_or_hub(base: str, workdir: Path) -> str:
-    candidate = Path(base) if Path(base).is_absolute() else Path(workdir) / base
-    return str(candidate.resolve()) if candidate.is_dir() else base
+    location = locate_model(base, workdir)
+    return str(location.path) if location.kind == "directory" else base
 
 
 def lineage_of(registry: Registry, base: str, workdir: Path, *, run_id: int | None = None) -> Lineage:
@@ -131,7 +131,3 @@ def resolve_start(registry: Registry, run_id: int, spec: Spec, *, workdir: Path,
         return spec
     start = starting_weights(registry, parent, scratch=output_dir / "base")
     return spec.model_copy(update={"model": spec.model.model_copy(update={"base": str(start)})})
-
-
-def recorded_lineage(lineage_json: str | None) -> Lineage | None:
-    return Lineage.from_json(json.loads(lineage_json)) if lineage_json else None

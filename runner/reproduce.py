@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import safe_open
-from tunelab.experiments.schema import Spec
+from tunelab.experiments.schema import Spec, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import RegistryError
 from tunelab.registry.models import RunStatus
 from tunelab.registry.queries import experiment_for_run, run_detail
-from tunelab.registry.queue import add_claimed_run
+from tunelab.registry.run_state import add_claimed_run
 from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.execute import RunResult, execute_run
@@ -102,7 +102,7 @@ def plan(registry: Registry, run_id: int) -> Plan:
     run, experiment = experiment_for_run(registry, run_id)
     if run.status != RunStatus.succeeded.value:
         raise RegistryError(f"run {run_id} is {run.status}; only a succeeded run can be reproduced")
-    spec = Spec.model_validate(json.loads(experiment.resolved_json))
+    spec = stored_spec(experiment.resolved_json)
     workdir = Path(experiment.workdir)
     original_env = json.loads(run.environment_json) if run.environment_json else None
     differences = environment_differences(original_env, snapshot(workdir).to_dict())

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab.registry.db import Registry
-from tunelab.registry.queue import claim_next, queued_needing_more_gpus
-from tunelab.registry.recovery import requeue_stale
+from tunelab.registry.run_state import claim_next, queued_needing_more_gpus, requeue_stale
 from tunelab.runner.devices import DeviceChoice, visible_devices
 from tunelab.runner.execute import HEARTBEAT_SECONDS, RunResult, StopRequest, execute_run
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 from sqlalchemy import text
-from tunelab.registry.queue import claim_next, mark_succeeded, update_run
-from tunelab.registry.recording import MetricPoint, ScoreRecord, record_metrics, record_scores
+from tunelab.experiments.benchmarks import LEADERBOARD
+from tunelab.registry.recording import MetricPoint, record_metrics, record_scores, update_run
+from tunelab.registry.run_state import claim_next, succeed
+from tunelab.registry.scores import Score
 from tunelab.registry.submissions import NewExperiment, submit
 
 from tunelab.cli import cli
@@ -217,15 +219,15 @@ def fill_first_revision(engine) -> None:
 # A run name that would run script if a page did not escape it.
 EVIL = "<img src=x onerror=alert(1)>"
 # The leaderboard benchmarks and their reported metrics.
-BENCH = {"arc_challenge": "acc_norm", "hellaswag": "acc_norm", "mmlu": "acc", "truthfulqa_mc2": "mc2"}
+BENCH = {name: benchmark.metric for name, benchmark in LEADERBOARD.items()}
 
 
-def scores(kind: str, name: str, values: dict[str, float], key: str = "k1") -> list[ScoreRecord]:
+def scores(kind: str, name: str, values: dict[str, float], key: str = "k1") -> list[Score]:
     """Score rows of one model, {task: value}, each on its benchmark's metric (hellaswag not comparable)."""
     return [
-        ScoreRecord(model_kind=kind, model_name=name, task=task, metric=BENCH.get(task, "acc"), value=value,
-                    stderr=0.01, num_fewshot=0, limit=0, n_samples=10, task_group=None,
-                    comparable=task != "hellaswag", lm_eval_version="0.4.13", fingerprint={"eval_key": key})
+        Score(model_kind=kind, model_name=name, task=task, metric=BENCH.get(task, "acc"), value=value,
+              stderr=0.01, num_fewshot=0, limit=0, n_samples=10, task_group=None,
+              comparable=task != "hellaswag", lm_eval_version="0.4.13", fingerprint={"eval_key": key})
         for task, value in values.items()
     ]
 
@@ -236,11 +238,11 @@ def finished_run(registry, name: str, resolved: str = '{"method": {"kind": "lora
                                            resolved_json=resolved, spec_hash=name, workdir="/")])
     assert claim_next(registry, "w") == s.run_id
     update_run(registry, s.run_id, final_loss=0.5)
-    mark_succeeded(registry, s.run_id)
+    assert succeed(registry, s.run_id, "w") == "succeeded"
     return s.run_id
 
 
-def subject_scores(kind: str, name: str, values: dict[str, float]) -> list[ScoreRecord]:
+def subject_scores(kind: str, name: str, values: dict[str, float]) -> list[Score]:
     """MMLU subject rows (members of the mmlu group), as the runner records them."""
     (template,) = scores(kind, name, {"mmlu": 0.0})
     return [replace(template, task=f"mmlu_{subject}", task_group="mmlu", value=value)

@@ -13,9 +13,9 @@ from dataclasses import asdict
 
 import click
 
+from tunelab.experiments.benchmarks import display_order, leaderboard_average, with_average
 from tunelab.output import fmt_float, fmt_time, print_json
 from tunelab.registry.run_records import RunSummary
-from tunelab.reports.scores import BENCHMARKS, average, with_average
 
 # Column, and whether its values are numbers (right-aligned).
 COLUMNS = (("run", True), ("experiment", False), ("status", False), ("method", False), ("created", False),
@@ -32,7 +32,7 @@ def print_runs(runs: list[RunSummary], values: dict[int, dict[str, float]], *, f
     shows a page of a longer listing."""
     if fmt == "table":
         rows = [(str(r.run_id), r.name, r.status, r.method, fmt_time(r.created_at), fmt_float(r.final_loss),
-                 fmt_float(average(values.get(r.run_id, {})))) for r in runs]
+                 fmt_float(leaderboard_average(values.get(r.run_id, {})))) for r in runs]
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
         footer = [f"(the first {len(runs)} runs; --limit N or --all for more)"] if more else []
         click.echo("\n".join([title, *table_lines(rows, width=width), *footer]))
@@ -41,8 +41,7 @@ def print_runs(runs: list[RunSummary], values: dict[int, dict[str, float]], *, f
     if fmt == "json":
         print_json([dict(asdict(r), scores=headline[r.run_id]) for r in runs])
         return
-    tasks = sorted({task for scores in headline.values() for task in scores} - {"average"},
-                   key=lambda t: (t not in BENCHMARKS, t))
+    tasks = display_order({task for scores in headline.values() for task in scores} - {"average"})
     writer = csv.writer(sys.stdout)
     writer.writerow(["run_id", "name", "status", "method", "base_model", "created_at", "final_loss", *tasks, "average"])
     for r in runs:

@@ -9,9 +9,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tunelab.experiments.benchmarks import display_order
 from tunelab.output import fmt_float, fmt_time
 from tunelab.registry.lineage import Lineage
 from tunelab.registry.run_records import RunDetail
+from tunelab.registry.scores import headline_rows
+from tunelab.reports.data_stats import data_source_lines, data_totals
 from tunelab.reports.scores import headline_scores
 
 
@@ -39,9 +42,8 @@ def print_detail(detail: RunDetail) -> None:
         table = Table(title="evaluation", title_justify="left")
         for column in ("task", "metric", "fine-tuned", "base", "delta", "p", "shots"):
             table.add_column(column)
-        tuned = {r.task: r for r in detail.scores if r.model_kind == "finetuned" and r.task_group is None}
-        base = {r.task: r for r in detail.scores if r.model_kind == "base" and r.task_group is None}
-        for task in sorted(set(tuned) | set(base)):
+        tuned, base = headline_rows(detail.scores, "finetuned"), headline_rows(detail.scores, "base")
+        for task in display_order([*tuned, *base]):
             t, b = tuned.get(task), base.get(task)
             delta = t.value - b.value if t and b else None
             row = t or b
@@ -73,25 +75,10 @@ def progress_line(progress: dict[str, Any], *, running: bool) -> str:
     return ", ".join(parts)
 
 
-def _count(value: Any) -> str:
-    return str(value) if isinstance(value, int) else "?"
-
-
 def print_data_stats(console: Console, stats: dict[str, Any]) -> None:
     """What became of the training data's rows, one line per file: read, empty, duplicates, over-length, held out."""
-    sources = list(stats.get("sources") or [])
-    if stats.get("validation_file"):
-        sources.append({**stats["validation_file"], "path": f"{stats['validation_file'].get('path')} (validation)"})
     console.print("  training data:")
-    for source in sources:
-        get = source.get
-        console.print(escape(
-            f"    {get('path', '?')}: {_count(get('rows'))} rows read, {_count(get('empty'))} empty, "
-            f"{_count(get('duplicates'))} duplicates, {_count(get('overlength_dropped'))} over-length dropped, "
-            f"{_count(get('overlength_truncated'))} over-length truncated, {_count(get('kept'))} kept, "
-            f"{_count(get('held_out'))} held out"), soft_wrap=True)
-    totals = [f"{stats[key]} {label}" for key, label in (
-        ("train_examples", "training examples"), ("validation_examples", "validation examples"),
-        ("train_tokens", "training tokens"), ("packed_sequences", "packed rows")) if stats.get(key) is not None]
-    if totals:
-        console.print("    " + ", ".join(totals), soft_wrap=True)
+    for line in data_source_lines(stats):
+        console.print(escape(f"    {line.text}"), soft_wrap=True)
+    if totals := data_totals(stats):
+        console.print(f"    {totals}", soft_wrap=True)

@@ -72,11 +72,6 @@ def read_preference_rows(path: Path) -> list[PreferenceExample]:
     return [row for row in read_rows(Path(path), "preference") if isinstance(row, PreferenceExample)]
 
 
-def read_instruction_jsonl(path: Path) -> list[InstructionExample]:
-    """Rows with `instruction`, optional `input`, and `output`; errors name the line."""
-    return [row for row in read_rows(Path(path), "instruction") if isinstance(row, InstructionExample)]
-
-
 # ---------------------------------------------------------------- records: (line, dict) from JSONL or CSV
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from itertools import takewhile
 from pathlib import Path
 
+from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import Spec
 from tunelab.runner.data.formats import InstructionExample, read_preference_rows
 from tunelab.runner.data.templates import Renderer
@@ -32,8 +33,7 @@ def data_path(spec: Spec, workdir: Path) -> Path:
         raise RunFailed('method.kind = "dpo" reads one preference file: [data] train must be a path, not a mixture')
     if spec.data.validation is not None:
         raise RunFailed('method.kind = "dpo" does not take [data] validation data yet; leave it unset')
-    path = Path(spec.data.train)
-    return path if path.is_absolute() else workdir / path
+    return spec_path(spec.data.train, workdir)
 
 
 def read_pairs(path: Path, tokenizer, template: str) -> list[PreferencePair]:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import DataSection, Spec
 from tunelab.runner.data.cleaning import (
     IGNORE_INDEX,
@@ -89,16 +90,11 @@ class PreparedData:
         return self.stats.train_examples if self.stats else len(self.train)
 
 
-def resolve(raw: str, workdir: Path) -> Path:
-    path = Path(raw)
-    return path if path.is_absolute() else workdir / path
-
-
 def data_sources(data: DataSection, workdir: Path) -> list[DataSource]:
     """The training files of `[data] train`: one file, or a mixture's entries."""
     if isinstance(data.train, str):
-        return [DataSource(resolve(data.train, workdir), data.format)]
-    return [DataSource(resolve(entry.path, workdir), entry.format or data.format, entry.weight)
+        return [DataSource(spec_path(data.train, workdir), data.format)]
+    return [DataSource(spec_path(entry.path, workdir), entry.format or data.format, entry.weight)
             for entry in data.train]
 
 
@@ -127,7 +123,7 @@ def prepare_data(spec: Spec, tokenizer: Any, workdir: Path) -> PreparedData:
         stats.append(source_stats)
     validation_stats = None
     if isinstance(data.validation, str):
-        held_source = DataSource(resolve(data.validation, workdir), data.format)
+        held_source = DataSource(spec_path(data.validation, workdir), data.format)
         validation, counts = _load(held_source, renderer, tokenizer, data)
         validation_stats = SourceStats.of(held_source, counts, mixture=False)
 

@@ -28,10 +28,10 @@ from tunelab.experiments.schema import EvalSection
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import cached_evaluations, known_file_digest
 from tunelab.registry.recording import forget_cached_evaluations, record_cached_evaluation, record_file_digest
+from tunelab.registry.scores import Score
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.harness import (
     EvalOutcome,
-    TaskScore,
     evaluate,
     evaluation_device,
     fingerprint_header,
@@ -195,7 +195,7 @@ def _sha256_json(value: Any) -> str:
 
 @dataclass(frozen=True)
 class _CachedPlan:
-    scores: list[TaskScore]
+    scores: list[Score]  # as measured: whose scores they are is set when they are recorded
     samples: dict[str, list[dict]]
     fingerprint: dict
 
@@ -291,7 +291,7 @@ def _payload(result: _CachedPlan) -> dict:
 
 def _restore(payload: dict) -> _CachedPlan:
     return _CachedPlan(
-        scores=[TaskScore(**score) for score in payload["scores"]],
+        scores=[Score(**score) for score in payload["scores"]],
         samples=payload["samples"],
         fingerprint=payload["fingerprint"],
     )

@@ -7,21 +7,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import CustomTask
+from tunelab.runner.data.templates import ALPACA_PROMPT
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.tasks import TASK_PREFIX, GeneratedTask, TaskPlan, write_task_yaml
 
 # The prompt the instruction fine-tunes are trained on (the spec's `alpaca` template), so a custom task scores
-# a fine-tuned model on its own format.
-ALPACA_PROMPT = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{{question}}\n\n### Response:\n"
-)
+# a fine-tuned model on its own format; the question goes where the instruction does (lm-eval's Jinja).
+QUESTION_PROMPT = ALPACA_PROMPT.format(instruction="{{question}}")
 
 
 def plan_custom(custom: CustomTask, base_dir: Path, out_dir: Path) -> TaskPlan:
     """Check a custom task's rows and write its task YAML into `out_dir`."""
-    path = (base_dir / custom.path).resolve()
+    path = spec_path(custom.path, base_dir).resolve()
     rows = check_custom_rows(path)
     if custom.num_fewshot >= rows:
         raise EvaluationError(
@@ -35,7 +34,7 @@ def plan_custom(custom: CustomTask, base_dir: Path, out_dir: Path) -> TaskPlan:
         "dataset_kwargs": {"data_files": {"test": str(path)}},
         "test_split": "test",
         "output_type": "multiple_choice",
-        "doc_to_text": ALPACA_PROMPT,
+        "doc_to_text": QUESTION_PROMPT,
         "doc_to_target": "answer",
         "doc_to_choice": "choices",
         # The response follows the template's "### Response:\n" directly, as in training.
@@ -55,7 +54,7 @@ def plan_custom(custom: CustomTask, base_dir: Path, out_dir: Path) -> TaskPlan:
     task = GeneratedTask(
         lm_name=lm_name,
         reported=custom.name,
-        group=None,
+        task_group=None,
         lm_metric="acc",
         metric="acc",
         num_fewshot=custom.num_fewshot,

@@ -32,12 +32,13 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tunelab.experiments.schema import EvalSection
+from tunelab.registry.scores import Score
 from tunelab.runner.devices import CHOSEN_DEVICE, no_gpu_possible
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.include_path import resolve_include_path
@@ -49,32 +50,25 @@ from tunelab.runner.evaluation.leaderboard import (
 )
 from tunelab.runner.evaluation.planning import plan_tasks
 from tunelab.runner.evaluation.tasks import GeneratedTask, TaskPlan
-
-_OFFLINE_ENV = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
-
-
-@dataclass(frozen=True)
-class TaskScore:
-    """One reported number: a benchmark, an MMLU subject, a custom task or a task of the spec's include_path."""
-
-    task: str  # "arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "mmlu_<subject>", a custom or include_path task
-    metric: str  # "acc_norm" | "acc" | "mc2"; an include_path task's own ("exact_match,strict-match" under a filter)
-    value: float
-    stderr: float | None
-    num_fewshot: int
-    n_samples: int
-    group: str | None  # "mmlu" for the per-subject rows, else None
-    comparable: bool  # False when not at leaderboard settings (other shots, shots from the scored split, limit > 0)
-    limit: int = 0  # items per lm-eval task that were scored (0 = all)
+from tunelab.runner.offline import hub_offline
 
 
 @dataclass(frozen=True)
 class EvalOutcome:
-    scores: list[TaskScore]
+    scores: list[Score]  # what was measured; recorded_as says whose scores they are
     lm_eval_version: str
     fingerprint: dict  # what must match for two outcomes to be comparable (see _fingerprint)
     samples: dict[str, list[dict]] = field(default_factory=dict)  # per task: doc_id, target, pick, correct, score
     cached: tuple[str, ...] = ()  # benchmarks whose results came from the evaluation cache (runner/evaluation/cache.py)
+
+    def recorded_as(self, *, model_kind: str, model_name: str, eval_key: str,
+                    model_digest: str | None = None) -> list[Score]:
+        """The scores as the registry records them: whose they are, the settings' key in the fingerprint, and
+        each task's per-item log."""
+        fingerprint = dict(self.fingerprint, eval_key=eval_key)
+        return [replace(score, model_kind=model_kind, model_name=model_name, lm_eval_version=self.lm_eval_version,
+                        fingerprint=fingerprint, samples=self.samples.get(score.task), model_digest=model_digest)
+                for score in self.scores]
 
 
 def evaluate(
@@ -108,14 +102,14 @@ def evaluate(
     source = f"local data in {benchmarks_dir}" if benchmarks_dir else "hub datasets"
     say(f"loading {len(plans)} eval task(s) ({source}) ...")
     search = [p for p in (resolve_include_path(settings, base_dir), tasks_dir) if p is not None]
-    manager, loaded = _load_tasks(plans, search, benchmarks_dir, _offline(os.environ))
+    manager, loaded = _load_tasks(plans, search, benchmarks_dir, hub_offline(os.environ, datasets=True))
 
     was_training = getattr(model, "training", False)
     device = place_model(model, device)
     model.eval()
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
-        scores: list[TaskScore] = []
+        scores: list[Score] = []
         samples: dict[str, list[dict]] = {}
         task_configs: dict[str, dict] = {}
         for plan in plans:
@@ -197,10 +191,6 @@ def plan_limit(plan: TaskPlan, settings: EvalSection) -> int | None:
     return limit or None
 
 
-def _offline(environ: Mapping[str, str]) -> bool:
-    return any(environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in _OFFLINE_ENV)
-
-
 def _load_tasks(
     plans: list[TaskPlan], search: list[Path], benchmarks_dir: Path | None, offline: bool
 ) -> tuple[Any, dict[str, Any]]:
@@ -244,7 +234,7 @@ def _load_failure(plan: TaskPlan, benchmarks_dir: Path | None, offline: bool, er
     )
 
 
-def _scores(plan: TaskPlan, results: dict, *, limited: bool) -> list[TaskScore]:
+def _scores(plan: TaskPlan, results: dict, *, limited: bool) -> list[Score]:
     rows = [_task_score(task, results, limited=limited) for task in plan.tasks]
     if plan.name != "mmlu":
         return rows
@@ -252,20 +242,20 @@ def _scores(plan: TaskPlan, results: dict, *, limited: bool) -> list[TaskScore]:
     values = [row.value for row in rows]
     errors = [row.stderr for row in rows]
     stderr = math.sqrt(sum(e * e for e in errors)) / len(errors) if all(e is not None for e in errors) else None
-    aggregate = TaskScore(
+    aggregate = Score(
         task="mmlu",
         metric=rows[0].metric,
         value=sum(values) / len(values),
         stderr=stderr,
         num_fewshot=rows[0].num_fewshot,
         n_samples=sum(row.n_samples for row in rows),
-        group=None,
+        task_group=None,
         comparable=plan.complete and all(row.comparable for row in rows),
     )
     return [aggregate, *rows]
 
 
-def _task_score(task: GeneratedTask, results: dict, *, limited: bool) -> TaskScore:
+def _task_score(task: GeneratedTask, results: dict, *, limited: bool) -> Score:
     metrics = results["results"][task.lm_name]
     shots = results["n-shot"][task.lm_name]
     if shots != task.num_fewshot:
@@ -273,7 +263,7 @@ def _task_score(task: GeneratedTask, results: dict, *, limited: bool) -> TaskSco
     key = _metric_key(task, metrics)
     name, _, filter_name = key.partition(",")
     stderr = metrics.get(f"{name}_stderr,{filter_name}")
-    return TaskScore(
+    return Score(
         task=task.reported,
         metric=(task.metric or name) if filter_name == "none" else key,
         value=float(metrics[key]),
@@ -281,7 +271,7 @@ def _task_score(task: GeneratedTask, results: dict, *, limited: bool) -> TaskSco
         stderr=float(stderr) if isinstance(stderr, int | float) and math.isfinite(stderr) else None,
         num_fewshot=shots,
         n_samples=int(results["n-samples"][task.lm_name]["effective"]),
-        group=task.group,
+        task_group=task.task_group,
         comparable=task.leaderboard_settings and not limited,
     )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import EvalSection
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.tasks import TASK_PREFIX, GeneratedTask, TaskPlan, write_task_yaml
@@ -46,7 +47,7 @@ def resolve_include_path(settings: EvalSection, base_dir: Path) -> Path | None:
     """The spec's include_path as an absolute directory (relative to `base_dir`), or None when it sets none."""
     if not settings.include_path:
         return None
-    path = (Path(base_dir) / Path(settings.include_path).expanduser()).resolve()
+    path = spec_path(settings.include_path, base_dir).resolve()
     if not path.is_dir():
         raise EvaluationError(f"task directory {path} (from [eval] include_path) does not exist")
     return path
@@ -153,7 +154,7 @@ def plan_included(task: IncludedTask, shots: int | None, base_dir: Path, out_dir
     generated = GeneratedTask(
         lm_name=lm_name,
         reported=task.name,
-        group=None,
+        task_group=None,
         lm_metric=metric,
         metric=metric,
         num_fewshot=shots if shots is not None else int(task.config.get("num_fewshot") or 0),
@@ -187,8 +188,7 @@ def included_task_data(task: IncludedTask, base_dir: Path) -> tuple[dict[str, An
 
         return {"dataset_kwargs": dict(kwargs, data_files=resolve(kwargs["data_files"]))}, tuple(found)
     if isinstance(dataset, str):
-        local = Path(dataset).expanduser()
-        local = local if local.is_absolute() else Path(base_dir) / local
+        local = spec_path(dataset, base_dir)
         if local.is_dir():
             return {"dataset_path": str(local.resolve())}, tuple(data_files_under(local.resolve()))
     return {}, ()
@@ -206,14 +206,12 @@ def hub_dataset_of(task: IncludedTask, base_dir: Path) -> str | None:
     dataset = task.config.get("dataset_path")
     if not isinstance(dataset, str) or dataset in LOCAL_LOADERS:
         return None
-    local = Path(dataset).expanduser()
-    return None if (local if local.is_absolute() else Path(base_dir) / local).is_dir() else dataset
+    return None if spec_path(dataset, base_dir).is_dir() else dataset
 
 
 def _local_files(task: IncludedTask, path: str, base_dir: Path) -> list[Path]:
     """The files a data_files entry names (a glob pattern may name several)."""
-    candidate = Path(path).expanduser()
-    full = candidate if candidate.is_absolute() else Path(base_dir) / candidate
+    full = spec_path(path, base_dir)
     if _GLOB_CHARS & set(path):
         files = sorted(p.resolve() for p in Path(full.anchor).glob(str(full.relative_to(full.anchor))) if p.is_file())
     else:

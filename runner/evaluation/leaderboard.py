@@ -1,5 +1,6 @@
-"""The Open LLM Leaderboard v1 benchmarks: which official lm-eval task each is, its shots and metric, and where
-its data is in a local benchmarks directory.
+"""The Open LLM Leaderboard v1 benchmarks as lm-eval tasks, and where their data is in a local benchmarks directory.
+
+The benchmarks themselves (names, shots, metrics, the official lm-eval task each is) are experiments/benchmarks.py.
 
 Every benchmark task `include:`s the official YAML shipped with the installed lm-eval (so prompts, few-shot rules
 and metrics are lm-eval's own) and overrides only its name, its few-shot count and, with a local benchmarks
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.experiments.schema import OPENLLM_V1_SHOTS, EvalSection
+from tunelab.experiments.benchmarks import LEADERBOARD, Benchmark
+from tunelab.experiments.paths import spec_path
+from tunelab.experiments.schema import EvalSection
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.tasks import TASK_PREFIX, GeneratedTask, TaskPlan, write_task_yaml
 
@@ -24,29 +27,6 @@ PROFILE = "openllm-v1"
 CUSTOM_PROFILE = "custom"
 # Where a local copy of the benchmarks is when the spec names none ([eval] benchmarks_dir).
 BENCHMARKS_DIR_ENV = "TUNELAB_BENCHMARKS_DIR"
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """One Open LLM Leaderboard v1 benchmark: which official lm-eval task, how many shots, which metric."""
-
-    name: str
-    official_yaml: str  # relative to lm_eval/tasks; for mmlu, one per subject (see mmlu_subjects)
-    num_fewshot: int
-    lm_metric: str  # the metric's key in lm-eval's results
-    metric: str  # the name we report it under
-
-
-LEADERBOARD: dict[str, Benchmark] = {
-    b.name: b
-    for b in (
-        Benchmark("arc_challenge", "arc/arc_challenge.yaml", OPENLLM_V1_SHOTS["arc_challenge"], "acc_norm", "acc_norm"),
-        Benchmark("hellaswag", "hellaswag/hellaswag.yaml", OPENLLM_V1_SHOTS["hellaswag"], "acc_norm", "acc_norm"),
-        Benchmark("mmlu", "mmlu/default/mmlu_{subject}.yaml", OPENLLM_V1_SHOTS["mmlu"], "acc", "acc"),
-        # lm-eval's truthfulqa_mc2 reports the MC2 score (probability mass on true answers) as `acc`.
-        Benchmark("truthfulqa_mc2", "truthfulqa/truthfulqa_mc2.yaml", OPENLLM_V1_SHOTS["truthfulqa_mc2"], "acc", "mc2"),
-    )
-}
 
 
 def official_tasks_dir() -> Path:
@@ -155,7 +135,7 @@ def resolve_benchmarks_dir(settings: EvalSection, base_dir: Path, environ: Mappi
     raw = settings.benchmarks_dir or environ.get(BENCHMARKS_DIR_ENV, "")
     if not raw:
         return None
-    path = (Path(base_dir) / Path(raw).expanduser()).resolve()
+    path = spec_path(raw, base_dir).resolve()
     if not path.is_dir():
         source = "[eval] benchmarks_dir" if settings.benchmarks_dir else BENCHMARKS_DIR_ENV
         raise EvaluationError(f"benchmarks directory {path} (from {source}) does not exist")
@@ -227,8 +207,8 @@ def plan_benchmark(
 
 
 def _write_benchmark_task(
-    bench: Benchmark, official_yaml: Path, reported: str, group: str | None, data: _LocalData | None, out_dir: Path,
-    shots: int,
+    bench: Benchmark, official_yaml: Path, reported: str, task_group: str | None, data: _LocalData | None,
+    out_dir: Path, shots: int,
 ) -> GeneratedTask:
     lm_name = TASK_PREFIX + reported
     config: dict[str, Any] = {
@@ -254,7 +234,7 @@ def _write_benchmark_task(
     return GeneratedTask(
         lm_name=lm_name,
         reported=reported,
-        group=group,
+        task_group=task_group,
         lm_metric=bench.lm_metric,
         metric=bench.metric,
         num_fewshot=shots,

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from tunelab.experiments.benchmarks import LEADERBOARD
 from tunelab.experiments.schema import EvalSection
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.custom_tasks import plan_custom
 from tunelab.runner.evaluation.include_path import TaskDirectory, plan_included, task_directory
 from tunelab.runner.evaluation.leaderboard import (
-    LEADERBOARD,
     local_files,
     mmlu_subjects,
     official_tasks_dir,

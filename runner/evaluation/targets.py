@@ -23,8 +23,9 @@ from tunelab.experiments.schema import EvalSection
 from tunelab.registry.db import Registry
 from tunelab.runner.errors import EvaluationError, RunFailed
 from tunelab.runner.evaluation.cache import model_digest
+from tunelab.runner.offline import hub_offline
 from tunelab.runner.training.methods import trim_virtual_token_logits
-from tunelab.runner.training.models import load_model, load_tokenizer
+from tunelab.runner.training.models import load_model, load_tokenizer, locate_model
 
 log = logging.getLogger(__name__)
 # What a model needs from the hub to be evaluated: config, tokenizer and safetensors weights; *.bin weights only for
@@ -60,10 +61,6 @@ class ModelSource:
         return self.model_dir
 
 
-def _offline(environ: Mapping[str, str]) -> bool:
-    return any(environ.get(n, "").strip().lower() in {"1", "true", "yes", "on"} for n in ("HF_HUB_OFFLINE",))
-
-
 def hf_caches(environ: Mapping[str, str] = os.environ) -> tuple[Path, Path]:
     """The hub cache and the datasets cache, found from the environment as huggingface_hub and datasets do."""
     home = Path(environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
@@ -75,7 +72,7 @@ def hub_model_dir(repo_id: str, revision: str | None = None, *, environ: Mapping
                   download: bool = True) -> Path:
     """The local snapshot of a hub model: from the cache, downloaded first unless hub access is off (or
     `download` is False: the cache only, as a worker hashing a model it already loaded wants)."""
-    offline = _offline(environ) or not download
+    offline = hub_offline(environ) or not download
     try:
         cache = hf_caches(environ)[0]
         snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES,
@@ -98,12 +95,13 @@ def hub_model_dir(repo_id: str, revision: str | None = None, *, environ: Mapping
 def model_dir_for(base: str, *, workdir: Path, revision: str | None = None,
                   environ: Mapping[str, str] = os.environ, download: bool = True) -> Path:
     """A spec's `model.base` (a directory relative to `workdir`, or a hub id) as a local directory."""
-    candidate = Path(base).expanduser()
-    candidate = candidate if candidate.is_absolute() else Path(workdir) / candidate
-    if candidate.is_dir():
-        return candidate.resolve()
-    if base.startswith((".", "/", "~")) or base.count("/") > 1:
-        raise EvalTargetError(f"model directory {candidate} does not exist")
+    location = locate_model(base, workdir)
+    if location.kind == "directory":
+        return location.path
+    if location.kind == "missing":
+        raise EvalTargetError(f"model directory {location.path} does not exist")
+    if location.kind == "run":
+        raise EvalTargetError(f"{base} names a run: its weights are found through the registry (runner/lineage.py)")
     return hub_model_dir(base, revision, environ=environ, download=download)
 
 

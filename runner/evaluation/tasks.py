@@ -22,8 +22,8 @@ class GeneratedTask:
     """One lm-eval task we wrote a YAML for, and how its result is reported."""
 
     lm_name: str  # the name lm-eval knows it by
-    reported: str  # the TaskScore.task name
-    group: str | None
+    reported: str  # the task its Score is recorded under
+    task_group: str | None  # the Score's task_group: "mmlu" for an MMLU subject
     lm_metric: str  # "" for an include_path task without a metric_list: lm-eval's first metric is reported
     metric: str
     num_fewshot: int

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import RUN_BASE, Spec
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.training.methods import (
@@ -32,17 +35,38 @@ def torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a model named in a spec's model.base (or on the command line) is."""
+
+    kind: Literal["directory", "run", "hub", "missing"]
+    path: Path | None = None  # the directory (resolved); for "missing", the path that does not exist
+    run_id: int | None = None  # for "run": run:ID, that run's final weights
+
+
+def locate_model(name: str, workdir: Path) -> ModelLocation:
+    """The one reading of a model name: a local directory (`~` expanded, relative to `workdir`, the directory
+    submit ran in), else run:ID, else a hub id; a name written as a path (starting with ".", "/" or "~", or with
+    more than one "/") whose directory does not exist is "missing", never taken for a hub id."""
+    candidate = spec_path(name, workdir)
+    if candidate.is_dir():
+        return ModelLocation("directory", candidate.resolve())
+    if run := RUN_BASE.fullmatch(name):
+        return ModelLocation("run", run_id=int(run.group(1)))
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return ModelLocation("missing", candidate)
+    return ModelLocation("hub")
+
+
 def resolve_model_path(base: str, workdir: Path) -> str:
-    """A local directory (relative to the submit directory) or, failing that, a hub id."""
-    if RUN_BASE.fullmatch(base):
+    """A spec's model.base as `from_pretrained` takes it: a local directory, or a hub id."""
+    location = locate_model(base, workdir)
+    if location.kind == "run":
         # Only the registry knows where a run's weights are: runner/lineage.py resolves these before training.
         raise RunFailed(f'model.base = "{base}" names a run; it is resolved through the registry (runner/lineage.py)')
-    candidate = Path(base) if Path(base).is_absolute() else workdir / base
-    if candidate.is_dir():
-        return str(candidate)
-    if base.startswith((".", "/")) or base.count("/") > 1:
-        raise RunFailed(f"base model directory not found: {candidate}")
-    return base
+    if location.kind == "missing":
+        raise RunFailed(f"base model directory not found: {location.path}")
+    return str(location.path) if location.kind == "directory" else base
 
 
 def load_tokenizer(model_path: str, revision: str | None = None):

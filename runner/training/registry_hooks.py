@@ -10,9 +10,15 @@ import json
 import time
 
 from tunelab.registry.db import Registry
-from tunelab.registry.queue import update_run
-from tunelab.registry.recording import MetricPoint, record_checkpoint, record_metrics
-from tunelab.registry.recovery import KeptCheckpoint, forget_checkpoints, rewind
+from tunelab.registry.recording import (
+    KeptCheckpoint,
+    MetricPoint,
+    forget_checkpoints,
+    record_checkpoint,
+    record_metrics,
+    rewind,
+    update_run,
+)
 from tunelab.runner.training.checkpoints import CompleteCheckpoint
 from tunelab.runner.training.progress import RunProgress, TrainingProgress
 from tunelab.runner.training.trainer import TrainHooks

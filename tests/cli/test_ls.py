@@ -9,9 +9,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from tunelab.registry.queue import claim_next, mark_succeeded, update_run
-from tunelab.registry.recording import ScoreRecord, record_scores
+from tunelab.registry.recording import record_scores, update_run
 from tunelab.registry.run_records import list_runs, run_scores
+from tunelab.registry.run_state import claim_next, succeed
+from tunelab.registry.scores import Score
 from tunelab.registry.submissions import NewExperiment, submit
 from tunelab.reports.scores import headline_scores
 
@@ -25,10 +26,10 @@ RUNS = {
 }
 
 
-def score(task: str, value: float, model_kind: str = "finetuned", task_group: str | None = None) -> ScoreRecord:
-    return ScoreRecord(model_kind=model_kind, model_name="m", task=task, metric="acc", value=value, stderr=None,
-                       num_fewshot=0, limit=0, n_samples=10, task_group=task_group, comparable=True,
-                       lm_eval_version="x", fingerprint={"eval_key": "k"})
+def score(task: str, value: float, model_kind: str = "finetuned", task_group: str | None = None) -> Score:
+    return Score(model_kind=model_kind, model_name="m", task=task, metric="acc", value=value, stderr=None,
+                 num_fewshot=0, limit=0, n_samples=10, task_group=task_group, comparable=True,
+                 lm_eval_version="x", fingerprint={"eval_key": "k"})
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def runs(registry) -> dict[str, int]:
         if loss is not None:
             assert claim_next(registry, "w") == s.run_id
             update_run(registry, s.run_id, final_loss=loss)
-            mark_succeeded(registry, s.run_id)
+            assert succeed(registry, s.run_id, "w") == "succeeded"
         for task, value in scores:  # one call per score: a task recorded twice keeps both rows
             record_scores(registry, s.run_id, [score(task, value)])
         record_scores(registry, s.run_id, [score("mmlu_anatomy", 0.1, task_group="mmlu"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from tunelab.registry.queue import update_run
+from tunelab.registry.recording import update_run
 
 from tests.helpers import finished_run
 from tunelab.cli import cli

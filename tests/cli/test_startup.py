@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from tunelab.registry.queue import claim_next, mark_succeeded
+from tunelab.registry.run_state import claim_next, succeed
 from tunelab.registry.submissions import NewExperiment, submit
 
 PROBE = """
@@ -35,7 +35,7 @@ def a_finished_run(registry) -> int:
                                            resolved_json='{"method": {"kind": "lora"}, "model": {"base": "m"}}',
                                            spec_hash="probe", workdir="/")])
     assert claim_next(registry, "w") == s.run_id
-    mark_succeeded(registry, s.run_id)
+    assert succeed(registry, s.run_id, "w") == "succeeded"
     return s.run_id
 
 

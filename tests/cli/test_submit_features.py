@@ -76,7 +76,7 @@ def test_json_schema_validates_the_example_specs(tmp_path):
 
 
 def test_spec_priority_orders_the_queue_and_cli_overrides_it(tmp_path):
-    from tunelab.registry.queue import claim_next
+    from tunelab.registry.run_state import claim_next
 
     home = tmp_path / "home"
     low = write_spec(tmp_path / "low.toml", name="low", model_dir=tmp_path)

@@ -156,3 +156,52 @@ def test_upgrade_drops_the_render_cache_and_downgrade_brings_it_back(empty_regis
     command.downgrade(_alembic_config(engine), "0012")
     assert "rendercache" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+# ---------------------------------------------------------------- 0014: the evaluation cache's scores as Scores
+
+OLD_SCORE = {"task": "mmlu_anatomy", "metric": "acc", "value": 0.5, "stderr": None, "num_fewshot": 5,
+             "n_samples": 10, "group": "mmlu", "comparable": True, "limit": 0}
+
+
+def _cached_payloads(engine) -> list[dict]:
+    with engine.connect() as c:
+        rows = c.execute(text("SELECT payload_json FROM evalcache ORDER BY id")).scalars()
+        return [json.loads(row) for row in rows]
+
+
+def _cache(engine, key: str, payload: dict) -> None:
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO evalcache (key, task, model_digest, lm_eval_version, payload_json, created_at) "
+                       "VALUES (:key, 'mmlu', 'd', '0.4.13', :body, :now)"),
+                  {"key": key, "body": json.dumps(payload), "now": NOW})
+
+
+def test_cached_scores_are_read_back_as_scores_after_the_upgrade(empty_registry_url):
+    from dataclasses import asdict
+
+    from alembic import command
+    from tunelab.registry.db import _alembic_config
+    from tunelab.registry.scores import Score
+
+    engine = make_engine(empty_registry_url)
+    upgrade(engine, "0013")
+    payload = {"scores": [dict(OLD_SCORE, task="mmlu", group=None), OLD_SCORE],
+               "samples": {"mmlu_anatomy": [{"doc_id": 0, "question": 'a "group" in the text'}]}, "fingerprint": {}}
+    _cache(engine, "k1", payload)
+    _cache(engine, "k2", {"scores": [], "samples": {}, "fingerprint": {}})
+
+    upgrade(engine)
+    upgraded, untouched = _cached_payloads(engine)
+    scores = [Score(**score) for score in upgraded["scores"]]  # as runner/evaluation/cache.py restores them
+    assert [(s.task, s.task_group, s.value) for s in scores] == [("mmlu", None, 0.5), ("mmlu_anatomy", "mmlu", 0.5)]
+    assert upgraded["samples"] == payload["samples"]
+    assert untouched == {"scores": [], "samples": {}, "fingerprint": {}}
+
+    # Downgrading gives the older tunelab the shape it reads: entries from before, and those written since.
+    _cache(engine, "k3", {"scores": [asdict(scores[1])], "samples": {}, "fingerprint": {}})
+    command.downgrade(_alembic_config(engine), "0013")
+    restored, _, written_since = _cached_payloads(engine)
+    assert restored == payload
+    assert written_since["scores"] == [OLD_SCORE]
+    engine.dispose()

@@ -1,4 +1,5 @@
-"""Queue claims are atomic: concurrent workers never get the same run, on SQLite and on PostgreSQL."""
+"""Queue claims are atomic: concurrent workers never get the same run, on SQLite and on PostgreSQL; a worker
+finishes only a run it still holds."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import multiprocessing
 from sqlmodel import select
 from tunelab.registry.db import open_registry
 from tunelab.registry.models import Run
-from tunelab.registry.queue import claim_next, mark_succeeded
+from tunelab.registry.run_state import cancel, claim_next, requeue_stale, succeed
 from tunelab.registry.submissions import NewExperiment, submit
 
 
@@ -32,9 +33,23 @@ def test_claimed_run_is_running_and_finishes(registry):
         run = session.get(Run, run_id)
         assert (run.status, run.worker) == ("running", "worker-1")
         assert run.started_at is not None
-    mark_succeeded(registry, run_id)
+    assert succeed(registry, run_id, "worker-1") == "succeeded"
     with registry.session() as session:
         assert session.get(Run, run_id).status == "succeeded"
+
+
+def test_success_never_overwrites_a_cancel_or_another_workers_claim(registry):
+    cancelled, lost = (s.run_id for s in submit(registry, [new_experiment("a"), new_experiment("b")]))
+    assert claim_next(registry, "w1") == cancelled
+    cancel(registry, cancelled)  # asked while w1 was finishing
+    assert succeed(registry, cancelled, "w1") == "cancelled"
+    assert claim_next(registry, "w1") == lost
+    assert [r.run_id for r in requeue_stale(registry, 0.0)] == [lost]  # w1 stalled: another worker takes it
+    assert claim_next(registry, "w2") == lost
+    assert succeed(registry, lost, "w1") == "lost"
+    with registry.session() as session:
+        assert [(r.status, r.worker) for r in session.exec(select(Run).order_by(Run.id))] == [
+            ("cancelled", "w1"), ("running", "w2")]
 
 
 def test_duplicate_spec_hash_is_reported(registry):

@@ -8,19 +8,20 @@ import pytest
 from sqlalchemy import select
 from tunelab.registry.models import EvalResult
 from tunelab.registry.queries import run_scores
-from tunelab.registry.recording import ScoreRecord, record_scores, update_vs_base_p
+from tunelab.registry.recording import record_scores, update_vs_base_p
+from tunelab.registry.scores import Score
 from tunelab.registry.significance import NO_P_VALUE, PairingError, discordant_counts, mcnemar_exact, pooled_p_value
 from tunelab.registry.submissions import NewExperiment, submit
 
 from tests.helpers import B1_C9, item_log, logs_b1_c9
 
 
-def record(kind: str, task: str, value: float, samples: list[dict] | None, *, group: str | None = None,
-           name: str | None = None, eval_key: str = "k1") -> ScoreRecord:
-    return ScoreRecord(model_kind=kind, model_name=name or ("tiny" if kind == "base" else "run"), task=task,
-                       metric="acc", value=value, stderr=None, num_fewshot=0, limit=0, n_samples=None,
-                       task_group=group, comparable=True, lm_eval_version="0.4.13",
-                       fingerprint={"eval_key": eval_key}, samples=samples)
+def record(kind: str, task: str, value: float, samples: list[dict] | None, *, task_group: str | None = None,
+           name: str | None = None, eval_key: str = "k1") -> Score:
+    return Score(model_kind=kind, model_name=name or ("tiny" if kind == "base" else "run"), task=task,
+                 metric="acc", value=value, stderr=None, num_fewshot=0, limit=0, n_samples=None,
+                 task_group=task_group, comparable=True, lm_eval_version="0.4.13",
+                 fingerprint={"eval_key": eval_key}, samples=samples)
 
 
 def new_run(registry, name: str = "r") -> int:
@@ -68,9 +69,9 @@ def test_mmlu_pools_the_items_of_its_subjects(registry):
     before, after = logs_b1_c9()
     subjects = {"mmlu_anatomy": (before[:5], after[:5]), "mmlu_virology": (before[5:], after[5:])}
     record_scores(registry, run, [record("finetuned", "mmlu", 0.9, None)] + [
-        record("finetuned", task, 0.9, pair[1], group="mmlu") for task, pair in subjects.items()])
+        record("finetuned", task, 0.9, pair[1], task_group="mmlu") for task, pair in subjects.items()])
     record_scores(registry, run, [record("base", "mmlu", 0.25, None)] + [
-        record("base", task, 0.25, pair[0], group="mmlu") for task, pair in subjects.items()])
+        record("base", task, 0.25, pair[0], task_group="mmlu") for task, pair in subjects.items()])
     assert p_values(registry, run) == {"mmlu": B1_C9}
 
 
@@ -142,11 +143,11 @@ def test_mmlu_with_subjects_logged_for_one_model_only_gets_no_p_value(registry):
     run = new_run(registry)
     before, after = logs_b1_c9()
     record_scores(registry, run, [record("finetuned", "mmlu", 0.9, None),
-                                  record("finetuned", "mmlu_anatomy", 0.9, after[:5], group="mmlu"),
-                                  record("finetuned", "mmlu_virology", 0.9, None, group="mmlu")])
+                                  record("finetuned", "mmlu_anatomy", 0.9, after[:5], task_group="mmlu"),
+                                  record("finetuned", "mmlu_virology", 0.9, None, task_group="mmlu")])
     record_scores(registry, run, [record("base", "mmlu", 0.25, None),
-                                  record("base", "mmlu_anatomy", 0.25, before[:5], group="mmlu"),
-                                  record("base", "mmlu_virology", 0.25, before[5:], group="mmlu")])
+                                  record("base", "mmlu_anatomy", 0.25, before[:5], task_group="mmlu"),
+                                  record("base", "mmlu_virology", 0.25, before[5:], task_group="mmlu")])
     assert p_values(registry, run) == {"mmlu": None}  # a test of anatomy alone is no test of MMLU
 
 

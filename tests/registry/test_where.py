@@ -17,8 +17,9 @@ from tunelab.registry.errors import RegistryError
 from tunelab.registry.models import Experiment, Run
 from tunelab.registry.queries import run_scores
 from tunelab.registry.query_help import FIELDS_HELP
-from tunelab.registry.recording import ScoreRecord, record_scores
+from tunelab.registry.recording import record_scores
 from tunelab.registry.run_query import query_runs
+from tunelab.registry.scores import Score
 from tunelab.registry.submissions import NewExperiment, submit
 from tunelab.registry.where import SECTIONS, And, Comparison, Not, Or, QueryError, parse, where_clause
 from tunelab.reports.scores import headline_scores
@@ -33,10 +34,10 @@ def _spec(name: str, tags: list[str], **sections) -> str:
     return json.dumps(spec, sort_keys=True)
 
 
-def _score(task: str, value: float, *, model_kind: str = "finetuned", task_group: str | None = None) -> ScoreRecord:
-    return ScoreRecord(model_kind=model_kind, model_name="m", task=task, metric="acc_norm", value=value, stderr=None,
-                       num_fewshot=0, limit=0, n_samples=10, task_group=task_group, comparable=True,
-                       lm_eval_version="0.4")
+def _score(task: str, value: float, *, model_kind: str = "finetuned", task_group: str | None = None) -> Score:
+    return Score(model_kind=model_kind, model_name="m", task=task, metric="acc_norm", value=value, stderr=None,
+                 num_fewshot=0, limit=0, n_samples=10, task_group=task_group, comparable=True,
+                 lm_eval_version="0.4")
 
 
 TINY = "examples/models/tiny-llama"

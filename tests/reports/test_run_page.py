@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from tunelab.registry.queue import update_run
-from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
+from tunelab.registry.recording import MetricPoint, record_metrics, record_scores, update_run
 from tunelab.reports.render import render_run_page, write_report
 from tunelab.reports.run_page import build_run_page
 

@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tunelab.experiments.benchmarks import LEADERBOARD
 from tunelab.experiments.schema import EvalSection
 from tunelab.registry.db import default_url, open_registry
 from tunelab.runner.doctor import check_queued_runs, hub_dataset
 from tunelab.runner.errors import EvaluationError
-from tunelab.runner.evaluation.leaderboard import LEADERBOARD
 from tunelab.runner.evaluation.planning import plan_tasks, required_local_files
 
 from tests.helpers import REPO_ROOT, fake_hub_model, invoke, invoke_json, write_spec, write_task_dir

@@ -20,10 +20,15 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 from tunelab.registry.models import Checkpoint, EvalResult, Run, TrainMetric
-from tunelab.registry.queue import beat, claim_next
-from tunelab.registry.recording import MetricPoint, record_checkpoint, record_metrics
-from tunelab.registry.recovery import KeptCheckpoint, requeue_stale, retry_or_fail, rewind
-from tunelab.registry.run_control import cancel
+from tunelab.registry.recording import (
+    KeptCheckpoint,
+    MetricPoint,
+    forget_scores,
+    record_checkpoint,
+    record_metrics,
+    rewind,
+)
+from tunelab.registry.run_state import beat, cancel, claim_next, requeue_stale, retry_or_fail
 from tunelab.registry.submissions import NewExperiment, submit
 
 from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
@@ -356,8 +361,6 @@ def test_snapshot_has_versions_and_devices_and_no_environment_variables(tmp_path
 
 
 def test_scores_of_other_commands_survive_a_new_attempt(registry):
-    from tunelab.registry.recovery import forget_scores
-
     run_id = queue_run(registry)
     with registry.session() as session:
         for kind in ("finetuned", "base", "eval"):

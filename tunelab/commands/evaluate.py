@@ -11,6 +11,7 @@ import click
 from tunelab.context import AppContext
 from tunelab.experiments.schema import EvalSection, ExperimentSection
 from tunelab.output import fmt_float, print_json
+from tunelab.registry.scores import to_json as score_json
 from tunelab.runner.doctor import check_queued_runs
 from tunelab.runner.evaluate import evaluate_target, resolve_target, run_eval_settings
 from tunelab.runner.evaluation.targets import settings_from_options
@@ -67,7 +68,7 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
     if as_json:
         print_json({"model_name": source.label, "run_id": source.run_id, "model_digest": done.digest,
                     "eval_key": done.eval_key, "dtype": source.dtype, "cached": list(done.outcome.cached),
-                    "recorded": done.recorded, "scores": [asdict(s) for s in done.outcome.scores]})
+                    "recorded": done.recorded, "scores": [score_json(s) for s in done.scores]})
         return
     _print_scores(done)
 
@@ -89,7 +90,7 @@ def _seed(given: int | None, run_seed: int | None) -> int:
 def _print_scores(done) -> None:
     cached = set(done.outcome.cached)
     for score in done.outcome.scores:
-        if score.group is not None:
+        if score.task_group is not None:
             continue  # MMLU subjects: in --json and `tunelab show`
         source = "cached" if score.task in cached else "evaluated"
         comparable = "" if score.comparable else "  (not leaderboard-comparable)"

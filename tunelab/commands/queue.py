@@ -12,8 +12,8 @@ from tunelab.context import AppContext
 from tunelab.experiments.loader import load_all
 from tunelab.experiments.plan import plan
 from tunelab.output import print_json
-from tunelab.registry.run_control import cancel as cancel_run
-from tunelab.registry.run_control import retry as retry_run
+from tunelab.registry.run_state import cancel as cancel_run
+from tunelab.registry.run_state import retry as retry_run
 from tunelab.registry.submissions import from_loaded
 from tunelab.registry.submissions import submit as submit_runs
 

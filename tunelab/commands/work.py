@@ -11,7 +11,7 @@ import click
 from tunelab.context import AppContext
 from tunelab.experiments.loader import load_all
 from tunelab.output import print_json
-from tunelab.registry.queue import claim_run
+from tunelab.registry.run_state import claim_run
 from tunelab.registry.submissions import from_loaded
 from tunelab.registry.submissions import submit as submit_runs
 from tunelab.runner.devices import make_choice

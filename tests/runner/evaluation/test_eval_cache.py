@@ -15,8 +15,9 @@ import pytest
 import tunelab.runner.evaluation.cache as eval_cache
 from tunelab.experiments.schema import CustomTask, EvalSection
 from tunelab.registry.db import default_url, open_registry
+from tunelab.registry.scores import Score
 from tunelab.runner.evaluation.cache import evaluate_cached, model_digest, model_files
-from tunelab.runner.evaluation.harness import EvalOutcome, TaskScore
+from tunelab.runner.evaluation.harness import EvalOutcome
 from tunelab.runner.evaluation.leaderboard import resolve_benchmarks_dir
 from tunelab.runner.evaluation.planning import plan_tasks
 
@@ -121,8 +122,8 @@ def fake_lm_eval(monkeypatch):
         calls.append([p.name for p in plans])
         devices.append(device)
         scores = [
-            TaskScore(task=p.name, metric="acc", value=0.25 * len(calls), stderr=None,
-                      num_fewshot=p.tasks[0].num_fewshot, n_samples=2, group=None, comparable=False)
+            Score(task=p.name, metric="acc", value=0.25 * len(calls), stderr=None,
+                  num_fewshot=p.tasks[0].num_fewshot, n_samples=2, task_group=None, comparable=False)
             for p in plans
         ]  # fmt: skip
         samples = {p.name: [{"doc_id": 0, "target": 0, "pick": 0, "correct": True, "score": 1.0}] for p in plans}

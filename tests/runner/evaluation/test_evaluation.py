@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from tunelab.experiments.schema import CustomTask, EvalSection
+from tunelab.runner.data.templates import ALPACA_PROMPT
 from tunelab.runner.errors import EvaluationError
-from tunelab.runner.evaluation.custom_tasks import ALPACA_PROMPT
 from tunelab.runner.evaluation.harness import EvalOutcome, _compact_samples, evaluate, model_device, place_model
 from tunelab.runner.evaluation.leaderboard import official_tasks_dir, profile_name, resolve_benchmarks_dir
 from tunelab.runner.evaluation.planning import plan_tasks
@@ -109,7 +109,7 @@ def test_profile_reports_the_four_tasks_at_leaderboard_settings(profile_run):
         "mmlu": (5, "acc"),
         "truthfulqa_mc2": (0, "mc2"),
     }
-    top = [s for s in outcome.scores if s.group is None]
+    top = [s for s in outcome.scores if s.task_group is None]
     assert [s.task for s in top] == list(expected)
     for task, (shots, metric) in expected.items():
         score = scores[task]
@@ -125,7 +125,7 @@ def test_profile_reports_the_four_tasks_at_leaderboard_settings(profile_run):
 @pytest.mark.slow
 def test_profile_mmlu_is_the_unweighted_mean_of_57_subjects(profile_run):
     outcome, raw, _ = profile_run
-    subjects = [s for s in outcome.scores if s.group == "mmlu"]
+    subjects = [s for s in outcome.scores if s.task_group == "mmlu"]
     assert len(subjects) == 57
     assert all(s.task.startswith("mmlu_") and s.num_fewshot == 5 and s.metric == "acc" for s in subjects)
     # Each subject row is lm-eval's own number for that subject.
@@ -214,7 +214,7 @@ def test_profile_samples_and_fingerprint(profile_run):
 
 
 def _generated(metric: str, lm_metric: str) -> GeneratedTask:
-    return GeneratedTask(lm_name="tunelab_t", reported="t", group=None, lm_metric=lm_metric, metric=metric,
+    return GeneratedTask(lm_name="tunelab_t", reported="t", task_group=None, lm_metric=lm_metric, metric=metric,
                          num_fewshot=0, leaderboard_settings=True, yaml_path=Path("t.yaml"), data_files=())
 
 
@@ -494,7 +494,8 @@ def test_custom_task_scores_acc_on_the_alpaca_prompt(tiny_lm, tmp_path, monkeypa
 
     first = raw["samples"]["tunelab_custom_capitals"][0]
     context, continuation = first["arguments"][0]
-    assert context.endswith(ALPACA_PROMPT.replace("{{question}}", CAPITAL_QUESTIONS[0]["question"]))
+    # The prompt the fine-tunes train on, with the question as the instruction.
+    assert context.endswith(ALPACA_PROMPT.format(instruction=CAPITAL_QUESTIONS[0]["question"]))
     assert continuation == "Paris"  # target_delimiter "": the answer follows "### Response:\n" directly
     assert context.count(CAPITAL_QUESTIONS[0]["question"]) == 1  # its one shot is another row
     assert context.count("### Response:\n") == 2

@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tunelab.experiments.benchmarks import LEADERBOARD
 from tunelab.experiments.schema import EvalSection
 from tunelab.runner.evaluation.harness import _compact_samples, evaluate
-from tunelab.runner.evaluation.leaderboard import LEADERBOARD
 from tunelab.runner.evaluation.planning import plan_tasks
 
 pytestmark = pytest.mark.slow
@@ -123,7 +123,7 @@ def test_mmlu_is_the_unweighted_mean_of_the_command_lines_subjects(tunelab_run, 
     cli, _ = cli_run
     mmlu = next(s for s in outcome.scores if s.task == "mmlu")
     subjects = [cli["results"][f"tunelab_mmlu_{s}"]["acc,none"] for s in SUBJECTS]
-    assert mmlu.value == sum(s.value for s in outcome.scores if s.group == "mmlu") / len(SUBJECTS)
+    assert mmlu.value == sum(s.value for s in outcome.scores if s.task_group == "mmlu") / len(SUBJECTS)
     assert mmlu.value == pytest.approx(sum(subjects) / len(subjects), abs=1e-15)
     assert mmlu.comparable is False  # three subjects and a limit: not the leaderboard's MMLU
 

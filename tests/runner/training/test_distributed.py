@@ -11,7 +11,7 @@ import pytest
 from tunelab.experiments.loader import load_spec
 from tunelab.registry.db import open_registry
 from tunelab.registry.queries import run_detail
-from tunelab.registry.queue import claim_run
+from tunelab.registry.run_state import claim_run
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.training.distributed import ERROR_FILE, train_distributed
 from tunelab.runner.training.progress import RunProgress
