@@ -23,8 +23,10 @@ _TEMP_TRIES = 16
 class ReportWriteError(TunelabError):
     """A report file that cannot be written (a directory that refuses writes, a full disk)."""
 
-    def __init__(self, path: Path, error: OSError) -> None:
-        super().__init__(f"cannot write {path}: {error.strerror or error}")
+    @classmethod
+    def of(cls, path: Path, error: OSError) -> ReportWriteError:
+        # A message alone as its argument: the error crosses from a forked page writer by pickle.
+        return cls(f"cannot write {path}: {error.strerror or error}")
 
 
 def relative_href(*names: str, up: bool = False) -> str:
@@ -69,7 +71,7 @@ def check_writable(directory: Path, target: Path) -> None:
         os.close(handle)
         probe.unlink()
     except OSError as exc:
-        raise ReportWriteError(target, exc) from None
+        raise ReportWriteError.of(target, exc) from None
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -78,7 +80,7 @@ def write_atomically(path: Path, text: str) -> None:
         _make_directory(path.parent)
         handle, temporary = _temporary(path)
     except OSError as exc:
-        raise ReportWriteError(path, exc) from None
+        raise ReportWriteError.of(path, exc) from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
@@ -86,5 +88,5 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException as exc:
         temporary.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise ReportWriteError(path, exc) from None
+            raise ReportWriteError.of(path, exc) from None
         raise

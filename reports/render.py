@@ -143,9 +143,9 @@ def write_report(registry: Registry, path: Path, *, title: str, run_pages: bool 
     board = build_leaderboard(registry, title=title, run_href=href)
     # A directory that refuses the report refuses it before any page is written.
     check_writable(path.parent, path)
-    if run_pages:
-        check_writable(runs_dir, runs_dir / "run-1.html")
-        run_ids = sorted({row.run_id for row in board.rows if row.run_id is not None})
+    run_ids = sorted({row.run_id for row in board.rows if row.run_id is not None}) if run_pages else []
+    if run_ids:
+        check_writable(runs_dir, runs_dir / f"run-{run_ids[0]}.html")
         job = _PageJob(registry, runs_dir, relative_href(path.name, up=True))
         write_run_pages(job, run_ids, default_jobs() if jobs is None else jobs)
     write_leaderboard(board, path)

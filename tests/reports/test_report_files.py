@@ -100,3 +100,10 @@ def test_a_directory_that_refuses_writes_gets_one_line_and_nothing_written(regis
     assert result.exit_code == 1
     assert result.output.splitlines() == [f"Error: cannot write {target / 'lb.html'}: Permission denied"]
     assert list(target.iterdir()) == []  # not even the run pages' folder
+
+
+def test_the_error_crosses_from_a_forked_page_writer_intact():
+    import pickle
+
+    error = files.ReportWriteError.of(Path("/r/lb.html"), PermissionError(13, "Permission denied"))
+    assert str(pickle.loads(pickle.dumps(error))) == "cannot write /r/lb.html: Permission denied"
