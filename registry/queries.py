@@ -76,6 +76,19 @@ def samples_of(registry: Registry, run_id: int, model_kind: str, task: str) -> l
         return json.loads(result.samples_json)
 
 
+def group_samples(registry: Registry, run_id: int, model_kind: str, group: str) -> dict[str, list[dict]]:
+    """The per-item logs of a group's members (MMLU's subjects) for one model of a run, by task; members without
+    a log are left out, and of a task recorded twice the later log counts."""
+    with registry.session() as session:
+        rows = session.exec(
+            select(EvalResult.task, EvalResult.samples_json).where(
+                EvalResult.run_id == run_id, EvalResult.model_kind == model_kind, EvalResult.task_group == group,
+                EvalResult.samples_json.is_not(None),
+            ).order_by(EvalResult.id)
+        ).all()
+    return {task: json.loads(text) for task, text in rows}
+
+
 def cached_evaluations(registry: Registry, keys: list[str]) -> dict[str, dict[str, Any]]:
     """The evaluation-cache payloads stored under any of `keys`, by key."""
     if not keys:

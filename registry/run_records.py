@@ -9,7 +9,7 @@ per run, and listings and reports don't show them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -36,6 +36,7 @@ class RunSummary:
     error: str | None
     train_seconds: float | None = None
     num_train_examples: int | None = None
+    reproduces_run_id: int | None = None  # set on a run `tunelab reproduce` made: the run it re-ran
 
 
 @dataclass
@@ -61,8 +62,25 @@ class RunDetail:
     # Training's latest figures (step, total, loss, tokens_per_second, eta_seconds); None before training.
     progress: dict[str, Any] | None = None
 
+    @property
+    def validation_loss(self) -> float | None:
+        """The loss on the validation examples at the run's last validation point; None without one."""
+        return last_validation_loss((m["step"], m["eval_loss"]) for m in self.metrics)
+
     def to_json(self) -> dict[str, Any]:
-        return to_jsonable(dict(asdict(self), scores=[score_json(score) for score in self.scores]))
+        return to_jsonable(dict(asdict(self), scores=[score_json(score) for score in self.scores],
+                                validation_loss=self.validation_loss))
+
+
+def last_validation_loss(points: Iterable[tuple[int, float | None]]) -> float | None:
+    """The validation loss of the last validation point among (step, eval_loss) metric rows in the order they
+    were recorded: the highest step's, the later row's of a step logged twice. registry/where.py (`val_loss`)
+    is the same rule in SQL."""
+    last: tuple[int, float] | None = None
+    for step, eval_loss in points:
+        if eval_loss is not None and (last is None or step >= last[0]):
+            last = (step, eval_loss)
+    return None if last is None else last[1]
 
 
 class MemberScore(NamedTuple):
@@ -103,7 +121,8 @@ def summary_columns(dialect: str) -> str:
     """A run's summary, in the order summary_of reads it (registry/run_query.py selects the same)."""
     return (f"run.id, experiment.id, experiment.name, run.status, {_spec_text(dialect, 'method.kind')}, "
             f"{_spec_text(dialect, 'model.base')}, experiment.tags_json, run.created_at, run.started_at, "
-            "run.finished_at, run.final_loss, run.error, run.train_seconds, run.num_train_examples")
+            "run.finished_at, run.final_loss, run.error, run.train_seconds, run.num_train_examples, "
+            "run.reproduces_run_id")
 
 
 def _detail_columns(dialect: str) -> str:
@@ -140,15 +159,19 @@ def moment(value: datetime | str | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
 
 
+# Columns of summary_columns().
+_SUMMARY_WIDTH = 15
+
+
 def summary_of(row: Sequence[Any]) -> RunSummary:
     """A RunSummary from a row of summary_columns()."""
     (run_id, experiment_id, name, status, method, base_model, tags_json, created_at, started_at, finished_at,
-     final_loss, error, train_seconds, num_train_examples) = row[:14]
+     final_loss, error, train_seconds, num_train_examples, reproduces_run_id) = row[:_SUMMARY_WIDTH]
     return RunSummary(
         run_id=run_id, experiment_id=experiment_id, name=name, status=status, method=method or "",
         base_model=base_model or "", tags=json.loads(tags_json), created_at=moment(created_at),
         started_at=moment(started_at), finished_at=moment(finished_at), final_loss=final_loss, error=error,
-        train_seconds=train_seconds, num_train_examples=num_train_examples,
+        train_seconds=train_seconds, num_train_examples=num_train_examples, reproduces_run_id=reproduces_run_id,
     )
 
 
@@ -272,7 +295,7 @@ def _details_of(source: Rows, ids: list[int], fingerprints: dict[str, dict],
     for row in source.rows(f"SELECT {_detail_columns(source.dialect)} FROM {RUNS} WHERE {condition}", params):
         summary = summary_of(row)
         (resolved_json, spec_text, spec_path, spec_hash, workdir, output_dir, environment_json, lineage_json,
-         data_stats_json, progress_json) = row[14:]
+         data_stats_json, progress_json) = row[_SUMMARY_WIDTH:]
         details[summary.run_id] = RunDetail(
             summary=summary, spec=json.loads(resolved_json), spec_text=spec_text, spec_path=spec_path,
             spec_hash=spec_hash, workdir=workdir, output_dir=output_dir, train_seconds=summary.train_seconds,
@@ -319,3 +342,17 @@ def resolved_specs(source: Rows, run_ids: list[int] | None = None) -> dict[int, 
         condition, params = _in("run.id", chunk)
         specs.update({run_id: json.loads(text) for run_id, text in source.rows(f"{sql} WHERE {condition}", params)})
     return specs
+
+
+def validation_losses(source: Rows, run_ids: list[int]) -> dict[int, float]:
+    """Each run's last validation loss (last_validation_loss), by run id; runs without one are left out."""
+    found: dict[int, float] = {}
+    for chunk in _chunks(sorted(set(run_ids))):
+        condition, params = _in("run_id", chunk)
+        points: dict[int, list[tuple[int, float]]] = {}
+        for run_id, step, eval_loss in source.rows(
+                f"SELECT run_id, step, eval_loss FROM trainmetric WHERE {condition} AND eval_loss IS NOT NULL "
+                "ORDER BY id", params):
+            points.setdefault(run_id, []).append((step, eval_loss))
+        found.update({run_id: last_validation_loss(rows) for run_id, rows in points.items()})
+    return {run_id: loss for run_id, loss in found.items() if loss is not None}

@@ -26,7 +26,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from tunelab.experiments.benchmarks import LEADERBOARD_AVERAGE, Average
 from tunelab.experiments.schema import Spec
 from tunelab.registry.errors import RegistryError
-from tunelab.registry.models import EvalResult, Experiment, Run, RunStatus
+from tunelab.registry.models import EvalResult, Experiment, Run, RunStatus, TrainMetric
 
 SECTIONS: tuple[str, ...] = tuple(Spec.model_fields)
 MAX_NESTING = 64
@@ -124,7 +124,7 @@ def _string(expression: str, start: int) -> Token:
 
 @dataclass(frozen=True)
 class Field:
-    """A resolved field: kind is id, status, name, created, loss, tags, spec, score or average."""
+    """A resolved field: kind is id, status, name, created, loss, val_loss, tags, spec, score or average."""
 
     kind: str
     text: str
@@ -164,11 +164,11 @@ class Or:
 Node = Comparison | Not | And | Or
 
 _BUILTIN_FIELDS = {"id": "id", "run": "id", "status": "status", "name": "name", "created": "created",
-                   "loss": "loss", "tags": "tags", "average": "average"}
+                   "loss": "loss", "val_loss": "val_loss", "tags": "tags", "average": "average"}
 # What each field compares with; spec paths take any value, as the stored JSON decides.
-_WANTS = {"id": "number", "loss": "number", "score": "number", "average": "number",
+_WANTS = {"id": "number", "loss": "number", "val_loss": "number", "score": "number", "average": "number",
           "status": "string", "name": "string", "tags": "string", "created": "date"}
-_NULLABLE = frozenset({"loss", "score", "average", "spec"})
+_NULLABLE = frozenset({"loss", "val_loss", "score", "average", "spec"})
 
 
 def _resolve_field(token: Token, expression: str) -> Field:
@@ -507,6 +507,14 @@ def average_sql(average: Average = LEADERBOARD_AVERAGE) -> ColumnElement[float]:
             .scalar_subquery())
 
 
+def validation_loss_sql() -> ColumnElement[float]:
+    """A run's last validation loss (registry.run_records.last_validation_loss) as SQL: the eval_loss of its
+    highest-step validation row, the later row of a step logged twice; NULL without one."""
+    return (select(TrainMetric.eval_loss)
+            .where(TrainMetric.run_id == Run.id, TrainMetric.eval_loss.is_not(None))
+            .order_by(TrainMetric.step.desc(), TrainMetric.id.desc()).limit(1).scalar_subquery())
+
+
 def _column(field: Field) -> ColumnElement[Any]:
     match field.kind:
         case "id":
@@ -519,6 +527,8 @@ def _column(field: Field) -> ColumnElement[Any]:
             return Run.created_at
         case "loss":
             return Run.final_loss
+        case "val_loss":
+            return validation_loss_sql()
         case "score":
             return _score(field.path[0])
         case "average":

@@ -36,7 +36,6 @@
   }
 
   function lineChart(spec, box) {
-    var many = spec.x.length <= 30;  // a few points: mark each one, else the line alone
     var series = [{ label: spec.xlabel, value: function (self, value) { return number(value); } }];
     spec.series.forEach(function (line, index) {
       series.push({
@@ -44,7 +43,7 @@
         stroke: COLORS[index % COLORS.length],
         width: 1.5,
         spanGaps: true,  // validation loss has points at some steps only
-        points: { show: many },
+        points: { show: line.points },  // decided in charts.py: every point of a sparse series
         value: function (self, value) { return number(value); },
       });
     });
@@ -106,12 +105,19 @@
     return new uPlot(options, data, box);
   }
 
+  // The legend stays under the plot, as wide as the chart: long series names (runs of a sweep) wrap there
+  // instead of widening the chart beyond its plot or the page.
+  function keepLegendUnder(plot) {
+    plot.root.style.width = plot.width + "px";
+    return plot;
+  }
+
   window.tunelabCharts = {};
   Array.prototype.forEach.call(document.querySelectorAll("[data-chart]"), function (box) {
     var name = box.getAttribute("data-chart");
     var spec = charts[name];
     if (spec) {
-      window.tunelabCharts[name] = spec.kind === "bars" ? barChart(spec, box) : lineChart(spec, box);
+      window.tunelabCharts[name] = keepLegendUnder(spec.kind === "bars" ? barChart(spec, box) : lineChart(spec, box));
     }
   });
 })();

@@ -16,6 +16,9 @@ from importlib.resources import files
 
 from markupsafe import Markup
 
+# A line with at most this many points has each one marked; a longer one is drawn as a line alone.
+MARK_POINTS_UP_TO = 30
+
 
 @dataclass(frozen=True)
 class Series:
@@ -41,7 +44,11 @@ class LineChart:
         for s in self.series:
             # A step logged twice (the steps after a resumed checkpoint) shows its last value.
             by_x = dict(zip(s.x, s.y, strict=True))
-            lines.append({"label": s.label, "y": [_number(by_x.get(x)) for x in xs]})
+            y = [_number(by_x.get(x)) for x in xs]
+            # A series of a few points (validation loss, measured every so often) marks each one: a line alone
+            # would not show a point that has no neighbour, such as the single end-of-training evaluation.
+            points = sum(value is not None for value in y) <= MARK_POINTS_UP_TO
+            lines.append({"label": s.label, "y": y, "points": points})
         return {"kind": "line", "title": self.title, "xlabel": self.xlabel, "ylabel": self.ylabel,
                 "logy": self.logy, "x": [_number(x) for x in xs], "series": lines}
 

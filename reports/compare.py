@@ -8,10 +8,12 @@ from typing import Any
 
 from tunelab.experiments.benchmarks import display_order
 from tunelab.registry.db import Registry
-from tunelab.registry.queries import run_detail
+from tunelab.registry.queries import RunDetail, group_samples, run_detail, samples_of
 from tunelab.registry.scores import headline_rows
+from tunelab.registry.significance import PairingError, pooled_p_value
 from tunelab.reports.charts import Chart, line_spec
-from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, significant
+from tunelab.reports.flips import flipped_items
+from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, delta_text, significant
 from tunelab.reports.run_page import loss_series
 from tunelab.reports.scores import SubjectDelta, group_scores, subject_deltas
 
@@ -30,8 +32,13 @@ class ScoreDelta:
     a: float | None
     b: float | None
     delta: float | None
-    p_value: float | None = None  # McNemar's exact test on the items both models answered
-    flips: list[dict] = field(default_factory=list)  # items right for one model and wrong for the other
+    p_value: float | None = None  # McNemar's exact test on the items both models answered (MMLU: all subjects')
+    # Items right for one model and wrong for the other (an MMLU item with its subject).
+    flips: list[dict] = field(default_factory=list)
+
+    @property
+    def delta_text(self) -> str:
+        return delta_text(self.delta)
 
     @property
     def delta_class(self) -> str:
@@ -77,30 +84,45 @@ def spec_differences(a: dict, b: dict) -> list[SpecDifference]:
     ]
 
 
-def _samples(registry: Registry, run_id: int, task: str) -> list[dict] | None:
-    from tunelab.registry.queries import samples_of
+def _logs(registry: Registry, run_id: int, task: str, members: list[str]) -> dict[str, list[dict]] | None:
+    """A run's fine-tuned per-item logs of `task`, by task: its own log, or for a group (MMLU) every member's;
+    None where one is missing."""
+    if not members:
+        log = samples_of(registry, run_id, "finetuned", task)
+        return {task: log} if log else None
+    logs = group_samples(registry, run_id, "finetuned", task)
+    return logs if set(logs) == set(members) else None
 
-    return samples_of(registry, run_id, "finetuned", task)
 
+def _paired(a_logs: dict[str, list[dict]], b_logs: dict[str, list[dict]], *,
+            grouped: bool) -> tuple[float | None, list[dict]]:
+    """McNemar's exact p-value and the flipped items, from two runs' logs of one task (`_logs`).
 
-def _paired(a_samples: list[dict] | None, b_samples: list[dict] | None) -> tuple[float | None, list[dict]]:
-    """McNemar's exact p-value and the flipped items, from two per-item logs of the same task."""
-    if not a_samples or not b_samples:
-        return None, []
-    from tunelab.reports.flips import FlipError, flip_summary, flipped_items
-
+    A group's items (MMLU's subjects) are pooled, as the leaderboard pools them against the base: the p-value
+    needs every member logged for both runs (a test of some subjects is no test of MMLU); flips are listed for
+    the members both logged, each with its subject.
+    """
+    common = [task for task in a_logs if task in b_logs]
+    complete = len(common) == len(a_logs) == len(b_logs)
     try:
-        summary = flip_summary("", a_samples, b_samples)
-        flips = flipped_items(a_samples, b_samples)
-    except FlipError:
+        p_value = pooled_p_value([(a_logs[t], b_logs[t]) for t in common]) if common and complete else None
+        flips = []
+        for task in common:
+            details = {int(s["doc_id"]): s for s in b_logs[task]}
+            for flip in flipped_items(a_logs[task], b_logs[task]):
+                # Named for the comparison (A and B), with the item's text where the log kept it.
+                flip["a_pick"], flip["b_pick"] = flip.pop("pick_before"), flip.pop("pick_after")
+                item = details.get(flip["doc_id"], {})
+                flip["question"], flip["choices"] = item.get("question"), item.get("choices")
+                flip["subject"] = task.removeprefix("mmlu_").replace("_", " ") if grouped else None
+                flips.append(flip)
+    except PairingError:
         return None, []  # the two evaluations did not score the same items: no paired test
-    details = {int(s["doc_id"]): s for s in b_samples}
-    for flip in flips:
-        # Named for the comparison (A and B), with the item's text where the log kept it.
-        flip["a_pick"], flip["b_pick"] = flip.pop("pick_before"), flip.pop("pick_after")
-        item = details.get(flip["doc_id"], {})
-        flip["question"], flip["choices"] = item.get("question"), item.get("choices")
-    return summary.p_value, flips
+    return p_value, flips
+
+
+def _members(detail: RunDetail, task: str) -> list[str]:
+    return sorted(s.task for s in detail.scores if s.model_kind == "finetuned" and s.task_group == task)
 
 
 def build_comparison(registry: Registry, a_id: int, b_id: int) -> Comparison:
@@ -110,8 +132,12 @@ def build_comparison(registry: Registry, a_id: int, b_id: int) -> Comparison:
     for task in display_order([*ha, *hb]):
         ra, rb = ha.get(task), hb.get(task)
         delta = rb.value - ra.value if ra and rb else None
-        p_value, flips = _paired(_samples(registry, a_id, task), _samples(registry, b_id, task)) if ra and rb else (
-            None, [])
+        p_value, flips = None, []
+        if ra and rb:
+            members_a, members_b = _members(a, task), _members(b, task)
+            a_logs, b_logs = _logs(registry, a_id, task, members_a), _logs(registry, b_id, task, members_b)
+            if a_logs and b_logs:
+                p_value, flips = _paired(a_logs, b_logs, grouped=bool(members_a or members_b))
         scores.append(ScoreDelta(task, (ra or rb).metric, ra.value if ra else None, rb.value if rb else None,
                                  delta, p_value, flips))
     label_a, label_b = f"#{a_id} {a.summary.name}", f"#{b_id} {b.summary.name}"

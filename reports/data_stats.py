@@ -66,3 +66,16 @@ def _count(value: Any) -> int | None:
 
 def _shown(count: int | None) -> str:
     return "?" if count is None else str(count)
+
+
+def overlength_note(stats: dict[str, Any] | None, data: dict[str, Any]) -> str | None:
+    """Why rows were dropped for their length although `[data] overlength = "truncate"` cuts rows rather than
+    drop them: cut to max_seq_len, a row whose prompt fills it has no response token left to learn from (the
+    loss covers the response only), so it is left out. None when no row was dropped so."""
+    dropped = sum(line.overlength_dropped or 0 for line in data_source_lines(stats))
+    if not dropped or data.get("overlength") != "truncate":
+        return None
+    rows = "row was" if dropped == 1 else "rows were"
+    return (f'{dropped} over-length {rows} dropped although overlength = "truncate": cut to max_seq_len '
+            f"({data.get('max_seq_len')} tokens), the prompt filled the row and left no response token to learn "
+            "from.")

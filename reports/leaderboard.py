@@ -9,8 +9,19 @@ from datetime import UTC, datetime
 from tunelab.experiments.benchmarks import LEADERBOARD, display_order, leaderboard_average, title_of
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import RunSummary, list_runs, model_evaluations, resolved_specs, run_scores
+from tunelab.registry.run_records import validation_losses
 from tunelab.registry.scores import Score, headline_rows
-from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, significant
+from tunelab.reports.eval_settings import (
+    COLUMN_SETTINGS,
+    EVAL_KEY,
+    average_caveats,
+    describe,
+    differing,
+    model_settings,
+    not_comparable_note,
+    score_settings,
+)
+from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, delta_text, significant
 
 
 @dataclass
@@ -19,9 +30,14 @@ class Cell:
     delta: float | None = None  # against the row's base model
     stderr: float | None = None
     comparable: bool = True
-    settings_key: str = ""  # what must match for two cells of a column to be ranked together
+    settings: dict[str, str] = field(default_factory=dict)  # how it was evaluated (reports/eval_settings.py)
     note: str = ""  # why the cell is marked not comparable
     p_value: float | None = None  # McNemar exact test of the delta, on the per-item logs of both models
+
+    @property
+    def settings_key(self) -> tuple[str, ...]:
+        """What must match for two cells of a column to be ranked together."""
+        return tuple(self.settings.get(label, "-") for label in COLUMN_SETTINGS)
 
     @property
     def text(self) -> str:
@@ -41,17 +57,17 @@ class Cell:
 
     @property
     def delta_text(self) -> str:
-        return "" if self.delta is None else f"{100 * self.delta:+.1f}"
+        return delta_text(self.delta, digits=1, scale=100)
 
     @property
     def delta_class(self) -> str:
-        return delta_class(self.delta)
+        return delta_class(self.delta, digits=1, scale=100)
 
 
 @dataclass
 class Row:
     label: str
-    kind: str  # "finetuned" | "base"
+    kind: str  # "finetuned" | "base" | "eval"
     run_id: int | None
     method: str
     base_model: str
@@ -62,13 +78,23 @@ class Row:
     href: str | None = None  # the run page, when the report has them
     train_seconds: float | None = None
     num_examples: int | None = None
-    settings: str = ""
+    settings: str = ""  # key hyperparameters; for a model evaluated at several settings, what differs
+    val_loss: float | None = None  # the last validation loss
+    reproduces: int | None = None  # the run this run reproduced (`tunelab reproduce`)
+    reproduces_href: str | None = None
+    base_average: float | None = None  # the base model's average, for the delta of this row's
+    eval_settings: dict[str, str] = field(default_factory=dict)  # a base or eval row's evaluation settings
 
 
 @dataclass
 class Column:
     key: str
     title: str
+
+    @property
+    def benchmark(self) -> bool:
+        """A leaderboard benchmark's column (else a custom or include_path task's, named as the user named it)."""
+        return self.key in LEADERBOARD
 
 
 @dataclass
@@ -89,44 +115,61 @@ def _cells(rows: dict[str, Score], base: dict[str, Score] | None, columns: list[
             continue
         base_row = (base or {}).get(task)
         delta = row.value - base_row.value if base_row is not None else None
-        cells[task] = Cell(row.value, delta, row.stderr, row.comparable, settings_key=_settings_key(row),
-                           note="" if row.comparable else "not at leaderboard settings (limit or few-shot source)",
-                           p_value=row.vs_base_p if base_row is not None else None)
+        cells[task] = Cell(row.value, delta, row.stderr, row.comparable, settings=score_settings(row),
+                           note=not_comparable_note(row), p_value=row.vs_base_p if base_row is not None else None)
     return cells
 
 
-def _settings_key(row: Score) -> str:
-    """The parts of an eval fingerprint that change a task's number: harness, prompt config, data, shots, limit,
-    batch size (padding in a batch moves scores a little; "auto" depends on the GPU's memory)."""
-    fingerprint = row.fingerprint or {}
-    task = (fingerprint.get("tasks") or {}).get(row.task, {})
-    parts = (fingerprint.get("lm_eval_version", row.lm_eval_version), task.get("config_sha256"),
-             task.get("data_sha256"), task.get("fewshot_split"), row.num_fewshot, row.limit,
-             fingerprint.get("batch_size"))
-    return "|".join(str(part) for part in parts)
-
-
 def mark_mixed_settings(rows: list[Row], keys: list[str]) -> None:
-    """Within a column, flag the cells evaluated differently from the column's most common settings."""
+    """Within a column, flag the cells evaluated differently from the column's most common settings, naming the
+    settings that differ."""
     for key in keys:
         cells = [row.cells[key] for row in rows if row.cells[key].value is not None]
-        counts: dict[str, int] = {}
+        counts: dict[tuple[str, ...], int] = {}
         for cell in cells:
             counts[cell.settings_key] = counts.get(cell.settings_key, 0) + 1
         if len(counts) < 2:
             continue
         usual = max(counts, key=lambda k: counts[k])
+        usual_settings = dict(zip(COLUMN_SETTINGS, usual, strict=True))
         for cell in cells:
-            if cell.settings_key != usual:
-                cell.comparable = False
-                cell.note = "evaluated with different settings from the rest of this column (fingerprint differs)"
+            if cell.settings_key == usual:
+                continue
+            mine = dict(zip(COLUMN_SETTINGS, cell.settings_key, strict=True))
+            changes = ", ".join(f"{label} {mine[label]} here, {usual_settings[label]} in most of the column"
+                                for label in differing([mine, usual_settings]))
+            cell.comparable = False
+            mixed = f"evaluated at other settings than most of this column (fingerprint differs): {changes}"
+            cell.note = f"{cell.note}; {mixed}" if cell.note else mixed
 
 
-def _average_cell(cells: dict[str, Cell], base_cells: dict[str, Cell] | None) -> Cell:
-    mean = leaderboard_average({k: c.value for k, c in cells.items() if c.value is not None})
-    base_mean = leaderboard_average({k: c.value for k, c in (base_cells or {}).items() if c.value is not None})
+def _mean(cells: dict[str, Cell] | None) -> float | None:
+    return leaderboard_average({k: c.value for k, c in (cells or {}).items() if c.value is not None})
+
+
+def _average_cell(cells: dict[str, Cell], base_mean: float | None) -> Cell:
+    mean = _mean(cells)
     delta = mean - base_mean if mean is not None and base_mean is not None else None
-    return Cell(mean, delta, None, all(c.comparable for k, c in cells.items() if k in LEADERBOARD))
+    caveats = average_caveats({k: c.comparable for k, c in cells.items() if c.value is not None})
+    return Cell(mean, delta, None, not caveats,
+                note=f"not the leaderboard's average: {'; '.join(caveats)}" if caveats else "")
+
+
+def name_setting_differences(rows: list[Row]) -> None:
+    """Rows of one model evaluated at different settings (a base model under two runs' eval settings) would
+    look alike: each says, in its settings column, what its evaluation differs in."""
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        if row.kind != "finetuned":
+            groups.setdefault((row.kind, row.label), []).append(row)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        labels = differing([row.eval_settings for row in group])
+        # The key names settings only when nothing else tells the evaluations apart.
+        labels = [label for label in labels if label != EVAL_KEY] or labels
+        for row in group:
+            row.settings = f"evaluated with {describe(row.eval_settings, labels)}"
 
 
 def _column_keys(all_scores: dict[int, list[Score]]) -> list[str]:
@@ -157,6 +200,7 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
     runs: dict[int, RunSummary] = {r.run_id: r for r in list_runs(registry)}
     all_scores = run_scores(registry, headline_only=True)
     specs = resolved_specs(registry, list(all_scores))
+    val_losses = validation_losses(registry, list(all_scores))
     evaluations = model_evaluations(registry)  # `tunelab eval` of any model: rows of their own
     keys = _column_keys({**all_scores, **{-i - 1: e.scores for i, e in enumerate(evaluations)}})
     rows: list[Row] = []
@@ -168,12 +212,13 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
         base = headline_rows(scores, "base")
         base_cells = _cells(base, None, keys) if base else None
         if tuned and summary is not None:
-            cells = _cells(tuned, base or None, keys)
             rows.append(Row(label=summary.name, kind="finetuned", run_id=run_id, method=summary.method,
-                            base_model=summary.base_model, cells=cells, average=_average_cell(cells, base_cells),
+                            base_model=summary.base_model, cells=_cells(tuned, base or None, keys), average=Cell(None),
                             final_loss=summary.final_loss, tags=summary.tags,
                             href=run_href(run_id) if run_href else None, train_seconds=summary.train_seconds,
-                            num_examples=summary.num_train_examples, settings=key_settings(specs.get(run_id, {}))))
+                            num_examples=summary.num_train_examples, settings=key_settings(specs.get(run_id, {})),
+                            val_loss=val_losses.get(run_id), reproduces=summary.reproduces_run_id,
+                            base_average=_mean(base_cells)))
         if base and base_cells is not None:
             any_row = next(iter(base.values()))
             identity = (any_row.model_name, str(any_row.fingerprint.get("eval_key", "")))
@@ -181,15 +226,22 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
                 continue
             bases_seen.add(identity)
             rows.append(Row(label=any_row.model_name, kind="base", run_id=None, method="base model",
-                            base_model=any_row.model_name, cells=base_cells,
-                            average=_average_cell(base_cells, None)))
+                            base_model=any_row.model_name, cells=base_cells, average=Cell(None),
+                            eval_settings=model_settings(base.values())))
     for evaluation in evaluations:
         cells = _cells(headline_rows(evaluation.scores, "eval"), None, keys)
         href = run_href(evaluation.run_id) if run_href and evaluation.run_id in runs else None
         rows.append(Row(label=evaluation.model_name, kind="eval", run_id=evaluation.run_id, method="tunelab eval",
-                        base_model=evaluation.model_name, cells=cells, average=_average_cell(cells, None),
-                        href=href))
+                        base_model=evaluation.model_name, cells=cells, average=Cell(None), href=href,
+                        eval_settings=model_settings(headline_rows(evaluation.scores, "eval").values())))
     mark_mixed_settings(rows, keys)
+    paged = {row.run_id for row in rows if row.run_id is not None}  # the runs that have a page
+    for row in rows:
+        # Averages once every cell is marked: a mark makes the average one that is not the leaderboard's.
+        row.average = _average_cell(row.cells, row.base_average)
+        if run_href and row.reproduces in paged:
+            row.reproduces_href = run_href(row.reproduces)
+    name_setting_differences(rows)
     rows.sort(key=lambda r: (r.average.value is None, -(r.average.value or 0.0), r.label))
     columns = [Column(k, title_of(k)) for k in keys]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -17,6 +17,7 @@ from markupsafe import Markup
 from tunelab.registry.db import Registry
 from tunelab.reports.charts import chart_assets, chart_payloads
 from tunelab.reports.compare import Comparison
+from tunelab.reports.files import check_writable, relative_href, write_atomically
 from tunelab.reports.leaderboard import Leaderboard, build_leaderboard
 from tunelab.reports.run_page import RunPage, build_run_pages
 
@@ -63,14 +64,6 @@ def render_run_page(page: RunPage, *, back_href: str | None = None) -> str:
 
 def render_comparison(comparison: Comparison) -> str:
     return environment().get_template("compare.html.j2").render(c=comparison)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """A reader never sees a half-written report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_leaderboard(board: Leaderboard, path: Path) -> None:
@@ -146,11 +139,14 @@ def write_report(registry: Registry, path: Path, *, title: str, run_pages: bool 
     so none is ever stale. The pages carry their charts as data, drawn by the browser.
     """
     runs_dir = runs_dir_for(path)
-    href = (lambda run_id: f"{runs_dir.name}/run-{run_id}.html") if run_pages else None
+    href = (lambda run_id: relative_href(runs_dir.name, f"run-{run_id}.html")) if run_pages else None
     board = build_leaderboard(registry, title=title, run_href=href)
-    if run_pages:
-        run_ids = sorted({row.run_id for row in board.rows if row.run_id is not None})
-        job = _PageJob(registry, runs_dir, f"../{path.name}")
+    # A directory that refuses the report refuses it before any page is written.
+    check_writable(path.parent, path)
+    run_ids = sorted({row.run_id for row in board.rows if row.run_id is not None}) if run_pages else []
+    if run_ids:
+        check_writable(runs_dir, runs_dir / f"run-{run_ids[0]}.html")
+        job = _PageJob(registry, runs_dir, relative_href(path.name, up=True))
         write_run_pages(job, run_ids, default_jobs() if jobs is None else jobs)
     write_leaderboard(board, path)
     return board

@@ -7,13 +7,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tunelab.experiments.benchmarks import display_order
+from tunelab.experiments.toml_text import spec_toml
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
 from tunelab.registry.queries import MemberScore, RunDetail, member_scores, run_details
 from tunelab.registry.scores import Score, headline_rows
 from tunelab.reports.charts import Chart, Series, bar_spec, line_spec
-from tunelab.reports.data_stats import DataSourceLine, data_source_lines
-from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, significant
+from tunelab.reports.data_stats import DataSourceLine, data_source_lines, overlength_note
+from tunelab.reports.eval_settings import not_comparable_note
+from tunelab.reports.marks import SIGNIFICANCE_LEVEL, delta_class, delta_text, significant
 from tunelab.reports.scores import SubjectDelta, group_scores, subject_deltas
 
 # Runs per batch of queries: bounds memory on a large registry.
@@ -33,6 +35,11 @@ class ScoreLine:
     num_fewshot: int
     comparable: bool
     p_value: float | None = None  # McNemar exact test against the base, from the per-item logs
+    note: str = ""  # why it is not leaderboard-comparable
+
+    @property
+    def delta_text(self) -> str:
+        return delta_text(self.delta)
 
     @property
     def delta_class(self) -> str:
@@ -53,8 +60,9 @@ class RunPage:
     description: str
     tags: list[str]
     error: str | None
-    spec_toml: str
-    spec_json: str
+    resolved_toml: str  # what the run used: the resolved spec (extends merged, sweep point applied, defaults in)
+    spec_file: str  # the spec file as written (a sweep's file holds its [sweep] table)
+    spec_path: str
     facts: list[tuple[str, str]]
     checkpoints: list[dict]
     scores: list[ScoreLine]
@@ -65,6 +73,7 @@ class RunPage:
     # MMLU subjects, base against fine-tuned, worst change first: where fine-tuning made the model forget.
     forgetting: list[SubjectDelta] = field(default_factory=list)
     data_sources: list[DataSourceLine] = field(default_factory=list)
+    data_note: str | None = None  # why over-length rows were dropped, where that needs saying
     significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
 
     @property
@@ -79,7 +88,7 @@ def _score_lines(detail: RunDetail) -> list[ScoreLine]:
         row, base_row = tuned[task], base.get(task)
         lines.append(ScoreLine(task, row.metric, row.value, base_row.value if base_row else None,
                                row.value - base_row.value if base_row else None, row.stderr, row.num_fewshot,
-                               row.comparable, row.vs_base_p if base_row else None))
+                               row.comparable, row.vs_base_p if base_row else None, not_comparable_note(row)))
     return lines
 
 
@@ -140,19 +149,24 @@ def _page(detail: RunDetail, members: Members) -> RunPage:
         ("train time", f"{detail.train_seconds:.1f} s" if detail.train_seconds is not None else "-"),
         ("final loss", f"{s.final_loss:.4f}" if s.final_loss is not None else "-"),
     ]
+    if detail.validation_loss is not None:
+        facts.append(("validation loss", f"{detail.validation_loss:.4f} (the last validation point)"))
+    if s.reproduces_run_id is not None:
+        facts.append(("reproduces", f"run {s.reproduces_run_id} (made by tunelab reproduce)"))
     fingerprint = next((r.fingerprint for r in detail.scores if r.model_kind == "finetuned"), {})
     environment = detail.environment
     base_subjects = group_scores(members, "base")
     return RunPage(
         run_id=s.run_id, name=s.name, status=s.status, method=s.method, base_model=s.base_model,
         description=detail.spec.get("experiment", {}).get("description", ""), tags=s.tags, error=s.error,
-        spec_toml=detail.spec_text, spec_json=json.dumps(detail.spec, indent=2, sort_keys=True), facts=facts,
+        resolved_toml=spec_toml(detail.spec), spec_file=detail.spec_text, spec_path=detail.spec_path, facts=facts,
         checkpoints=detail.checkpoints, scores=_score_lines(detail), charts=page_charts(detail, members),
         fingerprint_json=json.dumps(fingerprint, indent=2, sort_keys=True),
         environment_json=json.dumps(environment, indent=2, sort_keys=True) if environment else None,
         lineage=[f"base model {s.base_model}"],
         forgetting=subject_deltas(base_subjects, group_scores(members, "finetuned")) if base_subjects else [],
         data_sources=data_source_lines(detail.data_stats),
+        data_note=overlength_note(detail.data_stats, detail.spec.get("data", {})),
     )
 
 

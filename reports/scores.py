@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from tunelab.experiments.benchmarks import with_average
 from tunelab.registry.run_records import MemberScore
 from tunelab.registry.scores import Score, headline_rows
-from tunelab.reports.marks import delta_class
+from tunelab.reports.marks import delta_class, delta_text
 
 
 def headline_scores(rows: Iterable[Score], model_kind: str) -> dict[str, float]:
@@ -42,7 +42,7 @@ class SubjectDelta:
 
     @property
     def delta_text(self) -> str:
-        return "" if self.delta is None else f"{self.delta:+.4f}"
+        return delta_text(self.delta)
 
     @property
     def delta_class(self) -> str:

@@ -27,6 +27,6 @@ def print_comparison(c: Comparison) -> None:
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for s in c.scores:
         table.add_row(Text(s.task), s.metric, fmt_float(s.a), fmt_float(s.b),
-                      "-" if s.delta is None else f"{s.delta:+.4f}",
+                      s.delta_text or "-",
                       "-" if s.p_value is None else f"{s.p_value:.3g}", str(len(s.flips)))
     console.print(table)

@@ -7,6 +7,7 @@ about a millisecond a row, which is ten seconds for a registry of 10,000 runs; t
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import sys
 from dataclasses import asdict
@@ -57,8 +58,45 @@ def table_lines(rows: list[tuple[str, ...]], *, width: int | None = None) -> lis
         over = sum(widths) + 2 * (len(widths) - 1) - width
         cut = widths[NAME_COLUMN] = max(MIN_NAME_WIDTH, widths[NAME_COLUMN] - max(over, 0))
         rows = [row if len(row[NAME_COLUMN]) <= cut else
-                (*row[:NAME_COLUMN], row[NAME_COLUMN][:cut - 1] + "…", *row[NAME_COLUMN + 1:]) for row in rows]
+                (*row[:NAME_COLUMN], fit_name(row[NAME_COLUMN], cut), *row[NAME_COLUMN + 1:]) for row in rows]
     # One format string for every row: a listing may have tens of thousands.
     template = "  ".join(f"{{:{'>' if numeric else '<'}{w}}}" for w, (_, numeric) in zip(widths, COLUMNS, strict=True))
     header = template.format(*(name for name, _ in COLUMNS))
     return [header, "  ".join("-" * w for w in widths), *(template.format(*row) for row in rows)]
+
+
+# Where a sweep point's name ("tiny-lora/method.r=8,train.learning_rate=0.0001", experiments/sweep.py) has its
+# point: after the "/" that a dotted key and "=" follow; and each key of the point.
+_POINT_START = re.compile(r"/(?=[A-Za-z_][\w-]*(?:\.[\w-]+)*=)")
+_POINT_KEY = re.compile(r"(?:^|,)([A-Za-z_][\w-]*(?:\.[\w-]+)*)=")
+# Characters of the experiment's name kept, where there is room, before shortening the point's keys.
+_BASE_KEPT = 6
+
+
+def _point_forms(point: str) -> list[str]:
+    """A sweep point as written, with each key cut to its last part ("r=8,learning_rate=0.0001"), and as its
+    values alone ("8,0.0001"): shorter and shorter, the values always whole."""
+    keys = list(_POINT_KEY.finditer(point))
+    pairs = [(key.group(1), point[key.end():following.start() if following else len(point)])
+             for key, following in zip(keys, [*keys[1:], None], strict=True)]
+    return [point, ",".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in pairs),
+            ",".join(value for _, value in pairs)]
+
+
+def fit_name(name: str, width: int) -> str:
+    """`name` in at most `width` characters. A sweep point's name keeps what tells the points apart, its swept
+    values: the experiment's name is cut first, then the point's keys; any other name loses its end."""
+    if len(name) <= width:
+        return name
+    start = _POINT_START.search(name)
+    if start is not None:
+        base = name[:start.start()]
+        # A recognisable start of the experiment's name beside the point as written, else shorter points.
+        for least in (min(len(base), _BASE_KEPT), 1):
+            for point in _point_forms(name[start.end():]):
+                room = width - len(point) - 1  # for the base and the "/"
+                if room >= len(base):
+                    return f"{base}/{point}"
+                if room >= least:
+                    return f"{base[:room - 1]}…/{point}"
+    return name[:width - 1] + "…"

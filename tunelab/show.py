@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.console import Console
@@ -10,11 +9,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunelab.experiments.benchmarks import display_order
+from tunelab.experiments.toml_text import spec_toml
 from tunelab.output import fmt_float, fmt_time
 from tunelab.registry.lineage import Lineage
 from tunelab.registry.run_records import RunDetail
-from tunelab.registry.scores import headline_rows
-from tunelab.reports.data_stats import data_source_lines, data_totals
+from tunelab.registry.scores import Score, headline_rows
+from tunelab.reports.data_stats import data_source_lines, data_totals, overlength_note
+from tunelab.reports.eval_settings import average_caveats, not_comparable_reasons
+from tunelab.reports.marks import delta_text
 from tunelab.reports.scores import headline_scores
 
 
@@ -29,36 +31,64 @@ def print_detail(detail: RunDetail) -> None:
                   f"finished {fmt_time(s.finished_at)}  output {detail.output_dir or '-'}")
     if s.error:
         console.print(f"  [red]error:[/red] {escape(s.error)}")
+    if s.reproduces_run_id is not None:
+        console.print(f"  reproduces run {s.reproduces_run_id} (made by tunelab reproduce)")
     if detail.train_seconds is not None:
         console.print(f"  trained {detail.num_train_examples} examples in {detail.train_seconds:.1f}s, "
                       f"final loss {fmt_float(s.final_loss)}")
+    if detail.validation_loss is not None:
+        console.print(f"  validation loss {fmt_float(detail.validation_loss)} (the last validation point)")
     if detail.progress:
         console.print("  progress: " + progress_line(detail.progress, running=s.status == "running"))
     if detail.data_stats:
-        print_data_stats(console, detail.data_stats)
+        print_data_stats(console, detail.data_stats, detail.spec.get("data", {}))
     if detail.checkpoints:
         console.print("  checkpoints: " + ", ".join(f"step {c['step']}" for c in detail.checkpoints))
     if detail.scores:
-        table = Table(title="evaluation", title_justify="left")
-        for column in ("task", "metric", "fine-tuned", "base", "delta", "p", "shots"):
-            table.add_column(column)
-        tuned, base = headline_rows(detail.scores, "finetuned"), headline_rows(detail.scores, "base")
-        for task in display_order([*tuned, *base]):
-            t, b = tuned.get(task), base.get(task)
-            delta = t.value - b.value if t and b else None
-            row = t or b
-            table.add_row(task, row.metric, fmt_float(t.value if t else None), fmt_float(b.value if b else None),
-                          "-" if delta is None else f"{delta:+.4f}",
-                          "-" if t is None or b is None or t.vs_base_p is None else f"{t.vs_base_p:.3g}",
-                          str(row.num_fewshot))
-        console.print(table)
-        average = headline_scores(detail.scores, "finetuned").get("average")
-        if average is not None:
-            console.print(f"  average (leaderboard benchmarks): {average:.4f}")
-    spec_text = json.dumps(detail.spec, sort_keys=True)
-    console.print("  spec: " + escape(spec_text if len(spec_text) <= 400 else spec_text[:400] + "…"))
+        print_scores(console, detail.scores)
+    console.print("  spec (resolved: what the run used):")
+    console.print(escape(indented(spec_toml(detail.spec))), soft_wrap=True, highlight=False)
     if detail.lineage and detail.lineage["runs"]:
         console.print("  lineage: " + escape(Lineage.from_json(detail.lineage).describe(s.run_id)), soft_wrap=True)
+
+
+def indented(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line if line else line for line in text.rstrip("\n").splitlines())
+
+
+def print_scores(console: Console, scores: list[Score]) -> None:
+    """The evaluation table, marks on scores that are not leaderboard-comparable (as the report marks them, with
+    why), and the leaderboard average with what keeps it from being the leaderboard's."""
+    table = Table(title="evaluation", title_justify="left")
+    for column in ("task", "metric", "fine-tuned", "base", "delta", "p", "shots"):
+        table.add_column(column)
+    tuned, base = headline_rows(scores, "finetuned"), headline_rows(scores, "base")
+    marked: list[str] = []
+    for task in display_order([*tuned, *base]):
+        t, b = tuned.get(task), base.get(task)
+        row = t or b
+        for kind, score in (("fine-tuned", t), ("base", b)):
+            if score is not None and not score.comparable:
+                marked.append(f"{task} ({kind}): {'; '.join(not_comparable_reasons(score))}")
+        table.add_row(task, row.metric, _value(t), _value(b), delta_text(t.value - b.value) if t and b else "-",
+                      "-" if t is None or b is None or t.vs_base_p is None else f"{t.vs_base_p:.3g}",
+                      str(row.num_fewshot))
+    console.print(table)
+    if marked:
+        console.print("  * not leaderboard-comparable:")
+        for line in marked:
+            console.print(escape(f"    {line}"), soft_wrap=True)
+    average = headline_scores(scores, "finetuned").get("average")
+    if average is not None:
+        caveats = average_caveats({task: score.comparable for task, score in tuned.items()})
+        note = f" (not the leaderboard's average: {'; '.join(caveats)})" if caveats else ""
+        console.print(f"  average (leaderboard benchmarks): {average:.4f}{note}", soft_wrap=True)
+
+
+def _value(score: Score | None) -> str:
+    if score is None:
+        return "-"
+    return fmt_float(score.value) + ("" if score.comparable else "*")
 
 
 def progress_line(progress: dict[str, Any], *, running: bool) -> str:
@@ -75,10 +105,13 @@ def progress_line(progress: dict[str, Any], *, running: bool) -> str:
     return ", ".join(parts)
 
 
-def print_data_stats(console: Console, stats: dict[str, Any]) -> None:
-    """What became of the training data's rows, one line per file: read, empty, duplicates, over-length, held out."""
+def print_data_stats(console: Console, stats: dict[str, Any], data: dict[str, Any]) -> None:
+    """What became of the training data's rows, one line per file: read, empty, duplicates, over-length, held out;
+    and why over-length rows were dropped when the spec asked to cut them."""
     console.print("  training data:")
     for line in data_source_lines(stats):
         console.print(escape(f"    {line.text}"), soft_wrap=True)
     if totals := data_totals(stats):
         console.print(f"    {totals}", soft_wrap=True)
+    if note := overlength_note(stats, data):
+        console.print(escape(f"    {note}"), soft_wrap=True)

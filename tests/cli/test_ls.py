@@ -1,5 +1,5 @@
 """`tunelab ls` on both backends: the plain listing (read without SQLAlchemy on SQLite), filters and sorts, and the
-three output formats, all agreeing with the registry's own read of the same runs."""
+three output formats, all agreeing with the registry's own read of the same runs; names cut to a narrow terminal."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from tunelab.registry.recording import record_scores, update_run
+from tunelab.registry.recording import MetricPoint, record_metrics, record_scores, update_run
 from tunelab.registry.run_records import list_runs, run_scores
 from tunelab.registry.run_state import claim_next, succeed
 from tunelab.registry.scores import Score
@@ -17,6 +17,7 @@ from tunelab.registry.submissions import NewExperiment, submit
 from tunelab.reports.scores import headline_scores
 
 from tunelab.cli import cli
+from tunelab.listing import fit_name, table_lines
 
 # name: (method, final loss or None for a queued run, fine-tuned scores recorded in this order)
 RUNS = {
@@ -133,3 +134,38 @@ def test_the_table_shows_a_page_and_says_so_while_scripts_get_every_run(registry
     assert len(json.loads(ls(registry, tmp_path, "--json"))) == 3
     assert len(ls(registry, tmp_path, "--format", "csv").splitlines()) == 4
     assert ls(registry, tmp_path, "--where", "id > 0").splitlines()[-1] == footer
+
+
+def test_val_loss_filters_and_sorts_by_the_last_validation_loss(registry, runs, tmp_path):
+    # alpha's last validation point (step 20) is below beta's, though an earlier one of alpha's was above it.
+    record_metrics(registry, runs["alpha"], [MetricPoint(step=10, eval_loss=0.9), MetricPoint(step=20, eval_loss=0.3)])
+    record_metrics(registry, runs["beta"], [MetricPoint(step=20, eval_loss=0.6)])
+    names = lambda *args: [r["name"] for r in json.loads(ls(registry, tmp_path, *args, "--json"))]  # noqa: E731
+    assert names("--where", "val_loss < 0.5") == ["alpha"]
+    assert names("--where", "val_loss > 0.5") == ["beta"]
+    assert names("--where", "not val_loss < 0.5") == ["gamma", "beta"]  # no validation loss: no match either way
+    assert names("--sort", "val_loss", "--asc") == ["alpha", "beta", "gamma"]  # runs without one last
+    assert names("--sort", "val_loss") == ["beta", "alpha", "gamma"]
+
+
+def test_a_narrow_table_keeps_the_swept_values_of_sweep_points():
+    # At 80 columns the name column is about 20 characters: cut at the end, two sweep points looked the same.
+    names = ["si-lora/train.learning_rate=0.0003", "si-lora/train.learning_rate=0.0002",
+             "tiny-lora/method.r=8,train.learning_rate=0.0001", "tiny-lora/method.r=16,train.learning_rate=0.0001",
+             "an-experiment-without-a-sweep-point-and-a-long-name"]
+    rows = [(str(i), name, "succeeded", "lora", "2026-01-07 22:40", "0.5000", "0.4000") for i, name in enumerate(names)]
+    lines = table_lines(rows, width=80)
+    assert max(len(line) for line in lines) <= 80
+    shown = [line.split()[1] for line in lines[2:]]
+    assert len(set(shown)) == len(shown)
+    assert shown == ["si-lora/0.0003", "si-lora/0.0002", "tiny-lora/8,0.0001", "tiny-lora/16,0.0001",
+                     "an-experiment-withou…"]
+
+
+def test_fit_name_cuts_the_experiment_then_the_point_keys_never_the_values():
+    name = "tiny-lora/method.r=8,train.learning_rate=0.0001"
+    assert fit_name(name, 60) == name
+    assert fit_name(name, 40) == "tiny-lora/r=8,learning_rate=0.0001"
+    assert fit_name(name, 20) == "tiny-lora/8,0.0001"
+    assert fit_name(name, 14) == "tiny…/8,0.0001"
+    assert fit_name("plain-name-without-a-point", 12) == "plain-name-…"

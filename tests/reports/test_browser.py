@@ -3,6 +3,7 @@ on the canvas, hover values, series toggles), and no script injection through na
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -187,3 +188,83 @@ def test_a_name_that_would_end_the_chart_script_is_data_on_the_compare_page(page
     assert labels == ["step", f"#{a} plain", f"#{b} {SCRIPT_BREAKER}"]  # shown as text, exactly
     assert page.evaluate("() => window.tunelabCharts.loss.data[2].length") == 5
     assert page.locator("script").count() == 3
+
+
+VALIDATION_LOSS_RGB = (0xFF, 0x7F, 0x0E)  # the second series' colour in charts.js
+
+
+def test_a_single_validation_point_at_the_end_of_training_is_drawn(page, registry, tmp_path):
+    run = finished_run(registry, "one-validation")
+    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
+    record_metrics(registry, run, [MetricPoint(step=s, loss=3.0 / s, learning_rate=1e-3) for s in range(1, 51)])
+    record_metrics(registry, run, [MetricPoint(step=50, eval_loss=0.5)])  # no neighbour to draw a line to
+    write_report(registry, tmp_path / "lb.html", title="t", jobs=1)
+    page.goto((tmp_path / "lb_runs" / f"run-{run}.html").as_uri())
+    assert colored_pixels(page, "loss", VALIDATION_LOSS_RGB, tolerance=30) > 10  # the point is on the canvas
+
+
+def test_the_leaderboard_fits_a_1400_pixel_window_with_every_column_visible(browser, registry, tmp_path):
+    from dataclasses import replace
+
+    base = "/home/someone/models/TinyLlama-1.1B-intermediate-step-1431k-3T"
+    spec = json.dumps({"method": {"kind": "lora", "r": 16}, "model": {"base": base},
+                       "train": {"learning_rate": 0.0003, "max_steps": 200, "batch_size": 8, "grad_accum": 4}})
+    values = {"arc_challenge": 0.31, "hellaswag": 0.45, "mmlu": 0.26, "truthfulqa_mc2": 0.41, "capitals": 0.6,
+              "capitals_of_the_world_long_task_name": 0.5}
+    for i, lr in enumerate(["0.0001", "0.0002", "0.0003"]):
+        run = finished_run(registry, f"si-lora-alpaca-cleaned/train.learning_rate={lr},method.r=16", resolved=spec)
+        record_scores(registry, run, scores("finetuned", f"run:{run}", {k: v + i / 50 for k, v in values.items()}))
+        # The first run's base was evaluated at another batch size: a second base row, and marked cells.
+        record_scores(registry, run, [replace(s, fingerprint={"eval_key": f"k{min(i, 1)}", "batch_size": 8 >> (i == 0)})
+                                      for s in scores("base", base, values)])
+        record_metrics(registry, run, [MetricPoint(step=200, eval_loss=1.2345)])
+    out = tmp_path / "leaderboard.html"
+    write_report(registry, out, title="t", jobs=1)
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(out.as_uri())
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1400  # nothing hidden to the side
+    edges = page.eval_on_selector_all("#leaderboard th, #leaderboard td",
+                                      "cells => cells.map(c => { const r = c.getBoundingClientRect();"
+                                      " return [r.left, r.right, r.width]; })")
+    assert all(left >= 0 and right <= 1400 and width > 0 for left, right, width in edges)
+    headers = page.eval_on_selector_all("#leaderboard th", "cells => cells.map(c => c.textContent.trim())")
+    assert headers[-3:] == ["Train s", "Examples", "Key settings"] and "Val loss" in headers
+    page.screenshot(path=str(ARTIFACTS / "leaderboard-1400.png"), full_page=True) if ARTIFACTS.is_dir() else None
+    page.close()
+
+
+def test_a_long_legend_stays_under_the_plot_and_inside_the_chart(page, registry, tmp_path):
+    # Sweep points of a long experiment name, one with "$...$" (once a matplotlib mathtext crash): text, exactly.
+    names = ["si-lora-alpaca-cleaned-with-a-long-name/train.learning_rate=0.0001,method.r=16,train.warmup_steps=10",
+             r"$\alpha$-sweep/train.learning_rate=0.0003,method.r=16,train.warmup_steps=10,train.weight_decay=0.01"]
+    a, b = (finished_run(registry, name) for name in names)
+    for run, k in ((a, 1.0), (b, 1.2)):
+        record_metrics(registry, run, [MetricPoint(step=s, loss=k * 2 / s ** 0.5) for s in range(1, 301)])
+    out = tmp_path / "compare.html"
+    out.write_text(render_comparison(build_comparison(registry, a, b)), encoding="utf-8")
+    page.set_viewport_size({"width": 900, "height": 900})
+    page.goto(out.as_uri())
+    assert list(legend(page, "loss")) == ["step", f"#{a} {names[0]}", f"#{b} {names[1]}"]
+    plot = page.locator("#loss-chart .u-over").bounding_box()
+    chart = page.locator("#loss-chart .uplot").bounding_box()
+    shown = page.locator("#loss-chart .u-legend").bounding_box()
+    assert shown["y"] >= plot["y"] + plot["height"]  # under the curves, never over them
+    assert shown["x"] >= chart["x"] - 1 and shown["x"] + shown["width"] <= chart["x"] + chart["width"] + 1
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 900
+
+
+@pytest.mark.parametrize("name", ["report-2024-05-01T12:00.html", "javascript:alert(document.domain)%2F%2F.html"])
+def test_a_report_link_opens_the_run_page_whatever_the_report_is_called(page, registry, tmp_path, name):
+    run = finished_run(registry, "linked")
+    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
+    out = tmp_path / name
+    write_report(registry, out, title="t", jobs=1)
+    page.goto(out.as_uri())
+    page.click("text=linked")  # a link read as a scheme would go nowhere, or run script (the fixture checks none ran)
+    page.wait_for_load_state()
+    assert page.url.endswith(f"_runs/run-{run}.html")
+    assert "linked" in page.inner_text("#run-title")
+    page.click("text=leaderboard")  # and back
+    page.wait_for_load_state()
+    assert page.locator("#leaderboard").count() == 1

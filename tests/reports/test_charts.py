@@ -23,9 +23,19 @@ def test_line_series_share_one_x_axis_with_gaps_where_a_series_has_no_point():
                        Series("empty", [], [])], title="Loss", xlabel="step", ylabel="loss")
     assert chart.payload() == {
         "kind": "line", "title": "Loss", "xlabel": "step", "ylabel": "loss", "logy": False, "x": [1, 2, 3, 4],
-        "series": [{"label": "training loss", "y": [3.0, 2.0, 1.5, None]},  # a step logged twice: its last value
-                   {"label": "validation loss", "y": [None, 2.5, None, None]}]}  # NaN is no JSON: a gap
+        "series": [{"label": "training loss", "y": [3.0, 2.0, 1.5, None], "points": True},  # a step logged twice:
+                   # its last value; NaN is no JSON: a gap
+                   {"label": "validation loss", "y": [None, 2.5, None, None], "points": True}]}
     assert line_spec([Series("none", [], [])], title="t", xlabel="x", ylabel="y") is None
+
+
+def test_a_sparse_series_has_every_point_marked_a_long_one_is_a_line():
+    # 100 training steps and one validation loss at the end: that point has no neighbour to draw a line to.
+    chart = line_spec([Series("training loss", list(range(1, 101)), [1 / s for s in range(1, 101)]),
+                       Series("validation loss", [100], [0.5])], title="Loss", xlabel="step", ylabel="loss")
+    training, validation = chart.payload()["series"]
+    assert (training["points"], validation["points"]) == (False, True)
+    assert sum(v is not None for v in validation["y"]) == 1
 
 
 def test_bars_keep_their_order_and_missing_references_are_gaps():
@@ -93,8 +103,8 @@ def test_pages_written_in_parallel_are_the_pages_written_alone(registry, tmp_pat
 
 def test_run_pages_link_back_to_the_report_they_are_written_beside(registry, tmp_path):
     run = add_run(registry, "linked", steps=3)
-    for name in ("leaderboard.html", "q&a.html"):
+    for name, href in (("leaderboard.html", "../leaderboard.html"), ("q&a.html", "../q%26a.html")):
         write_report(registry, tmp_path / name, title="t", jobs=1)
         document = parse((tmp_path / f"{Path(name).stem}_runs" / f"run-{run}.html").read_text(encoding="utf-8"))
         (back,) = [a for a in document.iter("a") if "leaderboard" in a.text]
-        assert back.attrs["href"] == f"../{name}"
+        assert back.attrs["href"] == href  # URL-quoted: a name is never read as a query, fragment or scheme

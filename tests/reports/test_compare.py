@@ -1,4 +1,5 @@
-"""The comparison of two runs: spec differences, deltas with McNemar p-values, flipped items (parsed HTML)."""
+"""The comparison of two runs: spec differences, deltas with McNemar p-values (MMLU's items pooled), flipped items
+(parsed HTML)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from html.parser import HTMLParser
 from click.testing import CliRunner
 from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
 from tunelab.reports.compare import build_comparison, spec_differences
-from tunelab.reports.render import render_comparison
+from tunelab.reports.render import render_comparison, write_report
 
 from tests.helpers import EVIL, finished_run, scores
-from tests.reports.parsing import chart_data, parse
+from tests.reports.parsing import chart_data, parse, table_rows
 from tunelab.cli import cli
 
 
@@ -121,7 +122,6 @@ def test_compare_cli_json_has_the_numbers_and_no_chart(registry):
 
 def test_comparison_lists_mmlu_subjects_worst_change_first(registry):
     from tests.helpers import subject_scores
-    from tests.reports.parsing import table_rows
 
     a = finished_run(registry, "a")
     b = finished_run(registry, "b")
@@ -155,3 +155,77 @@ def test_a_metric_without_per_item_right_or_wrong_has_flips_but_no_p_value(regis
     parsed.feed(render_comparison(comparison))
     (row,) = parsed.tables["score-diff"][1:]
     assert row[0] == "truthfulqa_mc2" and row[5] == "" and row[6] == "10"
+
+
+def test_mmlu_gets_flips_and_a_p_value_by_pooling_its_subjects_items(registry, tmp_path):
+    from tests.helpers import B1_C9, subject_scores
+
+    a, b = finished_run(registry, "a"), finished_run(registry, "b")
+    # anatomy: B loses item 0 and gains 3-5 (b=1, c=3); virology: B gains all six (c=6). Pooled: b=1, c=9.
+    logs = {a: {"anatomy": [True] * 3 + [False] * 3, "virology": [False] * 6},
+            b: {"anatomy": [False] + [True] * 5, "virology": [True] * 6}}
+    for run in (a, b):
+        values = {subject: sum(right) / 6 for subject, right in logs[run].items()}
+        record_scores(registry, run, scores("finetuned", f"run:{run}", {"mmlu": sum(values.values()) / 2}))
+        record_scores(registry, run, [replace(s, samples=samples(logs[run][s.task.removeprefix("mmlu_")]))
+                                      for s in subject_scores("finetuned", f"run:{run}", values)])
+    (mmlu,) = build_comparison(registry, a, b).scores
+    assert mmlu.p_value == B1_C9  # as the leaderboard pools MMLU's items against the base
+    assert len(mmlu.flips) == 10
+    assert {(f["subject"], f["doc_id"]) for f in mmlu.flips if f["direction"] == "right_to_wrong"} == {("anatomy", 0)}
+
+    out = CliRunner().invoke(cli, ["--db", registry.url, "compare", str(a), str(b), "-o", str(tmp_path / "c.html")])
+    assert out.exit_code == 0, out.output
+    (row,) = [line for line in out.output.splitlines() if line.startswith("│ mmlu")]
+    assert [cell.strip() for cell in row.strip("│").split("│")][-2:] == ["0.0215", "10"]
+    flips = parse((tmp_path / "c.html").read_text(encoding="utf-8")).find("table", data_task="mmlu")
+    assert sorted(row[0] for row in table_rows(flips))[:2] == ["anatomy 0", "anatomy 3"]  # subject and item
+
+
+def test_an_mmlu_subject_logged_for_one_run_only_gives_no_p_value(registry):
+    from tests.helpers import subject_scores
+
+    a, b = finished_run(registry, "a"), finished_run(registry, "b")
+    for run, subjects in ((a, ("anatomy", "virology")), (b, ("anatomy",))):
+        record_scores(registry, run, scores("finetuned", f"run:{run}", {"mmlu": 0.5}))
+        record_scores(registry, run, [replace(s, samples=samples([True, False])) for s in
+                                      subject_scores("finetuned", f"run:{run}", dict.fromkeys(subjects, 0.5))])
+    (mmlu,) = build_comparison(registry, a, b).scores
+    assert mmlu.p_value is None  # a test of some subjects is no test of MMLU
+
+
+def test_flipped_items_list_each_choice_on_a_line_of_its_own(registry):
+    a, b = two_runs(registry)
+    document = parse(render_comparison(build_comparison(registry, a, b)))
+    flips = document.find("table", data_task="capitals")
+    row = flips.find("tbody").find("tr")
+    choices = row.find("ol", **{"class": "choices"})
+    assert [item.text for item in choices.iter("li")] == ["yes", "no"]  # not joined into one long line
+    assert choices.attrs["start"] == "0"  # numbered as the picks and the correct answer are
+
+
+def test_a_change_that_rounds_to_zero_is_neither_red_nor_negative(registry):
+    a, b = finished_run(registry, "a"), finished_run(registry, "b")
+    record_scores(registry, a, scores("finetuned", "run:a", {"capitals": 0.50001}))
+    record_scores(registry, b, scores("finetuned", "run:b", {"capitals": 0.5}))
+    (capitals,) = build_comparison(registry, a, b).scores
+    assert (capitals.delta_text, capitals.delta_class) == ("+0.0000", "flat")
+    delta = parse(render_comparison(build_comparison(registry, a, b))).find("table", id_="score-diff").find("span")
+    assert (delta.text, delta.attrs["class"]) == ("+0.0000", "delta flat")
+
+
+def test_names_with_dollar_signs_are_text_in_the_comparison_and_the_report(registry, tmp_path):
+    # Once drawn by matplotlib, whose mathtext parsed "$...$" in a label and failed on this one.
+    name = r"$\alpha$ run $x^{2$ \frac"
+    a, b = finished_run(registry, name), finished_run(registry, "$plain$")
+    for run in (a, b):
+        record_metrics(registry, run, [MetricPoint(step=s, loss=1.0 / s) for s in range(1, 6)])
+        record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
+    out = CliRunner().invoke(cli, ["--db", registry.url, "compare", str(a), str(b), "-o", str(tmp_path / "c.html")])
+    assert out.exit_code == 0, out.output
+    document = parse((tmp_path / "c.html").read_text(encoding="utf-8"))
+    assert name in document.find("h1", id_="compare-title").text
+    assert [line["label"] for line in chart_data(document)["loss"]["series"]] == [f"#{a} {name}", f"#{b} $plain$"]
+    write_report(registry, tmp_path / "lb.html", title="t", jobs=1)
+    run_page = parse((tmp_path / "lb_runs" / f"run-{a}.html").read_text(encoding="utf-8"))
+    assert name in run_page.find("h1", id_="run-title").text

@@ -9,6 +9,7 @@ from tunelab.reports.leaderboard import build_leaderboard
 from tunelab.reports.render import write_leaderboard
 
 from tests.helpers import EVIL, finished_run, scores
+from tests.reports.parsing import parse
 
 
 class Table(HTMLParser):
@@ -129,7 +130,12 @@ def test_cells_evaluated_at_another_batch_size_are_flagged(registry, tmp_path):
     record_scores(registry, odd, at_batch_size(scores("finetuned", "run:odd", {"mmlu": 0.31}), "auto"))
     cells = {row.label: row.cells["mmlu"] for row in build_leaderboard(registry).rows}
     assert {label: cell.comparable for label, cell in cells.items()} == {"a": True, "b": True, "odd": False}
-    assert "fingerprint differs" in cells["odd"].note
+    # The hover note names what differs, with both values.
+    assert cells["odd"].note == ("evaluated at other settings than most of this column (fingerprint differs): "
+                                 "batch size auto here, 8 in most of the column")
+    render(registry, tmp_path)
+    html = (tmp_path / "lb.html").read_text(encoding="utf-8")  # the note is the mark's hover text
+    assert 'title="evaluated at other settings than most of this column (fingerprint differs): batch size auto' in html
 
 
 def test_models_evaluated_with_tunelab_eval_get_rows(registry, tmp_path):
@@ -152,7 +158,6 @@ def test_deltas_show_their_significance_against_the_base(registry, tmp_path):
     from dataclasses import replace
 
     from tests.helpers import B1_C9, item_log, logs_b1_c9
-    from tests.reports.parsing import parse
 
     before, after = logs_b1_c9()
     run = finished_run(registry, "sig")
@@ -176,3 +181,66 @@ def test_deltas_show_their_significance_against_the_base(registry, tmp_path):
     assert float(mmlu_delta.attrs["data-p"]) == 1.0 and "not significant" in mmlu_delta.attrs["title"]
     assert mmlu_delta.find("span", **{"class": "sig"}) is None
     assert document.find("tr", data_kind="base").find("span", **{"class": "sig"}) is None
+
+
+def test_the_last_validation_loss_has_a_column(registry, tmp_path):
+    from tunelab.registry.recording import MetricPoint, record_metrics
+
+    run = finished_run(registry, "validated")
+    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
+    record_metrics(registry, run, [MetricPoint(step=5, eval_loss=0.9), MetricPoint(step=10, eval_loss=0.7)])
+    (row,) = build_leaderboard(registry).rows
+    assert row.val_loss == 0.7
+    write_leaderboard(build_leaderboard(registry), tmp_path / "lb.html")
+    document = parse((tmp_path / "lb.html").read_text(encoding="utf-8"))
+    cell = document.find("tr", data_kind="finetuned").find("td", data_key="val_loss")
+    assert (cell.attrs["data-value"], cell.text) == ("0.7", "0.7000")
+    assert "Val loss" in [th.text for th in document.find("thead").iter("th")]
+
+
+def test_a_reproduction_is_marked_with_a_link_to_its_original(registry, tmp_path):
+    from sqlalchemy import text
+
+    original, copy = finished_run(registry, "original"), finished_run(registry, "copy")
+    for run in (original, copy):
+        record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}))
+    with registry.engine.begin() as connection:
+        connection.execute(text("UPDATE run SET reproduces_run_id = :o WHERE id = :c"), {"o": original, "c": copy})
+    write_leaderboard(build_leaderboard(registry, run_href=lambda run: f"./runs/run-{run}.html"), tmp_path / "lb.html")
+    document = parse((tmp_path / "lb.html").read_text(encoding="utf-8"))
+    marks = [span for span in document.iter("span") if span.attrs.get("class") == "repro"]
+    assert [(mark.text, mark.attrs["data-reproduces"]) for mark in marks] == [
+        (f"reproduces #{original}", str(original))]
+    assert marks[0].find("a").attrs["href"] == f"./runs/run-{original}.html"
+
+
+def test_rows_of_one_base_model_at_different_settings_say_what_differs(registry, tmp_path):
+    from dataclasses import replace
+
+    def evaluated(records, seed, limit):
+        return [replace(r, limit=limit, fingerprint={"eval_key": f"k{seed}-{limit}", "seed": seed, "limit": limit,
+                                                     "batch_size": 8}) for r in records]
+
+    first, second = finished_run(registry, "first"), finished_run(registry, "second")
+    for run, seed, limit in ((first, 7, 0), (second, 1234, 4)):
+        record_scores(registry, run, evaluated(scores("finetuned", f"run:{run}", {"arc_challenge": 0.3}), seed, limit))
+        record_scores(registry, run, evaluated(scores("base", "tiny", {"arc_challenge": 0.25}), seed, limit))
+    bases = [row for row in build_leaderboard(registry).rows if row.kind == "base"]
+    assert sorted(row.settings for row in bases) == ["evaluated with limit 0, seed 7",
+                                                     "evaluated with limit 4, seed 1234"]
+    table = render(registry, tmp_path)
+    assert sorted(texts[-1] for kind, _, texts in table.rows if kind == "base") == [
+        "evaluated with limit 0, seed 7", "evaluated with limit 4, seed 1234"]
+
+
+def test_an_average_that_is_not_the_leaderboards_is_marked(registry, tmp_path):
+    run = finished_run(registry, "partial")
+    # Two of the four benchmarks, one of them not comparable (scores() marks hellaswag so).
+    record_scores(registry, run, scores("finetuned", f"run:{run}", {"arc_challenge": 0.3, "hellaswag": 0.5}))
+    (row,) = build_leaderboard(registry).rows
+    assert not row.average.comparable
+    assert row.average.note == ("not the leaderboard's average: without MMLU, TruthfulQA; includes scores not "
+                                "leaderboard-comparable (HellaSwag)")
+    write_leaderboard(build_leaderboard(registry), tmp_path / "lb.html")
+    average = parse((tmp_path / "lb.html").read_text(encoding="utf-8")).find("td", data_key="average")
+    assert average.find("span", **{"class": "nc"}).attrs["title"] == row.average.note

@@ -143,3 +143,54 @@ def test_data_statistics_on_the_run_page(registry, tmp_path):
     document = parse((tmp_path / "lb_runs" / f"run-{run}.html").read_text(encoding="utf-8"))
     assert table_rows(document.find("table", id_="data-stats")) == [
         ["data/train.jsonl", "120", "3", "7", "2 dropped, 1 cut", "108", "11"]]
+
+
+def test_a_sweep_points_page_shows_the_resolved_spec_first_and_the_file_as_written_second(registry):
+    from sqlalchemy import text
+
+    file = ('[experiment]\nname = "si-lora"\n\n[train]\nlearning_rate = 2e-4\n\n'
+            '[sweep]\n"train.learning_rate" = [1e-4, 3e-4]\n')
+    run = finished_run(registry, "si-lora/train.learning_rate=0.0003",
+                       resolved=json.dumps({"experiment": {"name": "si-lora/train.learning_rate=0.0003"},
+                                            "train": {"learning_rate": 3e-4}, "model": {"revision": None}}))
+    with registry.engine.begin() as connection:
+        connection.execute(text("UPDATE experiment SET spec_text = :t"), {"t": file})
+    document = page_of(registry, run)
+    resolved, written = document.find("pre", id_="spec-resolved"), document.find("details", id_="spec-file")
+    assert "learning_rate = 0.0003" in resolved.text.splitlines()  # the value the run used
+    assert "[sweep]" not in resolved.text and "revision" not in resolved.text  # TOML has no null: left out
+    assert written.find("pre").text == file
+    elements = list(document.iter())
+    assert elements.index(resolved) < elements.index(written)
+
+
+def test_the_last_validation_loss_and_a_reproduction_are_facts_of_the_page(registry):
+    from sqlalchemy import text
+
+    original, run = finished_run(registry, "original"), finished_run(registry, "copy")
+    record_metrics(registry, run, [MetricPoint(step=s, loss=1.0 / s) for s in range(1, 5)])
+    record_metrics(registry, run, [MetricPoint(step=2, eval_loss=0.8), MetricPoint(step=4, eval_loss=0.6)])
+    with registry.engine.begin() as connection:
+        connection.execute(text("UPDATE run SET reproduces_run_id = :o WHERE id = :r"), {"o": original, "r": run})
+    facts = {row.find("th").text: row.find("td").text for row in page_of(registry, run).find("table", id_="facts")
+             .iter("tr")}
+    assert facts["validation loss"] == "0.6000 (the last validation point)"
+    assert facts["reproduces"] == f"run {original} (made by tunelab reproduce)"
+
+
+def test_the_page_says_why_rows_were_dropped_for_their_length_when_they_were_to_be_cut(registry):
+    run = finished_run(registry, "cut", resolved=json.dumps({"data": {"overlength": "truncate", "max_seq_len": 64}}))
+    stats = {"sources": [{"path": "train.jsonl", "rows": 30, "empty": 0, "duplicates": 0, "overlength_dropped": 1,
+                          "overlength_truncated": 5, "kept": 29, "held_out": 0}], "validation_file": None}
+    update_run(registry, run, data_stats_json=json.dumps(stats))
+    note = page_of(registry, run).find("p", id_="data-note")
+    assert note.text == ('1 over-length row was dropped although overlength = "truncate": cut to max_seq_len '
+                         "(64 tokens), the prompt filled the row and left no response token to learn from.")
+
+
+def test_a_score_not_comparable_says_why_on_hover(registry):
+    run = finished_run(registry, "limited")
+    record_scores(registry, run, [replace(s, comparable=False, limit=8, num_fewshot=25)
+                                  for s in scores("finetuned", f"run:{run}", {"arc_challenge": 0.3})])
+    mark = page_of(registry, run).find("table", id_="scores").find("span", **{"class": "nc"})
+    assert mark.attrs["title"] == "not leaderboard-comparable: limit 8 items per task"

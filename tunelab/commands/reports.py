@@ -11,7 +11,8 @@ from tunelab.compare_text import print_comparison
 from tunelab.context import AppContext
 from tunelab.output import print_json
 from tunelab.reports.compare import build_comparison
-from tunelab.reports.render import render_comparison, runs_dir_for, write_atomically, write_report
+from tunelab.reports.files import write_atomically
+from tunelab.reports.render import render_comparison, runs_dir_for, write_report
 
 
 @click.command()
