@@ -22,12 +22,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tunelab.experiments.benchmarks import LEADERBOARD
+from tunelab.experiments.objectives import AVERAGE, LOSSES, VAL_LOSS, maximized
 from tunelab.experiments.schema import Spec
 from tunelab.experiments.sweep import format_value
-
-# Objectives that are no task name; any task the spec evaluates is one too (its fine-tuned headline value).
-AVERAGE, LOSS, VAL_LOSS = "average", "loss", "val_loss"
-LOSSES = (LOSS, VAL_LOSS)
 
 
 class _Table(BaseModel):
@@ -163,9 +160,7 @@ class SearchSection(_Table):
 
     @property
     def maximize(self) -> bool:
-        if self.direction is not None:
-            return self.direction == "maximize"
-        return self.objective not in LOSSES
+        return maximized(self.objective, self.direction)
 
     def grid_point(self, number: int) -> dict[str, Any]:
         """The `number`-th combination of the choices, in the order [sweep] expands them."""
