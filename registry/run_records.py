@@ -332,3 +332,26 @@ def resolved_specs(source: Rows, run_ids: list[int] | None = None) -> dict[int, 
         condition, params = _in("run.id", chunk)
         specs.update({run_id: json.loads(text) for run_id, text in source.rows(f"{sql} WHERE {condition}", params)})
     return specs
+
+
+def gpus_used(requested: int, environment: dict[str, Any] | None) -> int:
+    """GPUs a run trained on: its [resources] gpus, or one where its worker had any (one process, one GPU); 0 on
+    the CPU or before it ran."""
+    if not environment or not environment.get("gpus"):
+        return 0
+    return requested or 1
+
+
+def training_gpus(source: Rows, run_ids: Sequence[int]) -> dict[int, int]:
+    """GPUs each run's training used (gpus_used), by run id; runs that used none are left out."""
+    found: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(run_ids))):
+        condition, params = _in("id", chunk)
+        # The LIKE only spares parsing the environments of CPU runs (written with json.dumps' separators).
+        for run_id, requested, environment_json in source.rows(
+                f"SELECT id, gpus, environment_json FROM run WHERE {condition} AND environment_json LIKE "
+                "'%\"gpus\": [\"%'", params):
+            used = gpus_used(requested or 0, _loads(environment_json))
+            if used:
+                found[run_id] = used
+    return found

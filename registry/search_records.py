@@ -16,7 +16,7 @@ from typing import Any
 from tunelab.experiments.objectives import maximized, objective_value
 from tunelab.registry.errors import NotFound
 from tunelab.registry.reader import Rows
-from tunelab.registry.run_records import ID_CHUNK, _in, headline_values, moment, to_jsonable
+from tunelab.registry.run_records import ID_CHUNK, _in, gpus_used, headline_values, moment, to_jsonable
 from tunelab.registry.run_status import RunStatus
 
 IN_FLIGHT = (RunStatus.queued.value, RunStatus.running.value)
@@ -145,14 +145,6 @@ def trial_of_run(source: Rows, run_id: int) -> tuple[int, int] | None:
     return (rows[0][0], rows[0][1]) if rows else None
 
 
-def _gpus_used(requested: int, environment_json: str | None) -> int:
-    """GPUs a run trained on: its [resources] gpus, or one where the worker had any (one process, one GPU)."""
-    if not environment_json:
-        return 0
-    seen = json.loads(environment_json).get("gpus") or []
-    return (requested or 1) if seen else 0
-
-
 def _with_trials(source: Rows, search: SearchRecord) -> SearchRecord:
     # A trial's run is the latest run of its experiment (`tunelab retry` keeps the same run).
     rows = source.rows(
@@ -169,7 +161,8 @@ def _with_trials(source: Rows, search: SearchRecord) -> SearchRecord:
         trials[number] = TrialRecord(
             number=number, experiment_id=experiment_id, name=name, params=json.loads(params_json),
             pruner_state=json.loads(pruner_json or "{}"), run_id=run_id, status=status or RunStatus.queued.value,
-            train_seconds=train_seconds, gpus_used=_gpus_used(gpus or 0, environment_json), attempts=attempts or 0,
+            train_seconds=train_seconds, attempts=attempts or 0,
+            gpus_used=gpus_used(gpus or 0, json.loads(environment_json) if environment_json else None),
             started_at=moment(started_at), finished_at=moment(finished_at))
         if run_id is not None:
             final_losses[run_id] = final_loss
