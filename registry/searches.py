@@ -44,10 +44,11 @@ def create_search(registry: Registry, new: NewSearch) -> int:
         return search.id
 
 
-def base_spec(registry: Registry, search_id: int) -> dict:
-    """The raw spec every trial of the search starts from."""
+def base_spec(registry: Registry, search_id: int) -> tuple[dict, str]:
+    """The raw spec every trial of the search starts from, and the text of the file that declared the search."""
     with registry.session() as session:
-        return json.loads(session.get(Search, search_id).base_json)
+        search = session.get(Search, search_id)
+        return json.loads(search.base_json), search.spec_text
 
 
 def open_search_ids(registry: Registry) -> list[int]:

@@ -205,7 +205,8 @@ def trial_experiment(registry: Registry, record: SearchRecord, number: int, para
     """Trial `number`'s experiment: the search's spec with `params` applied. A spec that does not validate is still
     stored (as written), so that its run fails with the reason and the search goes on."""
     name = f"{record.name}/search-{record.search_id}/trial-{number}"
-    raw = apply_point(base_spec(registry, record.search_id), params)
+    base, spec_text = base_spec(registry, record.search_id)
+    raw = apply_point(base, params)
     raw = {**raw, "experiment": {**raw.get("experiment", {}), "name": name}}
     try:
         spec = Spec.model_validate(raw)
@@ -214,7 +215,7 @@ def trial_experiment(registry: Registry, record: SearchRecord, number: int, para
         resolved = canonical_json(raw)
         digest, tags = "invalid:" + resolved[:64], []
     return NewExperiment(name=name, description=f"trial {number} of search {record.search_id}", tags=tags,
-                         spec_path=record.spec_path, spec_text="", resolved_json=resolved, spec_hash=digest,
+                         spec_path=record.spec_path, spec_text=spec_text, resolved_json=resolved, spec_hash=digest,
                          workdir=record.workdir, priority=record.priority, gpus=record.gpus)
 
 
@@ -253,7 +254,7 @@ def _finish(registry: Registry, record: SearchRecord, reason: str, notify_also: 
         best = finished.best
         objective = {"name": finished.objective, "value": best.objective if best else None,
                      "best_trial": best.number if best else None, "best_run": best.run_id if best else None}
-        notify(targets_of(base_spec(registry, record.search_id), notify_also),
+        notify(targets_of(base_spec(registry, record.search_id)[0], notify_also),
                Event("search", finished.search_id, finished.name, "finished", objective,
                      {"reason": reason, "trials": len(finished.trials), "done": finished.done}))
 
