@@ -43,17 +43,7 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
     loaded = load_all(specs)
     searches = [item for item in loaded if item.search is not None]
     if dry_run:
-        planned = plan(loaded)
-        planned_searches = [plan_search(item, preview(item.search, PREVIEW_TRIALS)) for item in searches]
-        if as_json:
-            print_json([asdict(p) for p in planned] + [dict(asdict(p), kind="search") for p in planned_searches])
-            return
-        for p in planned:
-            click.echo(p.line())
-        for p in planned_searches:
-            click.echo("\n".join(p.lines()))
-        click.echo(f"{len(planned)} experiment(s) would be queued" +
-                   (f", {len(planned_searches)} search(es) would be created" if planned_searches else ""))
+        _show_plan(loaded, searches, as_json)
         return
     registry = app.registry()
     new = [from_loaded(item, workdir=os.getcwd(), priority=priority) for item in loaded if item.search is None]
@@ -68,6 +58,21 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
     for item, search_id in created:
         click.echo(f"search {search_id}  {item.spec.experiment.name}: {item.search.sampler}, "
                    f"{item.search.target_trials} trials; workers draw them (tunelab search show {search_id})")
+
+
+def _show_plan(loaded: list, searches: list, as_json: bool) -> None:
+    """What submit would store: experiments, and searches with the first trials their samplers would draw."""
+    planned = plan(loaded)
+    planned_searches = [plan_search(item, preview(item.search, PREVIEW_TRIALS)) for item in searches]
+    if as_json:
+        print_json([asdict(p) for p in planned] + [dict(asdict(p), kind="search") for p in planned_searches])
+        return
+    for p in planned:
+        click.echo(p.line())
+    for p in planned_searches:
+        click.echo("\n".join(p.lines()))
+    click.echo(f"{len(planned)} experiment(s) would be queued" +
+               (f", {len(planned_searches)} search(es) would be created" if planned_searches else ""))
 
 
 @click.command()
