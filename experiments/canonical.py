@@ -29,5 +29,7 @@ def canonical_json(data: dict[str, Any]) -> str:
 
 
 def spec_hash(spec: Spec) -> str:
-    """sha256 of the canonical resolved spec, hex."""
-    return hashlib.sha256(canonical_json(resolved_dict(spec)).encode("utf-8")).hexdigest()
+    """sha256 of the canonical resolved spec, hex. [notify] says who hears of a run, not what it is: left out."""
+    data = resolved_dict(spec)
+    data.pop("notify", None)
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunelab.experiments.schema import Spec
+from tunelab.experiments.search import SearchSection
 
 SCHEMA_ID = "urn:tunelab:spec"
 
@@ -20,4 +21,10 @@ def spec_json_schema() -> dict[str, Any]:
         "description": 'Dotted keys to lists of values, e.g. "method.r" = [8, 16]; one experiment per combination.',
         "additionalProperties": {"type": "array", "minItems": 1},
     }
+    # So is [search] (its trials are drawn by workers); its definitions join the spec's.
+    search = SearchSection.model_json_schema(ref_template="#/$defs/{model}")
+    schema.setdefault("$defs", {}).update(search.pop("$defs", {}))
+    search["description"] = ("A hyperparameter search over dotted spec keys: trials drawn by a sampler (grid, random, "
+                             "tpe) and run through the queue; not with [sweep].")
+    schema["properties"]["search"] = search
     return schema

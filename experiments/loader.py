@@ -16,8 +16,9 @@ from pydantic import ValidationError
 from tunelab.experiments.errors import SpecError
 from tunelab.experiments.merge import deep_merge
 from tunelab.experiments.schema import Spec
+from tunelab.experiments.search import SearchSection, objective_problem
 from tunelab.experiments.suggest import suggestion_for_extra
-from tunelab.experiments.sweep import SweepDefinitionError, check_definition, expand
+from tunelab.experiments.sweep import SweepDefinitionError, apply_point, check_definition, expand
 from tunelab.experiments.toml_lines import field_lines, line_of
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
@@ -35,6 +36,8 @@ class LoadedSpec:
     # Set for specs expanded from a [sweep]: the whole sweep table and this point of it.
     sweep: dict[str, list[Any]] | None = None
     sweep_point: dict[str, Any] | None = None
+    # Set for a spec with a [search]: the search; `spec` and `raw` are then what every trial starts from.
+    search: SearchSection | None = None
 
 
 def parse_toml(path: Path) -> tuple[str, dict[str, Any]]:
@@ -91,21 +94,55 @@ def validate(raw: dict[str, Any], *, path: Path, text: str) -> Spec:
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        # A table key that failed its own check is located at the key ("[key]" is pydantic's marker for it).
-        loc = tuple(part for part in error["loc"] if part != "[key]")
-        dotted = ".".join(str(part) for part in loc)
-        lines = field_lines(text)
-        if error["type"] == "extra_forbidden":
-            message = f"unknown key{suggestion_for_extra(loc)}"
-        elif error["type"] == "missing":
-            message = "required field is missing"
-        else:
-            message = error["msg"]
-            if "input" in error and not isinstance(error["input"], dict):
-                message += f" (got {error['input']!r})"
-            message = message.removeprefix("Value error, ")
-        raise SpecError(path, message, line=line_of(lines, loc), field=dotted or None) from None
+        raise _located(exc, path=path, text=text) from None
+
+
+def _located(exc: ValidationError, *, path: Path, text: str, table: str | None = None,
+             model: type = Spec) -> SpecError:
+    """The first error of `exc` as a SpecError at its line; `table` names the table `model` validated on its own."""
+    error = exc.errors()[0]
+    # A table key that failed its own check is located at the key ("[key]" is pydantic's marker for it).
+    loc = tuple(part for part in error["loc"] if part != "[key]")
+    full = (table, *loc) if table else loc
+    dotted = ".".join(str(part) for part in full)
+    lines = field_lines(text)
+    if error["type"] == "extra_forbidden":
+        message = f"unknown key{suggestion_for_extra(loc, model)}"
+    elif error["type"] == "missing":
+        message = "required field is missing"
+    else:
+        message = error["msg"]
+        if "input" in error and not isinstance(error["input"], dict):
+            message += f" (got {error['input']!r})"
+        message = message.removeprefix("Value error, ")
+    return SpecError(path, message, line=line_of(lines, full), field=dotted or None)
+
+
+def _load_search(search: Any, merged: dict[str, Any], *, path: Path, text: str) -> tuple[Spec, SearchSection]:
+    """The spec every trial starts from and its validated [search]; every value a trial may take is checked
+    against the spec now, so a search never queues a trial that cannot be valid."""
+    lines = field_lines(text)
+    if not isinstance(search, dict):
+        raise SpecError(path, "[search] must be a table", line=line_of(lines, ("search",)), field="search")
+    spec = validate(merged, path=path, text=text)
+    try:
+        definition = SearchSection.model_validate(search)
+    except ValidationError as exc:
+        raise _located(exc, path=path, text=text, table="search", model=SearchSection) from None
+    problem = objective_problem(definition, spec)
+    if problem is not None:
+        field, message = problem
+        raise SpecError(path, message, line=line_of(lines, ("search", field)), field=f"search.{field}")
+    for key, distribution in definition.params.items():
+        for value in distribution.extremes():
+            try:
+                Spec.model_validate(apply_point(merged, {key: value}))
+            except ValidationError as exc:
+                error = _located(exc, path=path, text=text)
+                error.line = line_of(lines, ("search", "params", key))
+                error.message += f" (from [search] value {value!r} of {key})"
+                raise error from None
+    return spec, definition
 
 
 def load_specs(path: Path | str) -> list[LoadedSpec]:
@@ -114,6 +151,13 @@ def load_specs(path: Path | str) -> list[LoadedSpec]:
     text, raw = parse_toml(path)
     merged, parents = _resolve_extends(path, raw, (path.resolve(),))
     sweep = merged.pop("sweep", None)
+    search = merged.pop("search", None)
+    if search is not None:
+        if sweep is not None:
+            raise SpecError(path, "a spec has a [sweep] or a [search], not both (grid search: sampler = \"grid\")",
+                            line=line_of(field_lines(text), ("search",)), field="search")
+        spec, definition = _load_search(search, merged, path=path, text=text)
+        return [LoadedSpec(path=path, text=text, spec=spec, raw=merged, parents=parents, search=definition)]
     if sweep is None:
         spec = validate(merged, path=path, text=text)
         return [LoadedSpec(path=path, text=text, spec=spec, raw=merged, parents=parents)]
@@ -152,8 +196,10 @@ def load_all(paths: Iterable[Path | str]) -> list[LoadedSpec]:
 
 
 def load_spec(path: Path | str) -> LoadedSpec:
-    """Load a spec file that defines exactly one experiment (no [sweep])."""
+    """Load a spec file that defines exactly one experiment (no [sweep], no [search])."""
     loaded = load_specs(path)
     if len(loaded) != 1:
         raise SpecError(path, f"defines a sweep of {len(loaded)} experiments; submit it instead", field="sweep")
+    if loaded[0].search is not None:
+        raise SpecError(path, "defines a search; submit it instead", field="search")
     return loaded[0]

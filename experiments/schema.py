@@ -351,6 +351,23 @@ class ResourcesSection(_Section):
         return data
 
 
+NotifyEvent = Literal["succeeded", "failed", "pruned", "search"]
+
+
+class NotifySection(_Section):
+    """Who hears when a run ends or a search finishes: a webhook, a local command, or both."""
+
+    webhook: str | None = Field(
+        None, pattern=r"^https?://", description="URL that gets a JSON POST: {event, id, name, status, objective, "
+        "show} (show: the tunelab command that shows it).")
+    command: str | None = Field(
+        None, min_length=1, description="Command run with the same JSON on its standard input and "
+        "TUNELAB_EVENT, TUNELAB_ID, TUNELAB_STATUS in its environment (split like a shell line, run without one).")
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: ["succeeded", "failed", "search"],
+        description="What is told: a run that succeeded, failed or was pruned, a search that finished.")
+
+
 class Spec(_Section):
     experiment: ExperimentSection
     model: ModelSection
@@ -359,6 +376,16 @@ class Spec(_Section):
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
+    notify: NotifySection | None = Field(
+        None, description="Notifications when a run ends or a search finishes; not part of the spec's hash.")
+
+    @model_serializer(mode="wrap")
+    def _notify_only_when_set(self, handler) -> dict[str, Any]:
+        # Specs without it keep the canonical form (and hash) they had before it existed.
+        data = handler(self)
+        if data.get("notify") is None:
+            data.pop("notify", None)
+        return data
 
 
 def stored_spec(resolved_json: str) -> Spec:

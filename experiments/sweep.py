@@ -54,6 +54,14 @@ def check_definition(sweep: Any) -> dict[str, list[Any]]:
     return sweep
 
 
+def apply_point(raw: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with each dotted key of `point` set to its value (a sweep point, a search trial's parameters)."""
+    applied = raw
+    for key, value in point.items():
+        applied = deep_merge(applied, _nested(key, value))
+    return applied
+
+
 def expand(raw: dict[str, Any], sweep: dict[str, list[Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """[(point, raw spec with the point applied and a derived name), ...] in declaration order."""
     keys = list(sweep)
@@ -61,9 +69,7 @@ def expand(raw: dict[str, Any], sweep: dict[str, list[Any]]) -> list[tuple[dict[
     points = []
     for values in itertools.product(*(sweep[key] for key in keys)):
         point = dict(zip(keys, values, strict=True))
-        applied = raw
-        for key, value in point.items():
-            applied = deep_merge(applied, _nested(key, value))
+        applied = apply_point(raw, point)
         suffix = ",".join(f"{key}={format_value(value)}" for key, value in point.items())
         applied = deep_merge(applied, {"experiment": {"name": f"{name}/{suffix}"}})
         points.append((point, applied))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Index
+from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
-from tunelab.registry.run_status import RunStatus
+from tunelab.registry.run_status import RunStatus, SearchStatus
 
 
 def utcnow() -> datetime:
@@ -21,6 +21,47 @@ class Sweep(SQLModel, table=True):
     spec_path: str
     definition_json: str
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Search(SQLModel, table=True):
+    """A [search] submission: the spec its trials start from, and how far it got. Each trial is an experiment
+    with one run (SearchTrial links them); what the trials did is read from their runs, never copied here."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    spec_path: str
+    spec_text: str
+    workdir: str
+    # The merged spec without [search] (canonical JSON): a trial is this with its parameters applied.
+    base_json: str
+    # The [search] table as validated (experiments/search.py SearchSection).
+    definition_json: str
+    priority: int = 0
+    gpus: int = 0
+    status: str = Field(default=SearchStatus.running.value, index=True)
+    # Trials created so far: the next trial's number. Raised only together with the trial's insert, by a
+    # conditional UPDATE, so two workers asking at once never make the same trial.
+    asked: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    stop_reason: str | None = None
+    # Parameter importance (fANOVA over the finished trials), refreshed whenever a trial ends; for reports.
+    importance_json: str | None = None
+
+
+class SearchTrial(SQLModel, table=True):
+    """Trial `number` of a search: its experiment (and run), and the parameters the sampler chose."""
+
+    __tablename__ = "searchtrial"
+    __table_args__ = (UniqueConstraint("search_id", "number", name="uq_searchtrial_search_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    search_id: int = Field(foreign_key="search.id", index=True)
+    number: int
+    experiment_id: int = Field(foreign_key="experiment.id", unique=True)
+    params_json: str
+    # What the pruner keeps between its decisions (successive halving's rungs), written by the trial's worker.
+    pruner_json: str = Field(default="{}", sa_column_kwargs={"server_default": "{}"})
 
 
 class Experiment(SQLModel, table=True):
@@ -109,7 +150,8 @@ class EvalResult(SQLModel, table=True):
     # 57 MMLU subjects, for its page).
     __table_args__ = (
         Index("ix_evalresult_run_kind_task", "run_id", "model_kind", "task"),
-        Index("ix_evalresult_group_kind_p", "task_group", "model_kind", "vs_base_p", "run_id", "task"),
+        Index("ix_evalresult_group_kind_p", "task_group", "model_kind", "vs_base_p", "run_id", "task",
+              "vs_base_ci_low", "vs_base_ci_high"),
         Index("ix_evalresult_run_group_values", "run_id", "task_group", "model_kind", "task", "value"),
     )
 
@@ -135,6 +177,10 @@ class EvalResult(SQLModel, table=True):
     # (registry/recording.py sets it once both are recorded); None while not yet checked, -1.0
     # (significance.NO_P_VALUE) when checked and no test applies (a log missing, mc2, non-binary items).
     vs_base_p: float | None = None
+    # The 95% paired-bootstrap interval of the change against the base (registry/significance.py), set with
+    # vs_base_p where both per-item logs have a value per item; None otherwise.
+    vs_base_ci_low: float | None = None
+    vs_base_ci_high: float | None = None
 
 
 class EvalCacheEntry(SQLModel, table=True):

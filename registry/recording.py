@@ -16,7 +16,14 @@ from sqlmodel import select
 from tunelab.registry.db import Registry
 from tunelab.registry.models import Checkpoint, EvalCacheEntry, EvalResult, FileDigest, Run, TrainMetric
 from tunelab.registry.scores import Score, to_columns
-from tunelab.registry.significance import NO_P_VALUE, UNTESTED_METRICS, PairingError, pooled_p_value
+from tunelab.registry.significance import (
+    NO_P_VALUE,
+    UNTESTED_METRICS,
+    PairingError,
+    bootstrap_interval,
+    paired_differences,
+    pooled_p_value,
+)
 
 
 @dataclass(frozen=True)
@@ -153,31 +160,37 @@ def update_vs_base_p(registry: Registry, run_id: int) -> int:
             members = [task] if row.id in logged else sorted(t for t, r in tuned.items() if r.task_group == task)
             if not any(tuned[m].id in logged for m in members):
                 continue  # no log of the fine-tuned model: nothing to test
-            p_value = _paired_p_value(session, run_id, row.metric, members, tuned, base, logged)
+            p_value, interval = _paired_tests(session, run_id, row.metric, members, tuned, base, logged)
+            low, high = interval if interval is not None else (None, None)
             session.exec(update(EvalResult).where(EvalResult.id == row.id)
-                         .values(vs_base_p=NO_P_VALUE if p_value is None else p_value))
+                         .values(vs_base_p=NO_P_VALUE if p_value is None else p_value, vs_base_ci_low=low,
+                                 vs_base_ci_high=high))
             if p_value is not None:
                 updated += 1
         session.commit()
     return updated
 
 
-def _paired_p_value(session, run_id: int, metric: str, members: list[str], tuned: dict, base: dict,
-                    logged: set[int]) -> float | None:
-    """McNemar's p-value of the fine-tuned model against its base over `members`' logs; None if there is none.
+def _paired_tests(session, run_id: int, metric: str, members: list[str], tuned: dict, base: dict,
+                  logged: set[int]) -> tuple[float | None, tuple[float, float] | None]:
+    """McNemar's p-value of the fine-tuned model against its base over `members`' logs, and the paired-bootstrap
+    interval of the change (each None where there is none).
 
     Every member must be logged for both models: a test of some of MMLU's subjects is no test of MMLU.
     """
-    if metric in UNTESTED_METRICS or any(m not in base or tuned[m].id not in logged for m in members):
-        return None
+    if any(m not in base or tuned[m].id not in logged for m in members):
+        return None, None
     base_logs = [_base_log(session, run_id, base[m], base[m].id in logged) for m in members]
     if any(log is None for log in base_logs):
-        return None
-    tuned_logs = [_log_of(session, tuned[m].id) for m in members]
+        return None, None
+    pairs = list(zip(base_logs, [_log_of(session, tuned[m].id) for m in members], strict=True))
     try:
-        return pooled_p_value(list(zip(base_logs, tuned_logs, strict=True)))
+        p_value = None if metric in UNTESTED_METRICS else pooled_p_value(pairs)
+        strata = [paired_differences(before, after) for before, after in pairs]
     except PairingError:
-        return None  # the two evaluations scored different items: there is no paired test
+        return None, None  # the two evaluations scored different items: there is no paired test
+    interval = None if any(s is None for s in strata) else bootstrap_interval(strata)
+    return p_value, interval
 
 
 def _log_of(session, result_id: int) -> list[dict]:

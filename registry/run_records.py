@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from tunelab.registry.errors import NotFound
 from tunelab.registry.reader import Rows
-from tunelab.registry.scores import ROW_COLUMNS, Score, from_columns, select_list
+from tunelab.registry.scores import ROW_COLUMNS, Score, from_columns, p_value_as_read, select_list
 from tunelab.registry.scores import to_json as score_json
 
 
@@ -211,28 +211,41 @@ def headline_values(source: Rows, run_ids: Sequence[int] | None = None,
     return values
 
 
-def _p_values(source: Rows, run_ids: Sequence[int] | None) -> dict[tuple[int, str], float]:
-    """Fine-tuned headline scores' p-values against their base, by (run id, task), from their covering index.
+class VersusBase(NamedTuple):
+    """A fine-tuned headline score against its base: McNemar's p-value and the bootstrap interval of the change."""
 
-    Never in the same query as the other score columns: on SQLite the column sits after the per-item logs.
+    p_value: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+def _p_values(source: Rows, run_ids: Sequence[int] | None) -> dict[tuple[int, str], VersusBase]:
+    """Fine-tuned headline scores' tests against their base, by (run id, task), from their covering index.
+
+    Never in the same query as the other score columns: on SQLite the columns sit after the per-item logs.
     A score checked without a p-value (registry.significance.NO_P_VALUE, below 0) has none here.
     """
-    sql = ("SELECT run_id, task, vs_base_p FROM evalresult "
-           "WHERE task_group IS NULL AND model_kind = 'finetuned' AND vs_base_p >= 0")
+    sql = ("SELECT run_id, task, vs_base_p, vs_base_ci_low, vs_base_ci_high FROM evalresult "
+           "WHERE task_group IS NULL AND model_kind = 'finetuned' AND vs_base_p IS NOT NULL")
+    rows: list[Sequence[Any]] = []
     if run_ids is None:
-        return {(run_id, task): p for run_id, task, p in source.rows(sql)}
-    found: dict[tuple[int, str], float] = {}
-    for chunk in _chunks(run_ids):
-        condition, params = _in("run_id", chunk)
-        found.update({(run_id, task): p for run_id, task, p in source.rows(f"{sql} AND {condition}", params)})
-    return found
+        rows = list(source.rows(sql))
+    else:
+        for chunk in _chunks(run_ids):
+            condition, params = _in("run_id", chunk)
+            rows += source.rows(f"{sql} AND {condition}", params)
+    return {(run_id, task): VersusBase(p_value_as_read(p), low, high)
+            for run_id, task, p, low, high in rows if p_value_as_read(p) is not None or low is not None}
 
 
-def _score_of(row: Sequence[Any], fingerprints: dict[str, dict], p_values: dict[tuple[int, str], float]) -> Score:
-    """A Score from a row of _SCORE_COLUMNS; its p-value from `p_values` (fine-tuned scores only have one)."""
+def _score_of(row: Sequence[Any], fingerprints: dict[str, dict], p_values: dict[tuple[int, str], VersusBase]) -> Score:
+    """A Score from a row of _SCORE_COLUMNS; its tests from `p_values` (fine-tuned scores only have them)."""
     values = dict(zip(ROW_COLUMNS, row[1:], strict=True))
-    p_value = p_values.get((row[0], values["task"])) if values["model_kind"] == "finetuned" else None
-    return from_columns(values, parsed=fingerprints, vs_base_p=p_value)
+    tested = p_values.get((row[0], values["task"])) if values["model_kind"] == "finetuned" else None
+    if tested is None:
+        return from_columns(values, parsed=fingerprints)
+    return from_columns(values, parsed=fingerprints, vs_base_p=tested.p_value, vs_base_ci_low=tested.ci_low,
+                        vs_base_ci_high=tested.ci_high)
 
 
 def run_scores(
@@ -356,3 +369,26 @@ def validation_losses(source: Rows, run_ids: list[int]) -> dict[int, float]:
             points.setdefault(run_id, []).append((step, eval_loss))
         found.update({run_id: last_validation_loss(rows) for run_id, rows in points.items()})
     return {run_id: loss for run_id, loss in found.items() if loss is not None}
+
+
+def gpus_used(requested: int, environment: dict[str, Any] | None) -> int:
+    """GPUs a run trained on: its [resources] gpus, or one where its worker had any (one process, one GPU); 0 on
+    the CPU or before it ran."""
+    if not environment or not environment.get("gpus"):
+        return 0
+    return requested or 1
+
+
+def training_gpus(source: Rows, run_ids: Sequence[int]) -> dict[int, int]:
+    """GPUs each run's training used (gpus_used), by run id; runs that used none are left out."""
+    found: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(run_ids))):
+        condition, params = _in("id", chunk)
+        # The LIKE only spares parsing the environments of CPU runs (written with json.dumps' separators).
+        for run_id, requested, environment_json in source.rows(
+                f"SELECT id, gpus, environment_json FROM run WHERE {condition} AND environment_json LIKE "
+                "'%\"gpus\": [\"%'", params):
+            used = gpus_used(requested or 0, _loads(environment_json))
+            if used:
+                found[run_id] = used
+    return found

@@ -1,4 +1,5 @@
-"""Every change of a run's status, in one place: claim, heartbeat, succeed, fail or re-queue, recover, cancel, retry.
+"""Every change of a run's status, in one place: claim, heartbeat, succeed, prune, fail or re-queue, recover, cancel,
+retry.
 
 Each change is a conditional UPDATE on the state it was decided from, checked by its row count, so any number of
 workers, in processes or on machines sharing a PostgreSQL registry, never run the same run twice, and a run is
@@ -72,13 +73,20 @@ def add_claimed_run(registry: Registry, *, experiment_id: int, worker: str, gpus
                     reproduces_run_id: int | None = None) -> int:
     """Add a run of an experiment that is `worker`'s from the start (`tunelab reproduce` executes the run it
     makes): inserted running, in one transaction, so no worker polling the queue can ever claim it."""
-    now = utcnow()
-    run = Run(experiment_id=experiment_id, status=RUNNING, worker=worker, started_at=now, heartbeat_at=now,
-              gpus=gpus, reproduces_run_id=reproduces_run_id)
+    run = claimed_run(experiment_id, worker, gpus=gpus, reproduces_run_id=reproduces_run_id)
     with registry.session() as session:
         session.add(run)
         session.commit()
         return run.id
+
+
+def claimed_run(experiment_id: int, worker: str, *, gpus: int = 0, priority: int = 0,
+                reproduces_run_id: int | None = None) -> Run:
+    """A new run row that is `worker`'s from the start, for the caller to insert in its own transaction (a search
+    adds a trial's experiment and run together: registry/searches.py)."""
+    now = utcnow()
+    return Run(experiment_id=experiment_id, status=RUNNING, worker=worker, started_at=now, heartbeat_at=now,
+               gpus=gpus, priority=priority, reproduces_run_id=reproduces_run_id)
 
 
 def queued_needing_more_gpus(registry: Registry, max_gpus: int) -> int:
@@ -104,6 +112,13 @@ def succeed(registry: Registry, run_id: int, worker: str | None) -> str:
     """Mark the run `worker` holds succeeded; 'succeeded', or the status it has now ('lost' as for beat): a cancel
     or a stale re-queue that came first is never overwritten."""
     return _while_held(registry, run_id, worker, RunStatus.succeeded.value, status=RunStatus.succeeded.value,
+                       finished_at=utcnow(), error=None)
+
+
+def prune(registry: Registry, run_id: int, worker: str | None) -> str:
+    """Mark the search trial `worker` holds pruned (its pruner stopped it; its checkpoints stay); 'pruned', or the
+    status it has now ('lost' as for beat)."""
+    return _while_held(registry, run_id, worker, RunStatus.pruned.value, status=RunStatus.pruned.value,
                        finished_at=utcnow(), error=None)
 
 

@@ -46,6 +46,9 @@ class Score:
     # A fine-tuned score's McNemar exact p-value against its base, which the registry works out once both are
     # recorded (registry/recording.py); None where there is none.
     vs_base_p: float | None = None
+    # The 95% paired-bootstrap interval of the change against the base, set with vs_base_p; None where none.
+    vs_base_ci_low: float | None = None
+    vs_base_ci_high: float | None = None
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Score))
@@ -58,7 +61,7 @@ TABLE_ONLY = ("id", "run_id", "created_at")
 # pages). A new field stored after samples_json belongs here or in READ_APART.
 NOT_READ_BACK = frozenset({"samples", "model_digest"})
 # Not read with the rest of a score: those, and the p-value, read through an index of its own.
-READ_APART = NOT_READ_BACK | {"vs_base_p"}
+READ_APART = NOT_READ_BACK | {"vs_base_p", "vs_base_ci_low", "vs_base_ci_high"}
 ROW_FIELDS: tuple[str, ...] = tuple(name for name in FIELDS if name not in READ_APART)
 
 
@@ -92,7 +95,7 @@ def from_columns(values: Mapping[str, Any], *, parsed: dict[str, Any] | None = N
     fields without a column among them keep their defaults.
 
     `parsed` caches JSON texts already decoded (every score of one evaluation carries the same fingerprint);
-    `read_apart` sets fields read some other way (vs_base_p from its index).
+    `read_apart` sets fields read some other way (vs_base_p and its interval from their index).
     """
     kwargs: dict[str, Any] = dict(read_apart)
     for key, value in values.items():

@@ -108,3 +108,68 @@ def pooled_p_value(logs: Sequence[tuple[Sequence[Mapping], Sequence[Mapping]]]) 
             return None
         lost, gained = lost + counts[0], gained + counts[1]
     return mcnemar_exact(lost, gained)
+
+
+# ---------------------------------------------------------------- many comparisons, and how large a change is
+
+# Resamples of a paired bootstrap, and its seed: the same logs always give the same interval.
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20240601
+CONFIDENCE = 0.95
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the order given: the k-th smallest of m is multiplied by m - k + 1,
+    made non-decreasing in that order, capped at 1. A change is significant at level a when its adjusted
+    p-value is below a, which keeps the chance of any false mark among the m at most a."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def item_value(item: Mapping) -> float | None:
+    """An item's own value under the reported metric: its `score` (1/0 for accuracy, the probability mass for
+    MC2), else its right/wrong; None when it has neither."""
+    score = item.get("score")
+    if isinstance(score, int | float) and not isinstance(score, bool):
+        return float(score)
+    verdict = outcome(item)
+    return None if verdict is None else float(verdict)
+
+
+def paired_differences(before: Sequence[Mapping], after: Sequence[Mapping]) -> list[float] | None:
+    """after - before for each item in both logs (doc_id order); None when an item has no value in either."""
+    pairs, _ = paired_items(before, after)
+    values = [(item_value(a), item_value(b)) for a, b in pairs]
+    if not values or any(a is None or b is None for a, b in values):
+        return None
+    return [b - a for a, b in values]
+
+
+def bootstrap_interval(strata: Sequence[Sequence[float]], *, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile interval of the change of a score, by a paired bootstrap over items.
+
+    `strata` holds each task's per-item differences (after - before); the score is the unweighted mean of the
+    tasks' means (MMLU: of its subjects), so items are resampled within their task. Seeded: the same
+    differences always give the same interval.
+    """
+    import numpy as np  # only where intervals are made (recording a score), never on the query path
+
+    if not strata or any(len(s) == 0 for s in strata):
+        raise ValueError("every stratum needs at least one item")
+    rng = np.random.default_rng(seed)
+    means = np.zeros(resamples)
+    for stratum in strata:
+        diffs = np.asarray(stratum, dtype=float)
+        picks = rng.integers(0, len(diffs), size=(resamples, len(diffs)))
+        means += diffs[picks].mean(axis=1)
+    means /= len(strata)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail], method="inverted_cdf")
+    return float(low), float(high)

@@ -26,7 +26,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from tunelab.experiments.benchmarks import LEADERBOARD_AVERAGE, Average
 from tunelab.experiments.schema import Spec
 from tunelab.registry.errors import RegistryError
-from tunelab.registry.models import EvalResult, Experiment, Run, RunStatus, TrainMetric
+from tunelab.registry.models import EvalResult, Experiment, Run, RunStatus, SearchTrial, TrainMetric
 
 SECTIONS: tuple[str, ...] = tuple(Spec.model_fields)
 MAX_NESTING = 64
@@ -124,7 +124,8 @@ def _string(expression: str, start: int) -> Token:
 
 @dataclass(frozen=True)
 class Field:
-    """A resolved field: kind is id, status, name, created, loss, val_loss, tags, spec, score or average."""
+    """A resolved field: kind is id, status, name, created, loss, val_loss, tags, spec, score, average, search or
+    trial (a search's trial: its search's id, its number)."""
 
     kind: str
     text: str
@@ -164,11 +165,13 @@ class Or:
 Node = Comparison | Not | And | Or
 
 _BUILTIN_FIELDS = {"id": "id", "run": "id", "status": "status", "name": "name", "created": "created",
-                   "loss": "loss", "val_loss": "val_loss", "tags": "tags", "average": "average"}
+                   "loss": "loss", "tags": "tags", "average": "average", "val_loss": "val_loss",
+                   "search": "search", "trial": "trial"}
 # What each field compares with; spec paths take any value, as the stored JSON decides.
-_WANTS = {"id": "number", "loss": "number", "val_loss": "number", "score": "number", "average": "number",
-          "status": "string", "name": "string", "tags": "string", "created": "date"}
-_NULLABLE = frozenset({"loss", "val_loss", "score", "average", "spec"})
+_WANTS = {"id": "number", "loss": "number", "score": "number", "average": "number", "val_loss": "number",
+          "search": "number", "trial": "number", "status": "string", "name": "string", "tags": "string",
+          "created": "date"}
+_NULLABLE = frozenset({"loss", "score", "average", "spec", "val_loss", "search", "trial"})
 
 
 def _resolve_field(token: Token, expression: str) -> Field:
@@ -533,6 +536,9 @@ def _column(field: Field) -> ColumnElement[Any]:
             return _score(field.path[0])
         case "average":
             return average_sql()
+        case "search" | "trial":
+            linked = SearchTrial.search_id if field.kind == "search" else SearchTrial.number
+            return select(linked).where(SearchTrial.experiment_id == Experiment.id).scalar_subquery()
     raise ValueError(f"no single column for {field.kind}")
 
 

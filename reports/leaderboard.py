@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from tunelab.experiments.benchmarks import LEADERBOARD, display_order, leaderboard_average, title_of
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import RunSummary, list_runs, model_evaluations, resolved_specs, run_scores
-from tunelab.registry.run_records import validation_losses
+from tunelab.registry.run_records import training_gpus, validation_losses
 from tunelab.registry.scores import Score, headline_rows
+from tunelab.registry.significance import holm_adjusted
 from tunelab.reports.eval_settings import (
     COLUMN_SETTINGS,
     EVAL_KEY,
@@ -33,6 +34,10 @@ class Cell:
     settings: dict[str, str] = field(default_factory=dict)  # how it was evaluated (reports/eval_settings.py)
     note: str = ""  # why the cell is marked not comparable
     p_value: float | None = None  # McNemar exact test of the delta, on the per-item logs of both models
+    # p_value adjusted by Holm–Bonferroni over every tested cell of the report (set by build_leaderboard).
+    p_adjusted: float | None = None
+    # 95% paired-bootstrap interval of the delta, from the per-item logs.
+    ci: tuple[float, float] | None = None
 
     @property
     def settings_key(self) -> tuple[str, ...]:
@@ -45,15 +50,24 @@ class Cell:
 
     @property
     def significant(self) -> bool:
-        """The change against the base is more than chance."""
-        return significant(self.p_value)
+        """The change against the base is more than chance, among all the changes the report tests."""
+        return significant(self.p_adjusted if self.p_adjusted is not None else self.p_value)
+
+    @property
+    def ci_text(self) -> str:
+        return "" if self.ci is None else f"[{100 * self.ci[0]:+.1f}, {100 * self.ci[1]:+.1f}]"
 
     @property
     def p_text(self) -> str:
-        if self.p_value is None:
-            return ""
-        verdict = "significant" if self.significant else "not significant"
-        return f"p = {self.p_value:.3g} ({verdict} at {SIGNIFICANCE_LEVEL}; McNemar's exact test against the base)"
+        parts = []
+        if self.p_value is not None:
+            verdict = "significant" if self.significant else "not significant"
+            adjusted = f", Holm-adjusted {self.p_adjusted:.3g}" if self.p_adjusted is not None else ""
+            parts.append(f"p = {self.p_value:.3g}{adjusted} ({verdict} at {SIGNIFICANCE_LEVEL}; McNemar's exact "
+                         "test against the base)")
+        if self.ci is not None:
+            parts.append(f"95% interval of the delta {self.ci_text} (paired bootstrap over items)")
+        return "; ".join(parts)
 
     @property
     def delta_text(self) -> str:
@@ -84,6 +98,29 @@ class Row:
     reproduces_href: str | None = None
     base_average: float | None = None  # the base model's average, for the delta of this row's
     eval_settings: dict[str, str] = field(default_factory=dict)  # a base or eval row's evaluation settings
+    gpus: int = 0  # GPUs its training used
+
+    @property
+    def gain_points(self) -> float | None:
+        """Points of leaderboard average gained over the base (positive only)."""
+        delta = self.average.delta
+        return 100 * delta if delta is not None and delta > 0 else None
+
+    @property
+    def cost_text(self) -> str:
+        """Train time (and GPU-hours where GPUs were used) per point of average gained over the base."""
+        gain = self.gain_points
+        if gain is None or self.train_seconds is None:
+            return ""
+        text = f"{self.train_seconds / gain:.0f} s/pt"
+        if self.gpus:
+            text += f" · {self.train_seconds * self.gpus / 3600 / gain:.3g} GPU-h/pt"
+        return text
+
+    @property
+    def cost_value(self) -> float | None:
+        gain = self.gain_points
+        return None if gain is None or self.train_seconds is None else self.train_seconds / gain
 
 
 @dataclass
@@ -104,6 +141,8 @@ class Leaderboard:
     columns: list[Column]
     rows: list[Row]
     significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
+    comparisons: int = 0  # tested deltas in the report: the Holm–Bonferroni correction's family
+    searches: list[tuple[str, str]] = field(default_factory=list)  # (label, href) of each search page
 
 
 def _cells(rows: dict[str, Score], base: dict[str, Score] | None, columns: list[str]) -> dict[str, Cell]:
@@ -115,9 +154,20 @@ def _cells(rows: dict[str, Score], base: dict[str, Score] | None, columns: list[
             continue
         base_row = (base or {}).get(task)
         delta = row.value - base_row.value if base_row is not None else None
+        tested = base_row is not None
+        ci = (row.vs_base_ci_low, row.vs_base_ci_high) if tested and row.vs_base_ci_low is not None else None
         cells[task] = Cell(row.value, delta, row.stderr, row.comparable, settings=score_settings(row),
-                           note=not_comparable_note(row), p_value=row.vs_base_p if base_row is not None else None)
+                           note=not_comparable_note(row), p_value=row.vs_base_p if tested else None, ci=ci)
     return cells
+
+
+def adjust_for_many_comparisons(rows: list[Row]) -> int:
+    """Holm–Bonferroni over every tested delta of the report: the best of fifty variants is marked only when its
+    change survives the fifty comparisons. Sets each cell's p_adjusted; returns how many deltas were tested."""
+    tested = [cell for row in rows for cell in row.cells.values() if cell.p_value is not None]
+    for cell, adjusted in zip(tested, holm_adjusted([cell.p_value for cell in tested]), strict=True):
+        cell.p_adjusted = adjusted
+    return len(tested)
 
 
 def mark_mixed_settings(rows: list[Row], keys: list[str]) -> None:
@@ -201,6 +251,7 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
     all_scores = run_scores(registry, headline_only=True)
     specs = resolved_specs(registry, list(all_scores))
     val_losses = validation_losses(registry, list(all_scores))
+    gpus = training_gpus(registry, list(all_scores))
     evaluations = model_evaluations(registry)  # `tunelab eval` of any model: rows of their own
     keys = _column_keys({**all_scores, **{-i - 1: e.scores for i, e in enumerate(evaluations)}})
     rows: list[Row] = []
@@ -218,7 +269,7 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
                             href=run_href(run_id) if run_href else None, train_seconds=summary.train_seconds,
                             num_examples=summary.num_train_examples, settings=key_settings(specs.get(run_id, {})),
                             val_loss=val_losses.get(run_id), reproduces=summary.reproduces_run_id,
-                            base_average=_mean(base_cells)))
+                            base_average=_mean(base_cells), gpus=gpus.get(run_id, 0)))
         if base and base_cells is not None:
             any_row = next(iter(base.values()))
             identity = (any_row.model_name, str(any_row.fingerprint.get("eval_key", "")))
@@ -242,7 +293,8 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
         if run_href and row.reproduces in paged:
             row.reproduces_href = run_href(row.reproduces)
     name_setting_differences(rows)
+    comparisons = adjust_for_many_comparisons(rows)
     rows.sort(key=lambda r: (r.average.value is None, -(r.average.value or 0.0), r.label))
     columns = [Column(k, title_of(k)) for k in keys]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return Leaderboard(title=title, generated_at=generated, columns=columns, rows=rows)
+    return Leaderboard(title=title, generated_at=generated, columns=columns, rows=rows, comparisons=comparisons)

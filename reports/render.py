@@ -20,6 +20,7 @@ from tunelab.reports.compare import Comparison
 from tunelab.reports.files import check_writable, relative_href, write_atomically
 from tunelab.reports.leaderboard import Leaderboard, build_leaderboard
 from tunelab.reports.run_page import RunPage, build_run_pages
+from tunelab.reports.search_page import SearchPage, build_search_pages
 
 # Characters that must not appear as themselves in a <script> element's text: "</script" or "<!--" would end
 # or bend the element (every "<" is escaped, so neither can form); ">" and "&" for good measure. json.dumps
@@ -60,6 +61,10 @@ def render_leaderboard(board: Leaderboard) -> str:
 
 def render_run_page(page: RunPage, *, back_href: str | None = None) -> str:
     return environment().get_template("run.html.j2").render(page=page, back_href=back_href)
+
+
+def render_search_page(page: SearchPage, *, back_href: str | None = None) -> str:
+    return environment().get_template("search.html.j2").render(page=page, back_href=back_href)
 
 
 def render_comparison(comparison: Comparison) -> str:
@@ -133,7 +138,7 @@ def write_run_pages(job: _PageJob, run_ids: list[int], jobs: int) -> int:
 
 def write_report(registry: Registry, path: Path, *, title: str, run_pages: bool = True,
                  jobs: int | None = None) -> Leaderboard:
-    """The leaderboard plus one page per run on it, linked with relative paths (opens from disk).
+    """The leaderboard plus one page per run on it and one per search, linked with relative paths (opens from disk).
 
     Reads the registry and nothing else; every page is rendered afresh (in `jobs` processes, default one per CPU),
     so none is ever stale. The pages carry their charts as data, drawn by the browser.
@@ -148,5 +153,11 @@ def write_report(registry: Registry, path: Path, *, title: str, run_pages: bool 
         check_writable(runs_dir, runs_dir / f"run-{run_ids[0]}.html")
         job = _PageJob(registry, runs_dir, relative_href(path.name, up=True))
         write_run_pages(job, run_ids, default_jobs() if jobs is None else jobs)
+        # A search page links the runs of its trials that have pages (those on the leaderboard).
+        on_board = set(run_ids)
+        for page in build_search_pages(registry, lambda run_id: f"run-{run_id}.html" if run_id in on_board else None):
+            write_atomically(runs_dir / f"search-{page.search_id}.html",
+                             render_search_page(page, back_href=f"../{path.name}"))
+            board.searches.append((f"#{page.search_id} {page.name}", f"{runs_dir.name}/search-{page.search_id}.html"))
     write_leaderboard(board, path)
     return board

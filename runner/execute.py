@@ -8,8 +8,10 @@ How an attempt ends:
 - interrupted (the worker got SIGTERM/SIGINT): a checkpoint at the current step, then back to
   the queue (`queued`, not counted as a retry);
 - lost (the run was re-queued as stale while this worker stalled, and someone else holds it):
-  this worker stops and writes nothing more.
-The caller (a worker) goes on to the next run, or stops.
+  this worker stops and writes nothing more;
+- pruned (a search's trial its pruner stopped, runner/search.py): a checkpoint at that step, no evaluation.
+A run that succeeded, failed or was pruned is then told to its [notify] targets (runner/notify.py), and a search's
+trial to its search, which may then be over. The caller (a worker) goes on to the next run, or stops.
 """
 
 from __future__ import annotations
@@ -24,17 +26,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunelab.experiments.schema import Spec, stored_spec
+from tunelab.experiments.benchmarks import leaderboard_average
+from tunelab.experiments.schema import NotifySection, Spec, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import experiment_for_run, find_base_scores
 from tunelab.registry.recording import forget_scores, record_scores, update_run
-from tunelab.registry.run_state import beat, requeue_interrupted, retry_or_fail, succeed
+from tunelab.registry.run_records import headline_values
+from tunelab.registry.run_state import beat, prune, requeue_interrupted, retry_or_fail, succeed
+from tunelab.registry.run_status import RunStatus
+from tunelab.registry.search_records import SearchRecord
 from tunelab.runner.devices import check_run_gpus, cuda_device_count
 from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunCancelled, RunFailed, retryable
 from tunelab.runner.evaluation.cache import evaluate_cached, lm_eval_version
 from tunelab.runner.evaluation.targets import base_model_digest, settings_key, trained_model_digest
 from tunelab.runner.lineage import resolve_start
+from tunelab.runner.notify import Event, notify, targets_of
+from tunelab.runner.search import pruning_check, trial_ended
 from tunelab.runner.training.checkpoints import latest_complete
 from tunelab.runner.training.distributed import train_distributed
 from tunelab.runner.training.models import load_model, load_tokenizer, resolve_model_path
@@ -60,6 +68,10 @@ class RunInterrupted(Exception):
 
 class RunLost(Exception):
     """The run is no longer this worker's (re-queued as stale and claimed elsewhere)."""
+
+
+class TrialPruned(Exception):
+    """The search's pruner stopped the trial; its checkpoints stay."""
 
 
 class StopRequest:
@@ -195,9 +207,45 @@ def _write_traceback(output_dir: Path) -> None:
 def execute_run(
     registry: Registry, run_id: int, *, home: Path, show_progress: bool = True,
     heartbeat_seconds: float = HEARTBEAT_SECONDS, stop: StopRequest | None = None,
+    notify_also: NotifySection | None = None,
 ) -> RunResult:
-    """Run a claimed run to the end of this attempt; never raises for a failure of the run itself."""
-    stop = stop or StopRequest()
+    """Run a claimed run to the end of this attempt; never raises for a failure of the run itself.
+
+    Its end (succeeded, failed, pruned) is told to the spec's [notify] and to `notify_also` (the worker's).
+    """
+    result = _attempt(registry, run_id, home=home, show_progress=show_progress, heartbeat_seconds=heartbeat_seconds,
+                      stop=stop or StopRequest())
+    if result.status in (RunStatus.succeeded.value, RunStatus.failed.value, RunStatus.pruned.value):
+        _after_run(registry, result, notify_also)
+    return result
+
+
+def _after_run(registry: Registry, result: RunResult, notify_also: NotifySection | None) -> None:
+    """Tell the run's end, and its search when it is a trial (which may end the search). Never raises: the run's
+    own record is complete whatever happens here."""
+    try:
+        _, experiment = experiment_for_run(registry, result.run_id)
+        spec = json.loads(experiment.resolved_json)
+        targets = targets_of(spec, notify_also)
+
+        record = trial_ended(registry, result.run_id, notify_also)
+        notify(targets, Event("run", result.run_id, experiment.name, result.status,
+                              _objective_of(registry, result.run_id, record), {"error": result.error}))
+    except Exception:  # a notification or a search's bookkeeping never fails the run
+        log.warning("after run %s: could not finish its bookkeeping", result.run_id, exc_info=True)
+
+
+def _objective_of(registry: Registry, run_id: int, record: SearchRecord | None) -> dict | None:
+    """The run's search objective (a trial), else its leaderboard average when it has one."""
+    if record is not None:
+        trial = next((t for t in record.trials if t.run_id == run_id), None)
+        return {"name": record.objective, "value": trial.objective if trial else None}
+    average = leaderboard_average(headline_values(registry, [run_id]).get(run_id, {}))
+    return None if average is None else {"name": "average", "value": average}
+
+
+def _attempt(registry: Registry, run_id: int, *, home: Path, show_progress: bool, heartbeat_seconds: float,
+             stop: StopRequest) -> RunResult:
     run, experiment = experiment_for_run(registry, run_id)
     worker = run.worker
     output_dir = (home / "runs" / str(run_id)).resolve()
@@ -219,6 +267,9 @@ def execute_run(
         return RunResult(run_id, "cancelled")
     except RunLost as exc:
         return RunResult(run_id, "lost", str(exc))
+    except TrialPruned as exc:
+        status = prune(registry, run_id, worker)  # "pruned", or what a cancel or a stale re-queue made of it
+        return RunResult(run_id, status, str(exc))
     except Exception as exc:  # the run fails (or is re-queued), the worker lives on
         error = f"{type(exc).__name__}: {exc}"
         _write_traceback(output_dir)
@@ -235,10 +286,11 @@ def _record_environment(registry: Registry, run_id: int, workdir: Path) -> None:
     update_run(registry, run_id, environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
 
 
-def _training_hooks(registry: Registry, run_id: int, progress: RunProgress, heart: _Heartbeat,
+def _training_hooks(registry: Registry, run_id: int, spec: Spec, progress: RunProgress, heart: _Heartbeat,
                     stop: StopRequest) -> TrainHooks:
     return dataclasses.replace(registry_hooks(registry, run_id, progress), should_stop=heart.should_stop,
-                               should_pause=lambda: stop.requested, polling=stop.polled)
+                               should_pause=lambda: stop.requested, polling=stop.polled,
+                               should_prune=pruning_check(registry, run_id, spec.train.eval_every))
 
 
 def _check_still_ours(heart: _Heartbeat) -> None:
@@ -269,7 +321,7 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
     try:
         outcome = _train(registry, run_id, spec, workdir, output_dir,
-                         _training_hooks(registry, run_id, progress, heart, stop), progress)
+                         _training_hooks(registry, run_id, spec, progress, heart, stop), progress)
     except RunCancelled:
         _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
         raise
@@ -280,6 +332,8 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
                num_train_examples=outcome.num_examples,
                data_fingerprint=outcome.data_fingerprint or fingerprint_spec_data(spec, workdir),
                data_stats_json=json.dumps(outcome.data_stats) if outcome.data_stats is not None else None)
+    if outcome.pruned:
+        raise TrialPruned(f"pruned at step {outcome.global_step}")
     stop.check()  # a request that came as training finished: evaluation would not poll it
 
     key = eval_key(spec, lm_eval_version())

@@ -1,4 +1,5 @@
-"""The worker loop: take back runs of dead workers, claim queued runs atomically, execute them.
+"""The worker loop: take back runs of dead workers, claim queued runs atomically, execute them; with nothing
+queued, draw the next trial of a search that wants one (runner/search.py), so N workers run N trials at once.
 
 `serve` is `tunelab worker` (options in, one line out per run and at the end); `work` is the loop itself.
 
@@ -20,10 +21,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunelab.experiments.schema import NotifySection
 from tunelab.registry.db import Registry
 from tunelab.registry.run_state import claim_next, queued_needing_more_gpus, requeue_stale
 from tunelab.runner.devices import DeviceChoice, visible_devices
 from tunelab.runner.execute import HEARTBEAT_SECONDS, RunResult, StopRequest, execute_run
+from tunelab.runner.search import ask_trial
 
 log = logging.getLogger(__name__)
 STALE_AFTER_SECONDS = 120.0
@@ -78,6 +81,7 @@ def work(
     stop: StopRequest | None = None,
     devices: DeviceChoice | None = None,
     on_skipped: Callable[[int, int], None] | None = None,
+    notify_also: NotifySection | None = None,
 ) -> list[RunResult]:
     """Execute queued runs. `once`: at most one run; `until_empty`: stop when nothing is queued.
 
@@ -85,7 +89,7 @@ def work(
     (None: leave them). `stop` (made here when not given) records a SIGTERM/SIGINT. `devices`:
     what to train on (default: every GPU there is, else the CPU); runs whose [resources] gpus
     exceed it are left for other workers, and `on_skipped` hears how many (and how many GPUs this
-    worker has) when the queue looks empty.
+    worker has) when the queue looks empty. `notify_also`: who else hears of each run's end and each search's.
     Raises runner.devices.DeviceUnavailable when the devices asked for are not there.
     """
     name = worker_name()
@@ -97,6 +101,8 @@ def work(
             _recover(registry, stale_after)
             run_id = claim_next(registry, name, max_gpus=gpus)
             if run_id is None:
+                run_id = ask_trial(registry, name, max_gpus=gpus, notify_also=notify_also)
+            if run_id is None:
                 if once or until_empty:
                     left = queued_needing_more_gpus(registry, gpus)
                     if left and on_skipped:
@@ -105,7 +111,7 @@ def work(
                 sleep(poll_seconds)
                 continue
             result = execute_run(registry, run_id, home=home, show_progress=show_progress,
-                                 heartbeat_seconds=heartbeat_seconds, stop=stop)
+                                 heartbeat_seconds=heartbeat_seconds, stop=stop, notify_also=notify_also)
             results.append(result)
             if on_result:
                 on_result(result)
@@ -125,6 +131,7 @@ class WorkerOptions:
     heartbeat_seconds: float = HEARTBEAT_SECONDS
     stale_after: float | None = STALE_AFTER_SECONDS
     devices: DeviceChoice = field(default_factory=DeviceChoice)
+    notify: NotifySection | None = None  # --notify-webhook / --notify-command
 
 
 @dataclass
@@ -160,7 +167,7 @@ def serve(registry: Registry, *, home: Path, options: WorkerOptions, say: Callab
     results = work(registry, home=home, once=options.once, until_empty=options.until_empty,
                    poll_seconds=options.poll_seconds, show_progress=options.show_progress, on_result=report,
                    heartbeat_seconds=options.heartbeat_seconds, stale_after=options.stale_after, stop=stop,
-                   devices=options.devices, on_skipped=skipped)
+                   devices=options.devices, on_skipped=skipped, notify_also=options.notify)
     if stop.requested:
         say(f"worker stopped ({stop.reason})")
     elif not results and not left_for_others and (options.once or options.until_empty):

@@ -13,10 +13,14 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 from sqlalchemy import text
 from tunelab.experiments.benchmarks import LEADERBOARD
+from tunelab.experiments.loader import load_specs
 from tunelab.registry.recording import MetricPoint, record_metrics, record_scores, update_run
-from tunelab.registry.run_state import claim_next, succeed
+from tunelab.registry.run_state import claim_next, prune, retry_or_fail, succeed
 from tunelab.registry.scores import Score
+from tunelab.registry.search_records import search_record
+from tunelab.registry.searches import create_search, search_from_loaded
 from tunelab.registry.submissions import NewExperiment, submit
+from tunelab.runner.search import ask_trial, trial_ended
 
 from tunelab.cli import cli
 
@@ -276,3 +280,56 @@ def logs_b1_c9() -> tuple[list[dict], list[dict]]:
     before = item_log([True] * 3 + [False] * 9)
     after = item_log([False] + [True] * 11)
     return before, after
+
+
+# ---------------------------------------------------------------- searches, without training
+
+# A random search of 4 trials on validation loss, median pruner: a spec that never trains in these tests.
+SEARCH_SPEC = MINIMAL_SPEC + """validation = 0.25
+
+[train]
+eval_every = 2
+max_steps = 6
+
+[search]
+sampler = "random"
+trials = 4
+seed = 11
+objective = "val_loss"
+pruner = "median"
+
+[search.params]
+"train.learning_rate" = {low = 1e-5, high = 1e-2, log = true}
+"method.r" = {choices = [4, 8, 16]}
+"""
+
+
+def new_search(registry, directory: Path, text: str = SEARCH_SPEC) -> int:
+    (loaded,) = load_specs(write_file(directory, text))
+    return create_search(registry, search_from_loaded(loaded, workdir=str(directory)))
+
+
+def end_trial(registry, run_id: int, losses: dict[int, float], status: str = "succeeded", worker: str = "w") -> None:
+    """What a worker records of a trial it ran: validation losses, training facts, the end."""
+    record_metrics(registry, run_id, [MetricPoint(step=step, eval_loss=value) for step, value in losses.items()])
+    update_run(registry, run_id, train_seconds=2.0, final_loss=min(losses.values()))
+    if status == "succeeded":
+        assert succeed(registry, run_id, worker) == "succeeded"
+    elif status == "pruned":
+        assert prune(registry, run_id, worker) == "pruned"
+    else:
+        assert retry_or_fail(registry, run_id, worker, "DataError: no such file", retryable=False) == "failed"
+    trial_ended(registry, run_id)
+
+
+def run_search(registry, search_id: int, losses_of, status_of=lambda number: "succeeded", *,
+               by_params: bool = False) -> list[int]:
+    """Drain a search with one worker; the run ids in the order they were drawn. `losses_of` takes the trial's
+    number, or with `by_params` its parameters."""
+    runs = []
+    while (run_id := ask_trial(registry, "w")) is not None:
+        number = len(runs)
+        runs.append(run_id)
+        params = search_record(registry, search_id).trials[number].params
+        end_trial(registry, run_id, losses_of(params if by_params else number), status_of(number))
+    return runs

@@ -50,6 +50,8 @@ COMMANDS = {
     "schema": LazyCommand("tunelab.commands.schema:schema",
                           "Print the JSON Schema of the spec language (for editor completion and checks)."),
     "db": LazyCommand("tunelab.commands.db:db", "Registry schema: show or apply Alembic migrations."),
+    "search": LazyCommand("tunelab.commands.search:search",
+                          "Hyperparameter searches ([search] in a spec): their progress, best trial and trials."),
 }
 
 

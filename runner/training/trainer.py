@@ -70,6 +70,9 @@ class TrainHooks:
     on_start: Callable[[int, list[CompleteCheckpoint]], None] | None = None
     # Checkpoints deleted by [train] keep_checkpoints.
     on_pruned: Callable[[list[int]], None] | None = None
+    # A search's trial: asked at each validation loss (step, loss) before the last step; True stops training
+    # there, with a checkpoint at that step (runner/search.py decides).
+    should_prune: Callable[[int, float], bool] | None = None
 
 
 @dataclass
@@ -83,6 +86,7 @@ class TrainOutcome:
     num_examples: int
     resumed_from: int = 0  # the step training continued from; 0 = from the start
     interrupted: bool = False  # stopped early by should_pause, with a checkpoint at global_step
+    pruned: bool = False  # stopped early by should_prune, with a checkpoint at global_step
     # What became of the data files' rows (runner/data/prepare.py DataStats), for the registry.
     data_stats: dict[str, Any] | None = None
     # Hash of the features trained on (runner/data/fingerprint.py); None: the caller computes it from the spec.
@@ -161,6 +165,7 @@ def registry_callback(hooks: TrainHooks, keep_checkpoints: int, counter: TokenCo
         def __init__(self) -> None:
             self.last_loss: float | None = None
             self.paused = False
+            self.pruned = False
             self.started: tuple[float, int, int] | None = None  # time, step and tokens when this attempt began
 
         def on_train_begin(self, args, state, control, **kwargs):
@@ -187,6 +192,12 @@ def registry_callback(hooks: TrainHooks, keep_checkpoints: int, counter: TokenCo
             if "eval_loss" in logs:
                 hooks.on_metrics({"step": state.global_step, "epoch": state.epoch,
                                   "eval_loss": float(logs["eval_loss"])})
+                if (hooks.should_prune is not None and state.global_step < state.max_steps
+                        and hooks.should_prune(state.global_step, float(logs["eval_loss"]))):
+                    # Evaluation runs before the step's save: this checkpoint is the pruned trial's last.
+                    control.should_save = True
+                    control.should_training_stop = True
+                    self.pruned = True
             if hooks.on_progress and state.is_world_process_zero and "loss" in logs:
                 hooks.on_progress(self.progress(args, state))
 
@@ -274,14 +285,14 @@ def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCh
     seconds = time.perf_counter() - started
     if hooks.should_stop():
         raise RunCancelled("cancelled while training")
-    if validate and not callback.paused:
+    if validate and not callback.paused and not callback.pruned:
         _evaluate_at_end(trainer)
     final_loss = callback.last_loss if callback.last_loss is not None else float(result.training_loss)
     outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
                            global_step=trainer.state.global_step, final_loss=final_loss, train_seconds=seconds,
                            resumed_from=resume_from.step if resume_from else 0, interrupted=callback.paused,
-                           **data_facts)
-    if not outcome.interrupted:
+                           pruned=callback.pruned, **data_facts)
+    if not outcome.interrupted and not outcome.pruned:
         save_final_once(trainer, tokenizer, final_dir,
                         {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds,
                          "identity": identity.to_json()})

@@ -11,7 +11,7 @@ from tunelab.experiments.loader import load_spec
 from tunelab.registry.db import default_url, open_registry
 from tunelab.registry.models import Experiment, Sweep
 
-from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
+from tests.helpers import REPO_ROOT, SEARCH_SPEC, invoke, invoke_json, write_file, write_spec
 
 
 def test_sweep_submits_one_experiment_per_point_linked_to_one_sweep(tmp_path):
@@ -87,3 +87,20 @@ def test_spec_priority_orders_the_queue_and_cli_overrides_it(tmp_path):
     registry = open_registry(default_url(home))
     order = [claim_next(registry, "w") for _ in range(3)]
     assert order == [forced["run_id"], high_run["run_id"], low_run["run_id"]]
+
+
+def test_a_search_is_planned_with_its_first_trials_and_then_stored_without_queuing_runs(tmp_path):
+    spec = write_file(tmp_path, SEARCH_SPEC)
+    home = tmp_path / "home"
+    plan = invoke(home, "submit", "--dry-run", str(spec))
+    assert plan.exit_code == 0, plan.output
+    lines = plan.output.splitlines()
+    assert lines[0].startswith(f"search  {spec}  t  (random, 4 trials, at most 8; minimize val_loss; pruner median")
+    assert lines[1:3] == ["  train.learning_rate: float 1e-05 .. 0.01 log", "  method.r: choice of 4, 8, 16"]
+    assert [line.split(":")[0] for line in lines[3:7]] == [f"  trial {n}" for n in range(4)]
+    assert not home.exists()
+    (created,) = invoke_json(home, "submit", str(spec))
+    assert created == {"search_id": 1}
+    assert invoke_json(home, "ls") == []
+    shown = invoke_json(home, "search", "show", "1")
+    assert (shown["status"], shown["asked"], shown["trials"]) == ("running", 0, [])

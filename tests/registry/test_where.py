@@ -355,7 +355,7 @@ def test_spec_paths_compile_per_dialect():
     ("train.learning_rate > 1.2.3", "malformed number at column 23", 23),
     ("method. = 1", 'a key must follow "." at column 7', 7),
     ('status = "sucess"', 'unknown status "sucess" at column 10: expected one of queued, running, succeeded, '
-                          "failed, cancelled", 10),
+                          "failed, cancelled, pruned", 10),
     ('created > "yesterday"', 'bad date "yesterday" at column 11: expected a date such as "2024-05-01 12:00"', 11),
     ("id == 1", 'unexpected token "=" at column 5: expected a value: a quoted string, a number, true or false', 5),
     ("(" * 100 + "id = 1" + ")" * 100, "expression nested too deeply at column 65", 65),

@@ -229,7 +229,7 @@ def test_the_leaderboard_fits_a_1400_pixel_window_with_every_column_visible(brow
                                       " return [r.left, r.right, r.width]; })")
     assert all(left >= 0 and right <= 1400 and width > 0 for left, right, width in edges)
     headers = page.eval_on_selector_all("#leaderboard th", "cells => cells.map(c => c.textContent.trim())")
-    assert headers[-3:] == ["Train s", "Examples", "Key settings"] and "Val loss" in headers
+    assert headers[-4:] == ["Train s", "Examples", "Cost / pt", "Key settings"] and "Val loss" in headers
     page.screenshot(path=str(ARTIFACTS / "leaderboard-1400.png"), full_page=True) if ARTIFACTS.is_dir() else None
     page.close()
 

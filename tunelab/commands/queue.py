@@ -10,12 +10,17 @@ import click
 
 from tunelab.context import AppContext
 from tunelab.experiments.loader import load_all
-from tunelab.experiments.plan import plan
+from tunelab.experiments.plan import plan, plan_search
 from tunelab.output import print_json
 from tunelab.registry.run_state import cancel as cancel_run
 from tunelab.registry.run_state import retry as retry_run
+from tunelab.registry.searches import create_search, search_from_loaded
 from tunelab.registry.submissions import from_loaded
 from tunelab.registry.submissions import submit as submit_runs
+from tunelab.runner.search import preview
+
+# Trials of a search that `submit --dry-run` draws to show.
+PREVIEW_TRIALS = 5
 
 
 @click.command()
@@ -30,27 +35,44 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
            as_json: bool) -> None:
     """Validate SPEC files, store each experiment and queue a run of it.
 
-    A spec with a [sweep] table becomes one experiment per point of the sweep. A spec whose
-    resolved content was submitted before is not stored twice: tunelab points at the earlier
+    A spec with a [sweep] table becomes one experiment per point of the sweep. A spec with a
+    [search] table becomes a search: workers draw its trials one by one as they become free. A spec
+    whose resolved content was submitted before is not stored twice: tunelab points at the earlier
     experiment (use --force to queue a new run of it).
     """
     loaded = load_all(specs)
+    searches = [item for item in loaded if item.search is not None]
     if dry_run:
-        planned = plan(loaded)
-        if as_json:
-            print_json([asdict(p) for p in planned])
-            return
-        for p in planned:
-            click.echo(p.line())
-        click.echo(f"{len(planned)} experiment(s) would be queued")
+        _show_plan(loaded, searches, as_json)
         return
-    new = [from_loaded(item, workdir=os.getcwd(), priority=priority) for item in loaded]
-    done = submit_runs(app.registry(), new, force=force)
+    registry = app.registry()
+    new = [from_loaded(item, workdir=os.getcwd(), priority=priority) for item in loaded if item.search is None]
+    done = submit_runs(registry, new, force=force) if new else []
+    created = [(item, create_search(registry, search_from_loaded(item, workdir=os.getcwd(), priority=priority)))
+               for item in searches]
     if as_json:
-        print_json([s.to_json() for s in done])
+        print_json([s.to_json() for s in done] + [{"search_id": search_id} for _, search_id in created])
         return
     for s in done:
         click.echo(s.describe())
+    for item, search_id in created:
+        click.echo(f"search {search_id}  {item.spec.experiment.name}: {item.search.sampler}, "
+                   f"{item.search.target_trials} trials; workers draw them (tunelab search show {search_id})")
+
+
+def _show_plan(loaded: list, searches: list, as_json: bool) -> None:
+    """What submit would store: experiments, and searches with the first trials their samplers would draw."""
+    planned = plan(loaded)
+    planned_searches = [plan_search(item, preview(item.search, PREVIEW_TRIALS)) for item in searches]
+    if as_json:
+        print_json([asdict(p) for p in planned] + [dict(asdict(p), kind="search") for p in planned_searches])
+        return
+    for p in planned:
+        click.echo(p.line())
+    for p in planned_searches:
+        click.echo("\n".join(p.lines()))
+    click.echo(f"{len(planned)} experiment(s) would be queued" +
+               (f", {len(planned_searches)} search(es) would be created" if planned_searches else ""))
 
 
 @click.command()

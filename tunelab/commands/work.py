@@ -10,6 +10,7 @@ import click
 
 from tunelab.context import AppContext
 from tunelab.experiments.loader import load_all
+from tunelab.experiments.schema import NotifySection
 from tunelab.output import print_json
 from tunelab.registry.run_state import claim_run
 from tunelab.registry.submissions import from_loaded
@@ -34,9 +35,15 @@ from tunelab.runner.worker import WorkerOptions, serve, worker_name
 @click.option("--gpus", metavar="0,1", default=None,
               help="Only these GPUs (CUDA indices); a run with [resources] gpus = N > 1 trains on N of them "
                    "through torchrun. Runs needing more GPUs than the worker has are left for other workers.")
+@click.option("--notify-webhook", metavar="URL", default=None,
+              help="POST a JSON notice here when a run succeeds or fails and when a search finishes.")
+@click.option("--notify-command", metavar="CMD", default=None,
+              help="Run CMD (the notice as JSON on its standard input) when a run succeeds or fails and when a "
+                   "search finishes.")
 @click.pass_obj
 def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: bool, heartbeat: float,
-           stale_after: float, device: str, gpus: str | None) -> None:
+           stale_after: float, device: str, gpus: str | None, notify_webhook: str | None,
+           notify_command: str | None) -> None:
     """Claim queued runs and execute them: train, checkpoint, evaluate.
 
     SIGTERM or Ctrl-C stops cleanly: the current run saves a checkpoint at its next step and
@@ -50,8 +57,13 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
         devices = make_choice(device, gpus)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gpus") from None
+    try:
+        notify = NotifySection(webhook=notify_webhook, command=notify_command) if notify_webhook or notify_command \
+            else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).splitlines()[-1], param_hint="--notify-webhook") from None
     options = WorkerOptions(once=once, until_empty=until_empty, poll_seconds=poll, show_progress=not quiet,
-                            heartbeat_seconds=heartbeat, stale_after=stale_after, devices=devices)
+                            heartbeat_seconds=heartbeat, stale_after=stale_after, devices=devices, notify=notify)
     summary = serve(app.registry(), home=app.home, options=options, say=click.echo)
     if summary.exit_status:
         raise SystemExit(summary.exit_status)
@@ -67,6 +79,8 @@ def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
     loaded = load_all((spec,))
     if len(loaded) != 1:
         raise click.ClickException(f"{spec} defines a sweep of {len(loaded)} experiments: use submit + worker")
+    if loaded[0].search is not None:
+        raise click.ClickException(f"{spec} defines a search: use submit + worker")
     registry = app.registry()
     # `run` means "run this now": an identical earlier spec still gets a fresh run.
     (submitted,) = submit_runs(registry, [from_loaded(loaded[0], workdir=os.getcwd())], force=True)
