@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from tunelab.experiments.benchmarks import display_order
@@ -16,19 +15,20 @@ from tunelab.registry.run_records import RunDetail
 from tunelab.registry.scores import headline_rows
 from tunelab.reports.data_stats import data_source_lines, data_totals
 from tunelab.reports.scores import headline_scores
+from tunelab.terminal import markup
 
 
 def print_detail(detail: RunDetail) -> None:
     console = Console()
     s = detail.summary
-    console.print(f"[bold]run {s.run_id}[/bold]  experiment {s.experiment_id}  [bold]{escape(s.name)}[/bold]  "
-                  f"status: {s.status}")
-    console.print(escape(f"  method {s.method}  base {s.base_model}  spec {detail.spec_path}  "
+    console.print(f"[bold]run {s.run_id}[/bold]  experiment {s.experiment_id}  [bold]{markup(s.name)}[/bold]  "
+                  f"status: {markup(s.status)}")
+    console.print(markup(f"  method {s.method}  base {s.base_model}  spec {detail.spec_path}  "
                          f"hash {detail.spec_hash[:12]}"))
     console.print(f"  created {fmt_time(s.created_at)}  started {fmt_time(s.started_at)}  "
-                  f"finished {fmt_time(s.finished_at)}  output {detail.output_dir or '-'}")
+                  f"finished {fmt_time(s.finished_at)}  output {markup(detail.output_dir or '-')}")
     if s.error:
-        console.print(f"  [red]error:[/red] {escape(s.error)}")
+        console.print(f"  [red]error:[/red] {markup(s.error)}")
     if detail.train_seconds is not None:
         console.print(f"  trained {detail.num_train_examples} examples in {detail.train_seconds:.1f}s, "
                       f"final loss {fmt_float(s.final_loss)}")
@@ -47,7 +47,8 @@ def print_detail(detail: RunDetail) -> None:
             t, b = tuned.get(task), base.get(task)
             delta = t.value - b.value if t and b else None
             row = t or b
-            table.add_row(task, row.metric, fmt_float(t.value if t else None), fmt_float(b.value if b else None),
+            table.add_row(markup(task), markup(row.metric), fmt_float(t.value if t else None),
+                          fmt_float(b.value if b else None),
                           "-" if delta is None else f"{delta:+.4f}",
                           "-" if t is None or b is None or t.vs_base_p is None else f"{t.vs_base_p:.3g}",
                           str(row.num_fewshot))
@@ -56,9 +57,9 @@ def print_detail(detail: RunDetail) -> None:
         if average is not None:
             console.print(f"  average (leaderboard benchmarks): {average:.4f}")
     spec_text = json.dumps(detail.spec, sort_keys=True)
-    console.print("  spec: " + escape(spec_text if len(spec_text) <= 400 else spec_text[:400] + "…"))
+    console.print("  spec: " + markup(spec_text if len(spec_text) <= 400 else spec_text[:400] + "…"))
     if detail.lineage and detail.lineage["runs"]:
-        console.print("  lineage: " + escape(Lineage.from_json(detail.lineage).describe(s.run_id)), soft_wrap=True)
+        console.print("  lineage: " + markup(Lineage.from_json(detail.lineage).describe(s.run_id)), soft_wrap=True)
 
 
 def progress_line(progress: dict[str, Any], *, running: bool) -> str:
@@ -79,6 +80,6 @@ def print_data_stats(console: Console, stats: dict[str, Any]) -> None:
     """What became of the training data's rows, one line per file: read, empty, duplicates, over-length, held out."""
     console.print("  training data:")
     for line in data_source_lines(stats):
-        console.print(escape(f"    {line.text}"), soft_wrap=True)
+        console.print(markup(f"    {line.text}"), soft_wrap=True)
     if totals := data_totals(stats):
-        console.print(f"    {totals}", soft_wrap=True)
+        console.print(markup(f"    {totals}"), soft_wrap=True)

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from tunelab.context import AppContext
-from tunelab.experiments.loader import load_all
-from tunelab.experiments.plan import plan
+from tunelab.experiments.loader import load_for_submit
+from tunelab.experiments.plan import plan, summary
+from tunelab.experiments.schema import MAX_PRIORITY
 from tunelab.output import print_json
+from tunelab.params import RUN_ID
 from tunelab.registry.run_state import cancel as cancel_run
 from tunelab.registry.run_state import retry as retry_run
-from tunelab.registry.submissions import from_loaded
+from tunelab.registry.submissions import from_loaded, with_existing
 from tunelab.registry.submissions import submit as submit_runs
+from tunelab.terminal import say
 
 
 @click.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Validate, show what would be queued; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Validate, show what would be queued (new) and what is stored already "
+              "(exists); write nothing.")
 @click.option("--force", is_flag=True, help="Queue a new run even when an identical spec was submitted before.")
-@click.option("--priority", type=int, default=None,
+@click.option("--priority", type=click.IntRange(-MAX_PRIORITY, MAX_PRIORITY), default=None,
               help="Queue priority (higher first); overrides [resources] priority.")
 @click.option("--json", "as_json", is_flag=True, help="Print [{experiment_id, run_id}] as JSON.")
 @click.pass_obj
@@ -31,41 +34,42 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
     """Validate SPEC files, store each experiment and queue a run of it.
 
     A spec with a [sweep] table becomes one experiment per point of the sweep. A spec whose
-    resolved content was submitted before is not stored twice: tunelab points at the earlier
-    experiment (use --force to queue a new run of it).
+    resolved content (with what its relative paths point at) was submitted before is not stored twice:
+    tunelab points at the earlier experiment and its latest run (use --force to queue a new run of it).
     """
-    loaded = load_all(specs)
+    workdir = Path.cwd()
+    loaded = load_for_submit(specs, workdir)
     if dry_run:
-        planned = plan(loaded)
+        planned = with_existing(plan(loaded, workdir), app.existing_reader())
         if as_json:
             print_json([asdict(p) for p in planned])
             return
         for p in planned:
-            click.echo(p.line())
-        click.echo(f"{len(planned)} experiment(s) would be queued")
+            say(p.line())
+        say(summary(planned))
         return
-    new = [from_loaded(item, workdir=os.getcwd(), priority=priority) for item in loaded]
+    new = [from_loaded(item, workdir=str(workdir), priority=priority) for item in loaded]
     done = submit_runs(app.registry(), new, force=force)
     if as_json:
         print_json([s.to_json() for s in done])
         return
     for s in done:
-        click.echo(s.describe())
+        say(s.describe())
 
 
 @click.command()
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.pass_obj
 def cancel(app: AppContext, run_id: int) -> None:
     """Cancel a queued run, or stop a running one at its next training step."""
     cancel_run(app.registry(), run_id)
-    click.echo(f"run {run_id}: cancelled")
+    say(f"run {run_id}: cancelled")
 
 
 @click.command()
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.pass_obj
 def retry(app: AppContext, run_id: int) -> None:
     """Queue a failed or cancelled run again (it resumes from its last complete checkpoint)."""
     retry_run(app.registry(), run_id)
-    click.echo(f"run {run_id}: queued")
+    say(f"run {run_id}: queued")
