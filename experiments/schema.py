@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,6 +22,7 @@ from pydantic import (
 )
 from tunelab.experiments.benchmarks import LEADERBOARD, MMLU_MAX_SHOTS
 from tunelab.experiments.paths import RUN_BASE
+from tunelab.experiments.plain_text import control_character
 
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 
@@ -39,21 +39,8 @@ MAX_RETRIES = 100
 MAX_GPUS = 1_024
 MAX_KEPT = 1_000_000  # checkpoints kept
 
-# Characters a name, tag or description may not hold: the C0 and C1 controls (escape sequences, NUL, bell...) and
-# the bidirectional overrides and isolates, which reorder what a terminal or a page shows.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _control_character(text: str, *, allowed: str = "") -> str | None:
-    """The first control character of `text` (not counting those in `allowed`), or None."""
-    for ch in text:
-        if ch not in allowed and (unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS):
-            return ch
-    return None
-
-
 def _plain_text(text: str, *, what: str, allowed: str = "") -> str:
-    ch = _control_character(text, allowed=allowed)
+    ch = control_character(text, allowed=allowed)
     if ch is not None:
         raise ValueError(f"{what} contains the control character U+{ord(ch):04X}: only printable text is allowed")
     return text

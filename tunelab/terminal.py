@@ -3,28 +3,15 @@
 Names, descriptions, tags, errors and paths come from specs, data, the registry and the filesystem; a control
 character in one of them (an escape sequence that recolours, moves the cursor or retitles the window, a carriage
 return that overwrites a line, a bell, a bidirectional override that reorders it) is shown as an escape such as
-`\\x1b` instead. Every command prints through here: `printable` for a value, `say` for a line.
+`\\x1b` instead (experiments/plain_text.py says which). Every command prints through here: `printable` for a
+value, `markup` for a value in rich markup, `say` for a line.
 """
 
 from __future__ import annotations
 
 import click
 
-# The C0 and C1 control characters and DEL, and the bidirectional embeddings, overrides and isolates.
-_CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]
-_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_ESCAPED = ({code: f"\\x{code:02x}" for code in _CONTROLS} | {code: f"\\u{code:04x}" for code in _BIDI}
-            | {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"})
-_ESCAPED_BUT_NEWLINES = {code: text for code, text in _ESCAPED.items() if code != ord("\n")}
-
-
-def printable(text: object, *, keep_newlines: bool = False) -> str:
-    """`text` with every control character escaped (newlines kept with `keep_newlines`, for a message of several
-    lines that tunelab composed)."""
-    text = str(text)
-    if text.isprintable():  # the common case, checked in C: names and numbers of a listing of thousands of runs
-        return text
-    return text.translate(_ESCAPED_BUT_NEWLINES if keep_newlines else _ESCAPED)
+from tunelab.experiments.plain_text import printable as printable
 
 
 def say(message: object = "", *, err: bool = False) -> None:

@@ -69,3 +69,13 @@ def test_the_workers_lines_are_escaped(tmp_path, monkeypatch):
     result = invoke(tmp_path / "home", "worker", "--until-empty")
     assert "run 1: failed" in result.output and "gone\\x1b[2J" in result.output
     assert "\x1b" not in result.output
+
+
+def test_the_training_progress_lines_are_escaped(capsys):
+    from tunelab.runner.training.progress import RunProgress
+
+    with RunProgress(7, f"evil{CLEAR}[bold]x[/bold]") as progress:
+        progress.note(f"evaluating task{TITLE}")
+    err = capsys.readouterr().err
+    assert "run 7 evil\\x1b[2J[bold]x[/bold]: training" in err and "evaluating task\\x1b]0;pwned\\x07" in err
+    assert not any(raw in err for raw in RAW)
