@@ -6,7 +6,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-PG_START := bash scripts/postgres.sh start
 # The tests cover 4-bit qlora (bitsandbytes) and PostgreSQL registries (psycopg), so every extra.
 EXTRAS := dev,qlora,postgres
 CONSTRAINTS := constraints.txt
@@ -28,17 +27,15 @@ install: $(VENV)/.installed
 demo: install
 	$(OFFLINE) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh
 
-# The registry tests run on SQLite and PostgreSQL: without TUNELAB_TEST_PG_URL, start the local
-# throwaway server (scripts/postgres.sh) and use it. TUNELAB_TEST_SQLITE_ONLY=1 skips PostgreSQL.
-# The report tests drive Debian's headless Chromium (scripts/chromium.sh installs it when missing).
+# The registry tests run on SQLite and PostgreSQL: without TUNELAB_TEST_PG_URL, the local throwaway server
+# (scripts/postgres.sh) is started for them and stopped afterwards, also when they fail or are interrupted
+# (scripts/with_test_postgres.sh; a server that was already running is left running).
+# TUNELAB_TEST_SQLITE_ONLY=1 skips PostgreSQL. The report tests drive Debian's headless Chromium:
+# scripts/chromium.sh says so and installs the package (as root, with apt-get) when it is missing.
 # PYTEST_ARGS narrows a run: `make test PYTEST_ARGS='-m "not slow"'` is what test-fast runs.
 test: install
 	bash scripts/chromium.sh >/dev/null
-	pg_url="$${TUNELAB_TEST_PG_URL:-}"; \
-	if [ -z "$$pg_url" ] && [ "$${TUNELAB_TEST_SQLITE_ONLY:-}" != 1 ]; then \
-		pg_url="$$($(PG_START))" || exit 1; \
-	fi; \
-	$(OFFLINE) TUNELAB_TEST_PG_URL="$$pg_url" $(PY) -m pytest $(PYTEST_ARGS)
+	$(OFFLINE) bash scripts/with_test_postgres.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything but the end-to-end tests marked slow (training, evaluation, the wheel in a fresh venv):
 # a quick check while working. `make test` (and CI) run all of it.

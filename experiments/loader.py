@@ -5,7 +5,9 @@ Every failure becomes a `SpecError` naming the file, line and dotted field.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,7 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 from tunelab.experiments.errors import SpecError
+from tunelab.experiments.files import Loc, check_spec_files, named_paths
 from tunelab.experiments.merge import deep_merge
+from tunelab.experiments.paths import file_kind
 from tunelab.experiments.schema import Spec
 from tunelab.experiments.search import SearchSection, objective_problem
 from tunelab.experiments.suggest import suggestion_for_extra
@@ -22,6 +26,10 @@ from tunelab.experiments.sweep import SweepDefinitionError, apply_point, check_d
 from tunelab.experiments.toml_lines import field_lines, line_of
 
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+# Bounds on what a spec may make tunelab read: a spec is a short text file, and `extends` a short chain.
+MAX_SPEC_BYTES = 1_000_000
+MAX_EXTENDS_DEPTH = 16  # files in one chain of `extends`, the spec itself included
+MAX_EXTENDED_FILES = 64  # files read for one spec through `extends`, however they branch
 
 
 @dataclass
@@ -39,14 +47,57 @@ class LoadedSpec:
     # Set for a spec with a [search]: the search; `spec` and `raw` are then what every trial starts from.
     search: SearchSection | None = None
 
+    def locate(self, loc: Loc) -> tuple[Path, int | None]:
+        """The file and line that set the field at `loc`: this file, a [sweep] key of it, or a file it extends."""
+        if self.sweep_point:
+            dotted = ".".join(str(part) for part in loc)
+            key = next((k for k in self.sweep_point if dotted == k or dotted.startswith(k + ".")), None)
+            if key is not None:
+                return self.path, line_of(field_lines(self.text), ("sweep", key))
+        # Parents are listed farthest first, and a later one overrides an earlier one.
+        for path in (self.path, *reversed(self.parents)):
+            try:
+                lines = field_lines(self.text if path == self.path else read_spec_text(path))
+            except SpecError:
+                continue
+            if tuple(loc) in lines:
+                return path, lines[tuple(loc)]
+        return self.path, line_of(field_lines(self.text), tuple(loc))
 
-def parse_toml(path: Path) -> tuple[str, dict[str, Any]]:
+
+def read_spec_text(path: Path) -> str:
+    """The text of a spec file: a regular file of at most MAX_SPEC_BYTES bytes of UTF-8 (a BOM is allowed)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # O_NONBLOCK: a FIFO opens at once (and is then refused) instead of waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise SpecError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(path, f"cannot read: {exc}") from None
+    except OSError as exc:
+        raise SpecError(path, f"cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SpecError(path, f"is {file_kind(mode)}, not a spec file")
+        chunks, size = [], 0
+        while size <= MAX_SPEC_BYTES and (chunk := os.read(fd, 1 << 16)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise SpecError(path, f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(path, f"larger than {MAX_SPEC_BYTES:,} bytes: a spec is a short text file")
+    data = b"".join(chunks)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise SpecError(path, f"not UTF-8 text (byte 0x{data[exc.start]:02x})", line=line) from None
+
+
+def parse_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    text = read_spec_text(path)
     try:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -58,16 +109,24 @@ def parse_toml(path: Path) -> tuple[str, dict[str, Any]]:
         raise SpecError(path, f"invalid TOML: {message}", line=line, column=column) from None
 
 
-def _resolve_extends(path: Path, raw: dict[str, Any], chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[Path]]:
-    """Merge the parents named by `experiment.extends` under `raw` (the child wins)."""
-    extends = raw.get("experiment", {}).get("extends")
+def _resolve_extends(path: Path, text: str, raw: dict[str, Any], chain: tuple[Path, ...],
+                     read: list[Path]) -> tuple[dict[str, Any], list[Path]]:
+    """Merge the parents named by `experiment.extends` under `raw` (the child wins); `read` collects every
+    file read on the way, to bound it."""
+    experiment = raw.get("experiment", {})
+    extends = experiment.get("extends") if isinstance(experiment, dict) else None
     if extends is None:
         return raw, []
+
+    def refuse(message: str) -> SpecError:
+        return SpecError(path, message, line=line_of(field_lines(text), ("experiment", "extends")),
+                         field="experiment.extends")
+
     names = [extends] if isinstance(extends, str) else extends
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        lines = field_lines(path.read_text(encoding="utf-8"))
-        raise SpecError(path, "must be a file name or a list of file names",
-                        line=line_of(lines, ("experiment", "extends")), field="experiment.extends")
+        raise refuse("must be a file name or a list of file names")
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise refuse(f"extends goes deeper than {MAX_EXTENDS_DEPTH} files")
     merged: dict[str, Any] = {}
     parents: list[Path] = []
     for name in names:
@@ -76,11 +135,12 @@ def _resolve_extends(path: Path, raw: dict[str, Any], chain: tuple[Path, ...]) -
             cycle = " -> ".join(str(p) for p in (*chain, parent))
             raise SpecError(path, f"extends cycle: {cycle}", field="experiment.extends")
         if not parent.exists():
-            lines = field_lines(path.read_text(encoding="utf-8"))
-            raise SpecError(path, f"extended file not found: {parent}",
-                            line=line_of(lines, ("experiment", "extends")), field="experiment.extends")
-        _, parent_raw = parse_toml(parent)
-        parent_raw, grand = _resolve_extends(parent, parent_raw, (*chain, parent))
+            raise refuse(f"extended file not found: {parent}")
+        read.append(parent)
+        if len(read) > MAX_EXTENDED_FILES:
+            raise refuse(f"extends reads more than {MAX_EXTENDED_FILES} files")
+        parent_text, parent_raw = parse_toml(parent)
+        parent_raw, grand = _resolve_extends(parent, parent_text, parent_raw, (*chain, parent), read)
         merged = deep_merge(merged, parent_raw)
         parents.extend([*grand, parent])
     child = {k: v for k, v in raw.items()}
@@ -149,7 +209,7 @@ def load_specs(path: Path | str) -> list[LoadedSpec]:
     """Parse, resolve `extends`, expand `[sweep]` and validate: one LoadedSpec per experiment."""
     path = Path(path)
     text, raw = parse_toml(path)
-    merged, parents = _resolve_extends(path, raw, (path.resolve(),))
+    merged, parents = _resolve_extends(path, text, raw, (path.resolve(),), [])
     sweep = merged.pop("sweep", None)
     search = merged.pop("search", None)
     if search is not None:
@@ -193,6 +253,21 @@ def load_all(paths: Iterable[Path | str]) -> list[LoadedSpec]:
     """Every experiment of every file (each sweep point), all validated before the caller stores any:
     one bad file, nothing written."""
     return [loaded for path in paths for loaded in load_specs(path)]
+
+
+def load_for_submit(paths: Iterable[Path | str], workdir: Path) -> list[LoadedSpec]:
+    """`load_all`, and every file, directory and eval task each experiment names checked from `workdir` (the
+    directory submit runs in): what `submit`, `submit --dry-run` and `run` accept."""
+    loaded = load_all(paths)
+    checked: set[tuple] = set()
+    for item in loaded:
+        # The points of a sweep mostly name the same files: each distinct set is checked once.
+        eval_ = item.spec.eval
+        key = (tuple(named_paths(item.spec)), tuple(eval_.tasks), tuple(c.name for c in eval_.custom))
+        if key not in checked:
+            check_spec_files(item.spec, workdir, locate=item.locate)
+            checked.add(key)
+    return loaded
 
 
 def load_spec(path: Path | str) -> LoadedSpec:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,24 +21,61 @@ from pydantic import (
     model_validator,
 )
 from tunelab.experiments.benchmarks import LEADERBOARD, MMLU_MAX_SHOTS
+from tunelab.experiments.paths import RUN_BASE
+from tunelab.experiments.plain_text import control_character
 
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
-RUN_BASE = re.compile(r"run:(\d+)")
+
+# Upper bounds of the integer keys: far above any real use, and within what every consumer takes (a 64-bit
+# registry column, numpy's 32-bit seed, a PostgreSQL INTEGER for the priority), so a typo such as 10**20 is
+# refused at submit instead of failing a run. The JSON Schema shows each as its key's maximum.
+MAX_SEED = 2**32 - 1  # numpy's RandomState (seeded by transformers' set_seed) takes no more
+MAX_STEPS = 10**9  # steps, step intervals, examples and items
+MAX_BATCH = 65_536  # batch sizes and gradient accumulation
+MAX_RANK = 4_096  # LoRA rank, virtual tokens, trainable layers
+MAX_SHOTS = 1_000
+MAX_PRIORITY = 1_000_000  # either sign
+MAX_RETRIES = 100
+MAX_GPUS = 1_024
+MAX_KEPT = 1_000_000  # checkpoints kept
+
+def _plain_text(text: str, *, what: str, allowed: str = "") -> str:
+    ch = control_character(text, allowed=allowed)
+    if ch is not None:
+        raise ValueError(f"{what} contains the control character U+{ord(ch):04X}: only printable text is allowed")
+    return text
+
+
+def _plain_name(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty or only spaces")
+    return _plain_text(text, what="a name")
+
+
+_Name = Annotated[str, AfterValidator(_plain_name)]
 
 
 class _Section(BaseModel):
-    # Unknown keys are errors: a typo must never be silently ignored.
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are errors: a typo must never be silently ignored. Strict: TOML has types, so "4" is not 4 and
+    # true is not 1 (an integer is still a float). inf and nan are no numbers a spec means.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ExperimentSection(_Section):
-    name: str = Field(min_length=1, description="Name of the experiment, shown in listings and reports.")
+    name: _Name = Field(description="Name of the experiment, shown in listings and reports: printable text, "
+                        "not only spaces.")
     description: str = ""
-    tags: list[str] = Field(default_factory=list)
-    seed: int = Field(1234, description="Seed for data order, initialisation and evaluation sampling.")
+    tags: list[_Name] = Field(default_factory=list)
+    seed: int = Field(1234, ge=0, le=MAX_SEED, description="Seed for data order, initialisation and evaluation "
+                      "sampling.")
     extends: str | list[str] | None = Field(
         None, description="Spec file(s) this one builds on, relative to this file; deep-merged, this file wins."
     )
+
+    @field_validator("description")
+    @classmethod
+    def _description_is_printable(cls, value: str) -> str:
+        return _plain_text(value, what="the description", allowed="\n\t")
 
 
 class ModelSection(_Section):
@@ -106,7 +142,8 @@ class DataSection(_Section):
     packing: bool = Field(False, description="Pack several examples into each max_seq_len sequence; they do not "
                           "attend to each other (block-diagonal attention, positions restart per example).")
     mixture_examples: int = Field(
-        0, ge=0, description="Training examples drawn from a mixture; 0 = as many as its files hold together.")
+        0, ge=0, le=MAX_STEPS,
+        description="Training examples drawn from a mixture; 0 = as many as its files hold together.")
 
     @field_validator("train", mode="wrap")
     @classmethod
@@ -175,16 +212,17 @@ class MethodSection(_Section):
         "lora", description="full: all weights; lora: a LoRA adapter; qlora: LoRA over a 4-bit NF4 base "
         "(bitsandbytes); freeze: only the top `trainable_layers` decoder blocks and the LM head; prompt_tuning: "
         "learned virtual tokens; dpo: preference optimisation (DPO) on prompt/chosen/rejected data.")
-    r: int = Field(8, gt=0, description="LoRA rank.")
+    r: int = Field(8, gt=0, le=MAX_RANK, description="LoRA rank.")
     alpha: float = Field(16, gt=0, description="LoRA alpha (scaling = alpha / r).")
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1)
     bnb_compute_dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         None, description="qlora: dtype the 4-bit layers compute in; unset = float32 on the CPU, bfloat16 on a GPU.")
     trainable_layers: int = Field(
-        1, gt=0, description="freeze: decoder blocks trained, counted from the top; the LM head trains too "
-        "(and with it the input embeddings, where the model ties them).")
-    num_virtual_tokens: int = Field(20, gt=0, description="prompt_tuning: virtual tokens prepended to every input.")
+        1, gt=0, le=MAX_RANK, description="freeze: decoder blocks trained, counted from the top; the LM head "
+        "trains too (and with it the input embeddings, where the model ties them).")
+    num_virtual_tokens: int = Field(20, gt=0, le=MAX_RANK,
+                                    description="prompt_tuning: virtual tokens prepended to every input.")
     prompt_init_text: str | None = Field(
         None, min_length=1, description="prompt_tuning: text whose token embeddings initialise the virtual "
         "tokens (repeated or cut to num_virtual_tokens); unset = random initialisation.")
@@ -235,21 +273,21 @@ class MethodSection(_Section):
 
 
 class TrainSection(_Section):
-    epochs: float = Field(1, gt=0)
-    max_steps: int = Field(0, ge=0, description="Optimizer steps; 0 = run for `epochs`.")
+    epochs: float = Field(1, gt=0, le=MAX_STEPS)
+    max_steps: int = Field(0, ge=0, le=MAX_STEPS, description="Optimizer steps; 0 = run for `epochs`.")
     learning_rate: float = Field(2e-4, gt=0)
-    batch_size: int = Field(8, gt=0)
-    grad_accum: int = Field(1, gt=0)
-    save_every: int = Field(20, gt=0, description="Optimizer steps between checkpoints.")
-    warmup_steps: int = Field(0, ge=0)
+    batch_size: int = Field(8, gt=0, le=MAX_BATCH)
+    grad_accum: int = Field(1, gt=0, le=MAX_BATCH)
+    save_every: int = Field(20, gt=0, le=MAX_STEPS, description="Optimizer steps between checkpoints.")
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
     weight_decay: float = Field(0.0, ge=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
-    logging_steps: int = Field(1, gt=0)
+    logging_steps: int = Field(1, gt=0, le=MAX_STEPS)
     keep_checkpoints: int = Field(
-        0, ge=0, description="Complete checkpoints to keep on disk, newest first (0 = keep all)."
+        0, ge=0, le=MAX_KEPT, description="Complete checkpoints to keep on disk, newest first (0 = keep all)."
     )
     eval_every: int = Field(
-        0, ge=0, description="Optimizer steps between validation-loss evaluations ([data] validation); "
+        0, ge=0, le=MAX_STEPS, description="Optimizer steps between validation-loss evaluations ([data] validation); "
         "0 = at the end only.",
     )
 
@@ -259,8 +297,9 @@ class CustomTask(_Section):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_]+$")
     path: str
-    num_fewshot: int = Field(0, ge=0)
-    limit: int | None = Field(None, ge=0, description="Items of this task to score (0 = all); unset = [eval] limit.")
+    num_fewshot: int = Field(0, ge=0, le=MAX_SHOTS)
+    limit: int | None = Field(None, ge=0, le=MAX_STEPS,
+                              description="Items of this task to score (0 = all); unset = [eval] limit.")
 
 
 def _shots_task_is_known(name: str, info: ValidationInfo) -> str:
@@ -281,17 +320,19 @@ def _shots_task_is_known(name: str, info: ValidationInfo) -> str:
 
 
 _ShotsTask = Annotated[str, AfterValidator(_shots_task_is_known)]
-_Shots = Annotated[int, Field(ge=0)]
+_Shots = Annotated[int, Field(ge=0, le=MAX_SHOTS)]
 
 
 class EvalSection(_Section):
     tasks: list[str] = Field(
         default_factory=lambda: list(LEADERBOARD),
         description="arc_challenge, hellaswag, mmlu, truthfulqa_mc2 (the Open LLM Leaderboard v1 profile), "
-        "mmlu_<subject>, or the name of a task defined in include_path.")
-    limit: int = Field(0, ge=0, description="Cap on items per task (0 = all); for quick runs.")
+        "mmlu_<subject>, the name of a task defined in include_path, or of an [[eval.custom]] task (which runs "
+        "whether named here or not). An unknown name is refused at submit.")
+    limit: int = Field(0, ge=0, le=MAX_STEPS, description="Cap on items per task (0 = all); for quick runs. MMLU "
+                       "applies it to each of its 57 subjects: limit = 8 scores 456 MMLU items.")
     benchmarks_dir: str = Field("", description="Local benchmark data directory; empty = the official hub datasets.")
-    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+    batch_size: Annotated[int, Field(gt=0, le=MAX_BATCH)] | Literal["auto"] = Field(
         8, description='Evaluation batch size, or "auto": lm-eval finds the largest that fits (from 64 down). '
         "Scores can differ slightly between batch sizes (padding); the fingerprint records the setting.")
     baseline: bool = Field(True, description="Also evaluate the base model, so every score has a delta.")
@@ -305,12 +346,21 @@ class EvalSection(_Section):
         "otherwise; a benchmark evaluated with another count is not leaderboard-comparable) or an include_path "
         "task (its YAML's count otherwise). Custom tasks set theirs in [[eval.custom]].")
 
+    @property
+    def harness_tasks(self) -> list[str]:
+        """`tasks` without the custom tasks' names: a custom task always runs, whether `tasks` names it or not. (A
+        custom task named like a benchmark stays, so that the evaluation refuses the clash.)"""
+        custom = {task.name for task in self.custom}
+        return [task for task in self.tasks if task not in custom or task in LEADERBOARD]
+
     @field_validator("batch_size", mode="before")
     @classmethod
     def _positive_or_auto(cls, value: Any) -> Any:
         # One message instead of one per member of the union.
-        if value == "auto" or (type(value) is int and value > 0):
+        if value == "auto" or (type(value) is int and 0 < value <= MAX_BATCH):
             return value
+        if type(value) is int and value > MAX_BATCH:
+            raise ValueError(f"must be at most {MAX_BATCH}")
         raise ValueError('must be a positive integer or "auto"')
 
     @field_validator("num_fewshot")
@@ -332,14 +382,16 @@ class EvalSection(_Section):
 
 
 class ResourcesSection(_Section):
-    priority: int = Field(0, description="Queue priority: higher runs first; FIFO within a priority.")
+    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
+                          description="Queue priority: higher runs first; FIFO within a priority.")
     max_retries: int = Field(
-        2, ge=0, description="Times a run is re-queued after its worker died or an unexpected error, "
+        2, ge=0, le=MAX_RETRIES, description="Times a run is re-queued after its worker died or an unexpected error, "
         "before it is marked failed. Errors in the spec or the data are never retried.",
     )
     gpus: int = Field(
-        0, ge=0, description="GPUs the run needs: 0 = whatever the worker has (a GPU, or the CPU); N > 1 trains "
-        "with one process per GPU through torchrun (data parallel). Only a worker with N GPUs claims the run.",
+        0, ge=0, le=MAX_GPUS, description="GPUs the run needs: 0 = whatever the worker has (a GPU, or the CPU); "
+        "N > 1 trains with one process per GPU through torchrun (data parallel). Only a worker with N GPUs claims "
+        "the run.",
     )
 
     @model_serializer(mode="wrap")

@@ -1,8 +1,9 @@
-"""'Did you mean' suggestions for unknown spec keys."""
+"""'Did you mean' suggestions for unknown names: spec keys, eval tasks, --where fields."""
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 
 from pydantic import BaseModel
 from tunelab.experiments.schema import Spec
@@ -41,7 +42,25 @@ def suggestion_for_extra(loc: tuple, root: type[BaseModel] = Spec) -> str:
     if model is None:
         return ""
     known = list(model.model_fields)
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    close = close_names(str(loc[-1]), known)
     if close:
-        return f' (did you mean "{close[0]}"?)'
+        return f" ({did_you_mean(close)})"
     return f" (valid keys: {', '.join(known)})"
+
+
+def close_names(name: str, known: Iterable[str], *, limit: int = 2) -> list[str]:
+    """The known names `name` most likely meant: those it abbreviates (lr: learning_rate, lr_scheduler; arc:
+    arc_challenge), else the nearest spellings (lerning_rate: learning_rate)."""
+    known = list(dict.fromkeys(known))
+    lowered = name.lower()
+    if len(lowered) >= 2:
+        abbreviated = [k for k in known if k.lower().startswith(lowered)
+                       or "".join(word[:1] for word in k.lower().split("_")) == lowered]
+        if abbreviated:
+            return abbreviated[:limit]
+    return difflib.get_close_matches(name, known, n=limit, cutoff=0.6)[:1]
+
+
+def did_you_mean(names: list[str]) -> str:
+    """'did you mean "a"?' or 'did you mean "a" or "b"?'."""
+    return "did you mean " + " or ".join(f'"{n}"' for n in names) + "?"

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from typing import Any
 
 from tunelab.experiments.merge import deep_merge
+
+# Experiments one spec's [sweep] may expand to: each is validated, stored and queued, so a typo that asks for a
+# million is refused before anything is expanded.
+MAX_SWEEP_POINTS = 1_000
 
 
 class SweepDefinitionError(ValueError):
@@ -29,6 +34,9 @@ def format_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, str) and not value.isprintable():
+        # A name holds no control characters: a swept template's newlines show as \n.
+        return json.dumps(value, ensure_ascii=False)[1:-1]
     if isinstance(value, (int, str)):
         return str(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -51,6 +59,10 @@ def check_definition(sweep: Any) -> dict[str, list[Any]]:
             raise SweepDefinitionError(key, "a sweep key needs a non-empty list of values")
         if key.split(".")[0] == "experiment" and key.split(".")[-1] in ("name", "extends"):
             raise SweepDefinitionError(key, "experiment.name and experiment.extends cannot be swept")
+    points = math.prod(len(values) for values in sweep.values())
+    if points > MAX_SWEEP_POINTS:
+        raise SweepDefinitionError(None, f"[sweep] expands to {points:,} experiments; at most {MAX_SWEEP_POINTS:,} "
+                                         "per spec (split it into several specs)")
     return sweep
 
 

@@ -20,6 +20,7 @@ from sqlmodel import Session
 from tunelab.experiments.errors import missing_extra
 from tunelab.registry.errors import RegistryError
 from tunelab.registry.location import default_url, sqlite_database
+from tunelab.registry.reader import connect_for_reading
 from tunelab.registry.revision import MIGRATIONS_DIR, State, head, state_of
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -215,7 +216,12 @@ def open_read_only(url: str) -> Registry:
     database = sqlite_database(url)
     if database is not None and database.file is not None and not database.file.is_file():
         raise RegistryError(f"no registry at {database.file}: nothing has been submitted there yet")
-    engine = make_engine(url)
+    if database is not None and database.file is not None:
+        # Connections as `tunelab ls` makes them: they read on a full disk or a read-only filesystem too, and
+        # set nothing up (journal mode, pragmas) that would write.
+        engine = create_engine(url, creator=lambda: connect_for_reading(database))
+    else:
+        engine = make_engine(url)
     _refuse_writes(engine)
     try:
         state = schema_state(engine)

@@ -74,7 +74,8 @@ class Experiment(SQLModel, table=True):
     spec_path: str
     spec_text: str
     resolved_json: str
-    spec_hash: str = Field(index=True)
+    # Unique: one experiment per resolved spec (and where its relative paths point); see registry/submissions.py.
+    spec_hash: str = Field(index=True, unique=True)
     # Relative paths in the spec are resolved against the directory submit ran in.
     workdir: str
     created_at: datetime = Field(default_factory=utcnow)

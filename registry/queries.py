@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import select
 from tunelab.registry.db import Registry
-from tunelab.registry.errors import NotFound
+from tunelab.registry.errors import MAX_ID, NotFound
 from tunelab.registry.models import EvalCacheEntry, EvalResult, Experiment, FileDigest, Run
 from tunelab.registry.run_records import (  # noqa: F401  (re-exported: the read path's records and reads)
     MemberScore,
@@ -42,6 +42,8 @@ def _scored_rows(session, *conditions) -> list[tuple[Any, Score]]:
 
 
 def experiment_for_run(registry: Registry, run_id: int) -> tuple[Run, Experiment]:
+    if not 0 < run_id <= MAX_ID:  # `tunelab eval run:ID` with an id no registry holds: never sent to the driver
+        raise NotFound(f"no run with id {run_id}")
     with registry.session() as session:
         pair = session.exec(
             select(Run, Experiment).join(Experiment, Experiment.id == Run.experiment_id).where(Run.id == run_id)

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tunelab.registry.errors import RegistryError
-from tunelab.registry.location import sqlite_database
+from tunelab.registry.errors import RegistryError, database_failure
+from tunelab.registry.location import SqliteDatabase, sqlite_database
 from tunelab.registry.revision import State, state_of
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 # As registry/db.py: wait for a writer's lock rather than fail with "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 30.0
+# What SQLite says when it cannot set up the shared-memory file (-shm) that reading a WAL database takes: a full
+# disk, a directory or filesystem the user may not write.
+_NO_SHARED_MEMORY = ("disk i/o error", "unable to open database file", "readonly database", "disk is full")
 
 
 class Rows(Protocol):
@@ -76,11 +79,9 @@ def open_reader(url: str) -> SqliteReader:
         raise NotAtHead(f"{url} is not an SQLite file")
     if not database.file.is_file():
         raise NotAtHead(f"no registry at {database.file} yet")
-    # mode=rw never creates the file; a file the user may not write opens read-only all the same.
-    target = database.target if database.uri else f"file:{_quote_path(str(database.file))}?mode=rw"
     connection = None
     try:
-        connection = sqlite3.connect(target, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
+        connection = connect_for_reading(database)
         stored = _stored_revision(connection)
         if state_of(stored) is not State.CURRENT:
             raise NotAtHead(f"registry {url} is at revision {stored or '(none)'}")
@@ -88,9 +89,45 @@ def open_reader(url: str) -> SqliteReader:
         if connection is not None:
             connection.close()
         if isinstance(exc, sqlite3.Error):
-            raise RegistryError(f"cannot open registry {url}: {exc}") from None
+            raise RegistryError(database_failure(exc, url) or f"cannot open registry {url}: {exc}") from None
         raise
     return SqliteReader(url, connection)
+
+
+def connect_for_reading(database: SqliteDatabase) -> sqlite3.Connection:
+    """An sqlite3 connection that reads `database` even where nothing can be written: a full disk, a read-only
+    file, directory or filesystem.
+
+    A WAL database is read through a shared-memory file beside it, which SQLite creates on first use. Where it
+    cannot be created, and no write-ahead log is waiting to be folded into the database (a writer would hold
+    the shared-memory file open, so there is none), the file alone is the whole database: it is opened
+    immutable, without the shared-memory file or locks.
+    """
+    # mode=rw never creates the file; a file the user may not write opens read-only all the same.
+    target = database.target if database.uri else f"file:{_quote_path(str(database.file))}?mode=rw"
+    # Not bound to a thread: an SQLAlchemy pool may hand the connection to another (reads only, serialised).
+    connection = sqlite3.connect(target, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.OperationalError as exc:
+        connection.close()
+        if database.file is None or not _no_shared_memory(exc) or _pending_log(database.file):
+            raise
+    return sqlite3.connect(f"file:{_quote_path(str(database.file))}?mode=ro&immutable=1", uri=True,
+                           check_same_thread=False)
+
+
+def _no_shared_memory(exc: sqlite3.OperationalError) -> bool:
+    return any(words in str(exc).lower() for words in _NO_SHARED_MEMORY)
+
+
+def _pending_log(file) -> bool:
+    """Whether a write-ahead log with content lies beside the database: reading the file alone would miss it."""
+    try:
+        return file.with_name(file.name + "-wal").stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _quote_path(path: str) -> str:

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pydantic import ValidationError
 from sqlalchemy import func, or_, update
 from sqlmodel import Session, select
 from tunelab.experiments.schema import ResourcesSection
@@ -192,10 +193,15 @@ class Recovered:
 def max_retries(resolved_json: str) -> int:
     """`[resources] max_retries` of a stored spec (its default for specs stored before the field existed).
 
-    Only that section is validated: a run whose spec no longer validates as a whole must still be recovered.
+    Only that section is validated: a run whose spec no longer validates as a whole must still be recovered. A
+    section stored before a bound it breaks (priority, gpus) keeps its own count when that is one.
     """
     resources = json.loads(resolved_json).get("resources") or {}
-    return ResourcesSection.model_validate(resources).max_retries
+    try:
+        return ResourcesSection.model_validate(resources).max_retries
+    except ValidationError:
+        count = resources.get("max_retries")
+        return count if type(count) is int and count >= 0 else ResourcesSection.model_fields["max_retries"].default
 
 
 def requeue_stale(registry: Registry, timeout_seconds: float, *, now: datetime | None = None) -> list[Recovered]:

@@ -13,23 +13,50 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Iterator
+import types
+import typing
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from sqlalchemy import JSON, Boolean, ColumnElement, String, Text, and_, case, false, func, literal, not_, or_, select
+from pydantic import BaseModel
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    String,
+    Text,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
-from tunelab.experiments.benchmarks import LEADERBOARD_AVERAGE, Average
+from tunelab.experiments.benchmarks import LEADERBOARD, LEADERBOARD_AVERAGE, MMLU_SUBJECTS, Average
 from tunelab.experiments.schema import Spec
+from tunelab.experiments.suggest import close_names, did_you_mean
 from tunelab.registry.errors import RegistryError
 from tunelab.registry.models import EvalResult, Experiment, Run, RunStatus, SearchTrial, TrainMetric
 
 SECTIONS: tuple[str, ...] = tuple(Spec.model_fields)
 MAX_NESTING = 64
+# Comparisons in one expression: each nests one level deeper in the SQL an AND or OR chain becomes, and SQLite
+# refuses an expression tree deeper than 1,000. Far more than a person writes.
+MAX_COMPARISONS = 256
+# Integers are bound as 64-bit SQL integers; more digits than that can hold are refused before Python parses them.
+_MAX_INT = 2**63 - 1
+_MAX_INT_DIGITS = len(str(_MAX_INT))
+# The task names with scores in the registry, read when a bare field name is not a leaderboard benchmark.
+TaskNames = Callable[[], Collection[str]]
 
 
 class QueryError(RegistryError):
@@ -89,7 +116,7 @@ def _tokens(expression: str) -> Iterator[Token]:
             if end < n and (expression[end].isalnum() or expression[end] in "_."):
                 raise QueryError("malformed number", expression, i)
             text = number.group()
-            yield Token("number", text, i, float(text) if any(c in text for c in ".eE") else int(text))
+            yield Token("number", text, i, _number(text, expression, i))
             i = end
         elif name := _NAME.match(expression, i):
             end = name.end()
@@ -100,6 +127,19 @@ def _tokens(expression: str) -> Iterator[Token]:
             i = end
         else:
             raise QueryError(f"unexpected character {ch!r}", expression, i)
+
+
+def _number(text: str, expression: str, position: int) -> int | float:
+    """The value of a number token; QueryError for one no SQL comparison can take (too large, or infinite)."""
+    if not any(c in text for c in ".eE"):
+        if len(text.lstrip("+-")) <= _MAX_INT_DIGITS and abs(value := int(text)) <= _MAX_INT:
+            return value
+        raise QueryError("number out of range", expression, position,
+                         expected=f"an integer between -{_MAX_INT} and {_MAX_INT}, or a decimal number")
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise QueryError("number out of range", expression, position, expected="a finite decimal number")
+    return value
 
 
 def _string(expression: str, start: int) -> Token:
@@ -174,12 +214,15 @@ _WANTS = {"id": "number", "loss": "number", "score": "number", "average": "numbe
 _NULLABLE = frozenset({"loss", "score", "average", "spec", "val_loss", "search", "trial"})
 
 
-def _resolve_field(token: Token, expression: str) -> Field:
+def _resolve_field(token: Token, expression: str, tasks: TaskNames | None) -> Field:
+    """The field a name means. `tasks`: the names with scores that a bare name may be, asked for only when a name is
+    not a leaderboard benchmark (None: any name is taken for a task, unchecked)."""
     parts = tuple(token.text.split("."))
     if len(parts) > 1:
         if parts[0] not in SECTIONS:
             raise QueryError(f'unknown spec section "{parts[0]}"', expression, token.position,
                              expected="one of " + ", ".join(SECTIONS))
+        _check_spec_key(parts, token, expression)
         return Field("spec", token.text, token.position, parts)
     name = parts[0]
     if name in _BUILTIN_FIELDS:
@@ -188,8 +231,53 @@ def _resolve_field(token: Token, expression: str) -> Field:
         example = next(iter(Spec.model_fields[name].annotation.model_fields))
         raise QueryError(f'"{name}" is a spec section, not a value', expression, token.position,
                          expected=f"one of its keys, such as {name}.{example}")
-    # Any other bare name is a task: the leaderboard's, or a custom one.
+    # Any other bare name is a task: the leaderboard's, or one with scores in the registry (a custom task...).
+    if tasks is not None and name.startswith("mmlu_") and name[5:] in MMLU_SUBJECTS:
+        raise QueryError(f'"{name}" is an MMLU subject, not a field', expression, token.position,
+                         expected="mmlu, the mean of its subjects")
+    if tasks is not None and name not in LEADERBOARD and name not in (known := tasks()):
+        scored = [*LEADERBOARD, *sorted(set(known) - set(LEADERBOARD))]
+        close = close_names(name, [*_BUILTIN_FIELDS, *scored])
+        expected = ("a run fact (id, name, status, created, loss, tags), a spec key such as train.learning_rate, "
+                    "average, or a task with scores: " + ", ".join(scored))
+        raise QueryError(f'unknown field "{name}"' + (f" ({did_you_mean(close)})" if close else ""),
+                         expression, token.position, expected=None if close else expected)
     return Field("score", name, token.position, (name,))
+
+
+def _check_spec_key(parts: tuple[str, ...], token: Token, expression: str) -> None:
+    """QueryError unless `parts` names a key of the spec (or a key inside one of its tables of free keys, such as
+    eval.num_fewshot.arc_challenge)."""
+    model: type[BaseModel] = Spec
+    for depth, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            dotted, above = ".".join(parts[:depth + 1]), parts[:depth]
+            keys = [".".join((*above, key)) for key in fields]
+            close = [".".join((*above, key)) for key in close_names(part, fields)]
+            raise QueryError(f'unknown spec key "{dotted}"' + (f" ({did_you_mean(close)})" if close else ""),
+                             expression, token.position, expected=None if close else "one of " + ", ".join(keys))
+        inner = _section_of(fields[part].annotation)
+        if inner is dict:
+            return  # a table of free keys: any key below it
+        if inner is None:
+            if depth + 1 < len(parts):
+                raise QueryError(f'"{".".join(parts[:depth + 1])}" is a value, not a table', expression,
+                                 token.position, expected=f"just {'.'.join(parts[:depth + 1])}")
+            return
+        model = inner
+
+
+def _section_of(annotation: Any) -> type[BaseModel] | type[dict] | None:
+    """The spec table a field's annotation holds (a model), `dict` for a table of free keys, None for a value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) is dict:
+        return dict
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [_section_of(arg) for arg in typing.get_args(annotation)]
+        return next((m for m in members if m is not None), None)
+    return None
 
 
 def _describe(token: Token) -> str:
@@ -203,11 +291,13 @@ def _describe(token: Token) -> str:
 
 
 class _Parser:
-    def __init__(self, expression: str) -> None:
+    def __init__(self, expression: str, tasks: TaskNames | None = None) -> None:
         self.expression = expression
+        self.tasks = tasks
         self._stream = _tokens(expression)
         self.token = next(self._stream)
         self.depth = 0
+        self.comparisons = 0
 
     def advance(self) -> Token:
         token = self.token
@@ -271,7 +361,10 @@ class _Parser:
     def comparison(self) -> Comparison:
         if self.token.kind != "name":
             self.fail('a field name, "not" or "("')
-        field = _resolve_field(self.advance(), self.expression)
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            self.error(f"expression too long: more than {MAX_COMPARISONS} comparisons", self.token.position)
+        field = _resolve_field(self.advance(), self.expression, self.tasks)
         if not (self.token.kind == "op" or self.keyword("contains")):
             self.fail("an operator: = != < <= > >= contains")
         op_token = self.advance()
@@ -322,12 +415,13 @@ class _Parser:
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def parse(expression: str) -> Node:
-    """Parse a --where expression into its AST; raises QueryError."""
-    return _Parser(expression).expression_()
+def parse(expression: str, tasks: TaskNames | None = None) -> Node:
+    """Parse a --where expression into its AST; raises QueryError. `tasks`: the task names a bare field may be
+    besides the leaderboard's, asked for when needed (None: any)."""
+    return _Parser(expression, tasks).expression_()
 
 
-def parse_sort(text: str) -> Field:
+def parse_sort(text: str, tasks: TaskNames | None = None) -> Field:
     """Parse a --sort field (the same fields as --where, except tags); raises QueryError."""
     parser = _Parser(text)
     if parser.token.kind != "name":
@@ -335,7 +429,7 @@ def parse_sort(text: str) -> Field:
     token = parser.advance()
     if parser.token.kind != "end":
         parser.fail("a single field name")
-    field = _resolve_field(token, text)
+    field = _resolve_field(token, text, tasks)
     if field.kind == "tags":
         parser.error("cannot sort by tags", token.position, expected="a field with one value per run")
     return field
@@ -561,11 +655,18 @@ def _spec_comparison(node: Comparison) -> ColumnElement[bool]:
         left = _spec_value(path, "number")
     else:
         left = _spec_value(path, "string")
-    return _COMPARE[node.op](_Bytewise(left) if node.op in _ORDERING and isinstance(value, str) else left, value)
+    return _COMPARE[node.op](_Bytewise(left) if node.op in _ORDERING and isinstance(value, str) else left,
+                             _bound(value))
+
+
+def _bound(value: Any) -> Any:
+    """A literal as a bound parameter; an integer as a 64-bit one, whatever the column it meets (PostgreSQL would
+    otherwise cast it to the column's 32-bit INTEGER, and fail on a larger one)."""
+    return literal(value, BigInteger()) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _comparison(node: Comparison) -> ColumnElement[bool]:
-    field, value = node.field, node.value.value
+    field, value = node.field, _bound(node.value.value)
     if field.kind == "tags":
         return _JsonArrayHas(Experiment.tags_json, literal(value, Text()))
     if field.kind == "spec":

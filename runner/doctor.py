@@ -185,7 +185,7 @@ def _check_run_weights(run_id: int, check: RunCheck, registry: Registry) -> None
 
 def _check_benchmarks(spec: Spec, workdir: Path, check: RunCheck, offline: bool,
                       environ: Mapping[str, str]) -> None:
-    tasks = spec.eval.tasks
+    tasks = spec.eval.harness_tasks
     try:
         directory = task_directory(spec.eval, workdir)
     except EvaluationError as err:

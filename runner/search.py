@@ -19,6 +19,7 @@ trials whatever the worker that draws them (for TPE, given the same finished tri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import warnings
@@ -213,7 +214,8 @@ def trial_experiment(registry: Registry, record: SearchRecord, number: int, para
         resolved, digest, tags = canonical_json(resolved_dict(spec)), spec_hash(spec), list(spec.experiment.tags)
     except ValidationError:
         resolved = canonical_json(raw)
-        digest, tags = "invalid:" + resolved[:64], []
+        # Unique like every spec hash (the registry's index demands it): the trial's name is in `resolved`.
+        digest, tags = "invalid:" + hashlib.sha256(resolved.encode("utf-8")).hexdigest(), []
     return NewExperiment(name=name, description=f"trial {number} of search {record.search_id}", tags=tags,
                          spec_path=record.spec_path, spec_text=spec_text, resolved_json=resolved, spec_hash=digest,
                          workdir=record.workdir, priority=record.priority, gpus=record.gpus)

@@ -9,7 +9,8 @@ if [ "$(id -u)" != 0 ]; then
   echo "Chromium is missing; install Debian's 'chromium' package (needs root)" >&2
   exit 1
 fi
-echo "installing Debian's chromium package ..." >&2
+echo "chromium.sh: the browser tests need Chromium, which is missing: installing Debian's chromium package and" \
+     "its dependencies system-wide with apt-get, as root" >&2
 apt-get update -qq >&2
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
 command -v chromium

@@ -3,6 +3,7 @@
 #
 #   scripts/postgres.sh start   # init (first time) and start; prints the registry URL on stdout
 #   scripts/postgres.sh stop    # stop it; remove $TUNELAB_PG_DIR to throw the data away
+#   scripts/postgres.sh status  # exit 0 if it is running
 #
 # Environment: TUNELAB_PG_DIR (default /tmp/tunelab-pg), TUNELAB_PG_PORT (default 55432; the
 # next free port is taken when that one is busy). Trust auth: for tests only, never for real data.
@@ -34,7 +35,8 @@ find_bindir() {
 
 install_server() {
     [[ "$(id -u)" == 0 ]] || die "PostgreSQL is not installed; install Debian's 'postgresql' package (needs root)"
-    say "installing Debian's postgresql package"
+    say "PostgreSQL is not installed: installing Debian's postgresql package and its dependencies system-wide" \
+        "with apt-get, as root (for the registry tests)"
     # Only the binaries are wanted: no default cluster on port 5432 besides ours.
     if [[ ! -e /etc/postgresql-common/createcluster.conf ]]; then
         mkdir -p /etc/postgresql-common
@@ -120,14 +122,23 @@ stop() {
     fi
 }
 
+status() {
+    if is_running; then
+        say "running on 127.0.0.1:$(running_port)"
+    else
+        say "not running"
+        return 1
+    fi
+}
+
 case "${1:-}" in
-    start | stop) ;;
-    *) die "usage: $0 start|stop" ;;
+    start | stop | status) ;;
+    *) die "usage: $0 start|stop|status" ;;
 esac
 
 BINDIR="$(find_bindir)"
 if [[ -z "$BINDIR" ]]; then
-    [[ "$1" == stop ]] && { say "not running"; exit 0; }
+    [[ "$1" != start ]] && { say "not running"; [[ "$1" == stop ]]; exit; }
     install_server
     BINDIR="$(find_bindir)"
     [[ -n "$BINDIR" ]] || die "initdb/pg_ctl still not found after installing postgresql"

@@ -13,13 +13,14 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 from sqlalchemy import text
 from tunelab.experiments.benchmarks import LEADERBOARD
-from tunelab.experiments.loader import load_specs
+from tunelab.experiments.loader import load_all, load_specs
+from tunelab.registry.db import default_url, open_registry
 from tunelab.registry.recording import MetricPoint, record_metrics, record_scores, update_run
 from tunelab.registry.run_state import claim_next, prune, retry_or_fail, succeed
 from tunelab.registry.scores import Score
 from tunelab.registry.search_records import search_record
 from tunelab.registry.searches import create_search, search_from_loaded
-from tunelab.registry.submissions import NewExperiment, submit
+from tunelab.registry.submissions import NewExperiment, from_loaded, submit
 from tunelab.runner.search import ask_trial, trial_ended
 
 from tunelab.cli import cli
@@ -93,6 +94,17 @@ batch_size = 4
         encoding="utf-8",
     )
     return path
+
+
+def queue_unchecked(home: Path, spec: Path, *, workdir: Path | None = None) -> int:
+    """Queue `spec` as `submit` stores it, without submit's checks of the files and tasks it names: a run whose files
+    vanished or changed after it was submitted, as `tunelab doctor` and a worker may find it. Returns its run id."""
+    registry = open_registry(default_url(home))
+    try:
+        (done,) = submit(registry, [from_loaded(load_all([spec])[0], workdir=str(workdir or Path.cwd()))])
+    finally:
+        registry.engine.dispose()
+    return done.run_id
 
 
 def plant_user_modules(directory: Path, *, tunelab: bool = False) -> Path:

@@ -14,6 +14,8 @@ import click
 from tunelab.context import AppContext
 from tunelab.experiments.errors import TunelabError
 from tunelab.lazy_group import LazyCommand, LazyGroup
+from tunelab.registry.errors import database_failure
+from tunelab.terminal import printable
 
 # name -> where the command is, and the first sentence of its help (tests/cli/test_lazy_group.py keeps them equal).
 COMMANDS = {
@@ -56,13 +58,30 @@ COMMANDS = {
 
 
 class TunelabGroup(LazyGroup):
-    """Turns the rooms' typed errors into one clear line and exit status 1 (no traceback)."""
+    """Turns the rooms' typed errors, and failures of the registry's database itself (damaged, read-only, full),
+    into one clear line and exit status 1 (no traceback); every message is printed with its control characters
+    escaped (tunelab/terminal.py), since it may quote a name, a path or a value the user typed."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as exc:  # the root's own options: `tunelab --hmoe DIR`
+            exc.message = printable(exc.message, keep_newlines=True)
+            raise
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except TunelabError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(printable(exc, keep_newlines=True)) from None
+        except click.ClickException as exc:
+            exc.message = printable(exc.message, keep_newlines=True)
+            raise
+        except Exception as exc:
+            line = database_failure(exc, getattr(ctx.obj, "url", "") or "")
+            if line is None:
+                raise
+            raise click.ClickException(printable(line)) from None
 
 
 @click.group(cls=TunelabGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

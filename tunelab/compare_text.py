@@ -8,17 +8,18 @@ from rich.text import Text
 
 from tunelab.output import fmt_float
 from tunelab.reports.compare import Comparison
+from tunelab.terminal import printable
 
 
 def print_comparison(c: Comparison) -> None:
     console = Console()
-    console.print(Text(f"A = #{c.a_id} {c.a_name}    B = #{c.b_id} {c.b_name}", style="bold"))
+    console.print(Text(printable(f"A = #{c.a_id} {c.a_name}    B = #{c.b_id} {c.b_name}"), style="bold"))
     if c.spec_differences:
         table = Table(title="spec keys that differ", title_justify="left")
         for column in ("key", "A", "B"):
             table.add_column(column)
         for d in c.spec_differences:
-            table.add_row(Text(d.key), Text(d.a), Text(d.b))
+            table.add_row(Text(printable(d.key)), Text(printable(d.a)), Text(printable(d.b)))
         console.print(table)
     else:
         console.print("resolved specs identical (apart from the name)")
@@ -26,7 +27,7 @@ def print_comparison(c: Comparison) -> None:
     for column in ("task", "metric", "A", "B", "delta", "p", "flips"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for s in c.scores:
-        table.add_row(Text(s.task), s.metric, fmt_float(s.a), fmt_float(s.b),
+        table.add_row(Text(printable(s.task)), Text(printable(s.metric)), fmt_float(s.a), fmt_float(s.b),
                       s.delta_text or "-",
                       "-" if s.p_value is None else f"{s.p_value:.3g}", str(len(s.flips)))
     console.print(table)

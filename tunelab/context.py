@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunelab.registry.location import default_url
+from tunelab.registry.location import default_url, sqlite_database
 from tunelab.registry.reader import NotAtHead, Rows, SqliteReader, open_reader
 
 if TYPE_CHECKING:
@@ -49,6 +49,13 @@ class AppContext:
             except NotAtHead:
                 return self.registry()
         return self._reader
+
+    def existing_reader(self) -> Rows | None:
+        """The registry to read, as `reader()`; None when an SQLite registry does not exist yet (it is not made)."""
+        database = sqlite_database(self.url)
+        if database is not None and database.file is not None and not database.file.is_file():
+            return None
+        return self.reader()
 
     def read_only_registry(self) -> Registry:
         """The registry through SQLAlchemy for a command that must never write (reports): not created, not

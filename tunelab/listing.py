@@ -17,6 +17,7 @@ import click
 from tunelab.experiments.benchmarks import display_order, leaderboard_average, with_average
 from tunelab.output import fmt_float, fmt_time, print_json
 from tunelab.registry.run_records import RunSummary
+from tunelab.terminal import printable
 
 # Column, and whether its values are numbers (right-aligned).
 COLUMNS = (("run", True), ("experiment", False), ("status", False), ("method", False), ("created", False),
@@ -32,11 +33,12 @@ def print_runs(runs: list[RunSummary], values: dict[int, dict[str, float]], *, f
     """`values`: each run's headline value per task (registry.run_records.headline_values); `more`: the table
     shows a page of a longer listing."""
     if fmt == "table":
-        rows = [(str(r.run_id), r.name, r.status, r.method, fmt_time(r.created_at), fmt_float(r.final_loss),
-                 fmt_float(leaderboard_average(values.get(r.run_id, {})))) for r in runs]
+        rows = [(str(r.run_id), printable(r.name), printable(r.status), printable(r.method), fmt_time(r.created_at),
+                 fmt_float(r.final_loss), fmt_float(leaderboard_average(values.get(r.run_id, {})))) for r in runs]
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
         footer = [f"(the first {len(runs)} runs; --limit N or --all for more)"] if more else []
-        click.echo("\n".join([title, *table_lines(rows, width=width), *footer]))
+        # Every cell is printable already: the table is echoed as it is (a listing may have tens of thousands).
+        click.echo("\n".join([printable(title), *table_lines(rows, width=width), *footer]))
         return
     headline = {r.run_id: with_average(values.get(r.run_id, {})) for r in runs}
     if fmt == "json":
@@ -44,10 +46,13 @@ def print_runs(runs: list[RunSummary], values: dict[int, dict[str, float]], *, f
         return
     tasks = display_order({task for scores in headline.values() for task in scores} - {"average"})
     writer = csv.writer(sys.stdout)
-    writer.writerow(["run_id", "name", "status", "method", "base_model", "created_at", "final_loss", *tasks, "average"])
+    writer.writerow(["run_id", "name", "status", "method", "base_model", "created_at", "final_loss",
+                     *map(printable, tasks), "average"])
     for r in runs:
         scores = headline[r.run_id]
-        writer.writerow([r.run_id, r.name, r.status, r.method, r.base_model, r.created_at.isoformat(), r.final_loss,
+        # Printable like the table: a CSV is read in a terminal too (a name's control characters come escaped).
+        writer.writerow([r.run_id, printable(r.name), r.status, printable(r.method), printable(r.base_model),
+                         r.created_at.isoformat(), r.final_loss,
                          *(scores.get(t) for t in tasks), scores.get("average")])
 
 

@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tunelab.terminal import printable
+
 
 def print_differences(plan) -> None:
     console = Console()
@@ -16,7 +18,7 @@ def print_differences(plan) -> None:
     for column in ("what", "then", "now"):
         table.add_column(column)
     for d in plan.differences:
-        table.add_row(Text(d.what), Text(d.original), Text(d.now))
+        table.add_row(Text(printable(d.what)), Text(printable(d.original)), Text(printable(d.now)))
     console.print(table)
 
 
@@ -26,7 +28,8 @@ def print_verdict(verdict) -> None:
     for column in ("check", "original", "reproduction", "difference", "ok"):
         table.add_column(column)
     for c in verdict.checks:
-        table.add_row(Text(c.what), Text(c.original), Text(c.reproduced), Text(c.difference),
+        table.add_row(Text(printable(c.what)), Text(printable(c.original)), Text(printable(c.reproduced)),
+                      Text(printable(c.difference)),
                       Text("yes", style="green") if c.ok else Text("NO", style="red"))
     console.print(table)
     if verdict.bit_identical:

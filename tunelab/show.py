@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from tunelab.experiments.benchmarks import display_order
@@ -18,19 +17,20 @@ from tunelab.reports.data_stats import data_source_lines, data_totals, overlengt
 from tunelab.reports.eval_settings import average_caveats, not_comparable_reasons
 from tunelab.reports.marks import delta_text
 from tunelab.reports.scores import headline_scores
+from tunelab.terminal import markup
 
 
 def print_detail(detail: RunDetail) -> None:
     console = Console()
     s = detail.summary
-    console.print(f"[bold]run {s.run_id}[/bold]  experiment {s.experiment_id}  [bold]{escape(s.name)}[/bold]  "
-                  f"status: {s.status}")
-    console.print(escape(f"  method {s.method}  base {s.base_model}  spec {detail.spec_path}  "
+    console.print(f"[bold]run {s.run_id}[/bold]  experiment {s.experiment_id}  [bold]{markup(s.name)}[/bold]  "
+                  f"status: {markup(s.status)}")
+    console.print(markup(f"  method {s.method}  base {s.base_model}  spec {detail.spec_path}  "
                          f"hash {detail.spec_hash[:12]}"))
     console.print(f"  created {fmt_time(s.created_at)}  started {fmt_time(s.started_at)}  "
-                  f"finished {fmt_time(s.finished_at)}  output {detail.output_dir or '-'}")
+                  f"finished {fmt_time(s.finished_at)}  output {markup(detail.output_dir or '-')}")
     if s.error:
-        console.print(f"  [red]error:[/red] {escape(s.error)}")
+        console.print(f"  [red]error:[/red] {markup(s.error)}")
     if s.reproduces_run_id is not None:
         console.print(f"  reproduces run {s.reproduces_run_id} (made by tunelab reproduce)")
     if detail.train_seconds is not None:
@@ -47,9 +47,11 @@ def print_detail(detail: RunDetail) -> None:
     if detail.scores:
         print_scores(console, detail.scores)
     console.print("  spec (resolved: what the run used):")
-    console.print(escape(indented(spec_toml(detail.spec))), soft_wrap=True, highlight=False)
+    # Line by line: a newline inside one value is escaped, the lines of the TOML are kept.
+    console.print("\n".join(markup(line) for line in indented(spec_toml(detail.spec)).split("\n")), soft_wrap=True,
+                  highlight=False)
     if detail.lineage and detail.lineage["runs"]:
-        console.print("  lineage: " + escape(Lineage.from_json(detail.lineage).describe(s.run_id)), soft_wrap=True)
+        console.print("  lineage: " + markup(Lineage.from_json(detail.lineage).describe(s.run_id)), soft_wrap=True)
 
 
 def indented(text: str, prefix: str = "    ") -> str:
@@ -70,14 +72,15 @@ def print_scores(console: Console, scores: list[Score]) -> None:
         for kind, score in (("fine-tuned", t), ("base", b)):
             if score is not None and not score.comparable:
                 marked.append(f"{task} ({kind}): {'; '.join(not_comparable_reasons(score))}")
-        table.add_row(task, row.metric, _value(t), _value(b), delta_text(t.value - b.value) if t and b else "-",
+        table.add_row(markup(task), markup(row.metric), _value(t), _value(b),
+                      delta_text(t.value - b.value) if t and b else "-",
                       "-" if t is None or b is None or t.vs_base_p is None else f"{t.vs_base_p:.3g}",
                       str(row.num_fewshot))
     console.print(table)
     if marked:
         console.print("  * not leaderboard-comparable:")
         for line in marked:
-            console.print(escape(f"    {line}"), soft_wrap=True)
+            console.print(markup(f"    {line}"), soft_wrap=True)
     average = headline_scores(scores, "finetuned").get("average")
     if average is not None:
         caveats = average_caveats({task: score.comparable for task, score in tuned.items()})
@@ -110,8 +113,8 @@ def print_data_stats(console: Console, stats: dict[str, Any], data: dict[str, An
     and why over-length rows were dropped when the spec asked to cut them."""
     console.print("  training data:")
     for line in data_source_lines(stats):
-        console.print(escape(f"    {line.text}"), soft_wrap=True)
+        console.print(markup(f"    {line.text}"), soft_wrap=True)
     if totals := data_totals(stats):
-        console.print(f"    {totals}", soft_wrap=True)
+        console.print(markup(f"    {totals}"), soft_wrap=True)
     if note := overlength_note(stats, data):
-        console.print(escape(f"    {note}"), soft_wrap=True)
+        console.print(markup(f"    {note}"), soft_wrap=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tunelab.experiments.eval_tasks import task_yaml_files, task_yaml_loader
 from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import EvalSection
 from tunelab.runner.errors import EvaluationError
@@ -20,7 +21,6 @@ from tunelab.runner.evaluation.tasks import TASK_PREFIX, GeneratedTask, TaskPlan
 
 # `datasets`' packaged loaders that read local files named by data_files (a hub dataset's data_files are not local).
 LOCAL_LOADERS = frozenset({"json", "csv", "parquet", "text", "arrow", "pandas"})
-_IGNORED_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints"})
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -64,8 +64,7 @@ def read_task_directory(path: Path) -> TaskDirectory:
     tasks: dict[str, IncludedTask] = {}
     others: dict[str, str] = {}
     unreadable: dict[Path, str] = {}
-    files = sorted((p for p in path.rglob("*.yaml") if not _IGNORED_DIRS & set(p.parts)), key=lambda p: p.as_posix())
-    for yaml_path in files:
+    for yaml_path in task_yaml_files(path):
         try:
             config = read_task_yaml(yaml_path)
         except (OSError, ValueError, yaml.YAMLError) as err:
@@ -106,14 +105,6 @@ def read_task_yaml(path: Path, _seen: frozenset[Path] = frozenset()) -> dict[str
         included.pop("task_list", None)
         merged.update(included)
     return merged | config
-
-
-def task_yaml_loader():
-    class Loader(yaml.SafeLoader):
-        """Safe YAML, plus lm-eval's `!function module.name` tag kept as text (nothing is imported)."""
-
-    Loader.add_constructor("!function", lambda loader, node: f"!function {loader.construct_scalar(node)}")
-    return Loader
 
 
 def map_data_files(value: Any, convert: Callable[[str], Any]) -> Any:

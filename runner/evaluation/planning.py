@@ -33,8 +33,9 @@ def plan_tasks(settings: EvalSection, *, benchmarks_dir: Path | None, base_dir: 
     official = official_tasks_dir()
     directory = task_directory(settings, base_dir)
     included = directory.tasks if directory else {}
-    requested = benchmark_requests(settings.tasks, official, directory)
-    names = list(requested) + [t for t in dict.fromkeys(settings.tasks) if t in included and t not in requested]
+    tasks = settings.harness_tasks
+    requested = benchmark_requests(tasks, official, directory)
+    names = list(requested) + [t for t in dict.fromkeys(tasks) if t in included and t not in requested]
     names += [c.name for c in settings.custom]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
@@ -45,7 +46,7 @@ def plan_tasks(settings: EvalSection, *, benchmarks_dir: Path | None, base_dir: 
     for stale in out_dir.glob(f"{TASK_PREFIX}*.yaml"):
         stale.unlink()
     plans: dict[str, TaskPlan] = {}
-    for task in settings.tasks:
+    for task in tasks:
         name = task if task in requested or task in included else "mmlu"
         if name in plans:
             continue
@@ -53,7 +54,7 @@ def plan_tasks(settings: EvalSection, *, benchmarks_dir: Path | None, base_dir: 
             bench = LEADERBOARD[name]
             shots = settings.num_fewshot.get(name, bench.num_fewshot)
             plan = plan_benchmark(bench, official, benchmarks_dir, out_dir, requested[name], shots)
-            asked = tuple(t for t in settings.tasks
+            asked = tuple(t for t in tasks
                           if t == name or (name == "mmlu" and t.startswith("mmlu_") and t not in included))
         else:
             plan = plan_included(included[name], settings.num_fewshot.get(name), base_dir, out_dir)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from tunelab.experiments.paths import spec_path
-from tunelab.experiments.schema import RUN_BASE, Spec
+# The reading of a model name belongs to the spec language; the runner's rooms import it from here too.
+from tunelab.experiments.paths import ModelLocation as ModelLocation
+from tunelab.experiments.paths import locate_model
+from tunelab.experiments.schema import Spec
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.training.methods import (
     bnb_compute_dtype,
@@ -33,29 +33,6 @@ def torch_dtype(name: str):
     import torch
 
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
-@dataclass(frozen=True)
-class ModelLocation:
-    """Where a model named in a spec's model.base (or on the command line) is."""
-
-    kind: Literal["directory", "run", "hub", "missing"]
-    path: Path | None = None  # the directory (resolved); for "missing", the path that does not exist
-    run_id: int | None = None  # for "run": run:ID, that run's final weights
-
-
-def locate_model(name: str, workdir: Path) -> ModelLocation:
-    """The one reading of a model name: a local directory (`~` expanded, relative to `workdir`, the directory
-    submit ran in), else run:ID, else a hub id; a name written as a path (starting with ".", "/" or "~", or with
-    more than one "/") whose directory does not exist is "missing", never taken for a hub id."""
-    candidate = spec_path(name, workdir)
-    if candidate.is_dir():
-        return ModelLocation("directory", candidate.resolve())
-    if run := RUN_BASE.fullmatch(name):
-        return ModelLocation("run", run_id=int(run.group(1)))
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        return ModelLocation("missing", candidate)
-    return ModelLocation("hub")
 
 
 def resolve_model_path(base: str, workdir: Path) -> str:

@@ -8,14 +8,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from tunelab.experiments.plain_text import printable
 
 
 class RunProgress:
     def __init__(self, run_id: int, name: str, *, enabled: bool = True) -> None:
         self.console = Console(file=sys.stderr)
         self.enabled = enabled
-        self._label = f"run {run_id} {name}"
+        # The name and the notes quote user text (names, paths, task names): printable, and never taken for markup.
+        self._label = escape(printable(f"run {run_id} {name}"))
         self._progress: Progress | None = None
         self._task = None
 
@@ -57,7 +60,7 @@ class RunProgress:
             self._progress.stop()
             self._progress = None
         if self.enabled:
-            self.console.print(f"  {message}")
+            self.console.print(f"  {escape(printable(message))}")
 
 
 @dataclass(frozen=True)

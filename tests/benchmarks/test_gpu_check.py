@@ -85,6 +85,9 @@ def _gpu_check(tmp_path: Path) -> Check:
 def test_the_generated_gpu_specs_are_valid_tunelab_specs(tmp_path):
     check = _gpu_check(tmp_path)
     specs = [gpu_check.throughput_spec(check, case) for case in GPU_CASES] + [gpu_check.resume_spec(check)]
+    # What the check builds before it submits: submit refuses a spec whose model or data is not there.
+    (tmp_path / "work" / "model").mkdir(parents=True)
+    (tmp_path / "work" / "data.jsonl").write_text('{"text": "t"}\n', encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "tunelab", "--home", str(tmp_path / "home"), "submit", "--dry-run",
                            *map(str, specs)], capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr

@@ -49,6 +49,7 @@ def stamp(url: str, revision: str) -> None:
 def test_a_registry_from_a_newer_tunelab_gets_one_line_from_every_command(registry, tmp_path, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "spec.toml").write_text(SPEC, encoding="utf-8")
+    (tmp_path / "train.jsonl").write_text('{"instruction": "i", "output": "o"}\n', encoding="utf-8")
     stamp(registry.url, FUTURE)
     out = run_cli(tmp_path, registry.url, *("spec.toml" if arg == "SPEC" else arg for arg in command))
     assert out.exit_code == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func
 from sqlmodel import select
 from tunelab.registry.db import default_url, open_registry
@@ -65,3 +66,36 @@ def test_show_unknown_run_is_a_clear_error(tmp_path):
     result = invoke(tmp_path / "home", "show", "42")
     assert result.exit_code == 1
     assert "no run with id 42" in result.output
+
+
+@pytest.mark.parametrize("command", [["submit"], ["submit", "--dry-run"], ["run"]])
+def test_an_unknown_eval_task_is_refused_before_anything_is_stored_or_trained(tmp_path, command):
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path / "s.toml", name="s", model_dir=tmp_path, tasks=("arc_challenge", "truthfulqa"))
+    result = invoke(home, *command, str(spec))
+    assert result.exit_code == 1
+    assert result.output == (f'Error: {spec}:25: eval.tasks: unknown eval task "truthfulqa" (did you mean '
+                             '"truthfulqa_mc2"?)\n')
+    assert count_rows(home) == (0, 0)
+
+
+def test_a_spec_whose_data_vanished_is_refused_by_submit(tmp_path):
+    home = tmp_path / "home"
+    data = tmp_path / "train.jsonl"
+    spec = write_spec(tmp_path / "s.toml", name="s", model_dir=tmp_path, train=data)
+    result = invoke(home, "submit", str(spec))
+    assert result.output == f"Error: {spec}:10: data.train: file not found: {data}\n"
+    assert count_rows(home) == (0, 0)
+
+
+@pytest.mark.parametrize("value", [str(10**20), str(-(10**20))])
+def test_dry_run_and_submit_agree_on_a_priority_out_of_bounds(tmp_path, value):
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path / "s.toml", name="s", model_dir=tmp_path, extra=f"[resources]\npriority = {value}\n")
+    dry, real = invoke(home, "submit", "--dry-run", str(spec)), invoke(home, "submit", str(spec))
+    assert dry.exit_code == real.exit_code == 1 and dry.output == real.output
+    assert "resources.priority: Input should be" in real.output and "Traceback" not in real.output
+    option = invoke(home, "submit", "--priority", value, str(write_spec(tmp_path / "t.toml", name="t",
+                                                                        model_dir=tmp_path)))
+    assert option.exit_code == 2 and "is not in the range -1000000<=x<=1000000" in option.output
+    assert count_rows(home) == (0, 0)

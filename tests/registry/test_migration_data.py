@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import text
 from tunelab.registry.db import Registry, current_revision, head_revision, make_engine, upgrade
 from tunelab.registry.queries import list_runs, run_detail
@@ -204,4 +205,43 @@ def test_cached_scores_are_read_back_as_scores_after_the_upgrade(empty_registry_
     restored, _, written_since = _cached_payloads(engine)
     assert restored == payload
     assert written_since["scores"] == [OLD_SCORE]
+    engine.dispose()
+
+
+# ---------------------------------------------------------------- 0015: one experiment per spec hash
+
+
+def _experiment(connection, experiment_id: int, spec_hash: str) -> None:
+    connection.execute(text(
+        "INSERT INTO experiment (id, name, description, tags_json, spec_path, spec_text, resolved_json, spec_hash, "
+        "workdir, created_at) VALUES (:id, :name, '', '[]', 's.toml', '', '{}', :h, :workdir, :now)"),
+        {"id": experiment_id, "name": f"e{experiment_id}", "h": spec_hash, "workdir": f"/w{experiment_id}", "now": NOW})
+    connection.execute(text("INSERT INTO run (id, experiment_id, status, priority, created_at) "
+                            "VALUES (:id, :id, 'succeeded', 0, :now)"), {"id": experiment_id, "now": NOW})
+
+
+def test_duplicates_stored_before_the_unique_hash_are_kept_and_told_apart(empty_registry_url):
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+    from tunelab.registry.db import _alembic_config
+
+    engine = make_engine(empty_registry_url)
+    upgrade(engine, "0014")
+    with engine.begin() as c:  # three submits that raced each other, and one on its own
+        for experiment_id, spec_hash in ((1, "same"), (2, "other"), (3, "same"), (4, "same")):
+            _experiment(c, experiment_id, spec_hash)
+    upgrade(engine)
+    with engine.connect() as c:
+        rows = c.execute(text("SELECT e.id, e.spec_hash, e.workdir, r.status FROM experiment e "
+                              "JOIN run r ON r.experiment_id = e.id ORDER BY e.id")).all()
+    assert [tuple(row) for row in rows] == [(1, "same", "/w1", "succeeded"), (2, "other", "/w2", "succeeded"),
+                                            (3, "same-dup3", "/w3", "succeeded"), (4, "same-dup4", "/w4", "succeeded")]
+    with pytest.raises(IntegrityError), engine.begin() as c:
+        _experiment(c, 5, "other")
+
+    command.downgrade(_alembic_config(engine), "0014")
+    with engine.begin() as c:
+        assert c.execute(text("SELECT spec_hash FROM experiment ORDER BY id")).scalars().all() == [
+            "same", "other", "same", "same"]
+        _experiment(c, 5, "other")  # the index is a plain one again
     engine.dispose()

@@ -87,3 +87,11 @@ def test_concurrent_processes_never_claim_the_same_run(registry):
         runs = session.exec(select(Run)).all()
     assert {run.status for run in runs} == {"running"}
     assert len({run.worker for run in runs}) >= 2, "the claims were not actually concurrent"
+
+
+def test_a_stored_spec_past_a_later_bound_still_has_its_retry_count():
+    from tunelab.registry.run_state import max_retries
+
+    assert max_retries('{"resources": {"priority": 100000000000000000000, "max_retries": 5}}') == 5
+    assert max_retries('{"resources": {"gpus": 100000000000000000000}}') == 2
+    assert max_retries('{"resources": {"max_retries": 3}}') == 3

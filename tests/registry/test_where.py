@@ -172,7 +172,6 @@ def test_contains(registry, run_ids, where, expected):
     ("arc_challenge > 0.3", {"lora-small", "full-ft"}),
     ("arc_challenge < 0.2", set()),  # the superseded 0.10 does not count
     ("arc_challenge > 0.5", set()),  # nor does the base model's 0.90
-    ("mmlu_anatomy > 0", set()),  # nor an MMLU subject
     ("mmlu = 0.3", {"lora-small"}),
     ("hellaswag != 0.5", {"lora-big"}),
     ("capitals >= 0.9", {"lora-small"}),  # a custom task
@@ -222,7 +221,7 @@ def test_parse_tree_follows_precedence():
     ("'say \"hi\"'", 'say "hi"'), ("1e-4", 1e-4), ("-2.5", -2.5), ("42", 42), (".5", 0.5), ("TRUE", True),
 ])
 def test_literals(text, value):
-    parsed = parse(f"name = {text}" if isinstance(value, str) else f"train.x = {text}")
+    parsed = parse(f"name = {text}" if isinstance(value, str) else f"train.learning_rate = {text}")
     assert parsed.value.value == value and type(parsed.value.value) is type(value)
 
 
@@ -386,6 +385,57 @@ def test_bad_sort_fields(registry, sort, headline):
     with pytest.raises(QueryError) as caught:
         query_runs(registry, sort=sort)
     assert str(caught.value).splitlines()[0] == headline
+
+
+@pytest.mark.parametrize(("where", "headline"), [
+    ("train.lr > 1", 'unknown spec key "train.lr" (did you mean "train.learning_rate" or "train.lr_scheduler"?) '
+                     "at column 1"),
+    ("method.kidn = 8", 'unknown spec key "method.kidn" (did you mean "method.kind"?) at column 1'),
+    ("train.learning_rate.x > 0", '"train.learning_rate" is a value, not a table at column 1: expected just '
+                                  "train.learning_rate"),
+    ("arc > 0.1", 'unknown field "arc" (did you mean "arc_challenge"?) at column 1'),
+    ("capitalz > 0.1", 'unknown field "capitalz" (did you mean "capitals"?) at column 1'),
+    ("mmlu_anatomy > 0", '"mmlu_anatomy" is an MMLU subject, not a field at column 1: expected mmlu, the mean of '
+                         "its subjects"),
+    ("zzz > 0", 'unknown field "zzz" at column 1: expected a run fact (id, name, status, created, loss, tags), a spec '
+                "key such as train.learning_rate, average, or a task with scores: arc_challenge, hellaswag, mmlu, "
+                "truthfulqa_mc2, capitals"),
+])
+def test_an_unknown_field_is_an_error_with_the_nearest_names(registry, run_ids, where, headline):
+    with pytest.raises(QueryError) as caught:
+        query_runs(registry, where=where)
+    assert str(caught.value).splitlines()[0] == headline
+    with pytest.raises(QueryError):
+        query_runs(registry, sort=where.split()[0])
+
+
+def test_fields_that_exist_but_hold_no_value_yet_are_fine(registry, run_ids):
+    # A spec key no stored spec sets, a table of free keys, a task with a score: no error, and what matches.
+    assert matching(registry, "eval.num_fewshot.arc_challenge = 0") == set()
+    assert matching(registry, "capitals >= 0.9") == {"lora-small"}
+
+
+@pytest.mark.parametrize(("where", "headline"), [
+    ("id > 1" + "0" * 5000, "number out of range at column 6: expected an integer between -9223372036854775807 and "
+                            "9223372036854775807, or a decimal number"),
+    (f"id = {2**63}", "number out of range at column 6: expected an integer between -9223372036854775807 and "
+                      "9223372036854775807, or a decimal number"),
+    ("loss < 1e999", "number out of range at column 8: expected a finite decimal number"),
+    (" and ".join(["id > 0"] * 1001), "expression too long: more than 256 comparisons at column 2817"),
+])
+def test_numbers_and_expressions_no_database_can_take_are_errors(registry, run_ids, where, headline):
+    with pytest.raises(QueryError) as caught:
+        query_runs(registry, where=where)
+    assert str(caught.value).splitlines()[0] == headline
+
+
+def test_the_longest_expression_allowed_runs_on_the_database(registry, run_ids):
+    many = " and ".join(["train.learning_rate > 0", "arc_challenge > 0.3"] * 128)
+    assert matching(registry, many) == {"lora-small", "full-ft"}
+    assert matching(registry, " or ".join(["name = \"full-ft\""] * 256)) == {"full-ft"}
+    # 64-bit integers compare with the 32-bit id column on PostgreSQL too.
+    assert matching(registry, f"id < {2**63 - 1} and arc_challenge > 0.3") == {"lora-small", "full-ft"}
+    assert matching(registry, f"id > {2**40} or method.r > {2**62}") == set()
 
 
 def test_query_error_is_a_registry_error():

@@ -109,6 +109,7 @@ def test_a_run_base_that_is_not_usable_fails_the_run_in_one_line(chain, tiny_mod
     (line,) = result.output.strip().splitlines()
     assert line.endswith('(RunFailed: model.base = "run:999": there is no run 999)')
 
+    (root / "nothing.jsonl").write_text('{"instruction": "i", "output": "o"}\n', encoding="utf-8")
     failed = invoke_json(home, "submit", str(write_spec(root / "f.toml", name="f", model_dir=tiny_model_dir,
                                                         train=root / "nothing.jsonl", kind="full")))[0]
     invoke(home, "cancel", str(failed["run_id"]))

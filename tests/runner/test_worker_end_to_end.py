@@ -14,14 +14,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def worked(tmp_path_factory, tiny_model_dir):
-    """Queue a run that will fail (its data file is missing) and then a good one; drain the queue once."""
+    """Queue a run that will fail (its data file vanishes after submit) and then a good one; drain the queue once."""
     root = tmp_path_factory.mktemp("e2e")
     home = root / "home"
-    broken = write_spec(root / "broken.toml", name="broken", model_dir=tiny_model_dir,
-                        train=root / "missing.jsonl", baseline=False)
+    data = root / "missing.jsonl"
+    data.write_text('{"instruction": "i", "output": "o"}\n', encoding="utf-8")
+    broken = write_spec(root / "broken.toml", name="broken", model_dir=tiny_model_dir, train=data, baseline=False)
     good = write_spec(root / "good.toml", name="good", model_dir=tiny_model_dir, kind="lora",
                       max_steps=4, save_every=2)
     submitted = invoke_json(home, "submit", str(broken), str(good))
+    data.unlink()
     result = invoke(home, "worker", "--until-empty", "--quiet")
     return home, submitted, result
 

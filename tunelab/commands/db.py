@@ -7,6 +7,7 @@ import click
 from tunelab.context import AppContext
 from tunelab.registry.db import current_revision, make_engine, schema_state, upgrade
 from tunelab.registry.revision import head
+from tunelab.terminal import say
 
 
 @click.group()
@@ -20,7 +21,7 @@ def db_current(app: AppContext) -> None:
     """Print the registry's schema revision and the newest one."""
     engine = make_engine(app.url)
     schema_state(engine)  # a later tunelab's revision is named as such
-    click.echo(f"current: {current_revision(engine) or '(empty)'}  head: {head()}")
+    say(f"current: {current_revision(engine) or '(empty)'}  head: {head()}")
 
 
 @db.command("upgrade")
@@ -31,4 +32,4 @@ def db_upgrade(app: AppContext, revision: str) -> None:
     app.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(app.url)
     upgrade(engine, revision)
-    click.echo(f"registry at revision {current_revision(engine)}")
+    say(f"registry at revision {current_revision(engine)}")

@@ -15,6 +15,7 @@ from tunelab.registry.scores import to_json as score_json
 from tunelab.runner.doctor import check_queued_runs
 from tunelab.runner.evaluate import evaluate_target, resolve_target, run_eval_settings
 from tunelab.runner.evaluation.targets import settings_from_options
+from tunelab.terminal import say
 
 
 def _custom_option(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -62,9 +63,9 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
     source = resolve_target(registry, target, home=app.home, cwd=cwd, dtype=dtype)
     defaults, run_seed = run_eval_settings(registry, source.run_id) if source.run_id else (None, None)
     settings = _settings(defaults, cwd, tasks, limit, benchmarks_dir, custom, batch_size)
-    say = None if quiet or as_json else (lambda message: click.echo(message, err=True))
+    progress = None if quiet or as_json else (lambda message: say(message, err=True))
     done = evaluate_target(registry, source, settings, home=app.home, base_dir=source.base_dir or cwd,
-                           seed=_seed(seed, run_seed), refresh=refresh, progress=say)
+                           seed=_seed(seed, run_seed), refresh=refresh, progress=progress)
     if as_json:
         print_json({"model_name": source.label, "run_id": source.run_id, "model_digest": done.digest,
                     "eval_key": done.eval_key, "dtype": source.dtype, "cached": list(done.outcome.cached),
@@ -94,10 +95,10 @@ def _print_scores(done) -> None:
             continue  # MMLU subjects: in --json and `tunelab show`
         source = "cached" if score.task in cached else "evaluated"
         comparable = "" if score.comparable else "  (not leaderboard-comparable)"
-        click.echo(f"{score.task:<16} {score.metric:<8} {fmt_float(score.value)}  n={score.n_samples:<6} "
+        say(f"{score.task:<16} {score.metric:<8} {fmt_float(score.value)}  n={score.n_samples:<6} "
                    f"{source}{comparable}")
     state = "recorded" if done.recorded else "already recorded"
-    click.echo(f"{done.source.label}: {state} (weights {done.digest[:12]}, settings {done.eval_key})")
+    say(f"{done.source.label}: {state} (weights {done.digest[:12]}, settings {done.eval_key})")
 
 
 @click.command()
@@ -112,12 +113,12 @@ def doctor(app: AppContext, offline: bool, as_json: bool) -> None:
         print_json([dict(asdict(c), ok=c.ok) for c in checks])
     else:
         for check in checks:
-            click.echo(f"run {check.run_id} {check.name}: " + ("ok" if check.ok else f"{len(check.problems)} missing"))
+            say(f"run {check.run_id} {check.name}: " + ("ok" if check.ok else f"{len(check.problems)} missing"))
             for problem in check.problems:
-                click.echo(f"  - {problem.what}: {problem.where} ({problem.detail})")
+                say(f"  - {problem.what}: {problem.where} ({problem.detail})")
             for note in check.notes:
-                click.echo(f"  note: {note}")
+                say(f"  note: {note}")
         bad = sum(not c.ok for c in checks)
-        click.echo(f"{len(checks)} queued run(s) checked, {bad} with missing files" if checks else "no queued runs")
+        say(f"{len(checks)} queued run(s) checked, {bad} with missing files" if checks else "no queued runs")
     if any(not c.ok for c in checks):
         raise SystemExit(1)

@@ -9,11 +9,13 @@ import click
 
 from tunelab.context import AppContext
 from tunelab.output import print_json
+from tunelab.params import RUN_ID
 from tunelab.runner.export import export_run
+from tunelab.terminal import say
 
 
 @click.command()
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write (must not exist, or be empty).")
 @click.option("--merge", is_flag=True, help="Merge an adapter into its base model: a plain transformers model.")
@@ -30,4 +32,4 @@ def export(app: AppContext, run_id: int, output: Path, merge: bool, as_json: boo
         print_json(asdict(result) | {"output": str(result.output)})
         return
     over = f" over {result.base}" if result.form == "adapter" else ""
-    click.echo(f"run {run_id}: wrote {result.form} model ({result.method}{over}) to {result.output}")
+    say(f"run {run_id}: wrote {result.form} model ({result.method}{over}) to {result.output}")

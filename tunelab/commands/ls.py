@@ -10,6 +10,7 @@ import click
 
 from tunelab.context import AppContext
 from tunelab.listing import TABLE_ROWS, print_runs
+from tunelab.params import COUNT
 from tunelab.registry.query_help import FIELDS_HELP
 from tunelab.registry.run_records import headline_values, list_runs
 from tunelab.registry.run_status import RunStatus
@@ -20,7 +21,7 @@ from tunelab.registry.run_status import RunStatus
 @click.option("--sort", metavar="FIELD", help="Order by a field (a score, a spec key, id, name...); best first.")
 @click.option("--asc", is_flag=True, help="Sort ascending instead.")
 @click.option("--status", type=click.Choice([s.value for s in RunStatus]))
-@click.option("--limit", type=int, default=None,
+@click.option("--limit", type=COUNT, default=None,
               help=f"Show at most this many runs. Default: all of them, except in the table: the first {TABLE_ROWS}.")
 @click.option("--all", "every_run", is_flag=True,
               help=f"The table too lists every run, not only the first {TABLE_ROWS}.")

@@ -10,9 +10,11 @@ import click
 from tunelab.compare_text import print_comparison
 from tunelab.context import AppContext
 from tunelab.output import print_json
+from tunelab.params import RUN_ID
 from tunelab.reports.compare import build_comparison
 from tunelab.reports.files import write_atomically
 from tunelab.reports.render import render_comparison, runs_dir_for, write_report
+from tunelab.terminal import say
 
 
 @click.command()
@@ -30,12 +32,12 @@ def report(app: AppContext, output: Path, title: str, run_pages: bool) -> None:
     """
     board = write_report(app.read_only_registry(), output, title=title, run_pages=run_pages)
     pages = f" and run pages in {runs_dir_for(output)}/" if run_pages else ""
-    click.echo(f"wrote {output} ({len(board.rows)} models){pages}")
+    say(f"wrote {output} ({len(board.rows)} models){pages}")
 
 
 @click.command()
-@click.argument("run_a", type=int)
-@click.argument("run_b", type=int)
+@click.argument("run_a", type=RUN_ID)
+@click.argument("run_b", type=RUN_ID)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write an HTML comparison page to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
@@ -51,4 +53,4 @@ def compare(app: AppContext, run_a: int, run_b: int, output: Path | None, as_jso
         print_comparison(comparison)
     if output is not None:
         write_atomically(output, render_comparison(comparison))
-        click.echo(f"wrote {output}")
+        say(f"wrote {output}")

@@ -6,12 +6,14 @@ import click
 
 from tunelab.context import AppContext
 from tunelab.output import print_json
+from tunelab.params import RUN_ID
 from tunelab.reproduce_text import print_differences, print_verdict
 from tunelab.runner.reproduce import reproduce_run
+from tunelab.terminal import say
 
 
 @click.command()
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.option("--verify", is_flag=True, help="After the re-run, compare it with the original; exit 1 if it differs.")
 @click.option("--allow-data-change", is_flag=True, help="Re-run even if the training data changed since.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
@@ -25,7 +27,7 @@ def reproduce(app: AppContext, run_id: int, verify: bool, allow_data_change: boo
     if as_json:
         print_json(done.to_json())
     else:
-        click.echo(f"run {done.new_run_id}: {done.result.status} (reproduces run {run_id})")
+        say(f"run {done.new_run_id}: {done.result.status} (reproduces run {run_id})")
         if done.verdict is not None:
             print_verdict(done.verdict)
     if not done.ok:

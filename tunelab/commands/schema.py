@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from tunelab.experiments.json_schema import spec_json_schema
+from tunelab.terminal import say
 
 
 @click.command()
@@ -18,6 +19,9 @@ def schema(output: Path | None) -> None:
     text = json.dumps(spec_json_schema(), indent=2)
     if output is None:
         click.echo(text)
-    else:
+        return
+    try:
         output.write_text(text + "\n", encoding="utf-8")
-        click.echo(f"wrote {output}")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+    say(f"wrote {output}")

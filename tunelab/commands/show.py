@@ -6,12 +6,13 @@ import click
 
 from tunelab.context import AppContext
 from tunelab.output import print_json
+from tunelab.params import RUN_ID
 from tunelab.registry.run_records import run_detail
 from tunelab.show import print_detail
 
 
 @click.command()
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RUN_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 @click.pass_obj
 def show(app: AppContext, run_id: int, as_json: bool) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from tunelab.context import AppContext
-from tunelab.experiments.loader import load_all
+from tunelab.experiments.loader import load_for_submit
 from tunelab.experiments.schema import NotifySection
 from tunelab.output import print_json
 from tunelab.registry.run_state import claim_run
@@ -18,16 +17,21 @@ from tunelab.registry.submissions import submit as submit_runs
 from tunelab.runner.devices import make_choice
 from tunelab.runner.execute import execute_run
 from tunelab.runner.worker import WorkerOptions, serve, worker_name
+from tunelab.terminal import say
+
+# Seconds: a positive number (0 would look at the queue, or beat, in a busy loop).
+POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
 
 
 @click.command()
 @click.option("--once", is_flag=True, help="Execute at most one run, then exit.")
 @click.option("--until-empty", is_flag=True, help="Exit when the queue is empty instead of waiting for work.")
-@click.option("--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at an empty queue.")
+@click.option("--poll", type=POSITIVE_SECONDS, default=5.0, show_default=True,
+              help="Seconds between looks at an empty queue.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-@click.option("--heartbeat", type=float, default=15.0, show_default=True,
+@click.option("--heartbeat", type=POSITIVE_SECONDS, default=15.0, show_default=True,
               help="Seconds between heartbeats (and looks for a cancel request) while a run executes.")
-@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+@click.option("--stale-after", type=POSITIVE_SECONDS, default=120.0, show_default=True,
               help="Before each claim, re-queue running runs with no heartbeat for this many seconds "
                    "(their worker died); must exceed every worker's --heartbeat.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -64,7 +68,7 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
         raise click.BadParameter(str(exc).splitlines()[-1], param_hint="--notify-webhook") from None
     options = WorkerOptions(once=once, until_empty=until_empty, poll_seconds=poll, show_progress=not quiet,
                             heartbeat_seconds=heartbeat, stale_after=stale_after, devices=devices, notify=notify)
-    summary = serve(app.registry(), home=app.home, options=options, say=click.echo)
+    summary = serve(app.registry(), home=app.home, options=options, say=say)
     if summary.exit_status:
         raise SystemExit(summary.exit_status)
 
@@ -76,20 +80,21 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
 @click.pass_obj
 def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
     """Submit SPEC and execute it here in the foreground."""
-    loaded = load_all((spec,))
+    workdir = Path.cwd()
+    loaded = load_for_submit((spec,), workdir)
     if len(loaded) != 1:
         raise click.ClickException(f"{spec} defines a sweep of {len(loaded)} experiments: use submit + worker")
     if loaded[0].search is not None:
         raise click.ClickException(f"{spec} defines a search: use submit + worker")
     registry = app.registry()
     # `run` means "run this now": an identical earlier spec still gets a fresh run.
-    (submitted,) = submit_runs(registry, [from_loaded(loaded[0], workdir=os.getcwd())], force=True)
+    (submitted,) = submit_runs(registry, [from_loaded(loaded[0], workdir=str(workdir))], force=True)
     if not claim_run(registry, submitted.run_id, worker_name()):
         raise click.ClickException(f"run {submitted.run_id} was claimed by another worker")
     result = execute_run(registry, submitted.run_id, home=app.home, show_progress=not quiet)
     if as_json:
         print_json(asdict(result))
     else:
-        click.echo(f"run {result.run_id}: {result.status}" + (f" ({result.error})" if result.error else ""))
+        say(f"run {result.run_id}: {result.status}" + (f" ({result.error})" if result.error else ""))
     if result.status != "succeeded":
         raise SystemExit(1)
