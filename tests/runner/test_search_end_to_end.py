@@ -32,10 +32,15 @@ def search_spec(path: Path, model_dir: Path, search: str, *, max_steps: int = MA
     return spec
 
 
+# A killed worker's run is taken back this long after its last heartbeat. Not shorter: on a loaded machine a live
+# worker's heartbeat thread can be late by seconds, and its run would be taken over while it still trains it.
+STALE_AFTER = 6
+
+
 def workers(home: Path, count: int, *extra: str) -> list[subprocess.Popen]:
     env = {k: v for k, v in os.environ.items() if k != "TUNELAB_DB"}
     return [subprocess.Popen([sys.executable, "-m", "tunelab", "--home", str(home), "worker", "--quiet",
-                              "--heartbeat", "0.5", "--stale-after", "2", *extra],
+                              "--heartbeat", "0.5", "--stale-after", str(STALE_AFTER), *extra],
                              cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for _ in range(count)]
 
@@ -180,7 +185,7 @@ objective = "val_loss"
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=60)
     killed_step = row[0]
-    time.sleep(2.5)  # past --stale-after: the next workers take the trial back
+    time.sleep(STALE_AFTER + 0.5)  # past --stale-after: the next workers take the trial back
     drain(home)
     record = invoke_json(home, "search", "show", str(created["search_id"]))
     first, failed = record["trials"][0], record["trials"][1]
