@@ -12,6 +12,7 @@ from tunelab.context import AppContext
 from tunelab.experiments.loader import load_all
 from tunelab.experiments.plan import plan, plan_search
 from tunelab.output import print_json
+from tunelab.registry.reward_checks import check_reward_runs
 from tunelab.registry.run_state import cancel as cancel_run
 from tunelab.registry.run_state import retry as retry_run
 from tunelab.registry.searches import create_search, search_from_loaded
@@ -46,6 +47,7 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
         _show_plan(loaded, searches, as_json)
         return
     registry = app.registry()
+    check_reward_runs(registry, loaded)
     new = [from_loaded(item, workdir=os.getcwd(), priority=priority) for item in loaded if item.search is None]
     done = submit_runs(registry, new, force=force) if new else []
     created = [(item, create_search(registry, search_from_loaded(item, workdir=os.getcwd(), priority=priority)))
