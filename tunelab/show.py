@@ -64,7 +64,8 @@ def print_reward(console: Console, detail: RunDetail) -> None:
     reward = RewardRecord.from_json(detail.reward_source or {})
     console.print("  reward: " + escape(reward.describe()), soft_wrap=True)
     if reward.template:
-        console.print("    judge question: " + escape(reward.template), soft_wrap=True, highlight=False)
+        console.print("    the judge is asked:")
+        console.print(escape(indented(reward.template, "      ")), soft_wrap=True, highlight=False)
     points = [m for m in detail.metrics if m.get("reward") is not None]
     if points:
         first, last = points[0], points[-1]

@@ -54,7 +54,7 @@ def train_kto(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks,
     callback = registry_callback(hooks, spec.train.keep_checkpoints)
     arguments = training_arguments(
         spec, checkpoints_dir, device, KTOConfig, beta=method.beta, desirable_weight=method.desirable_weight,
-        undesirable_weight=method.undesirable_weight, max_length=spec.data.max_seq_len, gradient_checkpointing=False,
+        undesirable_weight=method.undesirable_weight, max_length=spec.data.max_seq_len, activation_checkpointing=False,
     )
     try:
         trainer = staged_trainer_class(KTOTrainer)(

@@ -94,7 +94,7 @@ def _arguments(spec: Spec, checkpoints_dir: Path, device: str):
     return training_arguments(
         spec, checkpoints_dir, device, RLOOConfig if method.kind == "rloo" else GRPOConfig,
         beta=method.beta, num_generations=method.num_generations, max_completion_length=method.max_new_tokens,
-        temperature=method.temperature, gradient_checkpointing=False,
+        temperature=method.temperature, activation_checkpointing=False,
         # One generation per optimizer step ([train] batch_size x grad_accum completions): a checkpoint never
         # falls inside a generated batch.
         steps_per_generation=spec.train.grad_accum,

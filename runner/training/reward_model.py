@@ -182,7 +182,7 @@ def train_reward(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHoo
     callback = registry_callback(hooks, spec.train.keep_checkpoints)
     # Pairs are already cut to max_seq_len (or left out) as [data] overlength says: trl filters nothing more.
     arguments = training_arguments(spec, checkpoints_dir, device, RewardConfig, max_length=None,
-                                   gradient_checkpointing=False)
+                                   activation_checkpointing=False)
     try:
         trainer = staged_trainer_class(RewardTrainer)(
             model=model, args=arguments, train_dataset=_dataset(data.train), eval_dataset=_dataset(data.held_out),
