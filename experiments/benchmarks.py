@@ -70,6 +70,12 @@ class Average:
 
 LEADERBOARD_AVERAGE = Average(tuple(LEADERBOARD))
 
+# A reward model's score (`[method] kind = "reward"`): its pairwise accuracy on held-out preference pairs. Recorded
+# as a score of the run like any other, never a leaderboard benchmark: no average counts it, and reports show it in
+# a reward-model section of its own.
+REWARD_ACCURACY = "reward_accuracy"
+REWARD_ACCURACY_METRIC = "pairwise_acc"
+
 
 def leaderboard_average(values: Mapping[str, float]) -> float | None:
     """The leaderboard average of a model's headline values by task."""

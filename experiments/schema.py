@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,11 +16,13 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from tunelab.experiments.benchmarks import LEADERBOARD, MMLU_MAX_SHOTS
 from tunelab.experiments.paths import RUN_BASE
 from tunelab.experiments.plain_text import control_character
@@ -98,12 +101,14 @@ class ModelSection(_Section):
         return self
 
 
-DataFormat = Literal["instruction", "chat", "text", "preference"]
+DataFormat = Literal["instruction", "chat", "text", "preference", "prompt", "feedback"]
 TEMPLATE_NAMES = ("alpaca", "chatml", "tokenizer")
 _FORMATS_HELP = (
     "instruction: rows of instruction, optional input, output; chat: a `messages` list of {role, content} "
     "(system, user, assistant); text: a `text` field, loss on every token (continued pre-training); "
-    "preference: prompt, chosen, rejected (for preference methods). JSONL, or CSV by the .csv extension "
+    "preference: prompt, chosen, rejected (for preference methods and reward models); prompt: a `prompt` alone (for "
+    "online RL, which generates the answers; other fields go to a reward function); feedback: prompt, completion, "
+    "label (true: a good answer, false: a bad one; for kto). JSONL, or CSV by the .csv extension "
     "with the same column names (a chat row's `messages` column holds the list as JSON)."
 )
 
@@ -191,7 +196,14 @@ class DataSection(_Section):
         return self
 
 
-MethodKind = Literal["full", "lora", "qlora", "freeze", "prompt_tuning", "dpo"]
+MethodKind = Literal["full", "lora", "qlora", "freeze", "prompt_tuning", "dpo", "reward", "rloo", "grpo", "kto"]
+# Where the reward of online RL comes from: exactly one of a reward run, a judge model (with its template), or a
+# Python function.
+REWARD_SOURCE_KEYS = ("reward_model", "judge_model", "judge_template", "reward_function")
+_GENERATION_KEYS = ("max_new_tokens", "temperature", "num_generations")
+ONLINE_RL_KINDS = ("rloo", "grpo")
+# Kinds that train a LoRA adapter or every weight, as `weights` says.
+WEIGHTS_KINDS = ("reward", "rloo", "grpo", "kto")
 # The keys each kind reads besides `kind`; a key another kind owns is an error, never silently ignored.
 _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "full": (),
@@ -200,18 +212,34 @@ _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "freeze": ("trainable_layers",),
     "prompt_tuning": ("num_virtual_tokens", "prompt_init_text"),
     "dpo": ("beta", "dpo_weights"),
+    "reward": ("weights",),
+    "rloo": ("weights", "beta", *REWARD_SOURCE_KEYS, *_GENERATION_KEYS),
+    "grpo": ("weights", "beta", *REWARD_SOURCE_KEYS, *_GENERATION_KEYS),
+    "kto": ("weights", "beta", "desirable_weight", "undesirable_weight"),
 }
 # Any kind may page its optimizer state; these are stored only when set, so older specs keep their hash.
 PAGING_KEYS = ("paged_optimizer", "paged_optimizer_bits")
 _KIND_NAMES = {"full": "a full fine-tune", "freeze": "a freeze fine-tune", "prompt_tuning": "prompt tuning",
-               "dpo": 'DPO with dpo_weights = "full"'}
+               "dpo": 'DPO with dpo_weights = "full"', "reward": 'a reward model with weights = "full"',
+               "rloo": 'RLOO with weights = "full"', "grpo": 'GRPO with weights = "full"',
+               "kto": 'KTO with weights = "full"'}
+# The data format each of these kinds trains on (the other kinds read instruction, chat or text rows, and dpo
+# checks its own when it runs).
+KIND_FORMATS: dict[str, tuple[str, ...]] = {"reward": ("preference",), "rloo": ("prompt",), "grpo": ("prompt",),
+                                            "kto": ("feedback", "preference")}
+FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+# Where a judge template puts the prompt and the completion it judges.
+PROMPT_PLACEHOLDER, COMPLETION_PLACEHOLDER = "{prompt}", "{completion}"
 
 
 class MethodSection(_Section):
     kind: MethodKind = Field(
         "lora", description="full: all weights; lora: a LoRA adapter; qlora: LoRA over a 4-bit NF4 base "
         "(bitsandbytes); freeze: only the top `trainable_layers` decoder blocks and the LM head; prompt_tuning: "
-        "learned virtual tokens; dpo: preference optimisation (DPO) on prompt/chosen/rejected data.")
+        "learned virtual tokens; dpo: preference optimisation (DPO) on prompt/chosen/rejected data; reward: a reward "
+        "model (a scalar head on the base) trained on prompt/chosen/rejected data, scored by its held-out pairwise "
+        "accuracy; rloo, grpo: online RL (trl's RLOO or GRPO) on prompt rows, the policy's own completions scored by "
+        "reward_model, judge_model or reward_function; kto: KTO on unpaired good/bad feedback.")
     r: int = Field(8, gt=0, le=MAX_RANK, description="LoRA rank.")
     alpha: float = Field(16, gt=0, description="LoRA alpha (scaling = alpha / r).")
     dropout: float = Field(0.05, ge=0, lt=1)
@@ -226,11 +254,40 @@ class MethodSection(_Section):
     prompt_init_text: str | None = Field(
         None, min_length=1, description="prompt_tuning: text whose token embeddings initialise the virtual "
         "tokens (repeated or cut to num_virtual_tokens); unset = random initialisation.")
-    beta: float = Field(0.1, gt=0, description="dpo: strength of the pull towards the reference model.")
+    beta: float = Field(
+        0.1, ge=0, description="dpo, kto: strength of the pull towards the reference model (above 0); rloo, grpo: the "
+        "KL coefficient against the reference model (0: no KL term, and no reference model is held).")
     dpo_weights: Literal["lora", "full"] = Field(
         "lora", description='dpo: what is trained. "lora": a LoRA adapter (LoRA keys apply); the reference is '
         'the base with the adapter switched off, so no second copy is held. "full": every weight, against a '
         "frozen copy of the base.")
+    weights: Literal["lora", "full"] = Field(
+        "lora", description='reward, rloo, grpo, kto: what is trained. "lora": a LoRA adapter (LoRA keys apply; for '
+        "a reward model the scalar head trains too), the reference being the base with the adapter switched off; "
+        '"full": every weight, against a frozen copy of the base.')
+    reward_model: str | None = Field(
+        None, description='rloo, grpo: the reward is the score of a reward run of this registry, "run:ID" (a run of '
+        'kind = "reward": RLHF).')
+    judge_model: str | None = Field(
+        None, min_length=1, description="rloo, grpo: the reward is the judgement of this causal language model (a "
+        "directory, a hub id or run:ID) on each completion (RLAIF): the probability it gives \"Yes\" rather than "
+        "\"No\" as the next word after judge_template.")
+    judge_template: str | None = Field(
+        None, description="rloo, grpo with judge_model: the question put to the judge, with {completion} where the "
+        "completion goes (required) and {prompt} where the prompt goes (optional); the judge answers Yes or No.")
+    reward_function: str | None = Field(
+        None, description='rloo, grpo: the reward is a Python function "module:function", imported from the '
+        "directory submit ran in, called as trl calls reward functions: function(prompts=..., completions=..., "
+        "completion_ids=..., **other prompt-row fields) returning one float per completion (verifiable tasks).")
+    max_new_tokens: int = Field(64, gt=0, le=MAX_STEPS,
+                                description="rloo, grpo: the longest completion generated, in tokens.")
+    temperature: float = Field(1.0, gt=0, description="rloo, grpo: sampling temperature of the completions.")
+    num_generations: int = Field(
+        4, ge=2, le=MAX_BATCH,
+        description="rloo, grpo: completions generated per prompt (the group each is compared with); [train] "
+        "batch_size x grad_accum must be a multiple of it.")
+    desirable_weight: float = Field(1.0, gt=0, description="kto: weight of the loss on good (label true) rows.")
+    undesirable_weight: float = Field(1.0, gt=0, description="kto: weight of the loss on bad (label false) rows.")
     paged_optimizer: bool | None = Field(
         None, description="Page the optimizer state between GPU and CPU memory (bitsandbytes; CUDA only). "
         "Unset = on for qlora when a GPU is present, off otherwise; true without a GPU is an error.")
@@ -240,7 +297,31 @@ class MethodSection(_Section):
     def keys_used(self) -> tuple[str, ...]:
         """The options this kind reads, besides `kind` and the paging keys."""
         keys = _KIND_KEYS[self.kind]
-        return keys + LORA_KEYS if self.kind == "dpo" and self.dpo_weights == "lora" else keys
+        lora = ((self.kind == "dpo" and self.dpo_weights == "lora")
+                or (self.kind in WEIGHTS_KINDS and self.weights == "lora"))
+        return keys + LORA_KEYS if lora else keys
+
+    @field_validator("reward_model")
+    @classmethod
+    def _reward_model_is_a_run(cls, value: str | None) -> str | None:
+        if value is not None and not RUN_BASE.fullmatch(value):
+            raise ValueError('a reward model is a reward run of this registry: "run:ID", e.g. "run:3"')
+        return value
+
+    @field_validator("judge_template")
+    @classmethod
+    def _template_places_the_completion(cls, value: str | None) -> str | None:
+        if value is not None and COMPLETION_PLACEHOLDER not in value:
+            raise ValueError(f"the judge template must contain {COMPLETION_PLACEHOLDER}, where the completion to "
+                             f"judge goes (and may contain {PROMPT_PLACEHOLDER})")
+        return value
+
+    @field_validator("reward_function")
+    @classmethod
+    def _function_is_module_colon_name(cls, value: str | None) -> str | None:
+        if value is not None and not FUNCTION_NAME.fullmatch(value):
+            raise ValueError('a reward function is named "module:function", e.g. "rewards:ends_with_period"')
+        return value
 
     @property
     def trains_lora(self) -> bool:
@@ -259,7 +340,24 @@ class MethodSection(_Section):
             raise ValueError(f'option(s) {listed} do not apply to kind = "{self.kind}"')
         if "paged_optimizer_bits" in self.model_fields_set and self.paged_optimizer is False:
             raise ValueError("paged_optimizer_bits set while paged_optimizer = false")
+        if self.kind in ("dpo", "kto") and self.beta <= 0:
+            raise ValueError(f'beta must be greater than 0 for kind = "{self.kind}" (got {self.beta})')
+        if self.kind in ONLINE_RL_KINDS:
+            self._one_reward_source()
         return self
+
+    def _one_reward_source(self) -> None:
+        """Online RL needs exactly one reward: a reward run, a judge (model and template), or a function."""
+        if (self.judge_model is None) != (self.judge_template is None):
+            given, needed = ("judge_model", "judge_template") if self.judge_template is None else (
+                "judge_template", "judge_model")
+            raise ValueError(f"{given} needs {needed}: the judge is a model and the question put to it")
+        sources = [k for k in ("reward_model", "judge_model", "reward_function") if getattr(self, k) is not None]
+        if not sources:
+            raise ValueError(f'kind = "{self.kind}" needs a reward: set reward_model = "run:ID" (a reward run), '
+                             'judge_model and judge_template (a judge model), or reward_function = "module:function"')
+        if len(sources) > 1:
+            raise ValueError(f"one reward source, not {len(sources)}: set only one of {', '.join(sources)}")
 
     @model_serializer(mode="wrap")
     def _only_the_kinds_keys(self, handler) -> dict[str, Any]:
@@ -268,8 +366,10 @@ class MethodSection(_Section):
         data = handler(self)
         used = {"kind", *self.keys_used()}
         defaults = {"paged_optimizer": None, "paged_optimizer_bits": 8}
+        # Of the reward sources, only the one in use.
+        unset = {k for k in REWARD_SOURCE_KEYS if getattr(self, k) is None}
         return {k: v for k, v in data.items()
-                if k in used or (k in defaults and getattr(self, k) != defaults[k])}
+                if (k in used and k not in unset) or (k in defaults and getattr(self, k) != defaults[k])}
 
 
 class TrainSection(_Section):
@@ -438,6 +538,52 @@ class Spec(_Section):
         if data.get("notify") is None:
             data.pop("notify", None)
         return data
+
+    @model_validator(mode="after")
+    def _data_and_training_fit_the_method(self) -> Spec:
+        """What the reward-model, online RL and KTO kinds need of [data], [train] and [resources]."""
+        kind = self.method.kind
+        formats = KIND_FORMATS.get(kind)
+        mixture = isinstance(self.data.train, list)
+        used = {self.data.format} | ({s.format or self.data.format for s in self.data.train} if mixture else set())
+        if formats is not None and mixture:
+            _cross_section_error(("data", "train"), f'kind = "{kind}" reads one data file: [data] train must be a '
+                                 "path, not a mixture")
+        if formats is not None and not used <= set(formats):
+            wanted = " or ".join(f'"{f}"' for f in formats)
+            _cross_section_error(("data", "format"), f'kind = "{kind}" trains on {wanted} rows: set [data] format = '
+                                 f'{wanted} (it is "{self.data.format}")')
+        if formats is None and used & {"prompt", "feedback"}:
+            kinds = " or ".join(f'"{k}"' for k, f in KIND_FORMATS.items() if used & set(f))
+            _cross_section_error(("data", "format"), f'prompt and feedback rows are for kind = {kinds}; '
+                                 f'kind = "{kind}" trains on instruction, chat or text rows')
+        if kind != "reward":
+            return self._online_rl_fits() if kind in ONLINE_RL_KINDS else self
+        if self.data.validation is None:
+            _cross_section_error(("data",), 'kind = "reward" is scored by its pairwise accuracy on held-out pairs: '
+                                 "set [data] validation (a preference file, or a fraction such as 0.1)")
+        return self
+
+    def _online_rl_fits(self) -> Spec:
+        batch = self.train.batch_size * self.train.grad_accum
+        if batch % self.method.num_generations:
+            _cross_section_error(("train", "batch_size"), f"online RL compares the {self.method.num_generations} "
+                                 f"completions of a prompt (method.num_generations) within one batch: batch_size x "
+                                 f"grad_accum ({batch}) must be a multiple of it")
+        if self.resources.gpus > 1:
+            _cross_section_error(("resources", "gpus"), f'kind = "{self.method.kind}" trains in one process: '
+                                 "gpus must be 0 or 1")
+        if self.data.validation is not None:
+            _cross_section_error(("data", "validation"), f'kind = "{self.method.kind}" has no validation loss '
+                                 "(its completions are generated): leave [data] validation unset")
+        return self
+
+
+def _cross_section_error(loc: tuple[str, ...], message: str) -> None:
+    """A check across tables, reported at the field it names (the loader puts that field's line in the error)."""
+    # The input is left empty ({}): the message says what the value is, where that helps.
+    raise ValidationError.from_exception_data("Spec", [InitErrorDetails(
+        type=PydanticCustomError("spec_mismatch", message), loc=loc, input={})])
 
 
 def stored_spec(resolved_json: str) -> Spec:

@@ -113,6 +113,9 @@ class Run(SQLModel, table=True):
     lineage_json: str | None = None
     # Training's latest figures: {step, total, loss, tokens_per_second, eta_seconds} (runner/training/progress.py).
     progress_json: str | None = None
+    # What an online RL run's reward came from: a reward run (with the hash of its weights), a judge model and its
+    # template, or a reward function (registry/reward_sources.py RewardRecord); None for other methods.
+    reward_source_json: str | None = None
 
 
 class Checkpoint(SQLModel, table=True):
@@ -134,6 +137,26 @@ class TrainMetric(SQLModel, table=True):
     grad_norm: float | None = None
     # Loss on the [data] validation examples; set on rows of their own (loss is then None).
     eval_loss: float | None = None
+    # Online RL (rloo, grpo), on rows of their own: the mean reward of the step's completions and its standard
+    # deviation, the mean KL to the reference model, the mean completion length in tokens.
+    reward: float | None = None
+    reward_std: float | None = None
+    kl: float | None = None
+    completion_length: float | None = None
+
+
+class CompletionSample(SQLModel, table=True):
+    """A completion online RL generated at `step`, with its prompt and reward: a few are kept at a few steps."""
+
+    __tablename__ = "completionsample"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    step: int
+    prompt: str
+    completion: str
+    reward: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class EvalResult(SQLModel, table=True):

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from tunelab.registry.db import Registry
-from tunelab.registry.models import Checkpoint, EvalCacheEntry, EvalResult, FileDigest, Run, TrainMetric
+from tunelab.registry.models import (
+    Checkpoint,
+    CompletionSample,
+    EvalCacheEntry,
+    EvalResult,
+    FileDigest,
+    Run,
+    TrainMetric,
+)
 from tunelab.registry.scores import Score, to_columns
 from tunelab.registry.significance import (
     NO_P_VALUE,
@@ -34,6 +42,20 @@ class MetricPoint:
     learning_rate: float | None = None
     grad_norm: float | None = None
     eval_loss: float | None = None  # validation loss, on a point of its own
+    # Online RL's figures of the step, on a point of their own (registry/models.py TrainMetric).
+    reward: float | None = None
+    reward_std: float | None = None
+    kl: float | None = None
+    completion_length: float | None = None
+
+
+@dataclass(frozen=True)
+class SampleCompletion:
+    """One completion online RL generated, kept to be shown: its prompt, the completion and its reward."""
+
+    prompt: str
+    completion: str
+    reward: float | None
 
 
 @dataclass(frozen=True)
@@ -65,9 +87,15 @@ def record_checkpoint(registry: Registry, run_id: int, step: int, loss: float | 
 def record_metrics(registry: Registry, run_id: int, points: Iterable[MetricPoint]) -> None:
     with registry.session() as session:
         for point in points:
-            session.add(TrainMetric(run_id=run_id, step=point.step, epoch=point.epoch, loss=point.loss,
-                                    learning_rate=point.learning_rate, grad_norm=point.grad_norm,
-                                    eval_loss=point.eval_loss))
+            session.add(TrainMetric(run_id=run_id, **asdict(point)))
+        session.commit()
+
+
+def record_samples(registry: Registry, run_id: int, step: int, samples: Iterable[SampleCompletion]) -> None:
+    """Keep completions online RL generated for step `step`."""
+    with registry.session() as session:
+        for sample in samples:
+            session.add(CompletionSample(run_id=run_id, step=step, **asdict(sample)))
         session.commit()
 
 
@@ -220,12 +248,13 @@ def _base_log(session, run_id: int, row, has_log: bool) -> list[dict] | None:
 def rewind(registry: Registry, run_id: int, step: int, kept: Iterable[KeptCheckpoint]) -> int:
     """Make the registry match a run resuming at `step` with the checkpoints `kept` on disk.
 
-    Training metrics after `step` are deleted (they will be logged again, identically), and the
-    checkpoint rows become exactly the kept checkpoints. The number of metric rows deleted.
+    Training metrics and sample completions after `step` are deleted (they will be logged again, identically), and
+    the checkpoint rows become exactly the kept checkpoints. The number of metric rows deleted.
     """
     kept = list(kept)
     with registry.session() as session:
         deleted = session.exec(delete(TrainMetric).where(TrainMetric.run_id == run_id, TrainMetric.step > step))
+        session.exec(delete(CompletionSample).where(CompletionSample.run_id == run_id, CompletionSample.step > step))
         session.exec(delete(Checkpoint).where(Checkpoint.run_id == run_id,
                                               Checkpoint.step.not_in([c.step for c in kept])))
         recorded = set(session.exec(select(Checkpoint.step).where(Checkpoint.run_id == run_id)).all())

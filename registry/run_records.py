@@ -61,6 +61,10 @@ class RunDetail:
     data_stats: dict[str, Any] | None = None
     # Training's latest figures (step, total, loss, tokens_per_second, eta_seconds); None before training.
     progress: dict[str, Any] | None = None
+    # Online RL: where the reward came from (registry/reward_sources.py RewardRecord as JSON); None otherwise.
+    reward_source: dict[str, Any] | None = None
+    # Online RL: completions kept at a few steps ({step, prompt, completion, reward}), by step.
+    samples: list[dict] = field(default_factory=list)
 
     @property
     def validation_loss(self) -> float | None:
@@ -128,8 +132,13 @@ def summary_columns(dialect: str) -> str:
 def _detail_columns(dialect: str) -> str:
     return (f"{summary_columns(dialect)}, experiment.resolved_json, experiment.spec_text, experiment.spec_path, "
             "experiment.spec_hash, experiment.workdir, run.output_dir, run.environment_json, run.lineage_json, "
-            "run.data_stats_json, run.progress_json")
+            "run.data_stats_json, run.progress_json, run.reward_source_json")
 
+
+# A training metric row's columns (registry/models.py TrainMetric), as the keys of RunDetail.metrics.
+METRIC_FIELDS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "eval_loss", "reward", "reward_std", "kl",
+                 "completion_length")
+SAMPLE_FIELDS = ("step", "prompt", "completion", "reward")
 
 # A score's columns (registry/scores.py), after its run's id.
 _SCORE_COLUMNS = f"run_id, {select_list()}"
@@ -308,12 +317,13 @@ def _details_of(source: Rows, ids: list[int], fingerprints: dict[str, dict],
     for row in source.rows(f"SELECT {_detail_columns(source.dialect)} FROM {RUNS} WHERE {condition}", params):
         summary = summary_of(row)
         (resolved_json, spec_text, spec_path, spec_hash, workdir, output_dir, environment_json, lineage_json,
-         data_stats_json, progress_json) = row[_SUMMARY_WIDTH:]
+         data_stats_json, progress_json, reward_source_json) = row[_SUMMARY_WIDTH:]
         details[summary.run_id] = RunDetail(
             summary=summary, spec=json.loads(resolved_json), spec_text=spec_text, spec_path=spec_path,
             spec_hash=spec_hash, workdir=workdir, output_dir=output_dir, train_seconds=summary.train_seconds,
             num_train_examples=summary.num_train_examples, environment=_loads(environment_json),
             lineage=_loads(lineage_json), data_stats=_loads(data_stats_json), progress=_loads(progress_json),
+            reward_source=_loads(reward_source_json),
         )
     if not details:
         return details
@@ -321,11 +331,12 @@ def _details_of(source: Rows, ids: list[int], fingerprints: dict[str, dict],
     for run_id, step, loss, path, created_at in source.rows(
             f"SELECT run_id, step, loss, path, created_at FROM checkpoint WHERE {condition} ORDER BY step, id", params):
         details[run_id].checkpoints.append({"step": step, "loss": loss, "path": path, "created_at": moment(created_at)})
-    for run_id, step, epoch, loss, learning_rate, grad_norm, eval_loss in source.rows(
-            "SELECT run_id, step, epoch, loss, learning_rate, grad_norm, eval_loss FROM trainmetric "
-            f"WHERE {condition} ORDER BY id", params):
-        details[run_id].metrics.append({"step": step, "epoch": epoch, "loss": loss, "learning_rate": learning_rate,
-                                        "grad_norm": grad_norm, "eval_loss": eval_loss})
+    for run_id, *values in source.rows(f"SELECT run_id, {', '.join(METRIC_FIELDS)} FROM trainmetric "
+                                       f"WHERE {condition} ORDER BY id", params):
+        details[run_id].metrics.append(dict(zip(METRIC_FIELDS, values, strict=True)))
+    for run_id, *values in source.rows(f"SELECT run_id, {', '.join(SAMPLE_FIELDS)} FROM completionsample "
+                                       f"WHERE {condition} ORDER BY step, id", params):
+        details[run_id].samples.append(dict(zip(SAMPLE_FIELDS, values, strict=True)))
     members = "" if group_members else " AND task_group IS NULL"
     p_values = _p_values(source, ids)
     for row in source.rows(f"SELECT {_SCORE_COLUMNS} FROM evalresult WHERE {condition}{members} ORDER BY id", params):

@@ -1,12 +1,20 @@
-"""The leaderboard view model: one row per evaluated model, base models included."""
+"""The leaderboard view model: one row per evaluated model, base models included; reward models in a section of
+their own."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tunelab.experiments.benchmarks import LEADERBOARD, display_order, leaderboard_average, title_of
+from tunelab.experiments.benchmarks import (
+    LEADERBOARD,
+    REWARD_ACCURACY,
+    display_order,
+    leaderboard_average,
+    title_of,
+)
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import RunSummary, list_runs, model_evaluations, resolved_specs, run_scores
 from tunelab.registry.run_records import training_gpus, validation_losses
@@ -135,6 +143,30 @@ class Column:
 
 
 @dataclass
+class RewardModelRow:
+    """A reward model (kind = "reward"): scored by its held-out pairwise accuracy, in a section of its own."""
+
+    label: str
+    run_id: int
+    base_model: str
+    accuracy: float
+    stderr: float | None
+    pairs: int | None
+    train_seconds: float | None = None
+    tags: list[str] = field(default_factory=list)
+    href: str | None = None
+
+    @property
+    def accuracy_text(self) -> str:
+        return f"{100 * self.accuracy:.1f}"
+
+    @property
+    def stderr_text(self) -> str:
+        """The standard error of the accuracy, in points ("" where there is none)."""
+        return f"{100 * self.stderr:.1f}" if self.stderr is not None and math.isfinite(self.stderr) else ""
+
+
+@dataclass
 class Leaderboard:
     title: str
     generated_at: str
@@ -143,6 +175,8 @@ class Leaderboard:
     significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
     comparisons: int = 0  # tested deltas in the report: the Holm–Bonferroni correction's family
     searches: list[tuple[str, str]] = field(default_factory=list)  # (label, href) of each search page
+    # Reward models, best held-out accuracy first: never rows of the table above, whose columns are benchmarks.
+    reward_models: list[RewardModelRow] = field(default_factory=list)
 
 
 def _cells(rows: dict[str, Score], base: dict[str, Score] | None, columns: list[str]) -> dict[str, Cell]:
@@ -223,7 +257,14 @@ def name_setting_differences(rows: list[Row]) -> None:
 
 
 def _column_keys(all_scores: dict[int, list[Score]]) -> list[str]:
-    return display_order(row.task for rows in all_scores.values() for row in rows if row.task_group is None)
+    return display_order(row.task for rows in all_scores.values() for row in rows
+                         if row.task_group is None and row.task != REWARD_ACCURACY)
+
+
+def _reward_model_row(summary: RunSummary, score: Score, href: str | None) -> RewardModelRow:
+    return RewardModelRow(label=summary.name, run_id=summary.run_id, base_model=summary.base_model,
+                          accuracy=score.value, stderr=score.stderr, pairs=score.n_samples,
+                          train_seconds=summary.train_seconds, tags=summary.tags, href=href)
 
 
 def key_settings(spec: dict) -> str:
@@ -255,11 +296,17 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
     evaluations = model_evaluations(registry)  # `tunelab eval` of any model: rows of their own
     keys = _column_keys({**all_scores, **{-i - 1: e.scores for i, e in enumerate(evaluations)}})
     rows: list[Row] = []
+    reward_models: list[RewardModelRow] = []
     bases_seen: set[tuple[str, str]] = set()
     for run_id in sorted(all_scores):
         summary = runs.get(run_id)
         scores = all_scores[run_id]
         tuned = headline_rows(scores, "finetuned")
+        if REWARD_ACCURACY in tuned:
+            if summary is not None:
+                reward_models.append(_reward_model_row(summary, tuned[REWARD_ACCURACY],
+                                                       run_href(run_id) if run_href else None))
+            continue
         base = headline_rows(scores, "base")
         base_cells = _cells(base, None, keys) if base else None
         if tuned and summary is not None:
@@ -297,4 +344,6 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
     rows.sort(key=lambda r: (r.average.value is None, -(r.average.value or 0.0), r.label))
     columns = [Column(k, title_of(k)) for k in keys]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return Leaderboard(title=title, generated_at=generated, columns=columns, rows=rows, comparisons=comparisons)
+    reward_models.sort(key=lambda r: (-r.accuracy, r.label))
+    return Leaderboard(title=title, generated_at=generated, columns=columns, rows=rows, comparisons=comparisons,
+                       reward_models=reward_models)

@@ -148,7 +148,8 @@ def write_report(registry: Registry, path: Path, *, title: str, run_pages: bool 
     board = build_leaderboard(registry, title=title, run_href=href)
     # A directory that refuses the report refuses it before any page is written.
     check_writable(path.parent, path)
-    run_ids = sorted({row.run_id for row in board.rows if row.run_id is not None}) if run_pages else []
+    paged = {row.run_id for row in board.rows if row.run_id is not None} | {r.run_id for r in board.reward_models}
+    run_ids = sorted(paged) if run_pages else []
     if run_ids:
         check_writable(runs_dir, runs_dir / f"run-{run_ids[0]}.html")
         job = _PageJob(registry, runs_dir, relative_href(path.name, up=True))

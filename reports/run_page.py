@@ -1,4 +1,5 @@
-"""The run page view model: spec, lineage, environment, checkpoints, curves, per-subject MMLU, fingerprint."""
+"""The run page view model: spec, lineage, environment, checkpoints, curves, per-subject MMLU, fingerprint; for online
+RL its reward source, reward, KL and completion-length curves and sample completions."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from tunelab.experiments.benchmarks import display_order
+from tunelab.experiments.benchmarks import REWARD_ACCURACY, display_order
 from tunelab.experiments.toml_text import spec_toml
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
 from tunelab.registry.queries import MemberScore, RunDetail, member_scores, run_details
+from tunelab.registry.reward_sources import RewardRecord
 from tunelab.registry.scores import Score, headline_rows
 from tunelab.reports.charts import Chart, Series, bar_spec, line_spec
 from tunelab.reports.data_stats import DataSourceLine, data_source_lines, overlength_note
@@ -50,6 +52,20 @@ class ScoreLine:
         return significant(self.p_value)
 
 
+@dataclass(frozen=True)
+class SampleLine:
+    """A completion online RL generated at `step`, its prompt and its reward (shown escaped, as text)."""
+
+    step: int
+    prompt: str
+    completion: str
+    reward: float | None
+
+    @property
+    def reward_text(self) -> str:
+        return "" if self.reward is None else f"{self.reward:.4f}"
+
+
 @dataclass
 class RunPage:
     run_id: int
@@ -66,7 +82,8 @@ class RunPage:
     facts: list[tuple[str, str]]
     checkpoints: list[dict]
     scores: list[ScoreLine]
-    charts: dict[str, Chart]  # by name: "loss", "lr", "mmlu" (those with points to show)
+    # by name: "loss", "lr", "mmlu", online RL's "reward", "kl", "completion_length" (those with points to show)
+    charts: dict[str, Chart]
     fingerprint_json: str
     environment_json: str | None = None
     lineage: list[str] = field(default_factory=list)
@@ -75,6 +92,11 @@ class RunPage:
     data_sources: list[DataSourceLine] = field(default_factory=list)
     data_note: str | None = None  # why over-length rows were dropped, where that needs saying
     significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
+    # Online RL: what scored the completions (registry/reward_sources.py RewardRecord.describe), the judge's question,
+    # and completions kept at a few steps.
+    reward_source: str | None = None
+    judge_template: str | None = None
+    samples: list[SampleLine] = field(default_factory=list)
 
     @property
     def any_p_value(self) -> bool:
@@ -113,6 +135,31 @@ def validation_series(detail: RunDetail, label: str = "validation loss") -> Seri
     return Series(label, [p[0] for p in points], [p[1] for p in points])
 
 
+def _metric_series(detail: RunDetail, name: str, label: str) -> Series:
+    points = [(m["step"], m[name]) for m in detail.metrics if m.get(name) is not None]
+    return Series(label, [p[0] for p in points], [p[1] for p in points])
+
+
+def reward_series(detail: RunDetail) -> list[Series]:
+    """Online RL's mean reward per step, and one standard deviation either side (the spread of the completions)."""
+    points = [(m["step"], m["reward"], m.get("reward_std")) for m in detail.metrics if m.get("reward") is not None]
+    spread = [(step, mean, std) for step, mean, std in points if std is not None]
+    return [Series("mean reward", [p[0] for p in points], [p[1] for p in points]),
+            Series("mean - std", [p[0] for p in spread], [p[1] - p[2] for p in spread]),
+            Series("mean + std", [p[0] for p in spread], [p[1] + p[2] for p in spread])]
+
+
+def _rl_charts(detail: RunDetail) -> dict[str, Chart | None]:
+    return {
+        "reward": line_spec(reward_series(detail), title="Reward per step (mean, and one standard deviation either "
+                            "side)", xlabel="step", ylabel="reward"),
+        "kl": line_spec([_metric_series(detail, "kl", "KL to the reference")], title="KL divergence to the "
+                        "reference model", xlabel="step", ylabel="KL"),
+        "completion_length": line_spec([_metric_series(detail, "completion_length", "mean completion length")],
+                                        title="Completion length", xlabel="step", ylabel="tokens"),
+    }
+
+
 def _members(detail: RunDetail) -> list[Score]:
     return [row for row in detail.scores if row.task_group is not None]
 
@@ -131,6 +178,7 @@ def page_charts(detail: RunDetail, members: Members | None = None) -> dict[str, 
         "lr": line_spec([Series("learning rate", [p[0] for p in lr], [p[1] for p in lr])],
                         title="Learning rate", xlabel="step", ylabel="lr"),
         "mmlu": _mmlu_chart(members),
+        **_rl_charts(detail),
     }
     return {name: chart for name, chart in charts.items() if chart is not None}
 
@@ -153,6 +201,12 @@ def _page(detail: RunDetail, members: Members) -> RunPage:
         facts.append(("validation loss", f"{detail.validation_loss:.4f} (the last validation point)"))
     if s.reproduces_run_id is not None:
         facts.append(("reproduces", f"run {s.reproduces_run_id} (made by tunelab reproduce)"))
+    reward = RewardRecord.from_json(detail.reward_source) if detail.reward_source else None
+    if reward is not None:
+        facts.append(("reward", reward.describe()))
+    accuracy = headline_rows(detail.scores, "finetuned").get(REWARD_ACCURACY)
+    if accuracy is not None:
+        facts.append(("held-out pairwise accuracy", f"{accuracy.value:.4f} ({accuracy.n_samples} pairs)"))
     fingerprint = next((r.fingerprint for r in detail.scores if r.model_kind == "finetuned"), {})
     environment = detail.environment
     base_subjects = group_scores(members, "base")
@@ -163,10 +217,12 @@ def _page(detail: RunDetail, members: Members) -> RunPage:
         checkpoints=detail.checkpoints, scores=_score_lines(detail), charts=page_charts(detail, members),
         fingerprint_json=json.dumps(fingerprint, indent=2, sort_keys=True),
         environment_json=json.dumps(environment, indent=2, sort_keys=True) if environment else None,
-        lineage=[f"base model {s.base_model}"],
+        lineage=[f"base model {s.base_model}"] + ([f"trained against {reward.describe()}"] if reward else []),
         forgetting=subject_deltas(base_subjects, group_scores(members, "finetuned")) if base_subjects else [],
         data_sources=data_source_lines(detail.data_stats),
         data_note=overlength_note(detail.data_stats, detail.spec.get("data", {})),
+        reward_source=reward.describe() if reward else None, judge_template=reward.template if reward else None,
+        samples=[SampleLine(**sample) for sample in detail.samples],
     )
 
 

@@ -10,6 +10,7 @@ How an attempt ends:
 - lost (the run was re-queued as stale while this worker stalled, and someone else holds it):
   this worker stops and writes nothing more;
 - pruned (a search's trial its pruner stopped, runner/search.py): a checkpoint at that step, no evaluation.
+A reward model (kind = "reward") is scored by its held-out pairwise accuracy instead of the lm-eval evaluation.
 A run that succeeded, failed or was pruned is then told to its [notify] targets (runner/notify.py), and a search's
 trial to its search, which may then be over. The caller (a worker) goes on to the next run, or stops.
 """
@@ -42,6 +43,7 @@ from tunelab.runner.evaluation.cache import evaluate_cached, lm_eval_version
 from tunelab.runner.evaluation.targets import base_model_digest, settings_key, trained_model_digest
 from tunelab.runner.lineage import resolve_start
 from tunelab.runner.notify import Event, notify, targets_of
+from tunelab.runner.reward_source import resolve_reward_source
 from tunelab.runner.search import pruning_check, trial_ended
 from tunelab.runner.training.checkpoints import latest_complete
 from tunelab.runner.training.distributed import train_distributed
@@ -49,6 +51,8 @@ from tunelab.runner.training.models import load_model, load_tokenizer, resolve_m
 from tunelab.runner.training.progress import RunProgress
 from tunelab.runner.training.recipes import fingerprint_spec_data, train
 from tunelab.runner.training.registry_hooks import registry_hooks
+from tunelab.runner.training.reward_model import RewardOutcome, accuracy_score
+from tunelab.runner.training.rewards import RewardSource
 from tunelab.runner.training.trainer import TrainHooks, TrainOutcome
 
 log = logging.getLogger(__name__)
@@ -301,13 +305,15 @@ def _check_still_ours(heart: _Heartbeat) -> None:
 
 
 def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, hooks: TrainHooks,
-           progress: RunProgress) -> TrainOutcome:
-    """Training in this process, or for [resources] gpus = N > 1 in N processes under torchrun."""
+           progress: RunProgress, reward: RewardSource | None) -> TrainOutcome:
+    """Training in this process, or for [resources] gpus = N > 1 in N processes under torchrun (never online RL,
+    whose spec keeps it to one process)."""
     gpus = spec.resources.gpus
     if gpus:
         check_run_gpus(gpus, cuda_device_count())
     if gpus <= 1:
-        return train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device="cuda" if gpus else None)
+        return train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device="cuda" if gpus else None,
+                     reward=reward)
     return train_distributed(registry, run_id, spec, workdir=workdir, output_dir=output_dir, hooks=hooks,
                              nproc=gpus, device="cuda", progress=progress)
 
@@ -318,10 +324,12 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     _record_environment(registry, run_id, workdir)
     # A run:ID base becomes that run's final weights (an adapter merged into its base) from here on.
     spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
+    # Online RL: the reward run, judge or function that scores the completions, recorded on the run.
+    reward = resolve_reward_source(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
     forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
     try:
         outcome = _train(registry, run_id, spec, workdir, output_dir,
-                         _training_hooks(registry, run_id, spec, progress, heart, stop), progress)
+                         _training_hooks(registry, run_id, spec, progress, heart, stop), progress, reward)
     except RunCancelled:
         _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
         raise
@@ -334,6 +342,11 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
                data_stats_json=json.dumps(outcome.data_stats) if outcome.data_stats is not None else None)
     if outcome.pruned:
         raise TrialPruned(f"pruned at step {outcome.global_step}")
+    if isinstance(outcome, RewardOutcome) and outcome.accuracy is not None:
+        # A reward model is scored by its held-out pairwise accuracy, not by lm-eval (it generates no text).
+        record_scores(registry, run_id, [accuracy_score(outcome.accuracy, run_id=run_id,
+                                                        data_fingerprint=outcome.data_fingerprint)])
+        return
     stop.check()  # a request that came as training finished: evaluation would not poll it
 
     key = eval_key(spec, lm_eval_version())

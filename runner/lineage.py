@@ -91,6 +91,10 @@ def starting_weights(registry: Registry, run_id: int, *, scratch: Path) -> Path:
     into its base under `scratch` (kept there, so a resumed run merges once). Call `lineage_of` first:
     it refuses loops."""
     final, spec, workdir = final_weights(registry, run_id)
+    if spec.method.kind == "reward":
+        raise RunFailed(f'run:{run_id} is a reward model (a base with a scalar head), which scores text and does not '
+                        'write it: start from, or judge with, a language model (a reward run is named by an RL run\'s '
+                        'method.reward_model)')
     if not trains_adapter(spec.method):
         return final
     if spec.method.kind == "prompt_tuning":

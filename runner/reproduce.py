@@ -1,7 +1,8 @@
 """`tunelab reproduce`: re-run a run from its registry record alone, and say whether it reproduced.
 
 Before running: what differs from the original's environment (packages, device, git commit,
-dirty tree), and a refusal when the training data no longer fingerprints the same. The reproduction
+dirty tree), and a refusal when the training data no longer fingerprints the same, or (online RL) when the reward
+run, judge or reward function it trained against no longer hashes the same. The reproduction
 is a new run of the same experiment, created already claimed by this process and executed here: a
 worker polling the same registry never sees it queued. After (`--verify`): a verdict on the loss
 curve, the final weights and every eval score.
@@ -28,6 +29,7 @@ from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.execute import RunResult, execute_run
 from tunelab.runner.lineage import final_weights, run_base_id
+from tunelab.runner.reward_source import check_reward_unchanged
 from tunelab.runner.training.recipes import fingerprint_spec_data
 from tunelab.runner.worker import worker_name
 
@@ -104,6 +106,8 @@ def plan(registry: Registry, run_id: int) -> Plan:
         raise RegistryError(f"run {run_id} is {run.status}; only a succeeded run can be reproduced")
     spec = stored_spec(experiment.resolved_json)
     workdir = Path(experiment.workdir)
+    # An RL run re-trains against the same reward source, and only if it still hashes as it did.
+    check_reward_unchanged(registry, run, spec, workdir)
     original_env = json.loads(run.environment_json) if run.environment_json else None
     differences = environment_differences(original_env, snapshot(workdir).to_dict())
     return Plan(run_id, experiment.id, spec, workdir, differences,

@@ -7,10 +7,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tunelab.experiments.benchmarks import display_order
+from tunelab.experiments.benchmarks import REWARD_ACCURACY, display_order
 from tunelab.experiments.toml_text import spec_toml
 from tunelab.output import fmt_float, fmt_time
 from tunelab.registry.lineage import Lineage
+from tunelab.registry.reward_sources import RewardRecord
 from tunelab.registry.run_records import RunDetail
 from tunelab.registry.scores import Score, headline_rows
 from tunelab.reports.data_stats import data_source_lines, data_totals, overlength_note
@@ -46,12 +47,34 @@ def print_detail(detail: RunDetail) -> None:
         console.print("  checkpoints: " + ", ".join(f"step {c['step']}" for c in detail.checkpoints))
     if detail.scores:
         print_scores(console, detail.scores)
+    accuracy = headline_rows(detail.scores, "finetuned").get(REWARD_ACCURACY)
+    if accuracy is not None:
+        console.print(f"  reward model: held-out pairwise accuracy {accuracy.value:.4f} (stderr "
+                      f"{fmt_float(accuracy.stderr)}, {accuracy.n_samples} pairs)")
     console.print("  spec (resolved: what the run used):")
     # Line by line: a newline inside one value is escaped, the lines of the TOML are kept.
     console.print("\n".join(markup(line) for line in indented(spec_toml(detail.spec)).split("\n")), soft_wrap=True,
                   highlight=False)
     if detail.lineage and detail.lineage["runs"]:
         console.print("  lineage: " + markup(Lineage.from_json(detail.lineage).describe(s.run_id)), soft_wrap=True)
+    if detail.reward_source:
+        print_reward(console, detail)
+
+
+def print_reward(console: Console, detail: RunDetail) -> None:
+    """Online RL: what scored the completions, and how the mean reward and the KL moved over training."""
+    reward = RewardRecord.from_json(detail.reward_source or {})
+    console.print("  reward: " + markup(reward.describe()), soft_wrap=True)
+    if reward.template:
+        console.print("    the judge is asked:")
+        console.print("\n".join(markup(line) for line in indented(reward.template, "      ").split("\n")),
+                      soft_wrap=True, highlight=False)
+    points = [m for m in detail.metrics if m.get("reward") is not None]
+    if points:
+        first, last = points[0], points[-1]
+        kl = f", KL to the reference {last['kl']:.4f}" if last.get("kl") is not None else ""
+        console.print(f"  reward per step: {first['reward']:.4f} at step {first['step']} -> {last['reward']:.4f} at "
+                      f"step {last['step']} (mean of the step's completions){kl}", soft_wrap=True)
 
 
 def indented(text: str, prefix: str = "    ") -> str:

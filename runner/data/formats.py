@@ -1,4 +1,4 @@
-"""Read data files into typed rows: instruction, chat, text and preference, from JSONL or CSV.
+"""Read data files into typed rows: instruction, chat, text, preference, prompt and feedback, from JSONL or CSV.
 
 A file is CSV when its name ends in .csv (same column names as the JSONL keys), JSONL otherwise.
 Every malformed row is a DataError naming the file and line; nothing here tokenises.
@@ -55,7 +55,27 @@ class PreferenceExample:
     line: int = field(default=0, compare=False)
 
 
-Example = InstructionExample | ChatExample | TextExample | PreferenceExample
+@dataclass(frozen=True)
+class PromptExample:
+    """A prompt for online RL (plain text or, in JSONL, a list of chat messages); `fields` are the row's other
+    fields (strings, numbers, booleans), which reach the reward function."""
+
+    prompt: str | tuple[ChatMessage, ...]
+    fields: tuple[tuple[str, str | int | float | bool], ...] = ()
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class FeedbackExample:
+    """One answer to a prompt with a verdict on it: `label` true for a good answer, false for a bad one (KTO)."""
+
+    prompt: str | tuple[ChatMessage, ...]
+    completion: str
+    label: bool
+    line: int = field(default=0, compare=False)
+
+
+Example = InstructionExample | ChatExample | TextExample | PreferenceExample | PromptExample | FeedbackExample
 
 
 def read_rows(path: Path, data_format: str) -> list[Example]:
@@ -70,6 +90,16 @@ def read_rows(path: Path, data_format: str) -> list[Example]:
 def read_preference_rows(path: Path) -> list[PreferenceExample]:
     """Rows of prompt, chosen and rejected (JSONL or CSV), validated; for preference methods such as DPO."""
     return [row for row in read_rows(Path(path), "preference") if isinstance(row, PreferenceExample)]
+
+
+def read_prompt_rows(path: Path) -> list[PromptExample]:
+    """Rows of a prompt and optional other fields (JSONL or CSV), validated; for online RL."""
+    return [row for row in read_rows(Path(path), "prompt") if isinstance(row, PromptExample)]
+
+
+def read_feedback_rows(path: Path) -> list[FeedbackExample]:
+    """Rows of prompt, completion and label (JSONL or CSV), validated; for KTO."""
+    return [row for row in read_rows(Path(path), "feedback") if isinstance(row, FeedbackExample)]
 
 
 # ---------------------------------------------------------------- records: (line, dict) from JSONL or CSV
@@ -177,4 +207,40 @@ def _preference(record: dict[str, Any], path: Path, line: int) -> PreferenceExam
                              line=line)
 
 
-_PARSERS = {"instruction": _instruction, "chat": _chat, "text": _text, "preference": _preference}
+def _prompt_of(record: dict[str, Any], path: Path, line: int) -> str | tuple[ChatMessage, ...]:
+    prompt = record.get("prompt")
+    if isinstance(prompt, list):
+        return _messages(prompt, "prompt", path, line)
+    if not isinstance(prompt, str):
+        raise DataError(path, 'missing field "prompt" (a string, or a list of messages)', line=line)
+    return prompt
+
+
+def _prompt(record: dict[str, Any], path: Path, line: int) -> PromptExample:
+    prompt = _prompt_of(record, path, line)
+    fields = []
+    for key, value in sorted(record.items()):
+        if key == "prompt":
+            continue
+        if not isinstance(value, str | int | float | bool):
+            raise DataError(path, f'field "{key}" must be a string, a number or a boolean (it goes to the reward '
+                            "function)", line=line)
+        fields.append((key, value))
+    return PromptExample(prompt, tuple(fields), line=line)
+
+
+_LABELS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _feedback(record: dict[str, Any], path: Path, line: int) -> FeedbackExample:
+    prompt = _prompt_of(record, path, line)
+    label = record.get("label")
+    if isinstance(label, str) and path.suffix.lower() == ".csv":
+        label = _LABELS.get(label.strip().lower(), label)
+    if not isinstance(label, bool):
+        raise DataError(path, 'field "label" must be true (a good answer) or false (a bad one)', line=line)
+    return FeedbackExample(prompt, _string(record, "completion", path, line), label, line=line)
+
+
+_PARSERS = {"instruction": _instruction, "chat": _chat, "text": _text, "preference": _preference,
+            "prompt": _prompt, "feedback": _feedback}

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from itertools import takewhile
 from pathlib import Path
 
 from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import Spec
-from tunelab.runner.data.formats import InstructionExample, read_preference_rows
+from tunelab.runner.data.formats import read_preference_rows
+from tunelab.runner.data.prompts import render_prompt
 from tunelab.runner.data.templates import Renderer
 from tunelab.runner.errors import DataError, RunFailed
 
@@ -45,12 +45,7 @@ def read_pairs(path: Path, tokenizer, template: str) -> list[PreferencePair]:
     renderer = Renderer(template, tokenizer)
     pairs = []
     for row in read_preference_rows(path):
-        if isinstance(row.prompt, str):
-            rendered = renderer.render(InstructionExample(row.prompt, "", row.chosen, line=row.line), path)
-            prompt = "".join(segment.text for segment in takewhile(lambda s: not s.trainable, rendered.segments))
-        else:
-            messages = [{"role": m.role, "content": m.content} for m in row.prompt]
-            prompt = renderer.chat_renderer()(messages, True)
+        prompt = render_prompt(renderer, row.prompt, path, row.line)
         if not row.chosen.strip() or not row.rejected.strip():
             raise DataError(path, "chosen and rejected must not be empty", line=row.line)
         pairs.append(PreferencePair(prompt, row.chosen, row.rejected))

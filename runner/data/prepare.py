@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import DataSection, Spec
@@ -30,6 +30,7 @@ from tunelab.runner.data.templates import Renderer
 from tunelab.runner.errors import DataError, RunFailed
 
 SFT_FORMATS = ("instruction", "chat", "text")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def prepare_data(spec: Spec, tokenizer: Any, workdir: Path) -> PreparedData:
         features, counts = _load(source, renderer, tokenizer, data)
         source_stats = SourceStats.of(source, counts, mixture=mixture)
         if isinstance(data.validation, float):
-            features, held = _hold_out(features, data.validation, split, source.path)
+            features, held = hold_out(features, data.validation, split, source.path)
             validation.extend(held)
             source_stats.held_out = len(held)
         parts.append(features)
@@ -157,8 +158,8 @@ def _load(source: DataSource, renderer: Renderer, tokenizer: Any, data: DataSect
     return features, counts
 
 
-def _hold_out(features: list[Feature], fraction: float, rng: random.Random,
-              path: Path) -> tuple[list[Feature], list[Feature]]:
+def hold_out(features: list[T], fraction: float, rng: random.Random,
+             path: Path) -> tuple[list[T], list[T]]:
     """Split off round(fraction * n) examples (at least one, leaving at least one); both parts keep file order."""
     if len(features) < 2:
         raise DataError(path, f"{len(features)} usable row(s): too few to hold out a validation fraction")

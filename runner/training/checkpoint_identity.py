@@ -23,6 +23,7 @@ _DESCRIPTIONS = {
     "spec_hash": "the run's resolved spec",
     "tokenizer": "the tokenizer",
     "data": "the training data (data fingerprint of the processed token stream)",
+    "reward": "the reward source (the reward run's weights, the judge's weights or the reward function's source)",
 }
 
 
@@ -35,9 +36,11 @@ class TrainingIdentity:
     spec_hash: str
     tokenizer: str
     data: str
+    # Online RL: the digest of what scores the completions; None (and left out of the marker) for other methods.
+    reward: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -53,10 +56,11 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def identity_for(spec: Spec, tokenizer: Any, data_fingerprint: str) -> TrainingIdentity:
-    """The identity of a training of `spec` with `tokenizer` on data of this fingerprint."""
+def identity_for(spec: Spec, tokenizer: Any, data_fingerprint: str, reward: str | None = None) -> TrainingIdentity:
+    """The identity of a training of `spec` with `tokenizer` on data of this fingerprint (and, for online RL,
+    against the reward source of digest `reward`)."""
     return TrainingIdentity(spec_hash=spec_hash(spec), tokenizer=tokenizer_fingerprint(tokenizer),
-                            data=data_fingerprint)
+                            data=data_fingerprint, reward=reward)
 
 
 def check_resumable(checkpoint_dir: Path, recorded: dict[str, Any] | None, current: TrainingIdentity) -> None:

@@ -2,8 +2,9 @@
 
 full trains every weight; freeze only the top decoder blocks and the LM head; lora and qlora (over a 4-bit
 NF4 base, loaded by runner/training/models.py) train a LoRA adapter; prompt_tuning trains virtual tokens.
-dpo trains a LoRA adapter or every weight (runner/training/preference.py has its recipe). Options that need
-CUDA are refused here, in one line, before anything is loaded.
+dpo, reward, rloo, grpo and kto train a LoRA adapter or every weight (their recipes: runner/training/preference.py,
+reward_model.py, online_rl.py, kto.py). Options that need CUDA are refused here, in one line, before anything is
+loaded.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from tunelab.experiments.errors import missing_extra
 from tunelab.experiments.schema import MethodSection, Spec
 from tunelab.runner.errors import RunFailed
 
-# Kinds whose final weights are a peft adapter over the base model (plus dpo with dpo_weights = "lora").
+# Kinds whose final weights are a peft adapter over the base model (plus those trained with LoRA by choice:
+# dpo_weights = "lora", weights = "lora").
 ADAPTER_KINDS = ("lora", "qlora", "prompt_tuning")
 
 
 def trains_adapter(method: MethodSection) -> bool:
     """Whether training saves a peft adapter (not a whole model) as the run's final weights."""
-    return method.kind in ADAPTER_KINDS or (method.kind == "dpo" and method.dpo_weights == "lora")
+    # trains_lora: lora, qlora, and the preference and RL kinds that train a LoRA adapter (dpo_weights, weights).
+    return method.kind in ADAPTER_KINDS or method.trains_lora
 
 
 def check_device(spec: Spec, device: str) -> None:

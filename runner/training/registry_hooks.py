@@ -1,4 +1,5 @@
-"""Training's reports written into the registry: metrics, checkpoints, progress, a resume's rewind, pruning.
+"""Training's reports written into the registry: metrics, checkpoints, progress, a resume's rewind, pruning,
+sample completions.
 
 The worker (runner/execute.py) and the first process of a multi-GPU run (runner/training/distributed_train.py)
 both hand these hooks to training; the recipes themselves know nothing of the registry.
@@ -13,9 +14,11 @@ from tunelab.registry.db import Registry
 from tunelab.registry.recording import (
     KeptCheckpoint,
     MetricPoint,
+    SampleCompletion,
     forget_checkpoints,
     record_checkpoint,
     record_metrics,
+    record_samples,
     rewind,
     update_run,
 )
@@ -52,4 +55,6 @@ def registry_hooks(registry: Registry, run_id: int, progress: RunProgress) -> Tr
         on_progress=on_progress,
         on_start=on_start,
         on_pruned=lambda steps: forget_checkpoints(registry, run_id, steps),
+        on_samples=lambda step, samples: record_samples(registry, run_id, step,
+                                                        [SampleCompletion(**sample) for sample in samples]),
     )

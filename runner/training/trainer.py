@@ -73,6 +73,8 @@ class TrainHooks:
     # A search's trial: asked at each validation loss (step, loss) before the last step; True stops training
     # there, with a checkpoint at that step (runner/search.py decides).
     should_prune: Callable[[int, float], bool] | None = None
+    # Online RL: completions kept to be shown (prompt, completion, reward dicts), for the step they train.
+    on_samples: Callable[[int, list[dict[str, Any]]], None] | None = None
 
 
 @dataclass

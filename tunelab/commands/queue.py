@@ -13,6 +13,7 @@ from tunelab.experiments.plan import plan, plan_search, summary
 from tunelab.experiments.schema import MAX_PRIORITY
 from tunelab.output import print_json
 from tunelab.params import RUN_ID
+from tunelab.registry.reward_checks import check_reward_runs
 from tunelab.registry.run_state import cancel as cancel_run
 from tunelab.registry.run_state import retry as retry_run
 from tunelab.registry.searches import create_search, search_from_loaded
@@ -50,6 +51,7 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
         _show_plan(app, loaded, searches, workdir, as_json)
         return
     registry = app.registry()
+    check_reward_runs(registry, loaded)
     new = [from_loaded(item, workdir=str(workdir), priority=priority) for item in loaded if item.search is None]
     done = submit_runs(registry, new, force=force) if new else []
     created = [(item, create_search(registry, search_from_loaded(item, workdir=str(workdir), priority=priority)))

@@ -11,6 +11,7 @@ from tunelab.context import AppContext
 from tunelab.experiments.loader import load_for_submit
 from tunelab.experiments.schema import NotifySection
 from tunelab.output import print_json
+from tunelab.registry.reward_checks import check_reward_runs
 from tunelab.registry.run_state import claim_run
 from tunelab.registry.submissions import from_loaded
 from tunelab.registry.submissions import submit as submit_runs
@@ -87,6 +88,7 @@ def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
     if loaded[0].search is not None:
         raise click.ClickException(f"{spec} defines a search: use submit + worker")
     registry = app.registry()
+    check_reward_runs(registry, loaded)
     # `run` means "run this now": an identical earlier spec still gets a fresh run.
     (submitted,) = submit_runs(registry, [from_loaded(loaded[0], workdir=str(workdir))], force=True)
     if not claim_run(registry, submitted.run_id, worker_name()):
