@@ -98,17 +98,18 @@ def test_online_rl_raises_the_reward_of_a_function_with_a_known_optimum(tmp_path
     spec = _spec(tiny_model_dir, {"kind": kind, "reward_function": name, "weights": "full", "beta": 0.0,
                                   "max_new_tokens": 8, "num_generations": 4},
                  {"train": str(prompt_rows(tmp_path / "prompts.jsonl")), "format": "prompt"},
-                 steps=10, learning_rate=5e-2)
+                 steps=20, learning_rate=5e-2)
     metrics: list[dict] = []
     samples: dict[int, list[dict]] = {}
     train(spec, workdir=tmp_path, output_dir=tmp_path / "run", hooks=_hooks(metrics, samples),
           reward=RewardSource("function", name, digest, workdir=tmp_path))
     rewards = [m["reward"] for m in metrics if m.get("reward") is not None]
-    assert len(rewards) == 10 and all(0 <= r <= 1 for r in rewards)
-    assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.1, rewards
+    assert len(rewards) == 20 and all(0 <= r <= 1 for r in rewards)
+    # Ten steps were too few on this tiny model: the reward rose and fell back within noise.
+    assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.1, f"{rewards}"
     assert all(m["completion_length"] == 8 for m in metrics if "completion_length" in m)  # max_new_tokens
     # A few completions kept at a few steps (the first and the last among them), with their rewards.
-    assert sorted(samples) == [1, 3, 6, 9, 10]
+    assert sorted(samples) == [1, 5, 10, 15, 20]
     assert all(len(kept) == 4 and kept[0]["prompt"].startswith("What is the capital of") for kept in samples.values())
 
 
