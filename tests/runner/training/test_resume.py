@@ -43,7 +43,9 @@ CANARY = "tunelab-canary-7f3a"  # an environment variable's value that must not 
 @pytest.mark.slow
 def test_training_writes_the_save_every_checkpoints_and_none_more_at_the_end(tmp_path, tiny_model_dir):
     from tunelab.experiments.loader import load_spec
-    from tunelab.runner.training import FINAL_FACTS, TrainHooks, train
+    from tunelab.runner.training.final_weights import FINAL_FACTS
+    from tunelab.runner.training.recipes import train
+    from tunelab.runner.training.trainer import TrainHooks
 
     spec = write_spec(tmp_path / "s.toml", name="schedule", model_dir=tiny_model_dir, max_steps=5, save_every=2,
                       tasks=(), custom=False, baseline=False)
