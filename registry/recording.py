@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from tunelab.registry.db import Registry
@@ -52,11 +52,15 @@ def record_checkpoint(registry: Registry, run_id: int, step: int, loss: float | 
 
 
 def record_metrics(registry: Registry, run_id: int, points: Iterable[MetricPoint]) -> None:
+    """Insert metric rows in one transaction, as one executemany: training writes them in batches while it
+    runs (runner/training/registry_hooks.py) and ORM objects would cost ten times as much per row."""
+    rows = [{"run_id": run_id, "step": point.step, "epoch": point.epoch, "loss": point.loss,
+             "learning_rate": point.learning_rate, "grad_norm": point.grad_norm, "eval_loss": point.eval_loss}
+            for point in points]
+    if not rows:
+        return
     with registry.session() as session:
-        for point in points:
-            session.add(TrainMetric(run_id=run_id, step=point.step, epoch=point.epoch, loss=point.loss,
-                                    learning_rate=point.learning_rate, grad_norm=point.grad_norm,
-                                    eval_loss=point.eval_loss))
+        session.exec(insert(TrainMetric), params=rows)
         session.commit()
 
 
