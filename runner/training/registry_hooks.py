@@ -6,7 +6,7 @@ both hand these hooks to training; the recipes themselves know nothing of the re
 Nothing in a training step waits for the registry: a step's metrics and progress are kept in memory
 (BufferedReports) and written in batches, by a background thread every REPORT_SECONDS, before each checkpoint
 is written (so a checkpoint on disk never lacks a metric row up to its step, whatever kills the worker after
-it), and when training ends.
+it), with each validation loss, and when training ends.
 """
 
 from __future__ import annotations
@@ -125,12 +125,20 @@ def registry_hooks(registry: Registry, run_id: int, progress: RunProgress,
         if step:
             progress.resumed(step, dropped)
 
+    def on_metrics(metrics: dict) -> None:
+        point = MetricPoint(**metrics)
+        reports.add(point)
+        if point.eval_loss is not None:
+            # A validation loss is written at once, with what is pending: whatever decides on it next (a search's
+            # pruner) reads it back from the registry, and an evaluation is rare and slow beside one write.
+            reports.flush()
+
     def on_progress(figures: TrainingProgress) -> None:
         progress.training(figures)
         reports.set_progress(figures)
 
     return TrainHooks(
-        on_metrics=lambda m: reports.add(MetricPoint(**m)),
+        on_metrics=on_metrics,
         on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, str(path)),
         on_progress=on_progress,
         on_start=on_start,

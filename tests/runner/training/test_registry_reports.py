@@ -124,6 +124,20 @@ def test_the_error_that_ended_training_is_the_one_raised(registry, monkeypatch):
         raise ValueError("training broke")
 
 
+def test_a_validation_loss_is_written_at_once_with_the_rows_before_it(registry):
+    """Whatever decides on a validation loss (a search's pruner) reads it back from the registry right away."""
+    run_id = _running_run(registry)
+    hooks = registry_hooks(registry, run_id, RunProgress(run_id, "t", enabled=False), report_seconds=NEVER)
+    hooks.on_metrics({"step": 1, "epoch": 0.1, "loss": 0.9})
+    assert _metric_steps(registry, run_id) == []  # a training step's row waits
+    hooks.on_metrics({"step": 2, "epoch": 0.2, "loss": 0.8})
+    hooks.on_metrics({"step": 2, "epoch": 0.2, "eval_loss": 0.7})
+    assert _metric_steps(registry, run_id) == [1, 2]
+    evals = registry.rows("SELECT step, eval_loss FROM trainmetric WHERE run_id = :r AND eval_loss IS NOT NULL",
+                          {"r": run_id})
+    assert [tuple(row) for row in evals] == [(2, 0.7)]
+
+
 # ---- in training ------------------------------------------------------------------------------------------------
 
 
