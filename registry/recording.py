@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from tunelab.registry.db import Registry
@@ -85,9 +85,13 @@ def record_checkpoint(registry: Registry, run_id: int, step: int, loss: float | 
 
 
 def record_metrics(registry: Registry, run_id: int, points: Iterable[MetricPoint]) -> None:
+    """Insert metric rows in one transaction, as one executemany: training writes them in batches while it
+    runs (runner/training/registry_hooks.py) and ORM objects would cost ten times as much per row."""
+    rows = [{"run_id": run_id, **asdict(point)} for point in points]
+    if not rows:
+        return
     with registry.session() as session:
-        for point in points:
-            session.add(TrainMetric(run_id=run_id, **asdict(point)))
+        session.exec(insert(TrainMetric), params=rows)
         session.commit()
 
 

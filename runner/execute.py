@@ -48,6 +48,7 @@ from tunelab.runner.search import pruning_check, trial_ended
 from tunelab.runner.training.checkpoints import latest_complete
 from tunelab.runner.training.distributed import train_distributed
 from tunelab.runner.training.models import load_model, load_tokenizer, resolve_model_path
+from tunelab.runner.training.preload import prepare_process
 from tunelab.runner.training.progress import RunProgress
 from tunelab.runner.training.recipes import fingerprint_spec_data, train
 from tunelab.runner.training.registry_hooks import registry_hooks
@@ -256,6 +257,7 @@ def _attempt(registry: Registry, run_id: int, *, home: Path, show_progress: bool
     progress = RunProgress(run_id, experiment.name, enabled=show_progress)
     try:
         with stop.run():
+            prepare_process()  # imports and all: a worker that waited for this run did it while idle
             _make_output_dir(output_dir)
             with _Heartbeat(registry, run_id, worker, heartbeat_seconds) as heart, progress:
                 _execute(registry, run_id, stored_spec(experiment.resolved_json), Path(experiment.workdir),

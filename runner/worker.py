@@ -25,8 +25,9 @@ from tunelab.experiments.schema import NotifySection
 from tunelab.registry.db import Registry
 from tunelab.registry.run_state import claim_next, queued_needing_more_gpus, requeue_stale
 from tunelab.runner.devices import DeviceChoice, visible_devices
-from tunelab.runner.execute import HEARTBEAT_SECONDS, RunResult, StopRequest, execute_run
+from tunelab.runner.execute import HEARTBEAT_SECONDS, RunInterrupted, RunResult, StopRequest, execute_run
 from tunelab.runner.search import ask_trial
+from tunelab.runner.training.preload import prepare_process
 
 log = logging.getLogger(__name__)
 STALE_AFTER_SECONDS = 120.0
@@ -66,6 +67,16 @@ def _recover(registry: Registry, stale_after: float | None) -> None:
         log.warning("run %s: %s (%s)", recovered.run_id, recovered.status, recovered.error)
 
 
+def _prepare_while_idle(stop: StopRequest) -> None:
+    """Import the training stack while there is nothing to run (runner/training/preload.py): the next run starts
+    training seconds sooner. A stop request interrupts it at once, as it would a run."""
+    try:
+        with stop.run():
+            prepare_process()
+    except RunInterrupted:
+        pass  # the loop reads the request and ends
+
+
 def work(
     registry: Registry,
     *,
@@ -96,6 +107,7 @@ def work(
     stop = stop or StopRequest()
     sleep = sleep or stop.event.wait  # an idle worker wakes at once on SIGTERM/SIGINT
     results: list[RunResult] = []
+    prepared = False
     with visible_devices(devices or DeviceChoice()) as gpus, stop_on_signals(stop):
         while not stop.requested:
             _recover(registry, stale_after)
@@ -108,6 +120,10 @@ def work(
                     if left and on_skipped:
                         on_skipped(left, gpus)
                     return results
+                if not prepared:  # look at the queue again right after: that took seconds
+                    _prepare_while_idle(stop)
+                    prepared = True
+                    continue
                 sleep(poll_seconds)
                 continue
             result = execute_run(registry, run_id, home=home, show_progress=show_progress,

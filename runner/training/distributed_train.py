@@ -16,6 +16,7 @@ from tunelab.experiments.schema import Spec
 from tunelab.registry.db import open_registry
 from tunelab.runner.errors import RunCancelled, retryable
 from tunelab.runner.training.distributed import CONTROL_FILE, ERROR_FILE, REGISTRY_ENV, DistributedJob, SharedControl
+from tunelab.runner.training.preload import prepare_process
 from tunelab.runner.training.progress import RunProgress
 from tunelab.runner.training.recipes import train
 from tunelab.runner.training.registry_hooks import registry_hooks
@@ -40,6 +41,7 @@ def _record_error(output_dir: Path, exc: Exception) -> None:
 
 
 def main(argv: list[str]) -> int:
+    prepare_process()  # as a worker does: Trainer.train()'s garbage collection then skips the imported modules
     job = DistributedJob.read(Path(argv[0]))
     output_dir = Path(job.output_dir)
     spec = Spec.model_validate(job.spec)

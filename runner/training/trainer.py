@@ -75,6 +75,12 @@ class TrainHooks:
     should_prune: Callable[[int, float], bool] | None = None
     # Online RL: completions kept to be shown (prompt, completion, reward dicts), for the step they train.
     on_samples: Callable[[int, list[dict[str, Any]]], None] | None = None
+    # on_metrics and on_progress run inside every logged step, so they may only buffer; this writes what they
+    # buffered. Called before each checkpoint is written: a checkpoint on disk never lacks a row up to its step.
+    flush: Callable[[], None] = lambda: None
+    # Entered around training and the validation after it; buffered reports are written while inside (in the
+    # background) and on leaving.
+    recording: Callable[[], AbstractContextManager] = contextlib.nullcontext
 
 
 @dataclass
@@ -240,6 +246,8 @@ def staged_trainer_class(base=None):
         _staging: Path | None = None
         # Written into each checkpoint's marker (runner/training/checkpoint_identity.py); set by the recipe.
         identity: dict | None = None
+        # Called before a checkpoint is written (TrainHooks.flush); set by run_trainer.
+        before_checkpoint: Callable[[], None] | None = None
 
         def _get_output_dir(self, trial) -> str:
             return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
@@ -247,6 +255,8 @@ def staged_trainer_class(base=None):
         def _save_checkpoint(self, model, trial) -> None:
             root = Path(self.args.output_dir)
             step = self.state.global_step
+            if self.before_checkpoint is not None:
+                self.before_checkpoint()  # this step's logs are in: the Trainer logs before it saves
             self._staging = staging_dir(root)
             staged = self._staging / f"checkpoint-{step}"
             try:
@@ -279,16 +289,18 @@ def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCh
     from transformers import PrinterCallback
 
     trainer.identity = identity.to_json()
+    trainer.before_checkpoint = hooks.flush
     # Our own progress bar and the registry carry the logs; the Trainer's printer would repeat them.
     trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
-    with hooks.polling():
-        result = trainer.train(resume_from_checkpoint=str(resume_from.path) if resume_from else None)
-    seconds = time.perf_counter() - started
-    if hooks.should_stop():
-        raise RunCancelled("cancelled while training")
-    if validate and not callback.paused and not callback.pruned:
-        _evaluate_at_end(trainer)
+    with hooks.recording():
+        started = time.perf_counter()
+        with hooks.polling():
+            result = trainer.train(resume_from_checkpoint=str(resume_from.path) if resume_from else None)
+        seconds = time.perf_counter() - started
+        if hooks.should_stop():
+            raise RunCancelled("cancelled while training")
+        if validate and not callback.paused and not callback.pruned:
+            _evaluate_at_end(trainer)
     final_loss = callback.last_loss if callback.last_loss is not None else float(result.training_loss)
     outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
                            global_step=trainer.state.global_step, final_loss=final_loss, train_seconds=seconds,

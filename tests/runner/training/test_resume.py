@@ -290,6 +290,37 @@ def test_show_json_has_the_environment_snapshot_without_secrets(resumed):
     assert CANARY not in json.dumps(detail)
 
 
+@pytest.mark.slow
+def test_a_sigkill_after_a_checkpoint_loses_no_metric_row_up_to_it(tmp_path, tiny_model_dir):
+    """Metric rows are written in batches (runner/training/registry_hooks.py), never later than the checkpoint
+    that follows them: a worker killed at any moment keeps every row up to its newest checkpoint on disk."""
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path / "kill.toml", name="kill", model_dir=tiny_model_dir, kind="full", max_steps=5000,
+                      save_every=SAVE_EVERY, tasks=(), custom=False, baseline=False)
+    run_id = invoke_json(home, "submit", str(spec))[0]["run_id"]
+    worker = _start_worker(home, {k: v for k, v in os.environ.items() if k != "TUNELAB_DB"})
+    db = _db(home)
+    deadline = time.monotonic() + 300
+    while _progress(db, run_id)[0] < 4 * SAVE_EVERY:  # a few checkpoints in, wherever the next one stands
+        assert worker.poll() is None, worker.communicate()[0]
+        assert time.monotonic() < deadline, "the worker did not reach its checkpoints in time"
+        time.sleep(0.01)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=60)
+    on_disk = [c.step for c in complete_checkpoints(home / "runs" / str(run_id) / "checkpoints")]
+    recorded = [row[0] for row in db.execute("SELECT step FROM checkpoint WHERE run_id = ?", (run_id,))]
+    steps = [row[0] for row in db.execute("SELECT step FROM trainmetric WHERE run_id = ? AND loss IS NOT NULL "
+                                          "ORDER BY step", (run_id,))]
+    status = _one(db, "SELECT status FROM run WHERE id = ?", run_id)
+    db.close()
+    assert status == "running"  # killed while training
+    # The newest checkpoint on disk may be one the worker was killed before recording: its rows are in all the same.
+    newest = max(on_disk)
+    assert 4 * SAVE_EVERY <= newest < 5000 and set(recorded) <= set(on_disk) and max(recorded) >= newest - SAVE_EVERY
+    assert steps[:newest] == list(range(1, newest + 1))  # every step up to it, once
+    assert len(steps) == len(set(steps))  # and any after it (written in the background) once too
+
+
 # ---- a full disk ---------------------------------------------------------------------------------------------
 
 
