@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 from tunelab.experiments.loader import load_spec
-from tunelab.registry.queue import claim_next
 from tunelab.registry.recording import MetricPoint
+from tunelab.registry.run_state import claim_next
 from tunelab.registry.submissions import NewExperiment, submit
 from tunelab.runner.training import registry_hooks as hooks_module
 from tunelab.runner.training.checkpoints import complete_checkpoints
