@@ -5,8 +5,8 @@ A benchmark's key (arc_challenge, hellaswag, mmlu, truthfulqa_mc2 or a custom ta
 - the task definition: the YAML tunelab generated, with every path replaced by the content it points to (the
   official lm-eval YAMLs it includes, or the include_path task's YAML and the YAMLs it includes in turn, the
   Python helpers beside each, the local data files or dataset directory);
-- the few-shot count, the item limit, the batch size, the dtype, the device (cpu, cuda, mps), the seed and the
-  lm-eval version.
+- the few-shot count, the item limit, the batch size, the dtype, the device (cpu, cuda, mps), the seed, the
+  few-shot seed and the lm-eval version.
 Evaluating the same thing again is a look-up; changing any of these evaluates again. Hub datasets are known by
 name only (lm-eval does not pin their revision either). Large model files are hashed once: their digest is
 remembered by path, size and mtime.
@@ -36,6 +36,7 @@ from tunelab.runner.evaluation.harness import (
     evaluation_device,
     fingerprint_header,
     plan_limit,
+    with_profile,
 )
 from tunelab.runner.evaluation.include_path import data_files_under, map_data_files, task_yaml_loader
 from tunelab.runner.evaluation.leaderboard import PROFILE, resolve_benchmarks_dir
@@ -43,8 +44,8 @@ from tunelab.runner.evaluation.planning import plan_tasks
 from tunelab.runner.evaluation.tasks import TaskPlan
 
 # Bump when the key's recipe or the payload's shape changes: older entries then simply stop matching.
-# 2: the device is part of the key; include_path tasks.
-CACHE_VERSION = 2
+# 2: the device is part of the key; include_path tasks. 3: the few-shot seed; truncated items in the fingerprint.
+CACHE_VERSION = 3
 # What a model directory holds that changes its scores; README, generation config and optimizer state do not.
 _MODEL_CONFIG_FILES = (
     "config.json",
@@ -180,6 +181,7 @@ def plan_key(
             "dtype": dtype,
             "device": device,
             "seed": seed,
+            "fewshot_seed": settings.fewshot_seed,
             "lm_eval": lm_eval,
         }
     )
@@ -262,7 +264,7 @@ def evaluate_cached(
     return EvalOutcome(
         scores=[score for result in ordered for score in result.scores],
         lm_eval_version=version,
-        fingerprint=header | {"tasks": {plan.name: found[plan.name].fingerprint for plan in plans}},
+        fingerprint=with_profile(header, {plan.name: found[plan.name].fingerprint for plan in plans}),
         samples={task: rows for result in ordered for task, rows in result.samples.items()},
         cached=tuple(plan.name for plan in plans if plan.name not in {p.name for p in missing}),
     )

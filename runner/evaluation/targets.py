@@ -136,7 +136,10 @@ def settings_key(settings: EvalSection, *, dtype: str, seed: int, lm_eval_versio
     """What makes two evaluations of one model interchangeable (the worker's and `tunelab eval`'s alike)."""
     values = settings.model_dump(mode="json")
     values.pop("baseline", None)
-    payload = {"eval": values, "dtype": dtype, "lm_eval": lm_eval_version, "seed": seed}
+    # The few-shot seed is named even at its default (which the spec's canonical form leaves out): evaluations
+    # from before it existed drew their shots with the training seed.
+    payload = {"eval": values, "dtype": dtype, "lm_eval": lm_eval_version, "seed": seed,
+               "fewshot_seed": settings.fewshot_seed}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
 
