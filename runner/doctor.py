@@ -34,7 +34,7 @@ from tunelab.runner.evaluation.leaderboard import (
 )
 from tunelab.runner.evaluation.planning import benchmark_requests, required_local_files
 from tunelab.runner.evaluation.targets import hf_caches
-from tunelab.runner.offline import hub_offline
+from tunelab.runner.offline import hub_offline, hub_unreachable, unreachable_hub_remedy
 from tunelab.runner.training.models import locate_model
 
 _WEIGHTS = ("*.safetensors", "*.bin")
@@ -162,6 +162,9 @@ def _check_hub_model(repo_id: str, revision: str | None, check: RunCheck, offlin
     except LocalEntryNotFoundError:
         if offline:
             check.problems.append(Problem("base model", repo_id, "not in the hub cache, and hub access is off"))
+        elif (reason := hub_unreachable(environ)) is not None:
+            check.problems.append(Problem("base model", repo_id, f"not in the hub cache, and the hub cannot be "
+                                          f"reached ({reason}): {unreachable_hub_remedy('the model')}"))
         else:
             check.notes.append(f"base model {repo_id} is not in the hub cache: the worker will download it")
         return
@@ -233,11 +236,15 @@ def _check_included(directory: TaskDirectory, names: list[str], workdir: Path, c
 def _check_hub_dataset(name: str, dataset: str, check: RunCheck, offline: bool, environ: Mapping[str, str]) -> None:
     if _dataset_cached(dataset, environ):
         return
+    remedy = (f"set [eval] benchmarks_dir or {BENCHMARKS_DIR_ENV} to a local copy" if name in LEADERBOARD
+              else "point its YAML at local data files")
     if offline:
-        remedy = (f"set [eval] benchmarks_dir or {BENCHMARKS_DIR_ENV} to a local copy" if name in LEADERBOARD
-                  else "point its YAML at local data files")
         check.problems.append(Problem(
             "benchmark data", dataset, f"{name}: hub dataset not in the cache and hub access is off; {remedy}"))
+    elif (reason := hub_unreachable(environ)) is not None:
+        check.problems.append(Problem(
+            "benchmark data", dataset, f"{name}: hub dataset not in the cache, and the hub cannot be reached "
+            f"({reason}); {remedy}"))
     else:
         check.notes.append(f"{name}: hub dataset {dataset} is not cached: the worker will download it")
 

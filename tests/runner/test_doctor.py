@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,10 @@ def test_hub_models_and_datasets_must_be_cached_offline(tiny_model_dir, tmp_path
         ("base model", "some-org/tiny"), ("benchmark data", "allenai/ai2_arc")]
     assert "TUNELAB_BENCHMARKS_DIR" in offline.problems[1].detail
 
-    (online,) = check_queued_runs(registry, offline=False, environ=environ)
+    # A hub that answers (a local listening port: tests never reach the network): the worker will download them.
+    with socket.create_server(("127.0.0.1", 0)) as hub:
+        endpoint = f"http://127.0.0.1:{hub.getsockname()[1]}"
+        (online,) = check_queued_runs(registry, offline=False, environ=environ | {"HF_ENDPOINT": endpoint})
     assert online.ok and len(online.notes) == 2 and "will download" in online.notes[0]
 
     fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
