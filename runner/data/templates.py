@@ -2,7 +2,9 @@
 
 `[data] template` is "alpaca", "chatml", "tokenizer" (the tokenizer's own chat template) or a Jinja
 string, rendered in a sandbox with bounds on what one rendering may produce and how long it may take
-(BoundedSandbox): a template that breaks one fails the run once, at its first row, in one line. Chat templates render a whole conversation; the trainable part of each assistant turn is the
+(BoundedSandbox): a template that breaks one fails the run once, at its first row, in one line.
+
+Chat templates render a whole conversation; the trainable part of each assistant turn is the
 text that rendering the conversation up to that turn adds after the generation prompt, so the masks
 are exact for any template that renders each turn as a prefix of the next (all common ones do).
 """
