@@ -22,7 +22,7 @@ from jinja2 import StrictUndefined, Template
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tunelab.runner.data.formats import ChatExample, ChatMessage, Example, InstructionExample, TextExample
-from tunelab.runner.errors import DataError, RunFailed
+from tunelab.runner.errors import DataError, RunCancelled, RunFailed
 
 ALPACA_PREAMBLE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -84,10 +84,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, should_stop: Callable[[], bool] = lambda: False, **options: Any) -> None:
         super().__init__(**options)
         self.deadline = math.inf
         self.budget = TEMPLATE_EXTRA_CHARS
+        self.should_stop = should_stop  # a cancel is honoured inside a slow template too
 
     def render(self, template: Template, **variables: Any) -> str:
         """`template` rendered within the bounds; a SecurityError (a TemplateError) when it breaks one."""
@@ -104,6 +105,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return "".join(chunks)
 
     def _tick(self) -> None:
+        if self.should_stop():
+            raise RunCancelled("cancelled while preparing data")
         if time.monotonic() > self.deadline:
             raise SecurityError(f"the template took more than {TEMPLATE_SECONDS:g} s to render one row")
 
@@ -133,7 +136,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-def _sandbox(*, chat: bool) -> BoundedSandbox:
+def _sandbox(*, chat: bool, should_stop: Callable[[], bool]) -> BoundedSandbox:
     """A sandboxed, bounded Jinja environment; unknown variables are errors, not empty strings.
 
     Chat templates get transformers' whitespace handling (trim_blocks, lstrip_blocks), so a template
@@ -142,7 +145,7 @@ def _sandbox(*, chat: bool) -> BoundedSandbox:
     def raise_exception(message: str) -> None:
         raise TemplateError(message)
 
-    env = BoundedSandbox(trim_blocks=chat, lstrip_blocks=chat, undefined=StrictUndefined)
+    env = BoundedSandbox(should_stop, trim_blocks=chat, lstrip_blocks=chat, undefined=StrictUndefined)
     env.globals["raise_exception"] = raise_exception
     return env
 
@@ -150,16 +153,19 @@ def _sandbox(*, chat: bool) -> BoundedSandbox:
 class Renderer:
     """Renders rows of any SFT format with one `[data] template`."""
 
-    def __init__(self, template: str, tokenizer: Any) -> None:
+    def __init__(self, template: str, tokenizer: Any, should_stop: Callable[[], bool] = lambda: False) -> None:
         self.template = template
+        self.should_stop = should_stop
         self.tokenizer = tokenizer
         self._chat: ChatRenderer | None = None
         named = template in ("alpaca", "chatml", "tokenizer")
-        self._env = _sandbox(chat=False)
+        self._env = _sandbox(chat=False, should_stop=should_stop)
         self._prompt = None if named else self._env.from_string(template)
         self._specials = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
 
     def render(self, example: Example, path: Path) -> Rendered:
+        if self.should_stop():
+            raise RunCancelled("cancelled while preparing data")
         try:
             if isinstance(example, TextExample):
                 return Rendered((Segment(example.text, True),), eos=True)
@@ -197,7 +203,7 @@ class Renderer:
             self._chat = render_with_tokenizer
         else:
             source = {"chatml": CHATML_TEMPLATE, "alpaca": ALPACA_CHAT_TEMPLATE}.get(self.template, self.template)
-            env = _sandbox(chat=True)
+            env = _sandbox(chat=True, should_stop=self.should_stop)
             compiled = env.from_string(source)
 
             def render_with_jinja(messages: list[dict[str, str]], generation_prompt: bool) -> str:

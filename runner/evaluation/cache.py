@@ -215,20 +215,21 @@ def evaluate_cached(
     device: str | None = None,
     progress: Callable[[str], None] | None = None,
     refresh: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> EvalOutcome:
     """`evaluate` (runner/evaluation/harness.py), answering from the registry's cache each benchmark evaluated before.
 
     `load_model` is called only when some benchmark must really run; `digest` is the model's content hash
     (`model_digest`), None to evaluate without the cache. `device` is where the model is evaluated (None: this
     machine's `evaluation_device`); it is part of the key, since the numbers differ slightly from device to device.
-    `refresh` evaluates everything again and replaces the cached results. The outcome's `cached` names the
-    benchmarks that came from the cache.
+    `refresh` evaluates everything again and replaces the cached results. `should_stop`: see `evaluate`. The
+    outcome's `cached` names the benchmarks that came from the cache.
     """
     device = device or evaluation_device()
     if digest is None:
         model, tokenizer = load_model()
         return evaluate(model, tokenizer, settings, workdir=workdir, base_dir=base_dir, seed=seed, dtype=dtype,
-                        device=device, progress=progress)
+                        device=device, progress=progress, should_stop=should_stop)
     say = progress or (lambda message: None)
     benchmarks_dir = resolve_benchmarks_dir(settings, base_dir, os.environ)
     plans = plan_tasks(
@@ -251,7 +252,7 @@ def evaluate_cached(
     if missing:
         model, tokenizer = load_model()
         fresh = evaluate(model, tokenizer, _only(settings, missing), workdir=workdir, base_dir=base_dir, seed=seed,
-                         dtype=dtype, device=device, progress=progress)
+                         dtype=dtype, device=device, progress=progress, should_stop=should_stop)
         for plan in missing:
             result = _extract(plan, fresh)
             record_cached_evaluation(registry, key=keys[plan.name], task=plan.name, model_digest=digest,

@@ -44,7 +44,7 @@ from tunelab.experiments.benchmarks import LEADERBOARD_FEWSHOT_SEED
 from tunelab.experiments.schema import EvalSection
 from tunelab.registry.scores import Score
 from tunelab.runner.devices import CHOSEN_DEVICE, no_gpu_possible
-from tunelab.runner.errors import EvaluationError
+from tunelab.runner.errors import EvaluationError, RunCancelled
 from tunelab.runner.evaluation.include_path import resolve_include_path
 from tunelab.runner.evaluation.leaderboard import (
     BENCHMARKS_DIR_ENV,
@@ -87,12 +87,14 @@ def evaluate(
     dtype: str,
     device: str | None = None,
     progress: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> EvalOutcome:
     """Evaluate `model` (a transformers causal LM, or a peft model around one) as `settings` asks.
 
     Relative paths in `settings` resolve against `base_dir`; generated task YAMLs go under `workdir`.
     `dtype` is recorded in the fingerprint only: the model is used as it is. `device` ("cpu", "cuda", "mps") is
-    where it is evaluated: it is moved there if needed; None evaluates it where it is.
+    where it is evaluated: it is moved there if needed; None evaluates it where it is. `should_stop` (the run was
+    cancelled) is asked before each task and each batch the model scores: RunCancelled.
     """
     say = progress or (lambda message: None)
     benchmarks_dir = resolve_benchmarks_dir(settings, base_dir, os.environ)
@@ -114,11 +116,14 @@ def evaluate(
     model.eval()
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
+        lm._model_call = _stoppable(lm._model_call, should_stop)  # every batch of every task passes through it
         scores: list[Score] = []
         samples: dict[str, list[dict]] = {}
         task_configs: dict[str, dict] = {}
         truncated: dict[str, int] = {}  # per lm-eval task: items whose prompt was cut to the model's context
         for plan in plans:
+            if should_stop():
+                raise RunCancelled("cancelled while evaluating")
             limit = plan_limit(plan, settings)
             shots = plan.tasks[0].num_fewshot
             what = f"{len(plan.tasks)} subjects, " if len(plan.tasks) > 1 else ""
@@ -165,6 +170,15 @@ def evaluate(
         local=benchmarks_dir is not None,
     )
     return EvalOutcome(scores=scores, lm_eval_version=lm_eval.__version__, fingerprint=fingerprint, samples=samples)
+
+
+def _stoppable(model_call: Callable[..., Any], should_stop: Callable[[], bool]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if should_stop():
+            raise RunCancelled("cancelled while evaluating")
+        return model_call(*args, **kwargs)
+
+    return call
 
 
 def evaluation_device() -> str:
