@@ -3,7 +3,9 @@
 Per run: the base model and its tokenizer (a local directory, or the hub cache), the training data, the benchmark
 data of each eval task (the files in the benchmarks directory, or the hub datasets' cache when offline), the
 custom tasks' files, and the spec's include_path: that it exists, that it defines the tasks [eval] tasks names,
-and their data. Nothing is loaded and nothing is downloaded; only files are looked at.
+and their data; and it lists the Python files those tasks import (`!function`), which run as the worker's user.
+Nothing is loaded and nothing is downloaded; only files are looked at (and, when something must come from the
+hub, whether the hub answers).
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from tunelab.registry.queries import experiment_for_run, list_runs
 from tunelab.runner.devices import cuda_device_count
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.custom_tasks import check_custom_rows
-from tunelab.runner.evaluation.include_path import TaskDirectory, hub_dataset_of, included_task_data, task_directory
+from tunelab.runner.evaluation.include_path import (
+    TaskDirectory,
+    hub_dataset_of,
+    included_task_data,
+    python_helpers,
+    task_directory,
+)
 from tunelab.runner.evaluation.leaderboard import (
     BENCHMARKS_DIR_ENV,
     official_tasks_dir,
@@ -58,6 +66,9 @@ class RunCheck:
     name: str
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # fine, but worth knowing (a download will happen)
+    # Python files the run's eval tasks import (`!function` helpers of include_path YAMLs): code that runs as the
+    # worker's user, listed so that it can be read before any worker runs it.
+    python_files: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -224,6 +235,7 @@ def _check_included(directory: TaskDirectory, names: list[str], workdir: Path, c
     """The data of the include_path tasks a spec names: local files present, hub datasets cached when offline."""
     for name in names:
         task = directory.tasks[name]
+        check.python_files += [str(path) for path in python_helpers(task) if str(path) not in check.python_files]
         try:
             included_task_data(task, workdir)
         except EvaluationError as err:

@@ -159,6 +159,21 @@ def test_include_path_tasks_in_place_pass(tiny_model_dir, tmp_path, monkeypatch)
     assert (code, output.splitlines()[0]) == (0, "run 1 inc: ok")
 
 
+def test_the_python_files_a_runs_tasks_import_are_listed(tiny_model_dir, tmp_path, monkeypatch):
+    home = _include_run(tmp_path, monkeypatch, tiny_model_dir)
+    # A second helper, named by the task's own YAML in a subdirectory module (lm-eval: a.b.f is a.b.py).
+    tasks = tmp_path / "tasks"
+    (tasks / "more.filters.py").write_text("def keep(docs):\n    return docs\n", encoding="utf-8")
+    yaml_path = tasks / "capitals.yaml"
+    yaml_path.write_text(yaml_path.read_text() + "process_docs: !function more.filters.keep\n", encoding="utf-8")
+    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True, environ={})
+    # The task's own helper, then the template's (an included YAML names it); nothing of them was imported.
+    assert check.python_files == [str((tasks / "more.filters.py").resolve()), str((tasks / "helpers.py").resolve())]
+    code, output = _doctor(home, "--offline")
+    assert code == 0
+    assert f"  imports Python (runs as the worker's user): {(tasks / 'helpers.py').resolve()}" in output.splitlines()
+
+
 def test_a_missing_include_path_is_reported_and_the_benchmarks_still_checked(tiny_model_dir, tmp_path, monkeypatch):
     home = _include_run(tmp_path, monkeypatch, tiny_model_dir, include_path="no-such-dir",
                         tasks=("arc_challenge", "mmlu_astrology", "capitals_yaml"))
