@@ -70,3 +70,24 @@ def test_a_cancel_stops_an_evaluation_at_the_next_batch(tiny_model_dir, tmp_path
         evaluate(model, tokenizer, settings, workdir=tmp_path, base_dir=REPO_ROOT, seed=1, dtype="float32",
                  should_stop=should_stop)
     assert len(batches) == 4  # 8 items x 4 choices would be 32 batches
+
+
+def test_tunelab_cancel_stops_a_worker_stuck_in_data_preparation(tmp_path, tiny_model_dir, monkeypatch):
+    from tunelab.registry.db import default_url, open_registry
+    from tunelab.registry.run_state import cancel
+
+    from tests.helpers import invoke, invoke_json, write_spec
+
+    monkeypatch.setattr(templates, "TEMPLATE_SECONDS", 600.0)  # only the cancel can end it
+    spec = write_spec(tmp_path / "spin.toml", name="spin", model_dir=tiny_model_dir, max_steps=2, tasks=(),
+                      baseline=False, custom=False)
+    spec.write_text(spec.read_text().replace("max_seq_len = 96\n", f"max_seq_len = 96\ntemplate = '{SLOW}'\n"))
+    home = tmp_path / "home"
+    (submitted,) = invoke_json(home, "submit", str(spec))
+    registry = open_registry(default_url(home))
+    threading.Timer(3.0, cancel, args=(registry, submitted["run_id"])).start()
+    started = time.monotonic()
+    result = invoke(home, "worker", "--until-empty", "--quiet", "--heartbeat", "0.5", "--stale-after", "60")
+    assert time.monotonic() - started < 60
+    assert f"run {submitted['run_id']}: cancelled" in result.output, result.output
+    assert invoke_json(home, "show", str(submitted["run_id"]))["summary"]["status"] == "cancelled"
