@@ -36,6 +36,9 @@ LEADERBOARD: dict[str, Benchmark] = {
 }
 # MMLU's shots are the first ones of each subject's dev split, which holds five.
 MMLU_MAX_SHOTS = 5
+# The seed the leaderboard (and the lm_eval command's default) draws few-shot examples with; a result at another
+# few-shot seed saw other prompts, so it is not leaderboard-comparable.
+LEADERBOARD_FEWSHOT_SEED = 1234
 # The 57 MMLU subjects, as lm-eval names its mmlu_<subject> tasks (tests check this list against the installed
 # lm-eval's task files): `[eval] tasks` may name single ones, and the spec is checked without importing lm-eval.
 MMLU_SUBJECTS: tuple[str, ...] = (

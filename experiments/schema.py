@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from tunelab.experiments.benchmarks import LEADERBOARD, MMLU_MAX_SHOTS
+from tunelab.experiments.benchmarks import LEADERBOARD, LEADERBOARD_FEWSHOT_SEED, MMLU_MAX_SHOTS
 from tunelab.experiments.paths import RUN_BASE
 from tunelab.experiments.plain_text import control_character
 
@@ -70,7 +70,7 @@ class ExperimentSection(_Section):
     description: str = ""
     tags: list[_Name] = Field(default_factory=list)
     seed: int = Field(1234, ge=0, le=MAX_SEED, description="Seed for data order, initialisation and evaluation "
-                      "sampling.")
+                      "sampling; the few-shot examples have their own ([eval] fewshot_seed).")
     extends: str | list[str] | None = Field(
         None, description="Spec file(s) this one builds on, relative to this file; deep-merged, this file wins."
     )
@@ -445,6 +445,11 @@ class EvalSection(_Section):
         description="Few-shot count per task, e.g. {arc_challenge = 0}: a benchmark (its leaderboard count "
         "otherwise; a benchmark evaluated with another count is not leaderboard-comparable) or an include_path "
         "task (its YAML's count otherwise). Custom tasks set theirs in [[eval.custom]].")
+    fewshot_seed: int = Field(
+        LEADERBOARD_FEWSHOT_SEED, ge=0, le=MAX_SEED,
+        description=f"Seed the few-shot examples are drawn with: the leaderboard's (and the lm_eval command's) "
+        f"{LEADERBOARD_FEWSHOT_SEED} unless set, whatever the training seed. A result at another few-shot seed "
+        "saw other prompts and is not leaderboard-comparable.")
 
     @property
     def harness_tasks(self) -> list[str]:
@@ -478,6 +483,8 @@ class EvalSection(_Section):
         for key in ("include_path", "num_fewshot"):
             if not data.get(key):
                 data.pop(key, None)
+        if data.get("fewshot_seed") == LEADERBOARD_FEWSHOT_SEED:
+            data.pop("fewshot_seed")
         return data
 
 

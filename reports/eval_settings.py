@@ -12,23 +12,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tunelab.experiments.benchmarks import LEADERBOARD, LEADERBOARD_AVERAGE, title_of
+from tunelab.experiments.benchmarks import LEADERBOARD, LEADERBOARD_AVERAGE, LEADERBOARD_FEWSHOT_SEED, title_of
 from tunelab.registry.scores import Score
 
 # The fingerprint's shared settings and a task's own, with the names pages give them.
 _SHARED_LABELS = {"lm_eval_version": "lm-eval", "data": "benchmark data", "limit": "limit",
-                  "batch_size": "batch size", "dtype": "dtype", "device": "device", "seed": "seed"}
+                  "batch_size": "batch size", "dtype": "dtype", "device": "device", "seed": "seed",
+                  "fewshot_seed": "few-shot seed"}
 _TASK_LABELS = {"num_fewshot": "shots", "fewshot_split": "shots from", "config_sha256": "task config",
-                "data_sha256": "task data", "subtasks": "subjects"}
+                "data_sha256": "task data", "subtasks": "subjects", "truncated_items": "truncated items"}
 # Fingerprint entries that are not settings: the registry's key of the whole, and what is derived from the rest.
-_NOT_SETTINGS = {"eval_key", "tasks", "profile", "num_fewshot_overrides", "leaderboard_settings"}
+_NOT_SETTINGS = {"eval_key", "tasks", "profile", "num_fewshot_overrides", "leaderboard_settings", "deviations"}
 _HASHES = {"config_sha256", "data_sha256"}
 # The registry's key of a whole evaluation's settings, as model_settings labels it.
 EVAL_KEY = "settings key"
 # The settings that decide whether two cells of one leaderboard column are ranked together: those that change a
 # task's number (harness, prompt config, data, shots and where they come from, limit, batch size: padding in a
 # batch moves loglikelihoods a little, and "auto" depends on the GPU's memory).
-COLUMN_SETTINGS = ("lm-eval", "task config", "task data", "shots from", "shots", "limit", "batch size")
+COLUMN_SETTINGS = ("lm-eval", "task config", "task data", "shots from", "shots", "few-shot seed", "limit",
+                   "batch size")
 
 
 def _label(key: str, labels: Mapping[str, str]) -> str:
@@ -98,7 +100,13 @@ def not_comparable_reasons(score: Score) -> list[str]:
     benchmark = LEADERBOARD.get(score.task)
     if benchmark is not None and score.num_fewshot != benchmark.num_fewshot:
         reasons.append(f"{score.num_fewshot} shots (the leaderboard's: {benchmark.num_fewshot})")
-    entry = (score.fingerprint.get("tasks") or {}).get(score.task, {})
+    fingerprint = score.fingerprint or {}
+    seed = fingerprint.get("fewshot_seed", LEADERBOARD_FEWSHOT_SEED)
+    if seed != LEADERBOARD_FEWSHOT_SEED:
+        reasons.append(f"few-shot seed {seed} (the leaderboard's: {LEADERBOARD_FEWSHOT_SEED})")
+    if truncated := truncated_items(score):
+        reasons.append(f"{truncated} item(s) longer than the model's context, cut from the left")
+    entry = (fingerprint.get("tasks") or {}).get(score.task, {})
     if not reasons and entry.get("leaderboard_settings") is False:
         if score.task == "mmlu":
             subjects = entry.get("subtasks")
@@ -106,6 +114,16 @@ def not_comparable_reasons(score: Score) -> list[str]:
         elif entry.get("fewshot_split"):
             reasons.append(f"few-shot examples from the {entry['fewshot_split']} split")
     return reasons or ["not at leaderboard settings"]
+
+
+def truncated_items(score: Score) -> int:
+    """How many of a score's items had a prompt longer than the model's context (an MMLU subject's own count, the
+    whole MMLU's for its average); 0 when none were, or when the record is older than the count."""
+    tasks = (score.fingerprint or {}).get("tasks") or {}
+    if score.task in tasks:
+        return int(tasks[score.task].get("truncated_items") or 0)
+    group = tasks.get(score.task_group or "", {})
+    return int((group.get("truncated_by_task") or {}).get(score.task, 0))
 
 
 def not_comparable_note(score: Score) -> str:

@@ -3,7 +3,9 @@
 Per run: the base model and its tokenizer (a local directory, or the hub cache), the training data, the benchmark
 data of each eval task (the files in the benchmarks directory, or the hub datasets' cache when offline), the
 custom tasks' files, and the spec's include_path: that it exists, that it defines the tasks [eval] tasks names,
-and their data. Nothing is loaded and nothing is downloaded; only files are looked at.
+and their data; and it lists the Python files those tasks import (`!function`), which run as the worker's user.
+Nothing is loaded and nothing is downloaded; only files are looked at (and, when something must come from the
+hub, whether the hub answers).
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from tunelab.registry.queries import experiment_for_run, list_runs
 from tunelab.runner.devices import cuda_device_count
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.custom_tasks import check_custom_rows
-from tunelab.runner.evaluation.include_path import TaskDirectory, hub_dataset_of, included_task_data, task_directory
+from tunelab.runner.evaluation.include_path import (
+    TaskDirectory,
+    hub_dataset_of,
+    included_task_data,
+    python_helpers,
+    task_directory,
+)
 from tunelab.runner.evaluation.leaderboard import (
     BENCHMARKS_DIR_ENV,
     official_tasks_dir,
@@ -34,7 +42,7 @@ from tunelab.runner.evaluation.leaderboard import (
 )
 from tunelab.runner.evaluation.planning import benchmark_requests, required_local_files
 from tunelab.runner.evaluation.targets import hf_caches
-from tunelab.runner.offline import hub_offline
+from tunelab.runner.offline import hub_offline, hub_unreachable, unreachable_hub_remedy
 from tunelab.runner.training.models import locate_model
 
 _WEIGHTS = ("*.safetensors", "*.bin")
@@ -58,6 +66,9 @@ class RunCheck:
     name: str
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # fine, but worth knowing (a download will happen)
+    # Python files the run's eval tasks import (`!function` helpers of include_path YAMLs): code that runs as the
+    # worker's user, listed so that it can be read before any worker runs it.
+    python_files: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -162,6 +173,9 @@ def _check_hub_model(repo_id: str, revision: str | None, check: RunCheck, offlin
     except LocalEntryNotFoundError:
         if offline:
             check.problems.append(Problem("base model", repo_id, "not in the hub cache, and hub access is off"))
+        elif (reason := hub_unreachable(environ)) is not None:
+            check.problems.append(Problem("base model", repo_id, f"not in the hub cache, and the hub cannot be "
+                                          f"reached ({reason}): {unreachable_hub_remedy('the model')}"))
         else:
             check.notes.append(f"base model {repo_id} is not in the hub cache: the worker will download it")
         return
@@ -221,6 +235,7 @@ def _check_included(directory: TaskDirectory, names: list[str], workdir: Path, c
     """The data of the include_path tasks a spec names: local files present, hub datasets cached when offline."""
     for name in names:
         task = directory.tasks[name]
+        check.python_files += [str(path) for path in python_helpers(task) if str(path) not in check.python_files]
         try:
             included_task_data(task, workdir)
         except EvaluationError as err:
@@ -233,11 +248,15 @@ def _check_included(directory: TaskDirectory, names: list[str], workdir: Path, c
 def _check_hub_dataset(name: str, dataset: str, check: RunCheck, offline: bool, environ: Mapping[str, str]) -> None:
     if _dataset_cached(dataset, environ):
         return
+    remedy = (f"set [eval] benchmarks_dir or {BENCHMARKS_DIR_ENV} to a local copy" if name in LEADERBOARD
+              else "point its YAML at local data files")
     if offline:
-        remedy = (f"set [eval] benchmarks_dir or {BENCHMARKS_DIR_ENV} to a local copy" if name in LEADERBOARD
-                  else "point its YAML at local data files")
         check.problems.append(Problem(
             "benchmark data", dataset, f"{name}: hub dataset not in the cache and hub access is off; {remedy}"))
+    elif (reason := hub_unreachable(environ)) is not None:
+        check.problems.append(Problem(
+            "benchmark data", dataset, f"{name}: hub dataset not in the cache, and the hub cannot be reached "
+            f"({reason}); {remedy}"))
     else:
         check.notes.append(f"{name}: hub dataset {dataset} is not cached: the worker will download it")
 

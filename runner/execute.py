@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,7 +173,7 @@ def eval_key(spec: Spec, lm_eval_version: str) -> str:
 
 
 def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path,
-                   progress: RunProgress) -> None:
+                   progress: RunProgress, should_stop: Callable[[], bool] = lambda: False) -> None:
     key = eval_key(spec, lm_eval_version())
     digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
     # With the weights' content hash the eval cache answers (it also sees edited task files and data);
@@ -191,7 +191,7 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
 
     outcome = evaluate_cached(registry, load, digest, spec.eval,
                               workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
-                              dtype=spec.model.dtype, progress=progress.note)
+                              dtype=spec.model.dtype, progress=progress.note, should_stop=should_stop)
     record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base, eval_key=key))
 
 
@@ -355,13 +355,17 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     outcome.model.eval()
     digest = trained_model_digest(registry, outcome.final_dir, base=spec.model.base, workdir=workdir,
                                   revision=spec.model.revision)
-    # Default arguments, not a closure: nothing may keep the model alive after `del outcome` below.
-    result = evaluate_cached(registry, lambda m=outcome.model, t=outcome.tokenizer: (m, t), digest, spec.eval,
-                             workdir=output_dir / "eval", base_dir=workdir, seed=spec.experiment.seed,
-                             dtype=spec.model.dtype, progress=progress.note)
-    record_scores(registry, run_id, result.recorded_as(model_kind="finetuned", model_name=f"run:{run_id}",
-                                                       eval_key=key))
-    del outcome
-    _check_still_ours(heart)
-    if spec.eval.baseline:
-        _evaluate_base(registry, run_id, spec, workdir, output_dir, progress)
+    try:  # a cancel is honoured while evaluating too (lm-eval's loop asks at every batch)
+        # Default arguments, not a closure: nothing may keep the model alive after `del outcome` below.
+        result = evaluate_cached(registry, lambda m=outcome.model, t=outcome.tokenizer: (m, t), digest, spec.eval,
+                                 workdir=output_dir / "eval", base_dir=workdir, seed=spec.experiment.seed,
+                                 dtype=spec.model.dtype, progress=progress.note, should_stop=heart.should_stop)
+        record_scores(registry, run_id, result.recorded_as(model_kind="finetuned", model_name=f"run:{run_id}",
+                                                           eval_key=key))
+        del outcome
+        _check_still_ours(heart)
+        if spec.eval.baseline:
+            _evaluate_base(registry, run_id, spec, workdir, output_dir, progress, heart.should_stop)
+    except RunCancelled:
+        _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
+        raise

@@ -1,18 +1,24 @@
 """Read data files into typed rows: instruction, chat, text, preference, prompt and feedback, from JSONL or CSV.
 
-A file is CSV when its name ends in .csv (same column names as the JSONL keys), JSONL otherwise.
-Every malformed row is a DataError naming the file and line; nothing here tokenises.
+A file is CSV when its name ends in .csv (same column names as the JSONL keys), JSONL otherwise; either is UTF-8,
+with or without a byte-order mark. Every malformed row (bad JSON, a line in another encoding, a quote never
+closed) is a DataError naming the file and line; a path that is not a regular file is named for what it is.
+Nothing here tokenises.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from tunelab.experiments.paths import file_kind
 from tunelab.runner.errors import DataError
 
 CHAT_ROLES = ("system", "user", "assistant")
@@ -106,20 +112,37 @@ def read_feedback_rows(path: Path) -> list[FeedbackExample]:
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise DataError(path, "data file not found")
     try:
-        if path.suffix.lower() == ".csv":
-            yield from _csv_records(path)
-        else:
-            yield from _jsonl_records(path)
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(path, "data file not found") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        # Never opened: a FIFO would wait for a writer forever, a directory is no data.
+        raise DataError(path, f"is {file_kind(mode)}, not a data file")
+    if path.suffix.lower() == ".csv":
+        yield from _csv_records(path)
+    else:
+        yield from _jsonl_records(path)
+
+
+def _text_lines(path: Path, handle: BinaryIO) -> Iterator[tuple[int, str]]:
+    """The lines of a UTF-8 file (a byte-order mark at its start skipped), numbered from 1; a line that is not
+    UTF-8 is an error naming it (a file of mixed encodings fails at its first foreign line, not a byte offset)."""
+    for number, raw in enumerate(handle, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(path, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}; "
+                            "save the file as UTF-8)", line=number) from None
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, text in _text_lines(path, handle):
             if not text.strip():
                 continue
             try:
@@ -132,12 +155,14 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames:
-            raise DataError(path, "no header row", line=1)
-        start = reader.line_num + 1
+    with path.open("rb") as handle:
+        # strict: a quoted field still open at the end of the file is an error, not a row that ends there.
+        reader = csv.DictReader((text for _, text in _text_lines(path, handle)), strict=True)
+        start = 1
         try:
+            if not reader.fieldnames:
+                raise DataError(path, "no header row", line=1)
+            start = reader.line_num + 1
             for record in reader:
                 if None in record:
                     raise DataError(path, f"more fields than the header's {len(reader.fieldnames)}", line=start)
@@ -145,6 +170,9 @@ def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield start, {key: value for key, value in record.items() if value is not None}
                 start = reader.line_num + 1
         except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise DataError(path, "unterminated quoted field: the row that starts here has a \" that is never "
+                                "closed", line=start) from None
             raise DataError(path, f"invalid CSV: {exc}", line=reader.line_num) from None
 
 

@@ -10,6 +10,7 @@ runner/data/preference.py instead.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -99,15 +100,19 @@ def data_sources(data: DataSection, workdir: Path) -> list[DataSource]:
             for entry in data.train]
 
 
-def prepare_data(spec: Spec, tokenizer: Any, workdir: Path) -> PreparedData:
-    """Everything between the spec's data files and the Trainer, for supervised fine-tuning."""
+def prepare_data(spec: Spec, tokenizer: Any, workdir: Path,
+                 should_stop: Callable[[], bool] = lambda: False) -> PreparedData:
+    """Everything between the spec's data files and the Trainer, for supervised fine-tuning.
+
+    `should_stop` (the run was cancelled) is asked at every row and inside a template's rendering: RunCancelled.
+    """
     data, seed = spec.data, spec.experiment.seed
     sources = data_sources(data, workdir)
     for source in sources:
         if source.format not in SFT_FORMATS:
             raise RunFailed(f'{source.path}: format "{source.format}" (prompt, chosen, rejected) is for preference '
                             "methods; supervised fine-tuning trains on instruction, chat or text rows")
-    renderer = Renderer(data.template, tokenizer)
+    renderer = Renderer(data.template, tokenizer, should_stop)
     mixture = not isinstance(data.train, str)
     split = random.Random(seed)
     parts: list[list[Feature]] = []

@@ -1,23 +1,28 @@
 """Render rows as text segments, each marked trainable or not: prompt templates and chat templates.
 
 `[data] template` is "alpaca", "chatml", "tokenizer" (the tokenizer's own chat template) or a Jinja
-string. Chat templates render a whole conversation; the trainable part of each assistant turn is the
+string, rendered in a sandbox with bounds on what one rendering may produce and how long it may take
+(BoundedSandbox): a template that breaks one fails the run once, at its first row, in one line.
+
+Chat templates render a whole conversation; the trainable part of each assistant turn is the
 text that rendering the conversation up to that turn adds after the generation prompt, so the masks
 are exact for any template that renders each turn as a prefix of the next (all common ones do).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined
-from jinja2.exceptions import TemplateError
+from jinja2 import StrictUndefined, Template
+from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tunelab.runner.data.formats import ChatExample, ChatMessage, Example, InstructionExample, TextExample
-from tunelab.runner.errors import DataError, RunFailed
+from tunelab.runner.errors import DataError, RunCancelled, RunFailed
 
 ALPACA_PREAMBLE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -65,8 +70,74 @@ class Rendered:
 ChatRenderer = Callable[[list[dict[str, str]], bool], str]
 
 
-def _sandbox(*, chat: bool):
-    """A sandboxed Jinja environment; unknown variables are errors, not empty strings.
+# What one rendering of a Jinja template may produce and take: a row's own text four times over plus this much,
+# and this long. A real template adds a few hundred characters in microseconds; without bounds a spec's
+# `{{ 'x' * 300000000 }}` grows a worker until the kernel kills it, and nested loops never end.
+TEMPLATE_EXTRA_CHARS = 100_000
+TEMPLATE_SECONDS = 5.0
+_MAX_POWER_BITS = 4_096  # `**` on integers: 2 ** 10 ** 10 would compute for ever
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox with bounds: every call, attribute look-up and `*` / `**` checks the rendering's deadline, and
+    `*` refuses a string or list longer than the rendering's budget (jinja's sandbox already caps `range`)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, should_stop: Callable[[], bool] = lambda: False, **options: Any) -> None:
+        super().__init__(**options)
+        self.deadline = math.inf
+        self.budget = TEMPLATE_EXTRA_CHARS
+        self.should_stop = should_stop  # a cancel is honoured inside a slow template too
+
+    def render(self, template: Template, **variables: Any) -> str:
+        """`template` rendered within the bounds; a SecurityError (a TemplateError) when it breaks one."""
+        self.budget = TEMPLATE_EXTRA_CHARS + 4 * sum(len(str(value)) for value in variables.values())
+        self.deadline = time.monotonic() + TEMPLATE_SECONDS
+        chunks, size = [], 0
+        # Chunk by chunk, so that output is measured while it grows rather than after.
+        for chunk in template.generate(**variables):
+            size += len(chunk)
+            if size > self.budget:
+                raise SecurityError(f"the template's output for one row passed {self.budget:,} characters")
+            self._tick()
+            chunks.append(chunk)
+        return "".join(chunks)
+
+    def _tick(self) -> None:
+        if self.should_stop():
+            raise RunCancelled("cancelled while preparing data")
+        if time.monotonic() > self.deadline:
+            raise SecurityError(f"the template took more than {TEMPLATE_SECONDS:g} s to render one row")
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        self._tick()
+        return super().call(*args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        self._tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        self._tick()
+        return super().getitem(obj, argument)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        self._tick()
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, str | list | tuple) and isinstance(times, int) \
+                        and len(sequence) * times > self.budget:
+                    raise SecurityError(f"the template builds a {type(sequence).__name__} of "
+                                        f"{len(sequence) * times:,} items (at most {self.budget:,})")
+        if operator == "**" and isinstance(left, int) and isinstance(right, int) \
+                and abs(left) > 1 and right * left.bit_length() > _MAX_POWER_BITS:
+            raise SecurityError(f"the template computes an integer of more than {_MAX_POWER_BITS} bits")
+        return super().call_binop(context, operator, left, right)
+
+
+def _sandbox(*, chat: bool, should_stop: Callable[[], bool]) -> BoundedSandbox:
+    """A sandboxed, bounded Jinja environment; unknown variables are errors, not empty strings.
 
     Chat templates get transformers' whitespace handling (trim_blocks, lstrip_blocks), so a template
     copied from a tokenizer_config.json renders the same here; prompt templates render verbatim.
@@ -74,7 +145,7 @@ def _sandbox(*, chat: bool):
     def raise_exception(message: str) -> None:
         raise TemplateError(message)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=chat, lstrip_blocks=chat, undefined=StrictUndefined)
+    env = BoundedSandbox(should_stop, trim_blocks=chat, lstrip_blocks=chat, undefined=StrictUndefined)
     env.globals["raise_exception"] = raise_exception
     return env
 
@@ -82,15 +153,19 @@ def _sandbox(*, chat: bool):
 class Renderer:
     """Renders rows of any SFT format with one `[data] template`."""
 
-    def __init__(self, template: str, tokenizer: Any) -> None:
+    def __init__(self, template: str, tokenizer: Any, should_stop: Callable[[], bool] = lambda: False) -> None:
         self.template = template
+        self.should_stop = should_stop
         self.tokenizer = tokenizer
         self._chat: ChatRenderer | None = None
         named = template in ("alpaca", "chatml", "tokenizer")
-        self._prompt = None if named else _sandbox(chat=False).from_string(template)
+        self._env = _sandbox(chat=False, should_stop=should_stop)
+        self._prompt = None if named else self._env.from_string(template)
         self._specials = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
 
     def render(self, example: Example, path: Path) -> Rendered:
+        if self.should_stop():
+            raise RunCancelled("cancelled while preparing data")
         try:
             if isinstance(example, TextExample):
                 return Rendered((Segment(example.text, True),), eos=True)
@@ -108,7 +183,8 @@ class Renderer:
 
     def _instruction_prompt(self, example: InstructionExample) -> str:
         if self._prompt is not None:
-            return self._prompt.render(instruction=example.instruction, input=example.input, **self._specials)
+            return self._env.render(self._prompt, instruction=example.instruction, input=example.input,
+                                    **self._specials)
         return alpaca_prompt(example)
 
     def chat_renderer(self) -> ChatRenderer:
@@ -127,11 +203,12 @@ class Renderer:
             self._chat = render_with_tokenizer
         else:
             source = {"chatml": CHATML_TEMPLATE, "alpaca": ALPACA_CHAT_TEMPLATE}.get(self.template, self.template)
-            compiled = _sandbox(chat=True).from_string(source)
+            env = _sandbox(chat=True, should_stop=self.should_stop)
+            compiled = env.from_string(source)
 
             def render_with_jinja(messages: list[dict[str, str]], generation_prompt: bool) -> str:
-                return compiled.render(messages=messages, add_generation_prompt=generation_prompt,
-                                       preamble=ALPACA_PREAMBLE, **self._specials)
+                return env.render(compiled, messages=messages, add_generation_prompt=generation_prompt,
+                                  preamble=ALPACA_PREAMBLE, **self._specials)
 
             self._chat = render_with_jinja
         return self._chat

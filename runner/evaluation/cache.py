@@ -5,8 +5,8 @@ A benchmark's key (arc_challenge, hellaswag, mmlu, truthfulqa_mc2 or a custom ta
 - the task definition: the YAML tunelab generated, with every path replaced by the content it points to (the
   official lm-eval YAMLs it includes, or the include_path task's YAML and the YAMLs it includes in turn, the
   Python helpers beside each, the local data files or dataset directory);
-- the few-shot count, the item limit, the batch size, the dtype, the device (cpu, cuda, mps), the seed and the
-  lm-eval version.
+- the few-shot count, the item limit, the batch size, the dtype, the device (cpu, cuda, mps), the seed, the
+  few-shot seed and the lm-eval version.
 Evaluating the same thing again is a look-up; changing any of these evaluates again. Hub datasets are known by
 name only (lm-eval does not pin their revision either). Large model files are hashed once: their digest is
 remembered by path, size and mtime.
@@ -36,6 +36,7 @@ from tunelab.runner.evaluation.harness import (
     evaluation_device,
     fingerprint_header,
     plan_limit,
+    with_profile,
 )
 from tunelab.runner.evaluation.include_path import data_files_under, map_data_files, task_yaml_loader
 from tunelab.runner.evaluation.leaderboard import PROFILE, resolve_benchmarks_dir
@@ -43,8 +44,8 @@ from tunelab.runner.evaluation.planning import plan_tasks
 from tunelab.runner.evaluation.tasks import TaskPlan
 
 # Bump when the key's recipe or the payload's shape changes: older entries then simply stop matching.
-# 2: the device is part of the key; include_path tasks.
-CACHE_VERSION = 2
+# 2: the device is part of the key; include_path tasks. 3: the few-shot seed; truncated items in the fingerprint.
+CACHE_VERSION = 3
 # What a model directory holds that changes its scores; README, generation config and optimizer state do not.
 _MODEL_CONFIG_FILES = (
     "config.json",
@@ -180,6 +181,7 @@ def plan_key(
             "dtype": dtype,
             "device": device,
             "seed": seed,
+            "fewshot_seed": settings.fewshot_seed,
             "lm_eval": lm_eval,
         }
     )
@@ -213,20 +215,21 @@ def evaluate_cached(
     device: str | None = None,
     progress: Callable[[str], None] | None = None,
     refresh: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> EvalOutcome:
     """`evaluate` (runner/evaluation/harness.py), answering from the registry's cache each benchmark evaluated before.
 
     `load_model` is called only when some benchmark must really run; `digest` is the model's content hash
     (`model_digest`), None to evaluate without the cache. `device` is where the model is evaluated (None: this
     machine's `evaluation_device`); it is part of the key, since the numbers differ slightly from device to device.
-    `refresh` evaluates everything again and replaces the cached results. The outcome's `cached` names the
-    benchmarks that came from the cache.
+    `refresh` evaluates everything again and replaces the cached results. `should_stop`: see `evaluate`. The
+    outcome's `cached` names the benchmarks that came from the cache.
     """
     device = device or evaluation_device()
     if digest is None:
         model, tokenizer = load_model()
         return evaluate(model, tokenizer, settings, workdir=workdir, base_dir=base_dir, seed=seed, dtype=dtype,
-                        device=device, progress=progress)
+                        device=device, progress=progress, should_stop=should_stop)
     say = progress or (lambda message: None)
     benchmarks_dir = resolve_benchmarks_dir(settings, base_dir, os.environ)
     plans = plan_tasks(
@@ -249,7 +252,7 @@ def evaluate_cached(
     if missing:
         model, tokenizer = load_model()
         fresh = evaluate(model, tokenizer, _only(settings, missing), workdir=workdir, base_dir=base_dir, seed=seed,
-                         dtype=dtype, device=device, progress=progress)
+                         dtype=dtype, device=device, progress=progress, should_stop=should_stop)
         for plan in missing:
             result = _extract(plan, fresh)
             record_cached_evaluation(registry, key=keys[plan.name], task=plan.name, model_digest=digest,
@@ -262,7 +265,7 @@ def evaluate_cached(
     return EvalOutcome(
         scores=[score for result in ordered for score in result.scores],
         lm_eval_version=version,
-        fingerprint=header | {"tasks": {plan.name: found[plan.name].fingerprint for plan in plans}},
+        fingerprint=with_profile(header, {plan.name: found[plan.name].fingerprint for plan in plans}),
         samples={task: rows for result in ordered for task, rows in result.samples.items()},
         cached=tuple(plan.name for plan in plans if plan.name not in {p.name for p in missing}),
     )

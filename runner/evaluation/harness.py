@@ -5,7 +5,8 @@ The approach: lm-eval's own task definitions do the work. For every benchmark we
 few-shot count (25 ARC, 10 HellaSwag, 5 MMLU, 0 TruthfulQA) and, when a local benchmarks directory is
 given, the data files (`dataset_path: json`). A `TaskManager` over just those YAMLs loads them, every dataset
 is loaded before the model runs (so missing data fails in seconds, not after an hour of MMLU), then each
-reported task runs through `simple_evaluate` with an `HFLM` wrapping the model, seeded from the spec.
+reported task runs through `simple_evaluate` with an `HFLM` wrapping the model, seeded from the spec; the few-shot
+examples are drawn with `[eval] fewshot_seed` (the leaderboard's 1234 unless set), never the training seed.
 
 Reporting follows the leaderboard, not lm-eval's defaults: ARC and HellaSwag report `acc_norm`; MMLU is the
 unweighted mean over its 57 subjects (lm-eval's `mmlu` group weights by subject size), with one row per
@@ -14,9 +15,11 @@ subject; TruthfulQA's MC2 score, which lm-eval calls `acc`, is reported as `mc2`
 The local HellaSwag copy has no train split, so its shots come from the validation split it is scored on;
 lm-eval only keeps an item out of its own shots when the few-shot split is the task's test split, so the
 generated YAML names validation as the test split too (see LOCAL_LAYOUTS in runner/evaluation/leaderboard.py).
-Those scores, every score of a benchmark whose shots the spec changed ([eval.num_fewshot]), and every score from
-a run with `limit`, are marked `comparable=False`; with changed shots the fingerprint's profile is "custom", not
-"openllm-v1".
+Those scores, every score of a benchmark whose shots the spec changed ([eval.num_fewshot]), every score from a run
+with `limit` or another few-shot seed, and every score of a task with items whose prompt was cut to the model's
+context (runner/evaluation/truncation.py; counted per task in the fingerprint) are marked `comparable=False`. The
+fingerprint's profile is "openllm-v1" only when no leaderboard benchmark departs from the leaderboard's settings,
+else "custom", with the departures listed under "deviations".
 
 Tasks of the spec's include_path report their first metric (lm-eval's first when they list none), under its
 filter when the task has a filter_list. The model is evaluated on one device (`evaluation_device`), moved there
@@ -37,19 +40,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tunelab.experiments.benchmarks import LEADERBOARD_FEWSHOT_SEED
 from tunelab.experiments.schema import EvalSection
 from tunelab.registry.scores import Score
 from tunelab.runner.devices import CHOSEN_DEVICE, no_gpu_possible
-from tunelab.runner.errors import EvaluationError
+from tunelab.runner.errors import EvaluationError, RunCancelled
 from tunelab.runner.evaluation.include_path import resolve_include_path
 from tunelab.runner.evaluation.leaderboard import (
     BENCHMARKS_DIR_ENV,
-    profile_name,
+    profile_of,
     resolve_benchmarks_dir,
     shot_overrides,
 )
 from tunelab.runner.evaluation.planning import plan_tasks
 from tunelab.runner.evaluation.tasks import GeneratedTask, TaskPlan
+from tunelab.runner.evaluation.truncation import truncated_items
 from tunelab.runner.offline import hub_offline
 
 
@@ -82,12 +87,14 @@ def evaluate(
     dtype: str,
     device: str | None = None,
     progress: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> EvalOutcome:
     """Evaluate `model` (a transformers causal LM, or a peft model around one) as `settings` asks.
 
     Relative paths in `settings` resolve against `base_dir`; generated task YAMLs go under `workdir`.
     `dtype` is recorded in the fingerprint only: the model is used as it is. `device` ("cpu", "cuda", "mps") is
-    where it is evaluated: it is moved there if needed; None evaluates it where it is.
+    where it is evaluated: it is moved there if needed; None evaluates it where it is. `should_stop` (the run was
+    cancelled) is asked before each task and each batch the model scores: RunCancelled.
     """
     say = progress or (lambda message: None)
     benchmarks_dir = resolve_benchmarks_dir(settings, base_dir, os.environ)
@@ -109,10 +116,14 @@ def evaluate(
     model.eval()
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
+        lm._model_call = _stoppable(lm._model_call, should_stop)  # every batch of every task passes through it
         scores: list[Score] = []
         samples: dict[str, list[dict]] = {}
         task_configs: dict[str, dict] = {}
+        truncated: dict[str, int] = {}  # per lm-eval task: items whose prompt was cut to the model's context
         for plan in plans:
+            if should_stop():
+                raise RunCancelled("cancelled while evaluating")
             limit = plan_limit(plan, settings)
             shots = plan.tasks[0].num_fewshot
             what = f"{len(plan.tasks)} subjects, " if len(plan.tasks) > 1 else ""
@@ -127,12 +138,17 @@ def evaluate(
                     random_seed=seed,
                     numpy_random_seed=seed,
                     torch_random_seed=seed,
-                    fewshot_random_seed=seed,
+                    # The leaderboard's shots whatever the training seed: two seeds of one spec see the same prompts.
+                    fewshot_random_seed=settings.fewshot_seed,
                     # Without a manager, every call indexes all of lm-eval's thousands of task YAMLs (seconds each).
                     task_manager=manager,
                 )
+            for task in plan.tasks:
+                truncated[task.lm_name] = truncated_items(lm, results["samples"][task.lm_name])
             plan_scores = [
-                replace(score, limit=limit or 0) for score in _scores(plan, results, limited=limit is not None)
+                replace(score, limit=limit or 0)
+                for score in _scores(plan, results, limited=limit is not None, truncated=truncated,
+                                     other_seed=settings.fewshot_seed != LEADERBOARD_FEWSHOT_SEED)
             ]
             scores += plan_scores
             for task in plan.tasks:
@@ -143,14 +159,26 @@ def evaluate(
                     key=_metric_key(task, results["results"][task.lm_name]),
                     multiple_choice=config.get("output_type") == "multiple_choice",
                 )
-            say(f"{plan.name}: {plan_scores[0].metric} = {plan_scores[0].value:.4f}")
+            cut = sum(truncated[task.lm_name] for task in plan.tasks)
+            longer = f" ({cut} item(s) longer than the model's context, cut from the left)" if cut else ""
+            say(f"{plan.name}: {plan_scores[0].metric} = {plan_scores[0].value:.4f}{longer}")
     finally:
         model.train(was_training)
 
     fingerprint = _fingerprint(
-        plans, task_configs, settings=settings, seed=seed, dtype=dtype, device=device, local=benchmarks_dir is not None
+        plans, task_configs, truncated, settings=settings, seed=seed, dtype=dtype, device=device,
+        local=benchmarks_dir is not None,
     )
     return EvalOutcome(scores=scores, lm_eval_version=lm_eval.__version__, fingerprint=fingerprint, samples=samples)
+
+
+def _stoppable(model_call: Callable[..., Any], should_stop: Callable[[], bool]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if should_stop():
+            raise RunCancelled("cancelled while evaluating")
+        return model_call(*args, **kwargs)
+
+    return call
 
 
 def evaluation_device() -> str:
@@ -234,8 +262,10 @@ def _load_failure(plan: TaskPlan, benchmarks_dir: Path | None, offline: bool, er
     )
 
 
-def _scores(plan: TaskPlan, results: dict, *, limited: bool) -> list[Score]:
-    rows = [_task_score(task, results, limited=limited) for task in plan.tasks]
+def _scores(plan: TaskPlan, results: dict, *, limited: bool, truncated: dict[str, int], other_seed: bool
+            ) -> list[Score]:
+    rows = [_task_score(task, results, limited=limited, truncated=truncated.get(task.lm_name, 0),
+                        other_seed=other_seed) for task in plan.tasks]
     if plan.name != "mmlu":
         return rows
     # The leaderboard's MMLU is the plain mean over subjects, whatever their sizes.
@@ -255,7 +285,8 @@ def _scores(plan: TaskPlan, results: dict, *, limited: bool) -> list[Score]:
     return [aggregate, *rows]
 
 
-def _task_score(task: GeneratedTask, results: dict, *, limited: bool) -> Score:
+def _task_score(task: GeneratedTask, results: dict, *, limited: bool, truncated: int = 0,
+                other_seed: bool = False) -> Score:
     metrics = results["results"][task.lm_name]
     shots = results["n-shot"][task.lm_name]
     if shots != task.num_fewshot:
@@ -272,7 +303,8 @@ def _task_score(task: GeneratedTask, results: dict, *, limited: bool) -> Score:
         num_fewshot=shots,
         n_samples=int(results["n-samples"][task.lm_name]["effective"]),
         task_group=task.task_group,
-        comparable=task.leaderboard_settings and not limited,
+        # Cut prompts or other shots: the model answered other questions than the leaderboard's.
+        comparable=task.leaderboard_settings and not limited and not truncated and not other_seed,
     )
 
 
@@ -375,8 +407,8 @@ def _plain(value: Any) -> Any:
 
 
 def _fingerprint(
-    plans: list[TaskPlan], configs: dict[str, dict], *, settings: EvalSection, seed: int, dtype: str, device: str,
-    local: bool,
+    plans: list[TaskPlan], configs: dict[str, dict], truncated: dict[str, int], *, settings: EvalSection, seed: int,
+    dtype: str, device: str, local: bool,
 ) -> dict:
     """Everything that must match for two outcomes' scores to be compared number for number."""
     import lm_eval
@@ -392,12 +424,27 @@ def _fingerprint(
             # Hub data is pinned by the dataset name in the config; local files by their content.
             "data_sha256": _sha256_files(files) if (files := [f for t in plan.tasks for f in t.data_files]) else None,
         }
+        # Items whose prompt was longer than the model's context (runner/evaluation/truncation.py).
+        entry["truncated_items"] = sum(truncated.get(t.lm_name, 0) for t in plan.tasks)
         if len(plan.tasks) > 1:
             entry["subtasks"] = len(plan.tasks)
+            if entry["truncated_items"]:
+                entry["truncated_by_task"] = {t.reported: truncated[t.lm_name] for t in plan.tasks
+                                              if truncated.get(t.lm_name)}
         tasks[plan.name] = entry
     header = fingerprint_header(settings, seed=seed, dtype=dtype, device=device, local=local,
                                 lm_eval_version=lm_eval.__version__)
-    return header | {"tasks": tasks}
+    return with_profile(header, tasks)
+
+
+def with_profile(header: dict, tasks: dict[str, dict]) -> dict:
+    """The whole fingerprint: the shared settings, what the result is (`profile`, and when it is not the
+    leaderboard's, the `deviations` that keep it from being so) and each task's entry."""
+    profile, deviations = profile_of(header, tasks)
+    fingerprint = header | {"profile": profile, "tasks": tasks}
+    if deviations:
+        fingerprint["deviations"] = deviations
+    return fingerprint
 
 
 def fingerprint_header(
@@ -405,7 +452,6 @@ def fingerprint_header(
 ) -> dict:
     """The fingerprint's settings, shared by all its tasks (each task adds its own entry under "tasks")."""
     header = {
-        "profile": profile_name(settings),
         "lm_eval_version": lm_eval_version,
         "data": "local" if local else "hub",
         "limit": settings.limit,
@@ -413,6 +459,7 @@ def fingerprint_header(
         "dtype": dtype,
         "device": device,
         "seed": seed,
+        "fewshot_seed": settings.fewshot_seed,
     }
     if overrides := shot_overrides(settings):
         header["num_fewshot_overrides"] = overrides

@@ -213,6 +213,42 @@ def _local_files(task: IncludedTask, path: str, base_dir: Path) -> list[Path]:
     return files
 
 
+def python_helpers(task: IncludedTask) -> list[Path]:
+    """The Python files lm-eval imports, and so runs as the worker's user, to load `task`: for each `!function
+    module.name` in its YAML or in the YAMLs it includes, `module.py` beside the YAML that names it (lm-eval's
+    rule). Files that cannot be read are left out: reading them fails the evaluation, and doctor, on its own."""
+    found: dict[Path, None] = {}
+
+    def walk(path: Path, seen: frozenset[Path]) -> None:
+        path = path.resolve()
+        if path in seen:
+            return
+        try:
+            config = yaml.load(path.read_text(encoding="utf-8"), Loader=task_yaml_loader())  # noqa: S506
+        except (OSError, ValueError, yaml.YAMLError):
+            return
+        for value in _strings(config):
+            if value.startswith("!function "):
+                module = value.removeprefix("!function ").strip().rpartition(".")[0]
+                found[(path.parent / f"{module}.py").resolve()] = None
+        includes = config.get("include") if isinstance(config, dict) else None
+        for include in [] if includes is None else includes if isinstance(includes, list) else [includes]:
+            walk(path.parent / Path(str(include)).expanduser(), seen | {path})
+
+    walk(task.yaml_path, frozenset())
+    return list(found)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
 def _first_metric(config: dict[str, Any]) -> str:
     metrics = config.get("metric_list")
     if isinstance(metrics, list) and metrics and isinstance(metrics[0], dict):

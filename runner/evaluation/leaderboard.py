@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.experiments.benchmarks import LEADERBOARD, Benchmark
+from tunelab.experiments.benchmarks import LEADERBOARD, LEADERBOARD_FEWSHOT_SEED, Benchmark
 from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import EvalSection
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.tasks import TASK_PREFIX, GeneratedTask, TaskPlan, write_task_yaml
 
 PROFILE = "openllm-v1"
-# The profile a fingerprint names when the spec changed a benchmark's shots: the numbers are not the leaderboard's.
+# The profile a fingerprint names when a benchmark was not evaluated as the leaderboard evaluates it (profile_of).
 CUSTOM_PROFILE = "custom"
 # Where a local copy of the benchmarks is when the spec names none ([eval] benchmarks_dir).
 BENCHMARKS_DIR_ENV = "TUNELAB_BENCHMARKS_DIR"
@@ -55,9 +55,30 @@ def shot_overrides(settings: EvalSection) -> dict[str, int]:
             if name in LEADERBOARD and name in asked and shots != LEADERBOARD[name].num_fewshot}
 
 
-def profile_name(settings: EvalSection) -> str:
-    """openllm-v1, unless the spec changed a benchmark's shots (then the numbers are not the leaderboard's)."""
-    return CUSTOM_PROFILE if shot_overrides(settings) else PROFILE
+def profile_of(header: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]]) -> tuple[str, list[str]]:
+    """What a result is, from its fingerprint's shared settings and task entries (runner/evaluation/harness.py):
+    PROFILE when every leaderboard benchmark in it was evaluated as the leaderboard evaluates it, else
+    CUSTOM_PROFILE with what departs from that (a limit, another few-shot seed, other shots, shots from another
+    split, part of MMLU, prompts cut to the model's context, or no leaderboard benchmark at all)."""
+    deviations = []
+    if header.get("limit"):
+        deviations.append(f"limit {header['limit']} items per task")
+    seed = header.get("fewshot_seed", LEADERBOARD_FEWSHOT_SEED)
+    if seed != LEADERBOARD_FEWSHOT_SEED:
+        deviations.append(f"few-shot seed {seed} (the leaderboard's: {LEADERBOARD_FEWSHOT_SEED})")
+    benchmarks = {name: entry for name, entry in tasks.items() if name in LEADERBOARD}
+    if not benchmarks:
+        deviations.append("no leaderboard benchmark")
+    for name, entry in benchmarks.items():
+        shots = LEADERBOARD[name].num_fewshot
+        if entry.get("num_fewshot", shots) != shots:
+            deviations.append(f"{name} {entry['num_fewshot']}-shot (the leaderboard's: {shots})")
+        elif entry.get("leaderboard_settings") is False:
+            deviations.append("part of mmlu" if name == "mmlu"
+                              else f"{name} shots from the {entry.get('fewshot_split')} split")
+        if entry.get("truncated_items"):
+            deviations.append(f"{name}: {entry['truncated_items']} item(s) longer than the model's context")
+    return (CUSTOM_PROFILE if deviations else PROFILE), deviations
 
 
 # ---------------------------------------------------------------- local benchmark data

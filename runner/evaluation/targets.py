@@ -23,7 +23,7 @@ from tunelab.experiments.schema import EvalSection
 from tunelab.registry.db import Registry
 from tunelab.runner.errors import EvaluationError, RunFailed
 from tunelab.runner.evaluation.cache import model_digest
-from tunelab.runner.offline import hub_offline
+from tunelab.runner.offline import hub_offline, hub_unreachable, unreachable_hub_remedy
 from tunelab.runner.training.methods import trim_virtual_token_logits
 from tunelab.runner.training.models import load_model, load_tokenizer, locate_model
 
@@ -73,6 +73,9 @@ def hub_model_dir(repo_id: str, revision: str | None = None, *, environ: Mapping
     """The local snapshot of a hub model: from the cache, downloaded first unless hub access is off (or
     `download` is False: the cache only, as a worker hashing a model it already loaded wants)."""
     offline = hub_offline(environ) or not download
+    # An unreachable hub: the cache or one line at once, not a minute of retries per file.
+    unreachable = None if offline else hub_unreachable(environ)
+    offline = offline or unreachable is not None
     try:
         cache = hf_caches(environ)[0]
         snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES,
@@ -82,6 +85,9 @@ def hub_model_dir(repo_id: str, revision: str | None = None, *, environ: Mapping
                                               local_files_only=offline, cache_dir=cache))
         return snapshot
     except LocalEntryNotFoundError:
+        if unreachable is not None:
+            raise EvalTargetError(f"the hub cannot be reached ({unreachable}): "
+                                  f"{unreachable_hub_remedy(f'model {repo_id!r}')}") from None
         raise EvalTargetError(
             f"hub model {repo_id!r} is not in the local cache and hub access is off (HF_HUB_OFFLINE); "
             "download it once online, or give a local directory"
@@ -136,7 +142,10 @@ def settings_key(settings: EvalSection, *, dtype: str, seed: int, lm_eval_versio
     """What makes two evaluations of one model interchangeable (the worker's and `tunelab eval`'s alike)."""
     values = settings.model_dump(mode="json")
     values.pop("baseline", None)
-    payload = {"eval": values, "dtype": dtype, "lm_eval": lm_eval_version, "seed": seed}
+    # The few-shot seed is named even at its default (which the spec's canonical form leaves out): evaluations
+    # from before it existed drew their shots with the training seed.
+    payload = {"eval": values, "dtype": dtype, "lm_eval": lm_eval_version, "seed": seed,
+               "fewshot_seed": settings.fewshot_seed}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
 

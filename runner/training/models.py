@@ -15,6 +15,7 @@ from tunelab.experiments.paths import ModelLocation as ModelLocation
 from tunelab.experiments.paths import locate_model
 from tunelab.experiments.schema import Spec
 from tunelab.runner.errors import RunFailed
+from tunelab.runner.offline import hub_offline, hub_unreachable, unreachable_hub_remedy
 from tunelab.runner.training.methods import (
     bnb_compute_dtype,
     require_bitsandbytes,
@@ -46,7 +47,28 @@ def resolve_model_path(base: str, workdir: Path) -> str:
     return str(location.path) if location.kind == "directory" else base
 
 
+def require_hub(model_path: str, revision: str | None = None) -> None:
+    """Fail at once, in one line, when `model_path` is a hub id missing from the hub cache and the hub cannot be
+    reached (transformers would retry each file for about a minute, then fail in several lines)."""
+    if Path(model_path).is_dir() or hub_offline(os.environ) or _in_hub_cache(model_path, revision):
+        return
+    reason = hub_unreachable(os.environ)
+    if reason is not None:
+        raise RunFailed(f"the hub cannot be reached ({reason}): {unreachable_hub_remedy(f'model {model_path!r}')}")
+
+
+def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str)
+    except HFValidationError:  # not a hub id: from_pretrained says what is wrong with it
+        return True
+
+
 def load_tokenizer(model_path: str, revision: str | None = None):
+    require_hub(model_path, revision)  # before transformers' import (seconds)
     from transformers import AutoTokenizer
 
     try:
@@ -59,6 +81,7 @@ def load_tokenizer(model_path: str, revision: str | None = None):
 
 
 def load_model(model_path: str, dtype: str, revision: str | None = None):
+    require_hub(model_path, revision)
     from transformers import AutoModelForCausalLM
 
     if dtype != "float32" and pick_device() == "cpu":
@@ -82,6 +105,7 @@ def _load_quantised(model_path: str, spec: Spec, device: str):
 
     if spec.model.dtype != "float32" and device == "cpu":
         raise RunFailed(f'model.dtype = "{spec.model.dtype}" needs a GPU; none is available (use "float32" on the CPU)')
+    require_hub(model_path, spec.model.revision)
     quantisation = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",

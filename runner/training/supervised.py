@@ -64,7 +64,7 @@ def train_supervised(spec: Spec, *, workdir: Path, output_dir: Path, hooks: Trai
     set_seed(spec.experiment.seed)
     model_path = resolve_model_path(spec.model.base, workdir)
     tokenizer = load_tokenizer(model_path, spec.model.revision)
-    data = prepare_data(spec, tokenizer, workdir)
+    data = prepare_data(spec, tokenizer, workdir, should_stop=hooks.should_stop)
     data_facts = {"num_examples": data.num_examples, "data_fingerprint": fingerprint_prepared(data),
                   "data_stats": data.stats.to_dict() if data.stats else None}
     checkpoints_dir = output_dir / "checkpoints"

@@ -113,3 +113,15 @@ def test_show_says_which_run_a_reproduction_reproduces(registry):
     with registry.engine.begin() as connection:
         connection.execute(text("UPDATE run SET reproduces_run_id = :o WHERE id = :c"), {"o": original, "c": copy})
     assert f"reproduces run {original} (made by tunelab reproduce)" in show(registry, copy)
+
+
+def test_show_names_items_cut_to_the_models_context_and_another_fewshot_seed(registry):
+    run = finished_run(registry, "cut-prompts")
+    fingerprint = {"eval_key": "k1", "fewshot_seed": 7,
+                   "tasks": {"mmlu": {"num_fewshot": 5, "truncated_items": 3,
+                                      "truncated_by_task": {"mmlu_anatomy": 3}}}}
+    (mmlu,) = scores("finetuned", f"run:{run}", {"mmlu": 0.3})
+    record_scores(registry, run, [replace(mmlu, num_fewshot=5, comparable=False, fingerprint=fingerprint)])
+    lines = show(registry, run)
+    assert ("mmlu (fine-tuned): few-shot seed 7 (the leaderboard's: 1234); 3 item(s) longer than the model's "
+            "context, cut from the left") in lines

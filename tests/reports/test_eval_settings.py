@@ -39,16 +39,16 @@ def test_reasons_a_score_is_not_comparable_come_from_its_record():
 
 
 def test_settings_that_differ_are_named_with_their_values_new_fingerprint_keys_included():
-    fingerprint = {"eval_key": "k", "batch_size": 8, "limit": 0, "fewshot_seed": 1234,
+    fingerprint = {"eval_key": "k", "batch_size": 8, "limit": 0, "chat_template": 0,
                    "tasks": {"arc_challenge": {"num_fewshot": 25, "config_sha256": "a" * 64}}}
     first = one("arc_challenge", num_fewshot=25, fingerprint=fingerprint)
-    second = one("arc_challenge", num_fewshot=0, fingerprint={**fingerprint, "batch_size": 1, "fewshot_seed": 7})
+    second = one("arc_challenge", num_fewshot=0, fingerprint={**fingerprint, "batch_size": 1, "chat_template": 1})
     settings = [score_settings(first), score_settings(second)]
     assert settings[0]["task config"] == "aaaaaaaa"  # hashes shortened
-    assert differing(settings) == ["batch size", "fewshot seed", "shots"]
-    assert describe(settings[1], differing(settings)) == "batch size 1, fewshot seed 7, shots 0"
+    assert differing(settings) == ["batch size", "chat template", "shots"]
+    assert describe(settings[1], differing(settings)) == "batch size 1, chat template 1, shots 0"
     assert differing([model_settings([first]), model_settings([second])]) == [
-        "batch size", "fewshot seed", "ARC shots"]
+        "batch size", "chat template", "ARC shots"]
 
 
 def test_an_average_names_what_keeps_it_from_being_the_leaderboards():

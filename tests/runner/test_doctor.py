@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,10 @@ def test_hub_models_and_datasets_must_be_cached_offline(tiny_model_dir, tmp_path
         ("base model", "some-org/tiny"), ("benchmark data", "allenai/ai2_arc")]
     assert "TUNELAB_BENCHMARKS_DIR" in offline.problems[1].detail
 
-    (online,) = check_queued_runs(registry, offline=False, environ=environ)
+    # A hub that answers (a local listening port: tests never reach the network): the worker will download them.
+    with socket.create_server(("127.0.0.1", 0)) as hub:
+        endpoint = f"http://127.0.0.1:{hub.getsockname()[1]}"
+        (online,) = check_queued_runs(registry, offline=False, environ=environ | {"HF_ENDPOINT": endpoint})
     assert online.ok and len(online.notes) == 2 and "will download" in online.notes[0]
 
     fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
@@ -153,6 +157,21 @@ def test_include_path_tasks_in_place_pass(tiny_model_dir, tmp_path, monkeypatch)
     home = _include_run(tmp_path, monkeypatch, tiny_model_dir)
     code, output = _doctor(home, "--offline")
     assert (code, output.splitlines()[0]) == (0, "run 1 inc: ok")
+
+
+def test_the_python_files_a_runs_tasks_import_are_listed(tiny_model_dir, tmp_path, monkeypatch):
+    home = _include_run(tmp_path, monkeypatch, tiny_model_dir)
+    # A second helper, named by the task's own YAML in a subdirectory module (lm-eval: a.b.f is a.b.py).
+    tasks = tmp_path / "tasks"
+    (tasks / "more.filters.py").write_text("def keep(docs):\n    return docs\n", encoding="utf-8")
+    yaml_path = tasks / "capitals.yaml"
+    yaml_path.write_text(yaml_path.read_text() + "process_docs: !function more.filters.keep\n", encoding="utf-8")
+    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True, environ={})
+    # The task's own helper, then the template's (an included YAML names it); nothing of them was imported.
+    assert check.python_files == [str((tasks / "more.filters.py").resolve()), str((tasks / "helpers.py").resolve())]
+    code, output = _doctor(home, "--offline")
+    assert code == 0
+    assert f"  imports Python (runs as the worker's user): {(tasks / 'helpers.py').resolve()}" in output.splitlines()
 
 
 def test_a_missing_include_path_is_reported_and_the_benchmarks_still_checked(tiny_model_dir, tmp_path, monkeypatch):

@@ -118,6 +118,8 @@ def doctor(app: AppContext, offline: bool, as_json: bool) -> None:
                 say(f"  - {problem.what}: {problem.where} ({problem.detail})")
             for note in check.notes:
                 say(f"  note: {note}")
+            for path in check.python_files:
+                say(f"  imports Python (runs as the worker's user): {path}")
         bad = sum(not c.ok for c in checks)
         say(f"{len(checks)} queued run(s) checked, {bad} with missing files" if checks else "no queued runs")
     if any(not c.ok for c in checks):

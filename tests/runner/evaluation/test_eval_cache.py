@@ -116,7 +116,8 @@ def fake_lm_eval(monkeypatch):
     calls = _Calls()
     devices = calls.devices
 
-    def fake(model, tokenizer, settings, *, workdir, base_dir, seed, dtype, device=None, progress=None):
+    def fake(model, tokenizer, settings, *, workdir, base_dir, seed, dtype, device=None, progress=None,
+             should_stop=None):
         bench = resolve_benchmarks_dir(settings, base_dir, {})
         plans = plan_tasks(settings, benchmarks_dir=bench, base_dir=base_dir, out_dir=Path(workdir) / "fake")
         calls.append([p.name for p in plans])

@@ -20,7 +20,7 @@ from tunelab.experiments.schema import CustomTask, EvalSection
 from tunelab.runner.data.templates import ALPACA_PROMPT
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.harness import EvalOutcome, _compact_samples, evaluate, model_device, place_model
-from tunelab.runner.evaluation.leaderboard import official_tasks_dir, profile_name, resolve_benchmarks_dir
+from tunelab.runner.evaluation.leaderboard import official_tasks_dir, resolve_benchmarks_dir
 from tunelab.runner.evaluation.planning import plan_tasks
 from tunelab.runner.evaluation.tasks import GeneratedTask
 
@@ -185,8 +185,14 @@ def test_profile_samples_and_fingerprint(profile_run):
             assert score.value == pytest.approx(sum(r["score"] for r in rows) / len(rows))
 
     fp = outcome.fingerprint
+    # A limit and HellaSwag's shots from its scored split: not the leaderboard's numbers, and the profile says why.
+    # Some 5-shot MMLU prompts of the sample do not fit even 2,048 tokens of the tiny tokenizer: counted, per subject.
+    mmlu = fp["tasks"]["mmlu"]
+    assert mmlu["truncated_items"] == sum(mmlu["truncated_by_task"].values()) > 0
+    assert fp["deviations"] == ["limit 3 items per task", "hellaswag shots from the validation split",
+                                f"mmlu: {mmlu['truncated_items']} item(s) longer than the model's context"]
     assert (fp["profile"], fp["limit"], fp["seed"], fp["dtype"], fp["device"], fp["data"]) == (
-        "openllm-v1",
+        "custom",
         3,
         SEED,
         "float32",
@@ -319,13 +325,13 @@ def test_changed_shots_are_not_leaderboard_comparable_and_the_profile_says_so(sh
     assert fp["tasks"]["truthfulqa_mc2"]["fewshot_split"] == "validation"
 
 
-def test_the_profile_names_openllm_v1_unless_a_requested_benchmarks_shots_change(tmp_path):
+def test_the_leaderboards_own_shots_are_leaderboard_settings(tmp_path):
     same = EvalSection(tasks=["arc_challenge"], num_fewshot={"arc_challenge": 25})
     (plan,) = plan_tasks(same, benchmarks_dir=SAMPLE, base_dir=tmp_path, out_dir=tmp_path / "a")
-    assert plan.tasks[0].leaderboard_settings is True and profile_name(same) == "openllm-v1"
-    # Shots for a benchmark that is not evaluated change nothing.
-    assert profile_name(EvalSection(tasks=["hellaswag"], num_fewshot={"arc_challenge": 0})) == "openllm-v1"
-    assert profile_name(EvalSection(tasks=["mmlu_anatomy"], num_fewshot={"mmlu": 0})) == "custom"
+    assert plan.tasks[0].leaderboard_settings is True
+    (plan,) = plan_tasks(EvalSection(tasks=["mmlu_anatomy"], num_fewshot={"mmlu": 0}), benchmarks_dir=SAMPLE,
+                         base_dir=tmp_path, out_dir=tmp_path / "b")
+    assert plan.tasks[0].leaderboard_settings is False
 
 
 def test_single_mmlu_subjects_take_mmlus_shots(tmp_path):
