@@ -75,7 +75,8 @@ class Experiment(SQLModel, table=True):
     spec_text: str
     resolved_json: str
     spec_hash: str = Field(index=True)
-    # Relative paths in the spec are resolved against the directory submit ran in.
+    # Relative paths in the spec are resolved against the directory submit ran in: stored relative to the project
+    # root when submit ran under one, else absolute (registry/roots.py).
     workdir: str
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -93,6 +94,7 @@ class Run(SQLModel, table=True):
     heartbeat_at: datetime | None = None
     worker: str | None = None
     error: str | None = None
+    # Relative to the artifact root of the machine that reads it (registry/roots.py); absolute when written before.
     output_dir: str | None = None
     train_seconds: float | None = None
     final_loss: float | None = None
@@ -112,6 +114,12 @@ class Run(SQLModel, table=True):
     lineage_json: str | None = None
     # Training's latest figures: {step, total, loss, tokens_per_second, eta_seconds} (runner/training/progress.py).
     progress_json: str | None = None
+    # The Slurm job (JOBID, or ARRAYJOB_TASK in a job array) and node of the worker that last took the run, when
+    # that worker ran as a Slurm job (runner/slurm/job.py); None otherwise.
+    slurm_job: str | None = None
+    slurm_node: str | None = None
+    # [resources] nodes, copied from the spec like gpus: a claim takes only runs the worker's allocation spans.
+    nodes: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 class Checkpoint(SQLModel, table=True):
@@ -119,7 +127,7 @@ class Checkpoint(SQLModel, table=True):
     run_id: int = Field(foreign_key="run.id", index=True)
     step: int
     loss: float | None = None
-    path: str
+    path: str  # relative to the artifact root, as Run.output_dir
     created_at: datetime = Field(default_factory=utcnow)
 
 

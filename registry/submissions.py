@@ -31,6 +31,7 @@ class NewExperiment:
     workdir: str
     priority: int = 0
     gpus: int = 0  # [resources] gpus: only a worker with this many claims the run
+    nodes: int = 1  # [resources] nodes: only a worker whose allocation spans this many claims the run
     sweep: NewSweep | None = None
     sweep_point_json: str | None = None
 
@@ -73,7 +74,7 @@ def submit(registry: Registry, experiments: list[NewExperiment], *, force: bool 
                 run_id = None
                 if force:
                     run = Run(experiment_id=earlier, status=RunStatus.queued.value, priority=new.priority,
-                              gpus=new.gpus)
+                              gpus=new.gpus, nodes=new.nodes)
                     session.add(run)
                     session.flush()
                     run_id = run.id
@@ -103,7 +104,7 @@ def submit(registry: Registry, experiments: list[NewExperiment], *, force: bool 
             session.add(experiment)
             session.flush()
             run = Run(experiment_id=experiment.id, status=RunStatus.queued.value, priority=new.priority,
-                      gpus=new.gpus)
+                      gpus=new.gpus, nodes=new.nodes)
             session.add(run)
             session.flush()
             submitted.append(Submitted(experiment.id, run.id, sweep_id=sweep_id, name=new.name))
@@ -132,6 +133,7 @@ def from_loaded(loaded, *, workdir: str, priority: int | None = None) -> NewExpe
         # The command line's --priority overrides the spec's [resources] priority.
         priority=spec.resources.priority if priority is None else priority,
         gpus=spec.resources.gpus,
+        nodes=spec.resources.nodes,
         sweep=sweep,
         sweep_point_json=canonical_json(loaded.sweep_point) if loaded.sweep_point is not None else None,
     )
