@@ -27,8 +27,11 @@ def print_detail(detail: RunDetail) -> None:
                   f"status: {s.status}")
     console.print(escape(f"  method {s.method}  base {s.base_model}  spec {detail.spec_path}  "
                          f"hash {detail.spec_hash[:12]}"))
-    console.print(f"  created {fmt_time(s.created_at)}  started {fmt_time(s.started_at)}  "
-                  f"finished {fmt_time(s.finished_at)}  output {detail.output_dir or '-'}")
+    console.print(escape(f"  created {fmt_time(s.created_at)}  started {fmt_time(s.started_at)}  "
+                         f"finished {fmt_time(s.finished_at)}  output {detail.output_dir or '-'}"))
+    if s.placement:
+        ran = "running in" if s.status == "running" else "last ran in"
+        console.print(escape(f"  {ran} Slurm job {s.placement}"))
     if s.error:
         console.print(f"  [red]error:[/red] {escape(s.error)}")
     if s.reproduces_run_id is not None:

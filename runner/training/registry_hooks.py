@@ -19,6 +19,7 @@ from tunelab.registry.recording import (
     rewind,
     update_run,
 )
+from tunelab.registry.roots import Roots
 from tunelab.runner.training.checkpoints import CompleteCheckpoint
 from tunelab.runner.training.progress import RunProgress, TrainingProgress
 from tunelab.runner.training.trainer import TrainHooks
@@ -27,10 +28,11 @@ from tunelab.runner.training.trainer import TrainHooks
 PROGRESS_WRITE_SECONDS = 2.0
 
 
-def registry_hooks(registry: Registry, run_id: int, progress: RunProgress) -> TrainHooks:
-    """Training's reports written into the registry (metrics, checkpoints, resume, pruning); progress shown."""
+def registry_hooks(registry: Registry, run_id: int, progress: RunProgress, roots: Roots) -> TrainHooks:
+    """Training's reports written into the registry (metrics, checkpoints, resume, pruning); progress shown.
+    Checkpoint paths are stored relative to `roots`' artifact root."""
     def on_start(step: int, on_disk: list[CompleteCheckpoint]) -> None:
-        kept = [KeptCheckpoint(c.step, c.loss, str(c.path)) for c in on_disk]
+        kept = [KeptCheckpoint(c.step, c.loss, roots.stored(c.path)) for c in on_disk]
         dropped = rewind(registry, run_id, step, kept)
         if step:
             progress.resumed(step, dropped)
@@ -48,7 +50,7 @@ def registry_hooks(registry: Registry, run_id: int, progress: RunProgress) -> Tr
 
     return TrainHooks(
         on_metrics=lambda m: record_metrics(registry, run_id, [MetricPoint(**m)]),
-        on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, str(path)),
+        on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, roots.stored(path)),
         on_progress=on_progress,
         on_start=on_start,
         on_pruned=lambda steps: forget_checkpoints(registry, run_id, steps),

@@ -10,6 +10,7 @@ import pytest
 from tunelab.experiments.benchmarks import LEADERBOARD
 from tunelab.experiments.schema import EvalSection
 from tunelab.registry.db import default_url, open_registry
+from tunelab.registry.roots import Roots
 from tunelab.runner.doctor import check_queued_runs, hub_dataset
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.planning import plan_tasks, required_local_files
@@ -92,17 +93,17 @@ def test_hub_models_and_datasets_must_be_cached_offline(tiny_model_dir, tmp_path
     hf = tmp_path / "hf"
     environ = {"HF_HOME": str(hf)}
 
-    (offline,) = check_queued_runs(registry, offline=True, environ=environ)
+    (offline,) = check_queued_runs(registry, Roots(home), offline=True, environ=environ)
     assert [(p.what, p.where) for p in offline.problems] == [
         ("base model", "some-org/tiny"), ("benchmark data", "allenai/ai2_arc")]
     assert "TUNELAB_BENCHMARKS_DIR" in offline.problems[1].detail
 
-    (online,) = check_queued_runs(registry, offline=False, environ=environ)
+    (online,) = check_queued_runs(registry, Roots(home), offline=False, environ=environ)
     assert online.ok and len(online.notes) == 2 and "will download" in online.notes[0]
 
     fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
     (hf / "hub" / "datasets--allenai--ai2_arc").mkdir(parents=True)
-    (cached,) = check_queued_runs(registry, offline=True, environ=environ)
+    (cached,) = check_queued_runs(registry, Roots(home), offline=True, environ=environ)
     assert cached.ok, cached.problems
 
 
@@ -111,13 +112,14 @@ def test_a_hub_snapshot_missing_its_weights_is_reported(tiny_model_dir, tmp_path
     hf = tmp_path / "hf"
     fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
     next((hf / "hub").rglob("model.safetensors")).unlink()
-    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True, environ={"HF_HOME": str(hf)})
+    (check,) = check_queued_runs(open_registry(default_url(home)), Roots(home), offline=True,
+                                 environ={"HF_HOME": str(hf)})
     assert [(p.what, p.detail) for p in check.problems] == [("base model", "no weights (*.safetensors or *.bin)")]
 
 
 def test_the_environment_variable_benchmarks_dir_is_checked_too(tiny_model_dir, tmp_path):
     home = _hub_spec_run(tmp_path, base=str(tiny_model_dir), benchmarks=False)
-    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True,
+    (check,) = check_queued_runs(open_registry(default_url(home)), Roots(home), offline=True,
                                  environ={"TUNELAB_BENCHMARKS_DIR": str(tmp_path / "nowhere")})
     assert [(p.what, p.where) for p in check.problems] == [("benchmark data", str(tmp_path / "nowhere"))]
 
@@ -142,7 +144,8 @@ def _include_run(tmp_path: Path, monkeypatch, model_dir: Path, *, include_path: 
 
 
 def _problems(home: Path, environ: dict | None = None) -> list[tuple[str, str, str]]:
-    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True, environ=environ or {})
+    (check,) = check_queued_runs(open_registry(default_url(home)), Roots(home), offline=True,
+                                 environ=environ or {})
     return [(p.what, p.where, p.detail) for p in check.problems]
 
 
@@ -291,10 +294,10 @@ def test_a_run_needing_more_gpus_than_this_machine_has_is_noted_not_failed(tiny_
     invoke_json(home, "submit", str(write_spec(tmp_path / "g.toml", name="g", model_dir=tiny_model_dir,
                                                extra="[resources]\ngpus = 2\n")))
     registry = open_registry(f"sqlite:///{home / 'registry.db'}")
-    (short,) = check_queued_runs(registry, offline=True, gpus_here=lambda: 1)
+    (short,) = check_queued_runs(registry, Roots(home), offline=True, gpus_here=lambda: 1)
     assert short.ok and short.notes == [
         "[resources] gpus = 2: this machine has 1 GPU(s); only a worker with 2 will claim the run"]
-    (enough,) = check_queued_runs(registry, offline=True, gpus_here=lambda: 2)
+    (enough,) = check_queued_runs(registry, Roots(home), offline=True, gpus_here=lambda: 2)
     assert enough.ok and enough.notes == []
     code, output = _doctor(home, "--offline")  # this machine: no GPU
     assert code == 0 and "only a worker with 2 will claim the run" in output

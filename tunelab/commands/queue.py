@@ -46,9 +46,10 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
         _show_plan(loaded, searches, as_json)
         return
     registry = app.registry()
-    new = [from_loaded(item, workdir=os.getcwd(), priority=priority) for item in loaded if item.search is None]
+    workdir = app.roots.stored_workdir(os.getcwd())  # relative to the project root when under one
+    new = [from_loaded(item, workdir=workdir, priority=priority) for item in loaded if item.search is None]
     done = submit_runs(registry, new, force=force) if new else []
-    created = [(item, create_search(registry, search_from_loaded(item, workdir=os.getcwd(), priority=priority)))
+    created = [(item, create_search(registry, search_from_loaded(item, workdir=workdir, priority=priority)))
                for item in searches]
     if as_json:
         print_json([s.to_json() for s in done] + [{"search_id": search_id} for _, search_id in created])
