@@ -301,3 +301,75 @@ def test_a_run_needing_more_gpus_than_this_machine_has_is_noted_not_failed(tiny_
     assert enough.ok and enough.notes == []
     code, output = _doctor(home, "--offline")  # this machine: no GPU
     assert code == 0 and "only a worker with 2 will claim the run" in output
+
+
+# ---------------------------------------------------------------- what another machine cannot see
+
+
+def _project(tmp_path: Path, model_dir: Path) -> tuple[Path, Path]:
+    """A project with its own data and model, whose spec names them by relative paths; and its spec directory."""
+    project = tmp_path / "project"
+    (project / "specs").mkdir(parents=True)
+    shutil.copytree(model_dir, project / "model")
+    shutil.copy(REPO_ROOT / "examples" / "data" / "capitals_train.jsonl", project / "train.jsonl")
+    spec = write_spec(project / "specs" / "rel.toml", name="rel", model_dir=Path("../model"),
+                      train="../train.jsonl", custom=False)
+    return project, spec
+
+
+def test_a_worker_machine_is_told_which_paths_of_a_queued_run_it_cannot_see(tiny_model_dir, tmp_path, monkeypatch):
+    project, spec = _project(tmp_path, tiny_model_dir)
+    home = tmp_path / "home"
+    monkeypatch.chdir(project / "specs")
+    invoke_json(home, "--project", str(project), "submit", str(spec))
+    assert invoke_json(home, "show", "1")["workdir"] == "specs"  # stored relative to the project root
+
+    # The submitting machine, and one that mounts the project elsewhere, see everything.
+    (tmp_path / "mnt").symlink_to(project)
+    for root in (project, tmp_path / "mnt"):
+        seen = invoke(home, "--project", str(root), "doctor", "--offline")
+        assert seen.exit_code == 0, seen.output
+    # A machine whose project root lacks the files names each of them, as it would look for them.
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "specs").mkdir(parents=True)
+    checks = json.loads(invoke(home, "--project", str(elsewhere), "doctor", "--offline", "--json").output)
+    assert [(p["what"], p["where"]) for p in checks[0]["problems"]] == [
+        ("base model", str(elsewhere / "specs" / "../model")),
+        ("train data", str(elsewhere / "specs" / "../train.jsonl"))]
+    # A machine that names no project root cannot place the run's relative paths at all.
+    code, output = _doctor(home, "--offline")
+    assert code == 1 and "submit directory: specs (" in output and "set TUNELAB_PROJECT" in output
+
+
+def test_checkpoints_and_weights_outside_this_machines_artifact_root_are_named(tiny_model_dir, tmp_path):
+    from tunelab.registry.recording import record_checkpoint, update_run
+    from tunelab.registry.run_state import claim_next, succeed
+
+    home = tmp_path / "home"
+    parent = invoke_json(home, "submit", str(write_spec(tmp_path / "p.toml", name="p", model_dir=tiny_model_dir)))
+    resumed = invoke_json(home, "submit", str(write_spec(tmp_path / "r.toml", name="r", model_dir=tiny_model_dir)))
+    child = write_spec(tmp_path / "c.toml", name="c", model_dir=tiny_model_dir)
+    child.write_text(child.read_text().replace(f'base = "{tiny_model_dir}"', f'base = "run:{parent[0]["run_id"]}"'))
+    invoke_json(home, "submit", str(child))
+    registry = open_registry(default_url(home))
+    # The parent finished on machine A; the other run was interrupted there after its checkpoint at step 2.
+    storage = tmp_path / "storage"
+    (storage / "runs" / "1" / "final").mkdir(parents=True)
+    assert claim_next(registry, "a") == 1
+    update_run(registry, 1, output_dir="runs/1")
+    assert succeed(registry, 1, "a") == "succeeded"
+    run_id = resumed[0]["run_id"]
+    record_checkpoint(registry, run_id, 2, 0.5, f"runs/{run_id}/checkpoints/checkpoint-2")
+    (storage / "runs" / str(run_id) / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (storage / "runs" / str(run_id) / "checkpoints" / "checkpoint-2" / "tunelab-complete.json").write_text(
+        '{"step": 2, "loss": 0.5}')
+    registry.engine.dispose()
+
+    seen = invoke(home, "--artifacts", str(storage), "doctor", "--offline")
+    assert seen.exit_code == 0, seen.output
+    checks = {c["name"]: c for c in json.loads(invoke(home, "doctor", "--offline", "--json").output)}
+    assert [(p["what"], p["where"]) for p in checks["r"]["problems"]] == [
+        ("checkpoints", str(home.absolute() / "runs" / str(run_id) / "checkpoints"))]
+    assert "step 2 recorded, none under this machine's artifact root" in checks["r"]["problems"][0]["detail"]
+    assert [(p["what"], p["where"]) for p in checks["c"]["problems"]] == [
+        ("base model", f"run:1 ({home.absolute() / 'runs' / '1' / 'final'})")]
