@@ -172,8 +172,10 @@ def verify_run(registry: Registry, original_id: int, new_id: int, roots: Roots) 
     hash_b = weights_hash(roots.artifact(b.output_dir) / "final") if b.output_dir else None
     verdict.checks.append(Check("final weights", (hash_a or "missing")[:12], (hash_b or "missing")[:12],
                                 "equal" if hash_a == hash_b else "differ", hash_a is not None and hash_a == hash_b))
-    scores_a = {(r.model_kind, r.task): r for r in a.scores if r.task_group is None}
-    scores_b = {(r.model_kind, r.task): r for r in b.scores if r.task_group is None}
+    # The run's own evaluation only: scores `tunelab eval` recorded later (model_kind "eval") are no part of what
+    # training the spec produces, and the reproduction has none.
+    scores_a = {(r.model_kind, r.task): r for r in a.scores if r.task_group is None and r.model_kind != "eval"}
+    scores_b = {(r.model_kind, r.task): r for r in b.scores if r.task_group is None and r.model_kind != "eval"}
     for key in sorted(scores_a):
         ra, rb = scores_a[key], scores_b.get(key)
         label = f"{key[1]} ({key[0]})"
