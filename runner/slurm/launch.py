@@ -113,7 +113,8 @@ def batch_script(options: LaunchOptions, gpus: int, setting: WorkerSetting, log_
     wanted = [f"--job-name={options.job_name}"]
     if options.array and options.workers > 1:
         wanted.append(f"--array=0-{options.workers - 1}")
-    wanted += [f"--output={log}", f"--nodes={options.nodes}"]
+    # append: a job Slurm requeues (preemption) keeps the log of its first start
+    wanted += [f"--output={log}", "--open-mode=append", f"--nodes={options.nodes}"]
     if options.nodes > 1:
         wanted.append("--ntasks-per-node=1")  # one torchrun per node (runner/slurm/nodes.py)
     for option, value in (("--partition", options.partition), ("--account", options.account),

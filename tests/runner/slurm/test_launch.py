@@ -42,7 +42,8 @@ def test_the_script_asks_slurm_for_what_the_options_say(tmp_path):
     script = batch_script(options, 2, _setting(tmp_path, tmp_path / "proj"), tmp_path / "art" / "slurm")
     assert script.startswith("#!/bin/bash\n")
     assert _sbatch_options(script) == [
-        "--job-name=tunelab-worker", "--array=0-2", f"--output={tmp_path}/art/slurm/%x-%A_%a.out", "--nodes=1",
+        "--job-name=tunelab-worker", "--array=0-2", f"--output={tmp_path}/art/slurm/%x-%A_%a.out",
+        "--open-mode=append", "--nodes=1",
         "--partition=gpu", "--account=lab", "--gres=gpu:2", "--cpus-per-task=8", "--mem=64G", "--time=4:00:00",
         "--signal=B:USR1@300", "--export=ALL", "--qos=high", "--exclusive"]
     body = script.splitlines()
@@ -58,7 +59,8 @@ def test_the_script_asks_slurm_for_what_the_options_say(tmp_path):
 def test_separate_jobs_multi_node_workers_and_no_warning(tmp_path):
     options = LaunchOptions(workers=2, array=False, nodes=4, warning_seconds=0)
     options_list = _sbatch_options(batch_script(options, 0, _setting(tmp_path), tmp_path / "logs"))
-    assert options_list == ["--job-name=tunelab-worker", f"--output={tmp_path}/logs/%x-%j.out", "--nodes=4",
+    assert options_list == ["--job-name=tunelab-worker", f"--output={tmp_path}/logs/%x-%j.out", "--open-mode=append",
+                            "--nodes=4",
                             "--ntasks-per-node=1", "--export=ALL"]
 
 
