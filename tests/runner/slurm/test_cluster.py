@@ -230,11 +230,20 @@ def test_scancel_of_a_worker_job_requeues_its_run_and_another_job_finishes_it(si
     assert "SIGTERM" in log
 
 
+def _requeue(job: str) -> None:
+    """What preemption with PreemptMode=REQUEUE does: Slurm stops the job (SIGTERM) and queues it again. A requeued
+    job waits a couple of minutes before it may start again; the test lets it start at once."""
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    deadline = time.monotonic() + 60
+    while _job_state(job) != "PENDING":
+        assert time.monotonic() < deadline, f"job {job} was not requeued"
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+
+
 def test_a_preempted_job_requeued_by_slurm_resumes_its_run(site, long_spec, uninterrupted):
-    # What preemption with PreemptMode=REQUEUE does: Slurm stops the job (SIGTERM) and queues it again.
-    log = _interrupted_then_resumed(
-        site, long_spec, uninterrupted, lambda job: subprocess.run(["scontrol", "requeue", job], check=True),
-        launch=("--sbatch=--requeue",), resumed_by_same_job=True)
+    log = _interrupted_then_resumed(site, long_spec, uninterrupted, _requeue, launch=("--sbatch=--requeue",),
+                                    resumed_by_same_job=True)
     assert "SIGTERM" in log
 
 
