@@ -266,3 +266,20 @@ def test_tunelab_cancel_stops_a_run_whose_worker_is_a_slurm_job(site, long_spec)
     assert site.status(run) == "cancelled", site.log(job)
     assert _job_state(job) == "COMPLETED"  # the worker stopped the run and exited: nothing was left queued
     assert max(site.steps(run)) < STEPS
+
+
+def test_a_two_node_run_trains_as_two_slurm_tasks_over_gloo(site, tiny_model_dir):
+    # As far as one node allows: an allocation of two tasks stands for two nodes, srun starts one torchrun in each,
+    # and they meet at the worker's rendezvous; rank 0 alone writes the registry.
+    spec = write_spec(site.home.parent / "two-nodes.toml", name="two-nodes", model_dir=tiny_model_dir, kind="full",
+                      max_steps=4, save_every=2, tasks=(), custom=False, baseline=False,
+                      extra=CUSTOM + "\n[resources]\nnodes = 2\n")
+    run = site.submit(spec)
+    (job,) = site.launch("--sbatch=--ntasks=2")
+    wait_gone(job)
+    log = site.log(job)
+    assert site.status(run) == "succeeded", log
+    # The training went through srun + torchrun on two "nodes" (runner/training/distributed.py's job file).
+    job_file = json.loads((site.home / "runs" / str(run) / "distributed-job.json").read_text(encoding="utf-8"))
+    assert job_file["nodes"] == 2 and job_file["nproc"] == 1
+    assert site.steps(run) == [1, 2, 3, 4]  # each step logged once, by rank 0
