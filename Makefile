@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+SLURM_START := bash scripts/slurm.sh start
+# 1: `make test` starts the test Slurm cluster when TUNELAB_TEST_SLURM_CONF names none (test-fast sets 0).
+SLURM ?= 1
 # The tests cover 4-bit qlora (bitsandbytes) and PostgreSQL registries (psycopg), so every extra.
 EXTRAS := dev,qlora,postgres
 CONSTRAINTS := constraints.txt
@@ -30,17 +33,25 @@ demo: install
 # The registry tests run on SQLite and PostgreSQL: without TUNELAB_TEST_PG_URL, the local throwaway server
 # (scripts/postgres.sh) is started for them and stopped afterwards, also when they fail or are interrupted
 # (scripts/with_test_postgres.sh; a server that was already running is left running).
-# TUNELAB_TEST_SQLITE_ONLY=1 skips PostgreSQL. The report tests drive Debian's headless Chromium:
-# scripts/chromium.sh says so and installs the package (as root, with apt-get) when it is missing.
+# TUNELAB_TEST_SQLITE_ONLY=1 skips PostgreSQL.
+# The Slurm tests (marked slurm, and slow) run on a one-node cluster of this machine: without
+# TUNELAB_TEST_SLURM_CONF, scripts/slurm.sh starts one (installing Slurm when missing) and leaves it running
+# (`bash scripts/slurm.sh stop`); TUNELAB_TEST_NO_SLURM=1 leaves them out. test-fast needs no cluster.
+# The report tests drive Debian's headless Chromium: scripts/chromium.sh says so and installs the package
+# (as root, with apt-get) when it is missing.
 # PYTEST_ARGS narrows a run: `make test PYTEST_ARGS='-m "not slow"'` is what test-fast runs.
 test: install
 	bash scripts/chromium.sh >/dev/null
-	$(OFFLINE) bash scripts/with_test_postgres.sh $(PY) -m pytest $(PYTEST_ARGS)
+	slurm_conf="$${TUNELAB_TEST_SLURM_CONF:-}"; \
+	if [ -z "$$slurm_conf" ] && [ "$${TUNELAB_TEST_NO_SLURM:-}" != 1 ] && [ "$(SLURM)" = 1 ]; then \
+		slurm_conf="$$($(SLURM_START))" || exit 1; \
+	fi; \
+	$(OFFLINE) TUNELAB_TEST_SLURM_CONF="$$slurm_conf" bash scripts/with_test_postgres.sh $(PY) -m pytest $(PYTEST_ARGS)
 
-# Everything but the end-to-end tests marked slow (training, evaluation, the wheel in a fresh venv):
-# a quick check while working. `make test` (and CI) run all of it.
+# Everything but the end-to-end tests marked slow (training, evaluation, the wheel in a fresh venv, the
+# Slurm cluster): a quick check while working. `make test` (and CI) run all of it.
 test-fast:
-	$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow"'
+	$(MAKE) --no-print-directory test SLURM=0 PYTEST_ARGS='-m "not slow"'
 
 # ruff; the import contracts of pyproject.toml (layers, no cycles, a light query path) by import-linter;
 # and deptry through its test: every imported package declared, nothing declared unused.

@@ -500,13 +500,20 @@ class ResourcesSection(_Section):
         "N > 1 trains with one process per GPU through torchrun (data parallel). Only a worker with N GPUs claims "
         "the run.",
     )
+    nodes: int = Field(
+        1, ge=1, description="Machines the run trains on: N > 1 runs one torchrun per node under srun (gpus per node, "
+        "rendezvous on the first node). Only a worker whose Slurm allocation spans N nodes (tunelab launch slurm "
+        "--nodes N) claims the run.",
+    )
 
     @model_serializer(mode="wrap")
-    def _gpus_only_when_set(self, handler) -> dict[str, Any]:
-        # Specs that leave it at 0 keep the canonical form (and hash) they had before it existed.
+    def _new_keys_only_when_set(self, handler) -> dict[str, Any]:
+        # Specs that leave them at their defaults keep the canonical form (and hash) they had before they existed.
         data = handler(self)
         if not data.get("gpus"):
             data.pop("gpus", None)
+        if data.get("nodes") == 1:
+            data.pop("nodes", None)
         return data
 
 

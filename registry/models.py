@@ -76,7 +76,8 @@ class Experiment(SQLModel, table=True):
     resolved_json: str
     # Unique: one experiment per resolved spec (and where its relative paths point); see registry/submissions.py.
     spec_hash: str = Field(index=True, unique=True)
-    # Relative paths in the spec are resolved against the directory submit ran in.
+    # Relative paths in the spec are resolved against the directory submit ran in: stored relative to the project
+    # root when submit ran under one, else absolute (registry/roots.py).
     workdir: str
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -94,6 +95,7 @@ class Run(SQLModel, table=True):
     heartbeat_at: datetime | None = None
     worker: str | None = None
     error: str | None = None
+    # Relative to the artifact root of the machine that reads it (registry/roots.py); absolute when written before.
     output_dir: str | None = None
     train_seconds: float | None = None
     final_loss: float | None = None
@@ -116,6 +118,12 @@ class Run(SQLModel, table=True):
     # What an online RL run's reward came from: a reward run (with the hash of its weights), a judge model and its
     # template, or a reward function (registry/reward_sources.py RewardRecord); None for other methods.
     reward_source_json: str | None = None
+    # The Slurm job (JOBID, or ARRAYJOB_TASK in a job array) and node of the worker that last took the run, when
+    # that worker ran as a Slurm job (runner/slurm/job.py); None otherwise.
+    slurm_job: str | None = None
+    slurm_node: str | None = None
+    # [resources] nodes, copied from the spec like gpus: a claim takes only runs the worker's allocation spans.
+    nodes: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 class Checkpoint(SQLModel, table=True):
@@ -123,7 +131,7 @@ class Checkpoint(SQLModel, table=True):
     run_id: int = Field(foreign_key="run.id", index=True)
     step: int
     loss: float | None = None
-    path: str
+    path: str  # relative to the artifact root, as Run.output_dir
     created_at: datetime = Field(default_factory=utcnow)
 
 

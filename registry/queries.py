@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import select
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import MAX_ID, NotFound
-from tunelab.registry.models import EvalCacheEntry, EvalResult, Experiment, FileDigest, Run
+from tunelab.registry.models import Checkpoint, EvalCacheEntry, EvalResult, Experiment, FileDigest, Run, Search
 from tunelab.registry.run_records import (  # noqa: F401  (re-exported: the read path's records and reads)
     MemberScore,
     RunDetail,
@@ -27,6 +28,7 @@ from tunelab.registry.run_records import (  # noqa: F401  (re-exported: the read
     run_details,
     run_scores,
 )
+from tunelab.registry.run_status import RunStatus, SearchStatus
 from tunelab.registry.scores import FIELDS, Score, column, from_columns
 
 # A score's columns, after its row's id, run and time; never the per-item log.
@@ -41,6 +43,29 @@ def _scored_rows(session, *conditions) -> list[tuple[Any, Score]]:
     return [(row, from_columns(row._mapping, parsed=parsed)) for row in rows]
 
 
+@dataclass(frozen=True)
+class QueueDemand:
+    """What the queue asks of workers: queued runs and open searches, and the most GPUs (per node) and nodes one
+    of them needs."""
+
+    queued: int
+    searches: int
+    gpus: int
+    nodes: int
+
+
+def queue_demand(registry: Registry) -> QueueDemand:
+    """The queue's queued runs and open searches, and the most GPUs and nodes any of them asks for."""
+    with registry.session() as session:
+        queued, gpus, nodes = session.exec(
+            select(func.count(Run.id), func.max(Run.gpus), func.max(Run.nodes))
+            .where(Run.status == RunStatus.queued.value)).one()
+        searches, search_gpus = session.exec(
+            select(func.count(Search.id), func.max(Search.gpus)).where(Search.status == SearchStatus.running.value)
+        ).one()
+    return QueueDemand(queued, searches, max(gpus or 0, search_gpus or 0), nodes or 1)
+
+
 def experiment_for_run(registry: Registry, run_id: int) -> tuple[Run, Experiment]:
     if not 0 < run_id <= MAX_ID:  # `tunelab eval run:ID` with an id no registry holds: never sent to the driver
         raise NotFound(f"no run with id {run_id}")
@@ -51,6 +76,12 @@ def experiment_for_run(registry: Registry, run_id: int) -> tuple[Run, Experiment
         if pair is None:
             raise NotFound(f"no run with id {run_id}")
         return pair
+
+
+def checkpoint_steps(registry: Registry, run_id: int) -> list[int]:
+    """The steps of the checkpoints recorded for a run, oldest first."""
+    with registry.session() as session:
+        return list(session.exec(select(Checkpoint.step).where(Checkpoint.run_id == run_id).order_by(Checkpoint.step)))
 
 
 def find_base_scores(registry: Registry, model_name: str, eval_key: str) -> list[Score] | None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from tunelab.registry.errors import NotFound
 from tunelab.registry.reader import Rows
+from tunelab.registry.roots import Roots
 from tunelab.registry.scores import ROW_COLUMNS, Score, from_columns, p_value_as_read, select_list
 from tunelab.registry.scores import to_json as score_json
 
@@ -37,6 +38,16 @@ class RunSummary:
     train_seconds: float | None = None
     num_train_examples: int | None = None
     reproduces_run_id: int | None = None  # set on a run `tunelab reproduce` made: the run it re-ran
+    # The Slurm job (JOBID or ARRAYJOB_TASK) and node of the worker that last took the run; None outside Slurm.
+    slurm_job: str | None = None
+    slurm_node: str | None = None
+
+    @property
+    def placement(self) -> str | None:
+        """"JOB on NODE" when a Slurm job ran (or runs) it."""
+        if self.slurm_job is None:
+            return None
+        return f"{self.slurm_job} on {self.slurm_node}" if self.slurm_node else self.slurm_job
 
 
 @dataclass
@@ -65,6 +76,12 @@ class RunDetail:
     reward_source: dict[str, Any] | None = None
     # Online RL: completions kept at a few steps ({step, prompt, completion, reward}), by step.
     samples: list[dict] = field(default_factory=list)
+
+    def seen_from(self, roots: Roots) -> RunDetail:
+        """This record with the paths of the run's files (output directory, checkpoints) as a machine with `roots`
+        sees them; the registry stores them relative to the artifact root."""
+        return replace(self, output_dir=str(roots.artifact(self.output_dir)) if self.output_dir else None,
+                       checkpoints=[dict(c, path=str(roots.artifact(c["path"]))) for c in self.checkpoints])
 
     @property
     def validation_loss(self) -> float | None:
@@ -126,7 +143,7 @@ def summary_columns(dialect: str) -> str:
     return (f"run.id, experiment.id, experiment.name, run.status, {_spec_text(dialect, 'method.kind')}, "
             f"{_spec_text(dialect, 'model.base')}, experiment.tags_json, run.created_at, run.started_at, "
             "run.finished_at, run.final_loss, run.error, run.train_seconds, run.num_train_examples, "
-            "run.reproduces_run_id")
+            "run.reproduces_run_id, run.slurm_job, run.slurm_node")
 
 
 def _detail_columns(dialect: str) -> str:
@@ -169,18 +186,20 @@ def moment(value: datetime | str | None) -> datetime | None:
 
 
 # Columns of summary_columns().
-_SUMMARY_WIDTH = 15
+_SUMMARY_WIDTH = 17
 
 
 def summary_of(row: Sequence[Any]) -> RunSummary:
     """A RunSummary from a row of summary_columns()."""
     (run_id, experiment_id, name, status, method, base_model, tags_json, created_at, started_at, finished_at,
-     final_loss, error, train_seconds, num_train_examples, reproduces_run_id) = row[:_SUMMARY_WIDTH]
+     final_loss, error, train_seconds, num_train_examples, reproduces_run_id, slurm_job,
+     slurm_node) = row[:_SUMMARY_WIDTH]
     return RunSummary(
         run_id=run_id, experiment_id=experiment_id, name=name, status=status, method=method or "",
         base_model=base_model or "", tags=json.loads(tags_json), created_at=moment(created_at),
         started_at=moment(started_at), finished_at=moment(finished_at), final_loss=final_loss, error=error,
         train_seconds=train_seconds, num_train_examples=num_train_examples, reproduces_run_id=reproduces_run_id,
+        slurm_job=slurm_job, slurm_node=slurm_node,
     )
 
 

@@ -35,14 +35,15 @@ _CLAIM_ATTEMPTS = 50
 # ---------------------------------------------------------------- claims: queued -> running
 
 
-def claim_next(registry: Registry, worker: str, *, max_gpus: int | None = None) -> int | None:
+def claim_next(registry: Registry, worker: str, *, max_gpus: int | None = None, max_nodes: int = 1) -> int | None:
     """Mark the next queued run (highest priority, then oldest) running for `worker`; its id, or None.
 
-    `max_gpus`: only runs whose [resources] gpus this worker can give (None: any run).
+    `max_gpus`: only runs whose [resources] gpus this worker can give (None: any run). `max_nodes`: only runs whose
+    [resources] nodes its allocation spans (a worker outside a multi-node Slurm allocation has one).
     """
     for _ in range(_CLAIM_ATTEMPTS):
         with registry.session() as session:
-            query = select(Run.id).where(Run.status == QUEUED)
+            query = select(Run.id).where(Run.status == QUEUED, Run.nodes <= max_nodes)
             if max_gpus is not None:
                 query = query.where(Run.gpus <= max_gpus)
             candidate = session.exec(query.order_by(Run.priority.desc(), Run.id).limit(1)).first()
@@ -70,30 +71,32 @@ def _claim(session: Session, run_id: int, worker: str) -> bool:
     return result.rowcount == 1
 
 
-def add_claimed_run(registry: Registry, *, experiment_id: int, worker: str, gpus: int = 0,
+def add_claimed_run(registry: Registry, *, experiment_id: int, worker: str, gpus: int = 0, nodes: int = 1,
                     reproduces_run_id: int | None = None) -> int:
     """Add a run of an experiment that is `worker`'s from the start (`tunelab reproduce` executes the run it
     makes): inserted running, in one transaction, so no worker polling the queue can ever claim it."""
-    run = claimed_run(experiment_id, worker, gpus=gpus, reproduces_run_id=reproduces_run_id)
+    run = claimed_run(experiment_id, worker, gpus=gpus, nodes=nodes, reproduces_run_id=reproduces_run_id)
     with registry.session() as session:
         session.add(run)
         session.commit()
         return run.id
 
 
-def claimed_run(experiment_id: int, worker: str, *, gpus: int = 0, priority: int = 0,
+def claimed_run(experiment_id: int, worker: str, *, gpus: int = 0, nodes: int = 1, priority: int = 0,
                 reproduces_run_id: int | None = None) -> Run:
     """A new run row that is `worker`'s from the start, for the caller to insert in its own transaction (a search
     adds a trial's experiment and run together: registry/searches.py)."""
     now = utcnow()
     return Run(experiment_id=experiment_id, status=RUNNING, worker=worker, started_at=now, heartbeat_at=now,
-               gpus=gpus, priority=priority, reproduces_run_id=reproduces_run_id)
+               gpus=gpus, nodes=nodes, priority=priority, reproduces_run_id=reproduces_run_id)
 
 
-def queued_needing_more_gpus(registry: Registry, max_gpus: int) -> int:
-    """How many queued runs ask for more GPUs than `max_gpus` (a worker that cannot take them says so)."""
+def queued_needing_more_gpus(registry: Registry, max_gpus: int, max_nodes: int = 1) -> int:
+    """How many queued runs ask for more GPUs than `max_gpus`, or more nodes than `max_nodes` (a worker that cannot
+    take them says so)."""
     with registry.session() as session:
-        return session.exec(select(func.count(Run.id)).where(Run.status == QUEUED, Run.gpus > max_gpus)).one()
+        return session.exec(select(func.count(Run.id)).where(
+            Run.status == QUEUED, or_(Run.gpus > max_gpus, Run.nodes > max_nodes))).one()
 
 
 # ---------------------------------------------------------------- the worker holding a run

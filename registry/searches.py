@@ -86,7 +86,7 @@ def add_trial(registry: Registry, search_id: int, *, number: int, params: dict, 
         session.flush()
         session.add(SearchTrial(search_id=search_id, number=number, experiment_id=row.id,
                                 params_json=json.dumps(params, sort_keys=True)))
-        run = claimed_run(row.id, worker, gpus=experiment.gpus, priority=experiment.priority)
+        run = claimed_run(row.id, worker, gpus=experiment.gpus, nodes=experiment.nodes, priority=experiment.priority)
         session.add(run)
         session.commit()
         return run.id

@@ -52,6 +52,7 @@ class NewExperiment:
     workdir: str
     priority: int = 0
     gpus: int = 0  # [resources] gpus: only a worker with this many claims the run
+    nodes: int = 1  # [resources] nodes: only a worker whose allocation spans this many claims the run
     sweep: NewSweep | None = None
     sweep_point_json: str | None = None
 
@@ -130,7 +131,7 @@ def _submit_once(registry: Registry, experiments: list[NewExperiment], *, force:
                 run_id = None
                 if force:
                     run = Run(experiment_id=earlier, status=RunStatus.queued.value, priority=new.priority,
-                              gpus=new.gpus)
+                              gpus=new.gpus, nodes=new.nodes)
                     session.add(run)
                     session.flush()
                     run_id = run.id
@@ -163,7 +164,7 @@ def _submit_once(registry: Registry, experiments: list[NewExperiment], *, force:
             session.add(experiment)
             session.flush()
             run = Run(experiment_id=experiment.id, status=RunStatus.queued.value, priority=new.priority,
-                      gpus=new.gpus)
+                      gpus=new.gpus, nodes=new.nodes)
             session.add(run)
             session.flush()
             submitted.append(Submitted(experiment.id, run.id, sweep_id=sweep_id, name=new.name))
@@ -216,6 +217,7 @@ def from_loaded(loaded, *, workdir: str, priority: int | None = None) -> NewExpe
         # The command line's --priority overrides the spec's [resources] priority.
         priority=spec.resources.priority if priority is None else priority,
         gpus=spec.resources.gpus,
+        nodes=spec.resources.nodes,
         sweep=sweep,
         sweep_point_json=canonical_json(loaded.sweep_point) if loaded.sweep_point is not None else None,
     )

@@ -6,6 +6,10 @@ custom tasks' files, and the spec's include_path: that it exists, that it define
 and their data; and it lists the Python files those tasks import (`!function`), which run as the worker's user.
 Nothing is loaded and nothing is downloaded; only files are looked at (and, when something must come from the
 hub, whether the hub answers).
+
+Every path is looked at as this machine sees it (registry/roots.py): run on a cluster's worker node, doctor names
+what a queued run needs that the node cannot see: files under a project root it does not name, a run:ID base's
+weights or an interrupted run's checkpoints outside its artifact root.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import Spec, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
-from tunelab.registry.queries import experiment_for_run, list_runs
+from tunelab.registry.queries import checkpoint_steps, experiment_for_run, list_runs
+from tunelab.registry.roots import ProjectRootMissing, Roots
 from tunelab.runner.devices import cuda_device_count
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.custom_tasks import check_custom_rows
@@ -43,6 +48,7 @@ from tunelab.runner.evaluation.leaderboard import (
 from tunelab.runner.evaluation.planning import benchmark_requests, required_local_files
 from tunelab.runner.evaluation.targets import hf_caches
 from tunelab.runner.offline import hub_offline, hub_unreachable, unreachable_hub_remedy
+from tunelab.runner.training.checkpoints import complete_checkpoints
 from tunelab.runner.training.models import locate_model
 
 _WEIGHTS = ("*.safetensors", "*.bin")
@@ -75,14 +81,16 @@ class RunCheck:
         return not self.problems
 
 
-def check_queued_runs(registry: Registry, *, offline: bool = False, environ: Mapping[str, str] = os.environ,
+def check_queued_runs(registry: Registry, roots: Roots, *, offline: bool = False,
+                      environ: Mapping[str, str] = os.environ,
                       gpus_here: Callable[[], int] | None = None) -> list[RunCheck]:
-    """One check per queued run, in queue order. `offline` (or HF_*_OFFLINE) means nothing may be downloaded.
-    `gpus_here` counts this machine's GPUs (asked only when a run needs some)."""
+    """One check per queued run, in queue order, of its files as this machine (`roots`) sees them. `offline` (or
+    HF_*_OFFLINE) means nothing may be downloaded. `gpus_here` counts this machine's GPUs (asked only when a run
+    needs some)."""
     offline = offline or hub_offline(environ, datasets=True)
     checks = []
     for summary in sorted(list_runs(registry, status="queued"), key=lambda r: r.run_id):
-        _, experiment = experiment_for_run(registry, summary.run_id)
+        run, experiment = experiment_for_run(registry, summary.run_id)
         check = RunCheck(summary.run_id, summary.name)
         checks.append(check)
         try:
@@ -92,7 +100,13 @@ def check_queued_runs(registry: Registry, *, offline: bool = False, environ: Map
             where = ".".join(str(part) for part in first["loc"])
             check.problems.append(Problem("spec", experiment.spec_path, f"{where}: {first['msg']}"))
             continue
-        check_spec(spec, Path(experiment.workdir), check, registry=registry, offline=offline, environ=environ)
+        _check_checkpoints(run.id, roots.run_dir(run.id), check, registry)
+        try:
+            workdir = roots.workdir(experiment.workdir)
+        except ProjectRootMissing as err:
+            check.problems.append(Problem("submit directory", experiment.workdir, str(err)))
+            continue
+        check_spec(spec, workdir, check, registry=registry, roots=roots, offline=offline, environ=environ)
         if spec.resources.gpus:
             _note_gpus(spec.resources.gpus, check, gpus_here)
     return checks
@@ -106,10 +120,10 @@ def _note_gpus(wanted: int, check: RunCheck, gpus_here: Callable[[], int] | None
                            f"{wanted} will claim the run")
 
 
-def check_spec(spec: Spec, workdir: Path, check: RunCheck, *, registry: Registry,
+def check_spec(spec: Spec, workdir: Path, check: RunCheck, *, registry: Registry, roots: Roots,
                offline: bool, environ: Mapping[str, str]) -> RunCheck:
     """Add to `check` what `spec`, submitted from `workdir`, needs and does not find."""
-    _check_model(spec, workdir, check, registry, offline, environ)
+    _check_model(spec, workdir, check, registry, roots, offline, environ)
     for what, raw in _data_files(spec):
         path = spec_path(raw, workdir)
         if not path.is_file():
@@ -139,12 +153,12 @@ def _data_files(spec: Spec) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- the base model
 
 
-def _check_model(spec: Spec, workdir: Path, check: RunCheck, registry: Registry, offline: bool,
+def _check_model(spec: Spec, workdir: Path, check: RunCheck, registry: Registry, roots: Roots, offline: bool,
                  environ: Mapping[str, str]) -> None:
     base = spec.model.base
     location = locate_model(base, workdir)
     if location.kind == "run":
-        _check_run_weights(location.run_id, check, registry)
+        _check_run_weights(location.run_id, check, registry, roots)
     elif location.kind == "directory":
         _check_model_dir(location.path, check, str(location.path))
     elif location.kind == "missing":
@@ -182,16 +196,29 @@ def _check_hub_model(repo_id: str, revision: str | None, check: RunCheck, offlin
     _check_model_dir(snapshot, check, f"{repo_id} (hub cache {snapshot})")
 
 
-def _check_run_weights(run_id: int, check: RunCheck, registry: Registry) -> None:
+def _check_run_weights(run_id: int, check: RunCheck, registry: Registry, roots: Roots) -> None:
     base = f"run:{run_id}"
     try:
         run, _ = experiment_for_run(registry, run_id)
     except NotFound:
         check.problems.append(Problem("base model", base, f"no run {run_id}"))
         return
-    final = Path(run.output_dir) / "final" if run.output_dir else None
-    if final is None or not final.is_dir():
+    if run.status != "succeeded":
         check.problems.append(Problem("base model", base, f"run {run_id} has no final weights yet ({run.status})"))
+        return
+    final = roots.artifact(run.output_dir or "") / "final"
+    if not run.output_dir or not final.is_dir():
+        check.problems.append(Problem("base model", f"{base} ({final})",
+                                      "final weights not found under this machine's artifact root"))
+
+
+def _check_checkpoints(run_id: int, output_dir: Path, check: RunCheck, registry: Registry) -> None:
+    """A run interrupted elsewhere resumes from its recorded checkpoints: they must be visible here."""
+    recorded = checkpoint_steps(registry, run_id)
+    if recorded and not complete_checkpoints(output_dir / "checkpoints"):
+        check.problems.append(Problem("checkpoints", str(output_dir / "checkpoints"),
+                                      f"checkpoint at step {recorded[-1]} recorded, none under this machine's "
+                                      "artifact root (a worker here would refuse the run)"))
 
 
 # ---------------------------------------------------------------- benchmark data

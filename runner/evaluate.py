@@ -19,6 +19,7 @@ from tunelab.experiments.schema import EvalSection, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import experiment_for_run, model_evaluations
 from tunelab.registry.recording import record_scores
+from tunelab.registry.roots import Roots
 from tunelab.registry.scores import Score
 from tunelab.runner.evaluation.cache import evaluate_cached, model_digest
 from tunelab.runner.evaluation.harness import EvalOutcome
@@ -31,7 +32,7 @@ from tunelab.runner.evaluation.targets import (
     settings_key,
     trained_source,
 )
-from tunelab.runner.lineage import base_model_dir
+from tunelab.runner.lineage import base_model_dir, submit_dir
 from tunelab.runner.training.models import locate_model
 
 _RUN_TARGET = re.compile(r"^(?:run:)?(\d+)$")
@@ -54,13 +55,14 @@ class TargetEvaluation:
                                         model_digest=self.digest)
 
 
-def resolve_target(registry: Registry, target: str, *, home: Path, cwd: Path, dtype: str | None = None,
+def resolve_target(registry: Registry, target: str, *, roots: Roots, cwd: Path, dtype: str | None = None,
                    revision: str | None = None, environ: Mapping[str, str] = os.environ) -> ModelSource:
-    """`run:ID` or ID (a run's final weights), a local model or adapter directory, or a hub model id."""
+    """`run:ID` or ID (a run's final weights, under this machine's artifact root), a local model or adapter
+    directory, or a hub model id."""
     location = locate_model(target, cwd)
     match = _RUN_TARGET.match(target)
     if match and location.kind != "directory":
-        return _run_source(registry, int(match.group(1)), home=home, dtype=dtype, environ=environ)
+        return _run_source(registry, int(match.group(1)), roots=roots, dtype=dtype, environ=environ)
     if location.kind == "missing":
         raise EvalTargetError(f"model directory {location.path} does not exist")
     if location.kind != "directory":
@@ -76,21 +78,21 @@ def resolve_target(registry: Registry, target: str, *, home: Path, cwd: Path, dt
     return ModelSource(str(path), path, None, dtype or "float32")
 
 
-def _run_source(registry: Registry, run_id: int, *, home: Path, dtype: str | None,
+def _run_source(registry: Registry, run_id: int, *, roots: Roots, dtype: str | None,
                 environ: Mapping[str, str]) -> ModelSource:
     run, experiment = experiment_for_run(registry, run_id)
     spec = stored_spec(experiment.resolved_json)
-    output_dir = Path(run.output_dir) if run.output_dir else Path(home) / "runs" / str(run_id)
+    output_dir = roots.run_output(run.output_dir, run_id)
     final_dir = output_dir / "final"
     if not final_dir.is_dir():
         raise EvalTargetError(f"run {run_id} has no final weights at {final_dir} (status {run.status})")
+    workdir = submit_dir(roots, experiment.workdir)
     base = spec.model.base
     if (final_dir / "adapter_config.json").is_file():
         # A run:ID base is that run's whole model, which training merged under the run's own output directory.
-        base = base_model_dir(registry, base, Path(experiment.workdir), scratch=output_dir / "base")
-    return trained_source(final_dir, base=base, workdir=Path(experiment.workdir),
-                          dtype=dtype or spec.model.dtype, revision=spec.model.revision, run_id=run_id,
-                          environ=environ)
+        base = base_model_dir(registry, base, workdir, roots, scratch=output_dir / "base")
+    return trained_source(final_dir, base=base, workdir=workdir, dtype=dtype or spec.model.dtype,
+                          revision=spec.model.revision, run_id=run_id, environ=environ)
 
 
 def run_eval_settings(registry: Registry, run_id: int) -> tuple[EvalSection, int]:
@@ -105,16 +107,17 @@ def evaluate_target(
     source: ModelSource,
     settings: EvalSection,
     *,
-    home: Path,
+    roots: Roots,
     base_dir: Path,
     seed: int,
     refresh: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> TargetEvaluation:
-    """Evaluate `source` as `settings` ask (through the cache) and record its scores as model_kind "eval"."""
+    """Evaluate `source` as `settings` ask (through the cache) and record its scores as model_kind "eval"; its files
+    go under the artifact root's evals/."""
     digest = model_digest(source.directories, registry)
     outcome = evaluate_cached(
-        registry, lambda: load_source(source), digest, settings, workdir=Path(home) / "evals" / digest[:16],
+        registry, lambda: load_source(source), digest, settings, workdir=roots.evals_dir() / digest[:16],
         base_dir=base_dir, seed=seed, dtype=source.dtype, progress=progress, refresh=refresh,
     )
     key = settings_key(settings, dtype=source.dtype, seed=seed, lm_eval_version=outcome.lm_eval_version)

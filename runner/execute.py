@@ -30,8 +30,9 @@ from pathlib import Path
 from tunelab.experiments.benchmarks import leaderboard_average
 from tunelab.experiments.schema import NotifySection, Spec, stored_spec
 from tunelab.registry.db import Registry
-from tunelab.registry.queries import experiment_for_run, find_base_scores
+from tunelab.registry.queries import checkpoint_steps, experiment_for_run, find_base_scores
 from tunelab.registry.recording import forget_scores, record_scores, update_run
+from tunelab.registry.roots import Roots
 from tunelab.registry.run_records import headline_values
 from tunelab.registry.run_state import beat, prune, requeue_interrupted, retry_or_fail, succeed
 from tunelab.registry.run_status import RunStatus
@@ -41,11 +42,13 @@ from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunCancelled, RunFailed, retryable
 from tunelab.runner.evaluation.cache import evaluate_cached, lm_eval_version
 from tunelab.runner.evaluation.targets import base_model_digest, settings_key, trained_model_digest
-from tunelab.runner.lineage import resolve_start
+from tunelab.runner.lineage import resolve_start, submit_dir
 from tunelab.runner.notify import Event, notify, targets_of
 from tunelab.runner.reward_source import resolve_reward_source
 from tunelab.runner.search import pruning_check, trial_ended
-from tunelab.runner.training.checkpoints import latest_complete
+from tunelab.runner.slurm.job import current_job
+from tunelab.runner.slurm.nodes import check_run_nodes
+from tunelab.runner.training.checkpoints import complete_checkpoints, latest_complete
 from tunelab.runner.training.distributed import train_distributed
 from tunelab.runner.training.models import load_model, load_tokenizer, resolve_model_path
 from tunelab.runner.training.preload import prepare_process
@@ -210,15 +213,17 @@ def _write_traceback(output_dir: Path) -> None:
 
 
 def execute_run(
-    registry: Registry, run_id: int, *, home: Path, show_progress: bool = True,
+    registry: Registry, run_id: int, *, roots: Roots, show_progress: bool = True,
     heartbeat_seconds: float = HEARTBEAT_SECONDS, stop: StopRequest | None = None,
     notify_also: NotifySection | None = None,
 ) -> RunResult:
     """Run a claimed run to the end of this attempt; never raises for a failure of the run itself.
 
-    Its end (succeeded, failed, pruned) is told to the spec's [notify] and to `notify_also` (the worker's).
+    Its files go under `roots.artifacts` (runs/ID), where an attempt on another machine that sees the same storage
+    left its checkpoints; the spec's relative paths resolve through `roots` too. Its end (succeeded, failed, pruned)
+    is told to the spec's [notify] and to `notify_also` (the worker's).
     """
-    result = _attempt(registry, run_id, home=home, show_progress=show_progress, heartbeat_seconds=heartbeat_seconds,
+    result = _attempt(registry, run_id, roots=roots, show_progress=show_progress, heartbeat_seconds=heartbeat_seconds,
                       stop=stop or StopRequest())
     if result.status in (RunStatus.succeeded.value, RunStatus.failed.value, RunStatus.pruned.value):
         _after_run(registry, result, notify_also)
@@ -249,19 +254,20 @@ def _objective_of(registry: Registry, run_id: int, record: SearchRecord | None) 
     return None if average is None else {"name": "average", "value": average}
 
 
-def _attempt(registry: Registry, run_id: int, *, home: Path, show_progress: bool, heartbeat_seconds: float,
+def _attempt(registry: Registry, run_id: int, *, roots: Roots, show_progress: bool, heartbeat_seconds: float,
              stop: StopRequest) -> RunResult:
     run, experiment = experiment_for_run(registry, run_id)
     worker = run.worker
-    output_dir = (home / "runs" / str(run_id)).resolve()
+    output_dir = roots.run_dir(run_id)
     progress = RunProgress(run_id, experiment.name, enabled=show_progress)
     try:
         with stop.run():
             prepare_process()  # imports and all: a worker that waited for this run did it while idle
+            _record_placement(registry, run_id)
             _make_output_dir(output_dir)
             with _Heartbeat(registry, run_id, worker, heartbeat_seconds) as heart, progress:
-                _execute(registry, run_id, stored_spec(experiment.resolved_json), Path(experiment.workdir),
-                         output_dir, progress, heart, stop)
+                _execute(registry, run_id, stored_spec(experiment.resolved_json),
+                         submit_dir(roots, experiment.workdir), output_dir, roots, progress, heart, stop)
     except RunInterrupted as exc:
         latest = latest_complete(output_dir / "checkpoints")
         where = f"resumes from {latest.name}" if latest else "no checkpoint yet, starts over"
@@ -292,9 +298,26 @@ def _record_environment(registry: Registry, run_id: int, workdir: Path) -> None:
     update_run(registry, run_id, environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
 
 
+def _record_placement(registry: Registry, run_id: int) -> None:
+    """The Slurm job and node this attempt runs in (none outside Slurm), for `tunelab ls` and `show`."""
+    job = current_job()
+    update_run(registry, run_id, slurm_job=job.label if job else None, slurm_node=job.node if job else None)
+
+
+def _check_checkpoints_visible(registry: Registry, run_id: int, output_dir: Path) -> None:
+    """A run that recorded checkpoints resumes from them: when this machine sees none of them, its artifact root is
+    not where the earlier attempt wrote, and starting over would throw the recorded training away."""
+    recorded = checkpoint_steps(registry, run_id)
+    if recorded and not complete_checkpoints(output_dir / "checkpoints"):
+        steps = ", ".join(map(str, recorded))
+        raise RunFailed(f"the run recorded checkpoints (step {steps}) that are not under {output_dir} on this "
+                        "machine: point TUNELAB_ARTIFACTS (or --artifacts) at the storage the earlier attempt "
+                        "wrote to, then tunelab retry it")
+
+
 def _training_hooks(registry: Registry, run_id: int, spec: Spec, progress: RunProgress, heart: _Heartbeat,
-                    stop: StopRequest) -> TrainHooks:
-    return dataclasses.replace(registry_hooks(registry, run_id, progress), should_stop=heart.should_stop,
+                    stop: StopRequest, roots: Roots) -> TrainHooks:
+    return dataclasses.replace(registry_hooks(registry, run_id, progress, roots), should_stop=heart.should_stop,
                                should_pause=lambda: stop.requested, polling=stop.polled,
                                should_prune=pruning_check(registry, run_id, spec.train.eval_every))
 
@@ -306,32 +329,39 @@ def _check_still_ours(heart: _Heartbeat) -> None:
         raise RunCancelled("cancelled")
 
 
-def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, hooks: TrainHooks,
-           progress: RunProgress, reward: RewardSource | None) -> TrainOutcome:
-    """Training in this process, or for [resources] gpus = N > 1 in N processes under torchrun (never online RL,
-    whose spec keeps it to one process)."""
-    gpus = spec.resources.gpus
+def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, roots: Roots,
+           hooks: TrainHooks, progress: RunProgress, reward: RewardSource | None) -> TrainOutcome:
+    """Training in this process; for [resources] gpus = N > 1 in N processes under torchrun; for nodes = M > 1 in
+    M torchruns started by srun over this Slurm job's allocation (never online RL, whose spec keeps it to one
+    process)."""
+    gpus, nodes = spec.resources.gpus, spec.resources.nodes
     if gpus:
         check_run_gpus(gpus, cuda_device_count())
+    if nodes > 1:
+        check_run_nodes(nodes, current_job())
+        return train_distributed(registry, run_id, spec, workdir=workdir, output_dir=output_dir, roots=roots,
+                                 hooks=hooks, nproc=max(gpus, 1), device="cuda" if gpus else "cpu",
+                                 progress=progress, nodes=nodes)
     if gpus <= 1:
         return train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device="cuda" if gpus else None,
                      reward=reward)
-    return train_distributed(registry, run_id, spec, workdir=workdir, output_dir=output_dir, hooks=hooks,
+    return train_distributed(registry, run_id, spec, workdir=workdir, output_dir=output_dir, roots=roots, hooks=hooks,
                              nproc=gpus, device="cuda", progress=progress)
 
 
-def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress: RunProgress,
-             heart: _Heartbeat, stop: StopRequest) -> None:
-    update_run(registry, run_id, output_dir=str(output_dir))
+def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, roots: Roots,
+             progress: RunProgress, heart: _Heartbeat, stop: StopRequest) -> None:
+    _check_checkpoints_visible(registry, run_id, output_dir)
+    update_run(registry, run_id, output_dir=roots.stored(output_dir))
     _record_environment(registry, run_id, workdir)
     # A run:ID base becomes that run's final weights (an adapter merged into its base) from here on.
-    spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
+    spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir, roots=roots)
     # Online RL: the reward run, judge or function that scores the completions, recorded on the run.
-    reward = resolve_reward_source(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
+    reward = resolve_reward_source(registry, run_id, spec, workdir=workdir, output_dir=output_dir, roots=roots)
     forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
     try:
-        outcome = _train(registry, run_id, spec, workdir, output_dir,
-                         _training_hooks(registry, run_id, spec, progress, heart, stop), progress, reward)
+        outcome = _train(registry, run_id, spec, workdir, output_dir, roots,
+                         _training_hooks(registry, run_id, spec, progress, heart, stop, roots), progress, reward)
     except RunCancelled:
         _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
         raise

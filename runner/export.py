@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import RunDetail, experiment_for_run, run_detail
+from tunelab.registry.roots import Roots
 from tunelab.registry.scores import headline_rows
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.lineage import Lineage, base_model_dir, final_weights
@@ -42,17 +43,18 @@ class ExportResult:
     files: list[str] = field(default_factory=list)
 
 
-def export_run(registry: Registry, run_id: int, output: Path, *, merge: bool = False) -> ExportResult:
-    """Write run `run_id`'s final model to `output` (which must not exist, or be empty)."""
+def export_run(registry: Registry, run_id: int, output: Path, roots: Roots, *, merge: bool = False) -> ExportResult:
+    """Write run `run_id`'s final model (found under this machine's artifact root) to `output` (which must not
+    exist, or be empty)."""
     output = Path(output).resolve()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ExportError(f"{output} already exists and is not an empty directory")
-    final, spec, workdir = final_weights(registry, run_id, context=f"export of run {run_id}")
+    final, spec, workdir = final_weights(registry, run_id, roots, context=f"export of run {run_id}")
     run, _ = experiment_for_run(registry, run_id)
     detail = run_detail(registry, run_id)
     adapter = trains_adapter(spec.method)
-    scratch = Path(run.output_dir) / "base"  # where training merged a run:ID base; reused, not redone
-    base = base_model_dir(registry, spec.model.base, workdir, scratch=scratch) if adapter else None
+    scratch = final.parent / "base"  # where training merged a run:ID base; reused, not redone
+    base = base_model_dir(registry, spec.model.base, workdir, roots, scratch=scratch) if adapter else None
     form = "full" if not adapter else "merged" if merge else "adapter"
 
     staging = output.with_name(output.name + ".staging")

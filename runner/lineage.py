@@ -19,6 +19,7 @@ from tunelab.registry.errors import NotFound
 from tunelab.registry.lineage import Ancestor, Lineage
 from tunelab.registry.queries import experiment_for_run
 from tunelab.registry.recording import update_run
+from tunelab.registry.roots import ProjectRootMissing, Roots
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.training.checkpoints import fsync_tree
 from tunelab.runner.training.final_weights import is_finished
@@ -43,12 +44,21 @@ def _run_and_spec(registry: Registry, run_id: int, context: str):
     return run, experiment, stored_spec(experiment.resolved_json)
 
 
+def submit_dir(roots: Roots, stored: str) -> Path:
+    """An experiment's stored submit directory as this machine sees it (registry/roots.py); a RunFailed when it
+    hangs from a project root this machine does not name."""
+    try:
+        return roots.workdir(stored)
+    except ProjectRootMissing as exc:
+        raise RunFailed(str(exc)) from None
+
+
 def _local_or_hub(base: str, workdir: Path) -> str:
     location = locate_model(base, workdir)
     return str(location.path) if location.kind == "directory" else base
 
 
-def lineage_of(registry: Registry, base: str, workdir: Path, *, run_id: int | None = None) -> Lineage:
+def lineage_of(registry: Registry, base: str, workdir: Path, roots: Roots, *, run_id: int | None = None) -> Lineage:
     """Follow run:ID bases back to a model that is not a run. `run_id` (the run starting from `base`)
     must not appear in its own chain."""
     runs: list[Ancestor] = []
@@ -59,38 +69,40 @@ def lineage_of(registry: Registry, base: str, workdir: Path, *, run_id: int | No
         seen.add(parent)
         _, experiment, spec = _run_and_spec(registry, parent, f'model.base = "{base}"')
         runs.append(Ancestor(parent, experiment.name, spec.method.kind))
-        base, workdir = spec.model.base, Path(experiment.workdir)
+        base, workdir = spec.model.base, submit_dir(roots, experiment.workdir)
     return Lineage(origin=_local_or_hub(base, workdir), runs=runs)
 
 
-def final_weights(registry: Registry, run_id: int, *, context: str | None = None) -> tuple[Path, Spec, Path]:
-    """The final weights directory of a succeeded run, with its spec and submit directory.
+def final_weights(registry: Registry, run_id: int, roots: Roots, *,
+                  context: str | None = None) -> tuple[Path, Spec, Path]:
+    """The final weights directory of a succeeded run as this machine sees it (under its artifact root), with its
+    spec and submit directory.
 
     `context` starts the error messages (default: the run as a model.base)."""
     context = context or f'model.base = "run:{run_id}"'
     run, experiment, spec = _run_and_spec(registry, run_id, context)
     if run.status != "succeeded":
         raise RunFailed(f"{context}: run {run_id} is {run.status}; only a succeeded run has final weights")
-    final = Path(run.output_dir or "") / "final"
+    final = roots.artifact(run.output_dir or "") / "final"
     if not run.output_dir or not is_finished(final):
         raise RunFailed(f"{context}: run {run_id} has no final weights at {final}")
-    return final, spec, Path(experiment.workdir)
+    return final, spec, submit_dir(roots, experiment.workdir)
 
 
-def base_model_dir(registry: Registry, base: str, workdir: Path, *, scratch: Path) -> str:
+def base_model_dir(registry: Registry, base: str, workdir: Path, roots: Roots, *, scratch: Path) -> str:
     """A spec's model.base as something `from_pretrained` loads: a directory or hub id, or for run:ID
     the run's whole final model (merging adapters into `scratch` where needed)."""
     run_id = run_base_id(base)
     if run_id is None:
         return resolve_model_path(base, workdir)
-    return str(starting_weights(registry, run_id, scratch=scratch))
+    return str(starting_weights(registry, run_id, roots, scratch=scratch))
 
 
-def starting_weights(registry: Registry, run_id: int, *, scratch: Path) -> Path:
+def starting_weights(registry: Registry, run_id: int, roots: Roots, *, scratch: Path) -> Path:
     """Run `run_id`'s final weights as a whole model directory: its final/ itself, or its adapter merged
     into its base under `scratch` (kept there, so a resumed run merges once). Call `lineage_of` first:
     it refuses loops."""
-    final, spec, workdir = final_weights(registry, run_id)
+    final, spec, workdir = final_weights(registry, run_id, roots)
     if spec.method.kind == "reward":
         raise RunFailed(f'run:{run_id} is a reward model (a base with a scalar head), which scores text and does not '
                         'write it: start from, or judge with, a language model (a reward run is named by an RL run\'s '
@@ -103,7 +115,8 @@ def starting_weights(registry: Registry, run_id: int, *, scratch: Path) -> Path:
     merged = scratch / f"run-{run_id}"
     if merged.is_dir():  # written whole: staged, then renamed into place
         return merged
-    model = merged_model(base_model_dir(registry, spec.model.base, workdir, scratch=scratch), final, spec.model.dtype)
+    model = merged_model(base_model_dir(registry, spec.model.base, workdir, roots, scratch=scratch), final,
+                         spec.model.dtype)
     save_whole(model, load_tokenizer(str(final)), merged)
     return merged
 
@@ -125,13 +138,14 @@ def save_whole(model, tokenizer, destination: Path) -> None:
         raise RunFailed(f"cannot write {destination}: {exc.strerror or exc}") from None
 
 
-def resolve_start(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path) -> Spec:
+def resolve_start(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path,
+                  roots: Roots) -> Spec:
     """Record the run's lineage; for a run:ID base, return the spec with model.base pointing at the
     directory of that run's final weights (the spec stored in the registry keeps run:ID)."""
-    lineage = lineage_of(registry, spec.model.base, workdir, run_id=run_id)
+    lineage = lineage_of(registry, spec.model.base, workdir, roots, run_id=run_id)
     update_run(registry, run_id, lineage_json=json.dumps(lineage.to_json(), sort_keys=True))
     parent = run_base_id(spec.model.base)
     if parent is None:
         return spec
-    start = starting_weights(registry, parent, scratch=output_dir / "base")
+    start = starting_weights(registry, parent, roots, scratch=output_dir / "base")
     return spec.model_copy(update={"model": spec.model.model_copy(update={"base": str(start)})})

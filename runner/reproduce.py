@@ -24,11 +24,12 @@ from tunelab.registry.db import Registry
 from tunelab.registry.errors import RegistryError
 from tunelab.registry.models import RunStatus
 from tunelab.registry.queries import experiment_for_run, run_detail
+from tunelab.registry.roots import Roots
 from tunelab.registry.run_state import add_claimed_run
 from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.execute import RunResult, execute_run
-from tunelab.runner.lineage import final_weights, run_base_id
+from tunelab.runner.lineage import final_weights, run_base_id, submit_dir
 from tunelab.runner.reward_source import check_reward_unchanged
 from tunelab.runner.training.recipes import fingerprint_spec_data
 from tunelab.runner.worker import worker_name
@@ -99,28 +100,28 @@ def environment_differences(original: dict | None, now: dict) -> list[Difference
             for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
 
 
-def plan(registry: Registry, run_id: int) -> Plan:
+def plan(registry: Registry, run_id: int, roots: Roots) -> Plan:
     """Everything that can be checked before any training: environment and data."""
     run, experiment = experiment_for_run(registry, run_id)
     if run.status != RunStatus.succeeded.value:
         raise RegistryError(f"run {run_id} is {run.status}; only a succeeded run can be reproduced")
     spec = stored_spec(experiment.resolved_json)
-    workdir = Path(experiment.workdir)
+    workdir = submit_dir(roots, experiment.workdir)
     # An RL run re-trains against the same reward source, and only if it still hashes as it did.
-    check_reward_unchanged(registry, run, spec, workdir)
+    check_reward_unchanged(registry, run, spec, workdir, roots)
     original_env = json.loads(run.environment_json) if run.environment_json else None
     differences = environment_differences(original_env, snapshot(workdir).to_dict())
     return Plan(run_id, experiment.id, spec, workdir, differences,
-                fingerprint_spec_data(_with_loadable_base(registry, spec), workdir), run.data_fingerprint)
+                fingerprint_spec_data(_with_loadable_base(registry, spec, roots), workdir), run.data_fingerprint)
 
 
-def _with_loadable_base(registry: Registry, spec: Spec) -> Spec:
+def _with_loadable_base(registry: Registry, spec: Spec, roots: Roots) -> Spec:
     """For a sequential run (model.base = "run:ID"), the spec with its base pointing at that run's final
     weights, whose directory holds the tokenizer the data was tokenised with."""
     parent = run_base_id(spec.model.base)
     if parent is None:
         return spec
-    final, _, _ = final_weights(registry, parent)
+    final, _, _ = final_weights(registry, parent, roots)
     return spec.model_copy(update={"model": spec.model.model_copy(update={"base": str(final)})})
 
 
@@ -137,7 +138,8 @@ def start(registry: Registry, the_plan: Plan, *, worker: str, allow_data_change:
             f"{the_plan.original_data_fingerprint[:12]} then, {the_plan.data_fingerprint[:12]} now); "
             "pass --allow-data-change to reproduce with the new data")
     return add_claimed_run(registry, experiment_id=the_plan.experiment_id, worker=worker,
-                           gpus=the_plan.spec.resources.gpus, reproduces_run_id=the_plan.run_id)
+                           gpus=the_plan.spec.resources.gpus, nodes=the_plan.spec.resources.nodes,
+                           reproduces_run_id=the_plan.run_id)
 
 
 def weights_hash(directory: Path) -> str | None:
@@ -157,7 +159,7 @@ def weights_hash(directory: Path) -> str | None:
     return digest.hexdigest()
 
 
-def verify_run(registry: Registry, original_id: int, new_id: int) -> Verdict:
+def verify_run(registry: Registry, original_id: int, new_id: int, roots: Roots) -> Verdict:
     """Compare a reproduction with its original: loss curve, final weights, eval scores."""
     a, b = run_detail(registry, original_id), run_detail(registry, new_id)
     verdict = Verdict(original_id, new_id)
@@ -170,12 +172,14 @@ def verify_run(registry: Registry, original_id: int, new_id: int) -> Verdict:
     worst = max((abs(loss_a[s] - loss_b[s]) for s in loss_a if s in loss_b), default=math.inf)
     verdict.checks.append(Check("loss curve", f"{len(loss_a)} steps", f"{len(loss_b)} steps",
                                 f"max |Δ| {worst:.3g}", same_steps and worst <= LOSS_TOLERANCE))
-    hash_a = weights_hash(Path(a.output_dir) / "final") if a.output_dir else None
-    hash_b = weights_hash(Path(b.output_dir) / "final") if b.output_dir else None
+    hash_a = weights_hash(roots.artifact(a.output_dir) / "final") if a.output_dir else None
+    hash_b = weights_hash(roots.artifact(b.output_dir) / "final") if b.output_dir else None
     verdict.checks.append(Check("final weights", (hash_a or "missing")[:12], (hash_b or "missing")[:12],
                                 "equal" if hash_a == hash_b else "differ", hash_a is not None and hash_a == hash_b))
-    scores_a = {(r.model_kind, r.task): r for r in a.scores if r.task_group is None}
-    scores_b = {(r.model_kind, r.task): r for r in b.scores if r.task_group is None}
+    # The run's own evaluation only: scores `tunelab eval` recorded later (model_kind "eval") are no part of what
+    # training the spec produces, and the reproduction has none.
+    scores_a = {(r.model_kind, r.task): r for r in a.scores if r.task_group is None and r.model_kind != "eval"}
+    scores_b = {(r.model_kind, r.task): r for r in b.scores if r.task_group is None and r.model_kind != "eval"}
     for key in sorted(scores_a):
         ra, rb = scores_a[key], scores_b.get(key)
         label = f"{key[1]} ({key[0]})"
@@ -211,15 +215,15 @@ class Reproduction:
                 "differences": [asdict(d) for d in self.plan.differences], "verdict": verdict}
 
 
-def reproduce_run(registry: Registry, run_id: int, *, home: Path, allow_data_change: bool = False,
+def reproduce_run(registry: Registry, run_id: int, *, roots: Roots, allow_data_change: bool = False,
                   verify: bool = False, show_progress: bool = True,
                   on_plan: Callable[[Plan], None] | None = None) -> Reproduction:
     """Re-run `run_id` here, from its registry record alone: plan (environment and data checks, which `on_plan`
     hears before anything runs), create the new run claimed by this process, execute it, and with `verify`
     compare it with the original."""
-    the_plan = plan(registry, run_id)
+    the_plan = plan(registry, run_id, roots)
     if on_plan is not None:
         on_plan(the_plan)
     new_id = start(registry, the_plan, worker=worker_name(), allow_data_change=allow_data_change)
-    result = execute_run(registry, new_id, home=home, show_progress=show_progress)
-    return Reproduction(the_plan, new_id, result, verify_run(registry, run_id, new_id) if verify else None)
+    result = execute_run(registry, new_id, roots=roots, show_progress=show_progress)
+    return Reproduction(the_plan, new_id, result, verify_run(registry, run_id, new_id, roots) if verify else None)

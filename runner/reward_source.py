@@ -20,6 +20,7 @@ from tunelab.registry.models import Run
 from tunelab.registry.recording import update_run
 from tunelab.registry.reward_checks import reward_run_problem
 from tunelab.registry.reward_sources import RewardRecord
+from tunelab.registry.roots import Roots
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.evaluation.cache import model_digest
 from tunelab.runner.evaluation.targets import base_model_digest
@@ -32,17 +33,18 @@ class RewardChanged(RunFailed):
     """The reward source an RL run trained against is no longer what it was (`tunelab reproduce` refuses)."""
 
 
-def _reward_run(registry: Registry, run_id: int, output_dir: Path | None) -> tuple[RewardSource, RewardRecord]:
+def _reward_run(registry: Registry, run_id: int, output_dir: Path | None,
+                roots: Roots) -> tuple[RewardSource, RewardRecord]:
     """A reward run's final weights as a source (its base resolved under `output_dir`; None: only to hash them)."""
     context = f'method.reward_model = "run:{run_id}"'
     problem = reward_run_problem(registry, run_id)
     if problem is not None:
         raise RunFailed(f"{context}: {problem}")
-    final, spec, workdir = final_weights(registry, run_id, context=context)
+    final, spec, workdir = final_weights(registry, run_id, roots, context=context)
     digest = model_digest([final], registry)
     base_dir = None
     if output_dir is not None and trains_adapter(spec.method):  # an adapter: its base, to merge it into
-        base_dir = base_model_dir(registry, spec.model.base, workdir, scratch=output_dir / "reward-base")
+        base_dir = base_model_dir(registry, spec.model.base, workdir, roots, scratch=output_dir / "reward-base")
     name = f"run:{run_id}"
     record = RewardRecord("run", name, digest, run_id=run_id, run_name=spec.experiment.name)
     return RewardSource("run", name, digest, model_dir=str(final), base_dir=base_dir, dtype=spec.model.dtype), record
@@ -54,19 +56,19 @@ def _judge_digest(registry: Registry, judge: str, model_dir: str, workdir: Path)
     return base_model_digest(registry, judge, workdir=workdir)  # a hub id: its cached snapshot, where there is one
 
 
-def resolve_reward_source(registry: Registry, run_id: int, spec: Spec, *, workdir: Path,
-                          output_dir: Path) -> RewardSource | None:
+def resolve_reward_source(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path,
+                          roots: Roots) -> RewardSource | None:
     """The reward source of an online RL run (None for other kinds), recorded on the run."""
     method = spec.method
     if method.kind not in ONLINE_RL_KINDS:
         return None
     if method.reward_model is not None:
-        source, record = _reward_run(registry, int(method.reward_model.removeprefix("run:")), output_dir)
+        source, record = _reward_run(registry, int(method.reward_model.removeprefix("run:")), output_dir, roots)
     elif method.judge_model is not None:
         judge = method.judge_model
         if run_base_id(judge) is not None:
-            lineage_of(registry, judge, workdir, run_id=run_id)  # refuses a loop through this very run
-        model_dir = base_model_dir(registry, judge, workdir, scratch=output_dir / "judge")
+            lineage_of(registry, judge, workdir, roots, run_id=run_id)  # refuses a loop through this very run
+        model_dir = base_model_dir(registry, judge, workdir, roots, scratch=output_dir / "judge")
         digest = _judge_digest(registry, judge, model_dir, workdir)
         source = RewardSource("judge", judge, digest, model_dir=model_dir, template=method.judge_template,
                               dtype=spec.model.dtype)
@@ -80,7 +82,7 @@ def resolve_reward_source(registry: Registry, run_id: int, spec: Spec, *, workdi
     return source
 
 
-def check_reward_unchanged(registry: Registry, run: Run, spec: Spec, workdir: Path) -> None:
+def check_reward_unchanged(registry: Registry, run: Run, spec: Spec, workdir: Path, roots: Roots) -> None:
     """Refuse (RewardChanged) to reproduce an RL run whose reward source no longer hashes as it did: the reward
     run's final weights, the judge's weights or the reward function's source changed, or are gone."""
     if spec.method.kind not in ONLINE_RL_KINDS or not run.reward_source_json:
@@ -88,9 +90,10 @@ def check_reward_unchanged(registry: Registry, run: Run, spec: Spec, workdir: Pa
     recorded = RewardRecord.from_json(json.loads(run.reward_source_json))
     try:
         if recorded.kind == "run":
-            now = _reward_run(registry, recorded.run_id or 0, None)[1].digest
+            now = _reward_run(registry, recorded.run_id or 0, None, roots)[1].digest
         elif recorded.kind == "judge":
-            location = base_model_dir(registry, recorded.name, workdir, scratch=Path(run.output_dir or ".") / "judge")
+            scratch = roots.run_dir(run.id) / "judge"
+            location = base_model_dir(registry, recorded.name, workdir, roots, scratch=scratch)
             now = _judge_digest(registry, recorded.name, location, workdir)
         else:
             now = import_reward_function(recorded.name, workdir)[1]

@@ -212,13 +212,14 @@ def trial_experiment(registry: Registry, record: SearchRecord, number: int, para
     try:
         spec = Spec.model_validate(raw)
         resolved, digest, tags = canonical_json(resolved_dict(spec)), spec_hash(spec), list(spec.experiment.tags)
+        nodes = spec.resources.nodes
     except ValidationError:
         resolved = canonical_json(raw)
         # Unique like every spec hash (the registry's index demands it): the trial's name is in `resolved`.
-        digest, tags = "invalid:" + hashlib.sha256(resolved.encode("utf-8")).hexdigest(), []
+        digest, tags, nodes = "invalid:" + hashlib.sha256(resolved.encode("utf-8")).hexdigest(), [], 1
     return NewExperiment(name=name, description=f"trial {number} of search {record.search_id}", tags=tags,
                          spec_path=record.spec_path, spec_text=spec_text, resolved_json=resolved, spec_hash=digest,
-                         workdir=record.workdir, priority=record.priority, gpus=record.gpus)
+                         workdir=record.workdir, priority=record.priority, gpus=record.gpus, nodes=nodes)
 
 
 def ask_trial(registry: Registry, worker: str, *, max_gpus: int | None = None,

@@ -6,7 +6,8 @@ queued, draw the next trial of a search that wants one (runner/search.py), so N 
 SIGTERM or SIGINT asks for a clean stop: the running run saves a checkpoint at its next
 training step (or, outside training, is interrupted at once) and goes back to the queue,
 and the loop claims nothing more. A second signal gets the default behaviour (the process
-dies; its run is then recovered by another worker's stale-run check).
+dies; its run is then recovered by another worker's stale-run check). SIGUSR1 does the same: it is
+the warning Slurm sends ahead of a job's time limit (`tunelab launch slurm`, runner/slurm/launch.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tunelab.experiments.schema import NotifySection
 from tunelab.registry.db import Registry
+from tunelab.registry.roots import Roots
 from tunelab.registry.run_state import claim_next, queued_needing_more_gpus, requeue_stale
 from tunelab.runner.devices import DeviceChoice, visible_devices
 from tunelab.runner.execute import HEARTBEAT_SECONDS, RunInterrupted, RunResult, StopRequest, execute_run
@@ -31,7 +32,7 @@ from tunelab.runner.training.preload import prepare_process
 
 log = logging.getLogger(__name__)
 STALE_AFTER_SECONDS = 120.0
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 def worker_name() -> str:
@@ -80,7 +81,7 @@ def _prepare_while_idle(stop: StopRequest) -> None:
 def work(
     registry: Registry,
     *,
-    home: Path,
+    roots: Roots,
     once: bool = False,
     until_empty: bool = False,
     poll_seconds: float = 5.0,
@@ -93,6 +94,7 @@ def work(
     devices: DeviceChoice | None = None,
     on_skipped: Callable[[int, int], None] | None = None,
     notify_also: NotifySection | None = None,
+    max_nodes: int = 1,
 ) -> list[RunResult]:
     """Execute queued runs. `once`: at most one run; `until_empty`: stop when nothing is queued.
 
@@ -101,6 +103,8 @@ def work(
     what to train on (default: every GPU there is, else the CPU); runs whose [resources] gpus
     exceed it are left for other workers, and `on_skipped` hears how many (and how many GPUs this
     worker has) when the queue looks empty. `notify_also`: who else hears of each run's end and each search's.
+    `max_nodes`: the most [resources] nodes of a run this worker takes (its Slurm allocation's tasks). Runs write
+    under `roots` (registry/roots.py).
     Raises runner.devices.DeviceUnavailable when the devices asked for are not there.
     """
     name = worker_name()
@@ -111,12 +115,12 @@ def work(
     with visible_devices(devices or DeviceChoice()) as gpus, stop_on_signals(stop):
         while not stop.requested:
             _recover(registry, stale_after)
-            run_id = claim_next(registry, name, max_gpus=gpus)
+            run_id = claim_next(registry, name, max_gpus=gpus, max_nodes=max_nodes)
             if run_id is None:
                 run_id = ask_trial(registry, name, max_gpus=gpus, notify_also=notify_also)
             if run_id is None:
                 if once or until_empty:
-                    left = queued_needing_more_gpus(registry, gpus)
+                    left = queued_needing_more_gpus(registry, gpus, max_nodes)
                     if left and on_skipped:
                         on_skipped(left, gpus)
                     return results
@@ -126,7 +130,7 @@ def work(
                     continue
                 sleep(poll_seconds)
                 continue
-            result = execute_run(registry, run_id, home=home, show_progress=show_progress,
+            result = execute_run(registry, run_id, roots=roots, show_progress=show_progress,
                                  heartbeat_seconds=heartbeat_seconds, stop=stop, notify_also=notify_also)
             results.append(result)
             if on_result:
@@ -148,6 +152,7 @@ class WorkerOptions:
     stale_after: float | None = STALE_AFTER_SECONDS
     devices: DeviceChoice = field(default_factory=DeviceChoice)
     notify: NotifySection | None = None  # --notify-webhook / --notify-command
+    max_nodes: int = 1  # the tasks of the worker's Slurm allocation (runner/slurm/job.py)
 
 
 @dataclass
@@ -164,7 +169,7 @@ class WorkerSummary:
         return 130 if self.signum == signal.SIGINT else 0
 
 
-def serve(registry: Registry, *, home: Path, options: WorkerOptions, say: Callable[[str], None],
+def serve(registry: Registry, *, roots: Roots, options: WorkerOptions, say: Callable[[str], None],
           on_result: Callable[[RunResult], None] | None = None) -> WorkerSummary:
     """Execute queued runs as `options` say, telling `say` one line per finished run, about runs left for
     workers with more GPUs, and why the worker stopped; `on_result` also hears each run's result."""
@@ -180,10 +185,11 @@ def serve(registry: Registry, *, home: Path, options: WorkerOptions, say: Callab
         left_for_others.append(count)
         say(f"{count} queued run(s) need more GPUs than the {gpus} this worker has; left for other workers")
 
-    results = work(registry, home=home, once=options.once, until_empty=options.until_empty,
+    results = work(registry, roots=roots, once=options.once, until_empty=options.until_empty,
                    poll_seconds=options.poll_seconds, show_progress=options.show_progress, on_result=report,
                    heartbeat_seconds=options.heartbeat_seconds, stale_after=options.stale_after, stop=stop,
-                   devices=options.devices, on_skipped=skipped, notify_also=options.notify)
+                   devices=options.devices, on_skipped=skipped, notify_also=options.notify,
+                   max_nodes=options.max_nodes)
     if stop.requested:
         say(f"worker stopped ({stop.reason})")
     elif not results and not left_for_others and (options.once or options.until_empty):

@@ -54,6 +54,9 @@ COMMANDS = {
     "db": LazyCommand("tunelab.commands.db:db", "Registry schema: show or apply Alembic migrations."),
     "search": LazyCommand("tunelab.commands.search:search",
                           "Hyperparameter searches ([search] in a spec): their progress, best trial and trials."),
+    "launch": LazyCommand("tunelab.commands.launch:launch",
+                          "Start workers through a cluster's scheduler: tunelab launch slurm submits them as Slurm "
+                          "jobs."),
 }
 
 
@@ -90,9 +93,15 @@ class TunelabGroup(LazyGroup):
               help="Directory holding registry.db and runs/ (env TUNELAB_HOME).")
 @click.option("--db", "db_url", envvar="TUNELAB_DB", default=None,
               help="Registry URL, e.g. postgresql+psycopg://user@host/db (env TUNELAB_DB). Default: SQLite in HOME.")
+@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), envvar="TUNELAB_ARTIFACTS",
+              default=None, help="Where runs' files (checkpoints, weights, logs) are on this machine; the registry "
+              "stores their paths relative to it (env TUNELAB_ARTIFACTS). Default: HOME.")
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), envvar="TUNELAB_PROJECT",
+              default=None, help="Where this machine sees the project specs are submitted from: their relative "
+              "paths resolve against it on every machine (env TUNELAB_PROJECT). Default: none (absolute paths).")
 @click.version_option(package_name="tunelab")
 @click.pass_context
-def cli(ctx: click.Context, home: Path, db_url: str | None) -> None:
+def cli(ctx: click.Context, home: Path, db_url: str | None, artifacts: Path | None, project: Path | None) -> None:
     """tunelab: declare fine-tuning experiments in TOML, queue and run them, evaluate and compare.
 
     \b
@@ -102,7 +111,7 @@ def cli(ctx: click.Context, home: Path, db_url: str | None) -> None:
       tunelab ls                                     # what ran, how it did
       tunelab report -o leaderboard.html             # static HTML leaderboard
     """
-    ctx.obj = AppContext(home=home, db_url=db_url)
+    ctx.obj = AppContext(home=home, db_url=db_url, artifacts=artifacts, project=project)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -1,4 +1,5 @@
-"""Shared CLI state: where the home directory and the registry are, and the registry opened once per command.
+"""Shared CLI state: where the home directory, the registry, the artifact root and the project root are, and the
+registry opened once per command.
 
 Commands that write open the registry with `registry()`; commands that only read use `reader()`, which reads
 an SQLite registry at head without SQLAlchemy. A registry that does not exist yet, or that an older tunelab
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from tunelab.registry.location import default_url, sqlite_database
 from tunelab.registry.reader import NotAtHead, Rows, SqliteReader, open_reader
+from tunelab.registry.roots import Roots
 
 if TYPE_CHECKING:
     from tunelab.registry.db import Registry
@@ -23,12 +25,19 @@ if TYPE_CHECKING:
 class AppContext:
     home: Path
     db_url: str | None = None
+    artifacts: Path | None = None  # None: the home
+    project: Path | None = None
     _registry: Registry | None = field(default=None, repr=False)
     _reader: SqliteReader | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return self.db_url or default_url(self.home)
+
+    @property
+    def roots(self) -> Roots:
+        """This machine's artifact root (runs' files) and project root (specs' relative paths): registry/roots.py."""
+        return Roots.at(self.artifacts or self.home, self.project)
 
     def registry(self) -> Registry:
         """The registry through SQLAlchemy, created or brought to head (Alembic) on first use."""

@@ -22,6 +22,8 @@ from tunelab.terminal import printable
 # Column, and whether its values are numbers (right-aligned).
 COLUMNS = (("run", True), ("experiment", False), ("status", False), ("method", False), ("created", False),
            ("loss", True), ("average", True))
+# Shown when a listed run was taken by a worker running as a Slurm job: "JOB on NODE".
+SLURM_COLUMN = ("slurm job", False)
 NAME_COLUMN = 1
 MIN_NAME_WIDTH = 12
 # Rows of a table unless --limit or --all says otherwise: a page a person reads, however large the registry.
@@ -35,10 +37,14 @@ def print_runs(runs: list[RunSummary], values: dict[int, dict[str, float]], *, f
     if fmt == "table":
         rows = [(str(r.run_id), printable(r.name), printable(r.status), printable(r.method), fmt_time(r.created_at),
                  fmt_float(r.final_loss), fmt_float(leaderboard_average(values.get(r.run_id, {})))) for r in runs]
+        columns = COLUMNS
+        if any(r.slurm_job for r in runs):
+            columns = (*COLUMNS, SLURM_COLUMN)
+            rows = [(*row, printable(r.placement or "-")) for row, r in zip(rows, runs, strict=True)]
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
         footer = [f"(the first {len(runs)} runs; --limit N or --all for more)"] if more else []
         # Every cell is printable already: the table is echoed as it is (a listing may have tens of thousands).
-        click.echo("\n".join([printable(title), *table_lines(rows, width=width), *footer]))
+        click.echo("\n".join([printable(title), *table_lines(rows, width=width, columns=columns), *footer]))
         return
     headline = {r.run_id: with_average(values.get(r.run_id, {})) for r in runs}
     if fmt == "json":
@@ -46,27 +52,28 @@ def print_runs(runs: list[RunSummary], values: dict[int, dict[str, float]], *, f
         return
     tasks = display_order({task for scores in headline.values() for task in scores} - {"average"})
     writer = csv.writer(sys.stdout)
-    writer.writerow(["run_id", "name", "status", "method", "base_model", "created_at", "final_loss",
-                     *map(printable, tasks), "average"])
+    writer.writerow(["run_id", "name", "status", "method", "base_model", "created_at", "final_loss", "slurm_job",
+                     "slurm_node", *map(printable, tasks), "average"])
     for r in runs:
         scores = headline[r.run_id]
         # Printable like the table: a CSV is read in a terminal too (a name's control characters come escaped).
         writer.writerow([r.run_id, printable(r.name), r.status, printable(r.method), printable(r.base_model),
-                         r.created_at.isoformat(), r.final_loss,
+                         r.created_at.isoformat(), r.final_loss, r.slurm_job, r.slurm_node,
                          *(scores.get(t) for t in tasks), scores.get("average")])
 
 
-def table_lines(rows: list[tuple[str, ...]], *, width: int | None = None) -> list[str]:
+def table_lines(rows: list[tuple[str, ...]], *, width: int | None = None,
+                columns: tuple[tuple[str, bool], ...] = COLUMNS) -> list[str]:
     """Header, rule and rows with aligned columns; with `width`, long experiment names are cut to fit it."""
-    widths = [max(len(name), max((len(row[i]) for row in rows), default=0)) for i, (name, _) in enumerate(COLUMNS)]
+    widths = [max(len(name), max((len(row[i]) for row in rows), default=0)) for i, (name, _) in enumerate(columns)]
     if width is not None:
         over = sum(widths) + 2 * (len(widths) - 1) - width
         cut = widths[NAME_COLUMN] = max(MIN_NAME_WIDTH, widths[NAME_COLUMN] - max(over, 0))
         rows = [row if len(row[NAME_COLUMN]) <= cut else
                 (*row[:NAME_COLUMN], fit_name(row[NAME_COLUMN], cut), *row[NAME_COLUMN + 1:]) for row in rows]
     # One format string for every row: a listing may have tens of thousands.
-    template = "  ".join(f"{{:{'>' if numeric else '<'}{w}}}" for w, (_, numeric) in zip(widths, COLUMNS, strict=True))
-    header = template.format(*(name for name, _ in COLUMNS))
+    template = "  ".join(f"{{:{'>' if numeric else '<'}{w}}}" for w, (_, numeric) in zip(widths, columns, strict=True))
+    header = template.format(*(name for name, _ in columns))
     return [header, "  ".join("-" * w for w in widths), *(template.format(*row) for row in rows)]
 
 

@@ -30,6 +30,9 @@ def print_detail(detail: RunDetail) -> None:
                          f"hash {detail.spec_hash[:12]}"))
     console.print(f"  created {fmt_time(s.created_at)}  started {fmt_time(s.started_at)}  "
                   f"finished {fmt_time(s.finished_at)}  output {markup(detail.output_dir or '-')}")
+    if s.placement:
+        ran = "running in" if s.status == "running" else "last ran in"
+        console.print(markup(f"  {ran} Slurm job {s.placement}"))
     if s.error:
         console.print(f"  [red]error:[/red] {markup(s.error)}")
     if s.reproduces_run_id is not None:

@@ -10,6 +10,10 @@ Stopping: the worker writes its wish ("pause": checkpoint and stop, or "stop") i
 file; the processes read it at every step and agree on it through an all-reduce, so they all
 stop at the same step and the checkpoint is whole. When the processes are done, the worker
 picks up the final weights the way it does after a crash in evaluation (finished_outcome).
+
+Several nodes (`[resources] nodes = M`, in a Slurm allocation): `srun` starts one torchrun per node instead of the
+standalone one (runner/slurm/nodes.py), which meet on the worker's node; the job and control files are in the run's
+output directory, on storage every node sees. Rank 0, wherever it lands, is the one that writes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +32,9 @@ from pathlib import Path
 
 from tunelab.experiments.schema import Spec
 from tunelab.registry.db import Registry
+from tunelab.registry.roots import Roots
 from tunelab.runner.errors import RunCancelled, RunFailed
+from tunelab.runner.slurm.nodes import rendezvous_here, srun_torchrun_command
 from tunelab.runner.training.checkpoints import complete_checkpoints, discard_incomplete
 from tunelab.runner.training.final_weights import is_finished
 from tunelab.runner.training.progress import RunProgress
@@ -53,9 +60,12 @@ class DistributedJob:
     workdir: str
     output_dir: str
     device: str  # cuda, or cpu (gloo; how the launch path is tested without GPUs)
-    nproc: int
+    nproc: int  # processes per node
     worker_pid: int
     show_progress: bool
+    artifacts: str = ""  # the worker's artifact root: rank 0 records checkpoints relative to it
+    nodes: int = 1
+    worker_host: str = ""  # where worker_pid lives: processes on other nodes cannot watch it
 
     @classmethod
     def read(cls, path: Path) -> DistributedJob:
@@ -67,9 +77,13 @@ class DistributedJob:
         os.replace(tmp, path)
 
 
-def torchrun_command(job_file: Path, nproc: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "tunelab.runner.training.distributed_train", str(job_file)]
+def torchrun_command(job_file: Path, nproc: int, *, nodes: int = 1, run_id: int = 0) -> list[str]:
+    """torchrun on this machine; for several nodes, one torchrun per node under srun."""
+    training = ["-m", "tunelab.runner.training.distributed_train", str(job_file)]
+    if nodes > 1:
+        return srun_torchrun_command(training, nodes=nodes, nproc_per_node=nproc, rendezvous=rendezvous_here(),
+                                     run_id=run_id)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *training]
 
 
 def _write_control(path: Path, wish: str) -> None:
@@ -104,7 +118,7 @@ def run_torchrun(job: DistributedJob, *, should_stop: Callable[[], bool], should
     env = {**(os.environ if env is None else env), "PYTHONSAFEPATH": "1"}
     # A session of their own: a Ctrl-C at the terminal reaches the worker, which asks for a pause;
     # it must not kill the training processes halfway through a checkpoint.
-    process = subprocess.Popen(torchrun_command(job_file, job.nproc), env=env,
+    process = subprocess.Popen(torchrun_command(job_file, job.nproc, nodes=job.nodes, run_id=job.run_id), env=env,
                                start_new_session=True)
     wish = ""
     try:
@@ -119,6 +133,10 @@ def run_torchrun(job: DistributedJob, *, should_stop: Callable[[], bool], should
         process.wait()
         raise
     if process.returncode != 0:
+        if wish == "pause" and not (output_dir / ERROR_FILE).exists():
+            # The signal that asked the worker to stop reached the processes too (Slurm signals a whole job):
+            # they died before the pause's checkpoint, and the last complete one is where the run resumes.
+            return "paused"
         raise _failure(output_dir, process.returncode)
     if wish == "stop":
         raise RunCancelled("cancelled while training")
@@ -132,9 +150,11 @@ class SharedControl:
     processes meet; `should_pause` answers from the same agreement.
     """
 
-    def __init__(self, control: Path, worker_pid: int) -> None:
+    def __init__(self, control: Path, worker_pid: int, worker_host: str = "") -> None:
         self.control = control
         self.worker_pid = worker_pid
+        # Only a process on the worker's own machine can see its pid; the all-reduce tells the others.
+        self.watches_worker = not worker_host or worker_host == socket.gethostname()
         self.stop = False
         self.pause = False
 
@@ -143,9 +163,7 @@ class SharedControl:
             wish = self.control.read_text(encoding="utf-8")
         except OSError:
             wish = ""
-        try:
-            os.kill(self.worker_pid, 0)
-        except (ProcessLookupError, PermissionError):
+        if self.watches_worker and not _alive(self.worker_pid):
             # The worker died (its pid gone, or reused by another user's process): keep what was done,
             # stop with a checkpoint.
             wish = wish or "pause"
@@ -168,16 +186,28 @@ class SharedControl:
         return self.pause
 
 
-def train_distributed(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path,
-                      hooks: TrainHooks, nproc: int, device: str, progress: RunProgress) -> TrainOutcome:
-    """runner/training/recipes.py train's counterpart for `[resources] gpus = N > 1`: the same TrainOutcome."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def train_distributed(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path, roots: Roots,
+                      hooks: TrainHooks, nproc: int, device: str, progress: RunProgress,
+                      nodes: int = 1) -> TrainOutcome:
+    """runner/training/recipes.py train's counterpart for `[resources] gpus = N > 1` (`nproc` processes) or
+    `nodes = M > 1` (`nproc` processes on each of M nodes): the same TrainOutcome."""
     if not is_finished(output_dir / "final"):
         # Cleared here, once: every process clearing it at start-up would race.
         discard_incomplete(output_dir / "checkpoints")
         job = DistributedJob(run_id=run_id, spec=spec.model_dump(mode="json"), workdir=str(workdir),
                              output_dir=str(output_dir), device=device, nproc=nproc, worker_pid=os.getpid(),
-                             show_progress=progress.enabled)
-        progress.note(f"training in {nproc} processes ({device}, torchrun)")
+                             show_progress=progress.enabled, artifacts=str(roots.artifacts), nodes=nodes,
+                             worker_host=socket.gethostname())
+        how = f"on {nodes} nodes, {device}, srun + torchrun" if nodes > 1 else f"{device}, torchrun"
+        progress.note(f"training in {nproc * nodes} processes ({how})")
         with hooks.polling():
             ended = run_torchrun(job, should_stop=hooks.should_stop, should_pause=hooks.should_pause,
                                  env={**os.environ, REGISTRY_ENV: registry.url})

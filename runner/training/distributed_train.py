@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tunelab.experiments.schema import Spec
 from tunelab.registry.db import open_registry
+from tunelab.registry.roots import Roots
 from tunelab.runner.errors import RunCancelled, retryable
 from tunelab.runner.training.distributed import CONTROL_FILE, ERROR_FILE, REGISTRY_ENV, DistributedJob, SharedControl
 from tunelab.runner.training.preload import prepare_process
@@ -27,7 +28,8 @@ def _hooks(job: DistributedJob, spec: Spec, first: bool) -> tuple[TrainHooks, Ru
     progress = RunProgress(job.run_id, spec.experiment.name, enabled=first and job.show_progress)
     if not first:
         return TrainHooks(on_metrics=lambda _m: None, on_checkpoint=lambda *_a: None), progress
-    return registry_hooks(open_registry(os.environ[REGISTRY_ENV], migrate=False), job.run_id, progress), progress
+    registry = open_registry(os.environ[REGISTRY_ENV], migrate=False)
+    return registry_hooks(registry, job.run_id, progress, Roots(Path(job.artifacts))), progress
 
 
 def _record_error(output_dir: Path, exc: Exception) -> None:
@@ -46,7 +48,7 @@ def main(argv: list[str]) -> int:
     output_dir = Path(job.output_dir)
     spec = Spec.model_validate(job.spec)
     first = int(os.environ.get("RANK", "0")) == 0
-    control = SharedControl(output_dir / CONTROL_FILE, job.worker_pid)
+    control = SharedControl(output_dir / CONTROL_FILE, job.worker_pid, job.worker_host)
     hooks, progress = _hooks(job, spec, first)
     hooks = dataclasses.replace(hooks, should_stop=control.should_stop, should_pause=control.should_pause)
     try:

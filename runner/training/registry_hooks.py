@@ -30,6 +30,7 @@ from tunelab.registry.recording import (
     rewind,
     update_run,
 )
+from tunelab.registry.roots import Roots
 from tunelab.runner.training.checkpoints import CompleteCheckpoint
 from tunelab.runner.training.progress import RunProgress, TrainingProgress
 from tunelab.runner.training.trainer import TrainHooks
@@ -123,13 +124,14 @@ class BufferedReports:
         thread.join()
 
 
-def registry_hooks(registry: Registry, run_id: int, progress: RunProgress,
+def registry_hooks(registry: Registry, run_id: int, progress: RunProgress, roots: Roots,
                    report_seconds: float = REPORT_SECONDS) -> TrainHooks:
-    """Training's reports written into the registry (metrics, checkpoints, resume, pruning); progress shown."""
+    """Training's reports written into the registry (metrics, checkpoints, resume, pruning); progress shown.
+    Checkpoint paths are stored relative to `roots`' artifact root."""
     reports = BufferedReports(registry, run_id, report_seconds)
 
     def on_start(step: int, on_disk: list[CompleteCheckpoint]) -> None:
-        kept = [KeptCheckpoint(c.step, c.loss, str(c.path)) for c in on_disk]
+        kept = [KeptCheckpoint(c.step, c.loss, roots.stored(c.path)) for c in on_disk]
         dropped = rewind(registry, run_id, step, kept)
         if step:
             progress.resumed(step, dropped)
@@ -148,7 +150,7 @@ def registry_hooks(registry: Registry, run_id: int, progress: RunProgress,
 
     return TrainHooks(
         on_metrics=on_metrics,
-        on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, str(path)),
+        on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, roots.stored(path)),
         on_progress=on_progress,
         on_start=on_start,
         on_pruned=lambda steps: forget_checkpoints(registry, run_id, steps),

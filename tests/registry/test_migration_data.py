@@ -208,7 +208,7 @@ def test_cached_scores_are_read_back_as_scores_after_the_upgrade(empty_registry_
     engine.dispose()
 
 
-# ---------------------------------------------------------------- 0015: one experiment per spec hash
+# ---------------------------------------------------------------- 0017: one experiment per spec hash
 
 
 def _experiment(connection, experiment_id: int, spec_hash: str) -> None:
@@ -244,4 +244,63 @@ def test_duplicates_stored_before_the_unique_hash_are_kept_and_told_apart(empty_
         assert c.execute(text("SELECT spec_hash FROM experiment ORDER BY id")).scalars().all() == [
             "same", "other", "same", "same"]
         _experiment(c, 5, "other")  # the index is a plain one again
+
+
+# ---------------------------------------------------------------- 0021: run files relative to the artifact root
+
+
+def _runs_with_files(engine) -> None:
+    """Runs as earlier revisions stored them: absolute output directories and checkpoint paths."""
+    with engine.begin() as c:
+        c.execute(text(
+            "INSERT INTO experiment (id, name, description, tags_json, spec_path, spec_text, resolved_json, "
+            "spec_hash, workdir, created_at) VALUES (1, 'e', '', '[]', 's.toml', 't', '{}', 'h', '/w', :now)"),
+            {"now": NOW})
+        for run_id, output_dir in ((1, "/data/home/runs/1"), (2, "/custom/place"), (3, "/data/home/runs/99"),
+                                   (4, None)):
+            c.execute(text("INSERT INTO run (id, experiment_id, status, priority, created_at, output_dir) "
+                           "VALUES (:id, 1, 'succeeded', 0, :now, :out)"),
+                      {"id": run_id, "now": NOW, "out": output_dir})
+            if output_dir:
+                c.execute(text("INSERT INTO checkpoint (run_id, step, loss, path, created_at) "
+                               "VALUES (:id, 2, 0.5, :path, :now)"),
+                          {"id": run_id, "path": f"{output_dir}/checkpoints/checkpoint-2", "now": NOW})
+
+
+def _stored_paths(engine) -> list[tuple]:
+    with engine.connect() as c:
+        return [tuple(row) for row in c.execute(text(
+            "SELECT run.id, run.output_dir, checkpoint.path FROM run "
+            "LEFT JOIN checkpoint ON checkpoint.run_id = run.id ORDER BY run.id"))]
+
+
+def test_upgrade_stores_run_files_relative_to_the_home_they_were_written_under(empty_registry_url, tmp_path):
+    from alembic import command
+    from tunelab.registry.db import _alembic_config
+    from tunelab.registry.roots import Roots
+
+    engine = make_engine(empty_registry_url)
+    upgrade(engine, "0020")
+    _runs_with_files(engine)
+    upgrade(engine)
+    assert _stored_paths(engine) == [
+        (1, "runs/1", "runs/1/checkpoints/checkpoint-2"),
+        # Not HOME/runs/ID of its own id: left as it was, and still read as an absolute path.
+        (2, "/custom/place", "/custom/place/checkpoints/checkpoint-2"),
+        (3, "/data/home/runs/99", "/data/home/runs/99/checkpoints/checkpoint-2"),
+        (4, None, None)]
+    registry = Registry(engine=engine, url=empty_registry_url)
+    seen = run_detail(registry, 1).seen_from(Roots.at(tmp_path / "home"))
+    assert (seen.output_dir, seen.checkpoints[0]["path"]) == (
+        str(tmp_path / "home" / "runs" / "1"), str(tmp_path / "home" / "runs" / "1" / "checkpoints" / "checkpoint-2"))
+    assert run_detail(registry, 2).seen_from(Roots.at(tmp_path / "home")).output_dir == "/custom/place"
+
+    command.downgrade(_alembic_config(engine), "0020")
+    downgraded = dict((run_id, (output_dir, path)) for run_id, output_dir, path in _stored_paths(engine))
+    if engine.dialect.name == "sqlite":  # made absolute again under the directory of the registry's file, its home
+        home = str(tmp_path)
+        assert downgraded[1] == (f"{home}/runs/1", f"{home}/runs/1/checkpoints/checkpoint-2")
+    else:
+        assert downgraded[1] == ("runs/1", "runs/1/checkpoints/checkpoint-2")
+    assert downgraded[2] == ("/custom/place", "/custom/place/checkpoints/checkpoint-2")
     engine.dispose()

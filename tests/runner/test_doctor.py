@@ -11,6 +11,7 @@ import pytest
 from tunelab.experiments.benchmarks import LEADERBOARD
 from tunelab.experiments.schema import EvalSection
 from tunelab.registry.db import default_url, open_registry
+from tunelab.registry.roots import Roots
 from tunelab.runner.doctor import check_queued_runs, hub_dataset
 from tunelab.runner.errors import EvaluationError
 from tunelab.runner.evaluation.planning import plan_tasks, required_local_files
@@ -95,7 +96,7 @@ def test_hub_models_and_datasets_must_be_cached_offline(tiny_model_dir, tmp_path
     hf = tmp_path / "hf"
     environ = {"HF_HOME": str(hf)}
 
-    (offline,) = check_queued_runs(registry, offline=True, environ=environ)
+    (offline,) = check_queued_runs(registry, Roots(home), offline=True, environ=environ)
     assert [(p.what, p.where) for p in offline.problems] == [
         ("base model", "some-org/tiny"), ("benchmark data", "allenai/ai2_arc")]
     assert "TUNELAB_BENCHMARKS_DIR" in offline.problems[1].detail
@@ -103,12 +104,13 @@ def test_hub_models_and_datasets_must_be_cached_offline(tiny_model_dir, tmp_path
     # A hub that answers (a local listening port: tests never reach the network): the worker will download them.
     with socket.create_server(("127.0.0.1", 0)) as hub:
         endpoint = f"http://127.0.0.1:{hub.getsockname()[1]}"
-        (online,) = check_queued_runs(registry, offline=False, environ=environ | {"HF_ENDPOINT": endpoint})
+        (online,) = check_queued_runs(registry, Roots(home), offline=False,
+                                      environ=environ | {"HF_ENDPOINT": endpoint})
     assert online.ok and len(online.notes) == 2 and "will download" in online.notes[0]
 
     fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
     (hf / "hub" / "datasets--allenai--ai2_arc").mkdir(parents=True)
-    (cached,) = check_queued_runs(registry, offline=True, environ=environ)
+    (cached,) = check_queued_runs(registry, Roots(home), offline=True, environ=environ)
     assert cached.ok, cached.problems
 
 
@@ -117,13 +119,14 @@ def test_a_hub_snapshot_missing_its_weights_is_reported(tiny_model_dir, tmp_path
     hf = tmp_path / "hf"
     fake_hub_model(hf / "hub", "some-org/tiny", tiny_model_dir)
     next((hf / "hub").rglob("model.safetensors")).unlink()
-    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True, environ={"HF_HOME": str(hf)})
+    (check,) = check_queued_runs(open_registry(default_url(home)), Roots(home), offline=True,
+                                 environ={"HF_HOME": str(hf)})
     assert [(p.what, p.detail) for p in check.problems] == [("base model", "no weights (*.safetensors or *.bin)")]
 
 
 def test_the_environment_variable_benchmarks_dir_is_checked_too(tiny_model_dir, tmp_path):
     home = _hub_spec_run(tmp_path, base=str(tiny_model_dir), benchmarks=False)
-    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True,
+    (check,) = check_queued_runs(open_registry(default_url(home)), Roots(home), offline=True,
                                  environ={"TUNELAB_BENCHMARKS_DIR": str(tmp_path / "nowhere")})
     assert [(p.what, p.where) for p in check.problems] == [("benchmark data", str(tmp_path / "nowhere"))]
 
@@ -149,7 +152,8 @@ def _include_run(tmp_path: Path, monkeypatch, model_dir: Path, *, include_path: 
 
 
 def _problems(home: Path, environ: dict | None = None) -> list[tuple[str, str, str]]:
-    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True, environ=environ or {})
+    (check,) = check_queued_runs(open_registry(default_url(home)), Roots(home), offline=True,
+                                 environ=environ or {})
     return [(p.what, p.where, p.detail) for p in check.problems]
 
 
@@ -166,7 +170,7 @@ def test_the_python_files_a_runs_tasks_import_are_listed(tiny_model_dir, tmp_pat
     (tasks / "more.filters.py").write_text("def keep(docs):\n    return docs\n", encoding="utf-8")
     yaml_path = tasks / "capitals.yaml"
     yaml_path.write_text(yaml_path.read_text() + "process_docs: !function more.filters.keep\n", encoding="utf-8")
-    (check,) = check_queued_runs(open_registry(default_url(home)), offline=True, environ={})
+    (check,) = check_queued_runs(open_registry(default_url(home)), Roots(home), offline=True, environ={})
     # The task's own helper, then the template's (an included YAML names it); nothing of them was imported.
     assert check.python_files == [str((tasks / "more.filters.py").resolve()), str((tasks / "helpers.py").resolve())]
     code, output = _doctor(home, "--offline")
@@ -313,10 +317,82 @@ def test_a_run_needing_more_gpus_than_this_machine_has_is_noted_not_failed(tiny_
     invoke_json(home, "submit", str(write_spec(tmp_path / "g.toml", name="g", model_dir=tiny_model_dir,
                                                extra="[resources]\ngpus = 2\n")))
     registry = open_registry(f"sqlite:///{home / 'registry.db'}")
-    (short,) = check_queued_runs(registry, offline=True, gpus_here=lambda: 1)
+    (short,) = check_queued_runs(registry, Roots(home), offline=True, gpus_here=lambda: 1)
     assert short.ok and short.notes == [
         "[resources] gpus = 2: this machine has 1 GPU(s); only a worker with 2 will claim the run"]
-    (enough,) = check_queued_runs(registry, offline=True, gpus_here=lambda: 2)
+    (enough,) = check_queued_runs(registry, Roots(home), offline=True, gpus_here=lambda: 2)
     assert enough.ok and enough.notes == []
     code, output = _doctor(home, "--offline")  # this machine: no GPU
     assert code == 0 and "only a worker with 2 will claim the run" in output
+
+
+# ---------------------------------------------------------------- what another machine cannot see
+
+
+def _project(tmp_path: Path, model_dir: Path) -> tuple[Path, Path]:
+    """A project with its own data and model, whose spec names them by relative paths; and its spec directory."""
+    project = tmp_path / "project"
+    (project / "specs").mkdir(parents=True)
+    shutil.copytree(model_dir, project / "model")
+    shutil.copy(REPO_ROOT / "examples" / "data" / "capitals_train.jsonl", project / "train.jsonl")
+    spec = write_spec(project / "specs" / "rel.toml", name="rel", model_dir=Path("../model"),
+                      train="../train.jsonl", custom=False)
+    return project, spec
+
+
+def test_a_worker_machine_is_told_which_paths_of_a_queued_run_it_cannot_see(tiny_model_dir, tmp_path, monkeypatch):
+    project, spec = _project(tmp_path, tiny_model_dir)
+    home = tmp_path / "home"
+    monkeypatch.chdir(project / "specs")
+    invoke_json(home, "--project", str(project), "submit", str(spec))
+    assert invoke_json(home, "show", "1")["workdir"] == "specs"  # stored relative to the project root
+
+    # The submitting machine, and one that mounts the project elsewhere, see everything.
+    (tmp_path / "mnt").symlink_to(project)
+    for root in (project, tmp_path / "mnt"):
+        seen = invoke(home, "--project", str(root), "doctor", "--offline")
+        assert seen.exit_code == 0, seen.output
+    # A machine whose project root lacks the files names each of them, as it would look for them.
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "specs").mkdir(parents=True)
+    checks = json.loads(invoke(home, "--project", str(elsewhere), "doctor", "--offline", "--json").output)
+    assert [(p["what"], p["where"]) for p in checks[0]["problems"]] == [
+        ("base model", str(elsewhere / "specs" / "../model")),
+        ("train data", str(elsewhere / "specs" / "../train.jsonl"))]
+    # A machine that names no project root cannot place the run's relative paths at all.
+    code, output = _doctor(home, "--offline")
+    assert code == 1 and "submit directory: specs (" in output and "set TUNELAB_PROJECT" in output
+
+
+def test_checkpoints_and_weights_outside_this_machines_artifact_root_are_named(tiny_model_dir, tmp_path):
+    from tunelab.registry.recording import record_checkpoint, update_run
+    from tunelab.registry.run_state import claim_next, succeed
+
+    home = tmp_path / "home"
+    parent = invoke_json(home, "submit", str(write_spec(tmp_path / "p.toml", name="p", model_dir=tiny_model_dir)))
+    resumed = invoke_json(home, "submit", str(write_spec(tmp_path / "r.toml", name="r", model_dir=tiny_model_dir)))
+    child = write_spec(tmp_path / "c.toml", name="c", model_dir=tiny_model_dir)
+    child.write_text(child.read_text().replace(f'base = "{tiny_model_dir}"', f'base = "run:{parent[0]["run_id"]}"'))
+    invoke_json(home, "submit", str(child))
+    registry = open_registry(default_url(home))
+    # The parent finished on machine A; the other run was interrupted there after its checkpoint at step 2.
+    storage = tmp_path / "storage"
+    (storage / "runs" / "1" / "final").mkdir(parents=True)
+    assert claim_next(registry, "a") == 1
+    update_run(registry, 1, output_dir="runs/1")
+    assert succeed(registry, 1, "a") == "succeeded"
+    run_id = resumed[0]["run_id"]
+    record_checkpoint(registry, run_id, 2, 0.5, f"runs/{run_id}/checkpoints/checkpoint-2")
+    (storage / "runs" / str(run_id) / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (storage / "runs" / str(run_id) / "checkpoints" / "checkpoint-2" / "tunelab-complete.json").write_text(
+        '{"step": 2, "loss": 0.5}')
+    registry.engine.dispose()
+
+    seen = invoke(home, "--artifacts", str(storage), "doctor", "--offline")
+    assert seen.exit_code == 0, seen.output
+    checks = {c["name"]: c for c in json.loads(invoke(home, "doctor", "--offline", "--json").output)}
+    assert [(p["what"], p["where"]) for p in checks["r"]["problems"]] == [
+        ("checkpoints", str(home.absolute() / "runs" / str(run_id) / "checkpoints"))]
+    assert "step 2 recorded, none under this machine's artifact root" in checks["r"]["problems"][0]["detail"]
+    assert [(p["what"], p["where"]) for p in checks["c"]["problems"]] == [
+        ("base model", f"run:1 ({home.absolute() / 'runs' / '1' / 'final'})")]

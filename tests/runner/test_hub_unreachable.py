@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from tunelab.registry.db import default_url, open_registry
+from tunelab.registry.roots import Roots
 from tunelab.runner.doctor import check_queued_runs
 from tunelab.runner.offline import hub_unreachable
 
@@ -68,7 +69,7 @@ def test_doctor_says_the_hub_cannot_be_reached_and_says_it_quickly(tmp_path):
 
     environ = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
     started = time.monotonic()
-    (check,) = check_queued_runs(open_registry(default_url(home)), environ=environ)
+    (check,) = check_queued_runs(open_registry(default_url(home)), Roots(home), environ=environ)
     assert time.monotonic() - started < 5
     assert [(p.what, p.where) for p in check.problems] == [
         ("base model", "some-org/tiny"), ("benchmark data", "allenai/ai2_arc")]

@@ -1,5 +1,5 @@
 """Runs outlive their workers: stale runs are re-queued (or failed once their retries are spent), errors are
-retried only when another attempt could succeed, a worker stops cleanly on SIGTERM/SIGINT, and every run
+retried only when another attempt could succeed, a worker stops cleanly on SIGTERM/SIGINT/SIGUSR1, and every run
 records the environment it executed with.
 
 The clock is passed in (`now=`), so staleness is decided without sleeping. The SIGKILL end-to-end case, where
@@ -302,7 +302,8 @@ def _catches(pid: int, signum: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+# SIGUSR1: the warning Slurm sends a job ahead of its time limit (tunelab launch slurm asks for it).
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130), (signal.SIGUSR1, 0)])
 def test_an_idle_worker_stops_at_once_on_a_signal(tmp_path, signum, exit_code):
     worker = subprocess.Popen(
         [sys.executable, "-m", "tunelab", "--home", str(tmp_path), "worker", "--poll", "60"],

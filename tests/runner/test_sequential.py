@@ -73,6 +73,7 @@ def test_a_lora_run_is_merged_into_its_base_before_the_next_run_starts(chain, ti
     import torch
     from peft import PeftModel
     from tunelab.registry.db import default_url, open_registry
+    from tunelab.registry.roots import Roots
     from tunelab.runner.lineage import starting_weights
     from tunelab.runner.training.models import load_model, load_tokenizer
 
@@ -86,7 +87,7 @@ def test_a_lora_run_is_merged_into_its_base_before_the_next_run_starts(chain, ti
 
     registry = open_registry(default_url(home))
     try:
-        merged = starting_weights(registry, lora["run_id"], scratch=root / "scratch")
+        merged = starting_weights(registry, lora["run_id"], Roots(home), scratch=root / "scratch")
     finally:
         registry.engine.dispose()
     assert merged == root / "scratch" / f"run-{lora['run_id']}" and not (merged / "adapter_config.json").exists()

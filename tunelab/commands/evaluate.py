@@ -60,11 +60,11 @@ def eval_command(app: AppContext, target: str, tasks: str | None, limit: int | N
     """Evaluate TARGET and record its scores: run:ID (or ID) for a run's final weights, a local model or
     adapter directory, or a hub model id. Benchmarks evaluated before on the same weights come from the cache."""
     registry, cwd = app.registry(), Path.cwd()
-    source = resolve_target(registry, target, home=app.home, cwd=cwd, dtype=dtype)
+    source = resolve_target(registry, target, roots=app.roots, cwd=cwd, dtype=dtype)
     defaults, run_seed = run_eval_settings(registry, source.run_id) if source.run_id else (None, None)
     settings = _settings(defaults, cwd, tasks, limit, benchmarks_dir, custom, batch_size)
     progress = None if quiet or as_json else (lambda message: say(message, err=True))
-    done = evaluate_target(registry, source, settings, home=app.home, base_dir=source.base_dir or cwd,
+    done = evaluate_target(registry, source, settings, roots=app.roots, base_dir=source.base_dir or cwd,
                            seed=_seed(seed, run_seed), refresh=refresh, progress=progress)
     if as_json:
         print_json({"model_name": source.label, "run_id": source.run_id, "model_digest": done.digest,
@@ -108,7 +108,7 @@ def _print_scores(done) -> None:
 def doctor(app: AppContext, offline: bool, as_json: bool) -> None:
     """Check every queued run's files (base model, tokenizer, data, benchmark data, custom tasks) before any
     worker starts; exit 1 if something is missing."""
-    checks = check_queued_runs(app.registry(), offline=offline, environ=os.environ)
+    checks = check_queued_runs(app.registry(), app.roots, offline=offline, environ=os.environ)
     if as_json:
         print_json([dict(asdict(c), ok=c.ok) for c in checks])
     else:

@@ -27,7 +27,7 @@ def export(app: AppContext, run_id: int, output: Path, merge: bool, as_json: boo
     Full-weight runs are whole models; adapter runs export the adapter (loads with peft over its base),
     or with --merge the base with the adapter merged in.
     """
-    result = export_run(app.registry(), run_id, output, merge=merge)
+    result = export_run(app.registry(), run_id, output, app.roots, merge=merge)
     if as_json:
         print_json(asdict(result) | {"output": str(result.output)})
         return

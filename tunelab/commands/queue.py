@@ -44,17 +44,17 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
     whose resolved content (with what its relative paths point at) was submitted before is not stored
     twice: tunelab points at the earlier experiment and its latest run (use --force to queue a new run of it).
     """
-    workdir = Path.cwd()
-    loaded = load_for_submit(specs, workdir)
+    loaded = load_for_submit(specs, Path.cwd())
     searches = [item for item in loaded if item.search is not None]
+    workdir = app.roots.stored_workdir(Path.cwd())  # relative to the project root when under one
     if dry_run:
-        _show_plan(app, loaded, searches, workdir, as_json)
+        _show_plan(app, loaded, searches, Path(workdir), as_json)
         return
     registry = app.registry()
     check_reward_runs(registry, loaded)
-    new = [from_loaded(item, workdir=str(workdir), priority=priority) for item in loaded if item.search is None]
+    new = [from_loaded(item, workdir=workdir, priority=priority) for item in loaded if item.search is None]
     done = submit_runs(registry, new, force=force) if new else []
-    created = [(item, create_search(registry, search_from_loaded(item, workdir=str(workdir), priority=priority)))
+    created = [(item, create_search(registry, search_from_loaded(item, workdir=workdir, priority=priority)))
                for item in searches]
     if as_json:
         print_json([s.to_json() for s in done] + [{"search_id": search_id} for _, search_id in created])

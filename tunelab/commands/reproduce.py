@@ -22,7 +22,7 @@ from tunelab.terminal import say
 def reproduce(app: AppContext, run_id: int, verify: bool, allow_data_change: bool, quiet: bool,
               as_json: bool) -> None:
     """Re-run RUN_ID from its registry record alone (spec, seed, data) and say whether it reproduced."""
-    done = reproduce_run(app.registry(), run_id, home=app.home, allow_data_change=allow_data_change, verify=verify,
+    done = reproduce_run(app.registry(), run_id, roots=app.roots, allow_data_change=allow_data_change, verify=verify,
                          show_progress=not quiet and not as_json, on_plan=None if as_json else print_differences)
     if as_json:
         print_json(done.to_json())

@@ -17,7 +17,8 @@ from tunelab.show import print_detail
 @click.pass_obj
 def show(app: AppContext, run_id: int, as_json: bool) -> None:
     """Show one run: spec, status, checkpoints, metrics and eval results."""
-    detail = run_detail(app.reader(), run_id)
+    # The run's files as this machine sees them (the registry stores them relative to the artifact root).
+    detail = run_detail(app.reader(), run_id).seen_from(app.roots)
     if as_json:
         print_json(detail.to_json())
     else:

@@ -17,6 +17,7 @@ from tunelab.registry.submissions import from_loaded
 from tunelab.registry.submissions import submit as submit_runs
 from tunelab.runner.devices import make_choice
 from tunelab.runner.execute import execute_run
+from tunelab.runner.slurm.job import current_job
 from tunelab.runner.worker import WorkerOptions, serve, worker_name
 from tunelab.terminal import say
 
@@ -51,9 +52,9 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
            notify_command: str | None) -> None:
     """Claim queued runs and execute them: train, checkpoint, evaluate.
 
-    SIGTERM or Ctrl-C stops cleanly: the current run saves a checkpoint at its next step and
-    goes back to the queue; exit status 0 after SIGTERM, 130 after Ctrl-C. A second signal
-    stops at once (the run is then recovered by --stale-after).
+    SIGTERM, SIGUSR1 (Slurm's warning before a time limit) or Ctrl-C stops cleanly: the current run
+    saves a checkpoint at its next step and goes back to the queue; exit status 0 after SIGTERM or
+    SIGUSR1, 130 after Ctrl-C. A second signal stops at once (the run is then recovered by --stale-after).
     """
     if stale_after <= heartbeat:
         raise click.BadParameter(f"{stale_after:g}s would take live runs for dead ones: it must exceed "
@@ -67,9 +68,11 @@ def worker(app: AppContext, once: bool, until_empty: bool, poll: float, quiet: b
             else None
     except ValueError as exc:
         raise click.BadParameter(str(exc).splitlines()[-1], param_hint="--notify-webhook") from None
+    job = current_job()  # a worker in a Slurm allocation of N tasks takes runs of up to N nodes
     options = WorkerOptions(once=once, until_empty=until_empty, poll_seconds=poll, show_progress=not quiet,
-                            heartbeat_seconds=heartbeat, stale_after=stale_after, devices=devices, notify=notify)
-    summary = serve(app.registry(), home=app.home, options=options, say=say)
+                            heartbeat_seconds=heartbeat, stale_after=stale_after, devices=devices, notify=notify,
+                            max_nodes=job.max_nodes if job else 1)
+    summary = serve(app.registry(), roots=app.roots, options=options, say=say)
     if summary.exit_status:
         raise SystemExit(summary.exit_status)
 
@@ -90,10 +93,11 @@ def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
     registry = app.registry()
     check_reward_runs(registry, loaded)
     # `run` means "run this now": an identical earlier spec still gets a fresh run.
-    (submitted,) = submit_runs(registry, [from_loaded(loaded[0], workdir=str(workdir))], force=True)
+    (submitted,) = submit_runs(registry, [from_loaded(loaded[0], workdir=app.roots.stored_workdir(workdir))],
+                               force=True)
     if not claim_run(registry, submitted.run_id, worker_name()):
         raise click.ClickException(f"run {submitted.run_id} was claimed by another worker")
-    result = execute_run(registry, submitted.run_id, home=app.home, show_progress=not quiet)
+    result = execute_run(registry, submitted.run_id, roots=app.roots, show_progress=not quiet)
     if as_json:
         print_json(asdict(result))
     else:

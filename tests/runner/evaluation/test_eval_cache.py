@@ -15,6 +15,7 @@ import pytest
 import tunelab.runner.evaluation.cache as eval_cache
 from tunelab.experiments.schema import CustomTask, EvalSection
 from tunelab.registry.db import default_url, open_registry
+from tunelab.registry.roots import Roots
 from tunelab.registry.scores import Score
 from tunelab.runner.evaluation.cache import evaluate_cached, model_digest, model_files
 from tunelab.runner.evaluation.harness import EvalOutcome
@@ -486,9 +487,9 @@ def test_a_hub_id_resolves_to_its_cached_snapshot_offline(tiny_model_dir, tmp_pa
 
     environ = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     with pytest.raises(EvalTargetError, match="not in the local cache and hub access is off"):
-        resolve_target(sqlite_registry, "some-org/tiny", home=tmp_path, cwd=tmp_path, environ=environ)
+        resolve_target(sqlite_registry, "some-org/tiny", roots=Roots(tmp_path), cwd=tmp_path, environ=environ)
     fake_hub_model(tmp_path / "hf" / "hub", "some-org/tiny", tiny_model_dir)
-    source = resolve_target(sqlite_registry, "some-org/tiny", home=tmp_path, cwd=tmp_path, environ=environ)
+    source = resolve_target(sqlite_registry, "some-org/tiny", roots=Roots(tmp_path), cwd=tmp_path, environ=environ)
     assert (source.label, source.adapter_dir, source.run_id) == ("some-org/tiny", None, None)
     assert model_digest(source.directories) == model_digest([tiny_model_dir])
 

@@ -11,6 +11,7 @@ import pytest
 from tunelab.experiments.loader import load_spec
 from tunelab.registry.db import open_registry
 from tunelab.registry.queries import run_detail
+from tunelab.registry.roots import Roots
 from tunelab.registry.run_state import claim_run
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.training.distributed import ERROR_FILE, train_distributed
@@ -36,14 +37,16 @@ def _train(home: Path, spec_path: Path, run_id: int, *, pause_when=None):
     registry = open_registry(f"sqlite:///{home / 'registry.db'}")
     assert claim_run(registry, run_id, "test")
     progress = RunProgress(run_id, "t", enabled=False)
-    hooks = registry_hooks(registry, run_id, progress)
+    roots = Roots(home)
+    hooks = registry_hooks(registry, run_id, progress, roots)
     if pause_when is not None:
         import dataclasses
 
         hooks = dataclasses.replace(hooks, should_pause=lambda: pause_when(registry))
     output_dir = home / "runs" / str(run_id)
     outcome = train_distributed(registry, run_id, load_spec(spec_path).spec, workdir=spec_path.parent,
-                                output_dir=output_dir, hooks=hooks, nproc=2, device="cpu", progress=progress)
+                                output_dir=output_dir, roots=roots, hooks=hooks, nproc=2, device="cpu",
+                                progress=progress)
     return registry, outcome, output_dir
 
 

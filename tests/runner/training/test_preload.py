@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from tunelab.registry.roots import Roots
 from tunelab.runner import worker as worker_module
 from tunelab.runner.execute import StopRequest
 from tunelab.runner.worker import work
@@ -54,6 +55,7 @@ import tunelab.runner.execute  # everything a worker imports
 from tunelab.experiments.loader import load_spec
 from tunelab.runner.training.recipes import train
 from tunelab.runner.training.trainer import TrainHooks
+from tunelab.registry.roots import Roots
 
 seen = []
 hooks = TrainHooks(on_metrics=lambda _m: seen.append(sorted(set({NOT_FOR_TRAINING!r}) & set(sys.modules))),
@@ -75,7 +77,7 @@ def _idle_worker(registry, tmp_path, monkeypatch, **options) -> list[str]:
         calls.append("sleep")
         stop.request("test")
 
-    work(registry, home=tmp_path, sleep=sleep, stop=stop, stale_after=None, **options)
+    work(registry, roots=Roots(tmp_path), sleep=sleep, stop=stop, stale_after=None, **options)
     return calls
 
 

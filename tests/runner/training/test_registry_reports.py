@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import event
 from tunelab.experiments.loader import load_spec
 from tunelab.registry.recording import MetricPoint
+from tunelab.registry.roots import Roots
 from tunelab.registry.run_state import claim_next
 from tunelab.registry.submissions import NewExperiment, submit
 from tunelab.runner.training import registry_hooks as hooks_module
@@ -124,10 +125,11 @@ def test_the_error_that_ended_training_is_the_one_raised(registry, monkeypatch):
         raise ValueError("training broke")
 
 
-def test_a_validation_loss_is_written_at_once_with_the_rows_before_it(registry):
+def test_a_validation_loss_is_written_at_once_with_the_rows_before_it(registry, tmp_path):
     """Whatever decides on a validation loss (a search's pruner) reads it back from the registry right away."""
     run_id = _running_run(registry)
-    hooks = registry_hooks(registry, run_id, RunProgress(run_id, "t", enabled=False), report_seconds=NEVER)
+    hooks = registry_hooks(registry, run_id, RunProgress(run_id, "t", enabled=False), Roots(tmp_path),
+                           report_seconds=NEVER)
     hooks.on_metrics({"step": 1, "epoch": 0.1, "loss": 0.9})
     assert _metric_steps(registry, run_id) == []  # a training step's row waits
     hooks.on_metrics({"step": 2, "epoch": 0.2, "loss": 0.8})
@@ -153,7 +155,8 @@ def test_logged_steps_cost_no_commit_of_their_own(registry, tmp_path, tiny_model
     commits = {}
     for steps in (6, 24):
         run_id = _running_run(registry, f"steps-{steps}")
-        hooks = registry_hooks(registry, run_id, RunProgress(run_id, "t", enabled=False), report_seconds=NEVER)
+        hooks = registry_hooks(registry, run_id, RunProgress(run_id, "t", enabled=False), Roots(tmp_path),
+                           report_seconds=NEVER)
         counter = Commits(registry.engine)
         train(_spec(tmp_path, tiny_model_dir, steps=steps, save_every=steps + 1), workdir=tmp_path,
               output_dir=tmp_path / f"run-{steps}", hooks=hooks, device="cpu")
@@ -169,7 +172,8 @@ def test_logged_steps_cost_no_commit_of_their_own(registry, tmp_path, tiny_model
 def test_every_row_up_to_a_checkpoint_is_recorded_before_the_checkpoint_is_written(registry, tmp_path,
                                                                                   tiny_model_dir):
     run_id = _running_run(registry)
-    hooks = registry_hooks(registry, run_id, RunProgress(run_id, "t", enabled=False), report_seconds=NEVER)
+    hooks = registry_hooks(registry, run_id, RunProgress(run_id, "t", enabled=False), Roots(tmp_path),
+                           report_seconds=NEVER)
     checkpoints = tmp_path / "run" / "checkpoints"
     flushes: list[tuple[list[int], list[int]]] = []  # (rows recorded, checkpoints on disk) after each flush
     recorded: list[tuple[int, list[int]]] = []  # (checkpoint, rows recorded) as each checkpoint is recorded
