@@ -15,7 +15,7 @@ from typing import Any
 from sqlmodel import select
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
-from tunelab.registry.models import EvalCacheEntry, EvalResult, Experiment, FileDigest, Run
+from tunelab.registry.models import EvalCacheEntry, EvalResult, Experiment, FileDigest, GenerationCacheEntry, Run
 from tunelab.registry.run_records import (  # noqa: F401  (re-exported: the read path's records and reads)
     MemberScore,
     RunDetail,
@@ -96,6 +96,13 @@ def cached_evaluations(registry: Registry, keys: list[str]) -> dict[str, dict[st
     with registry.session() as session:
         rows = session.exec(select(EvalCacheEntry).where(EvalCacheEntry.key.in_(keys))).all()
     return {row.key: json.loads(row.payload_json) for row in rows}
+
+
+def cached_generation(registry: Registry, key: str) -> list[str] | None:
+    """The outputs stored under a generation-cache key (runner/evaluation/samples.py), or None."""
+    with registry.session() as session:
+        row = session.exec(select(GenerationCacheEntry).where(GenerationCacheEntry.key == key)).first()
+    return None if row is None else json.loads(row.payload_json)
 
 
 def known_file_digest(registry: Registry, path: str, size: int, mtime_ns: int) -> str | None:

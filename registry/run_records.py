@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from tunelab.registry.errors import NotFound
 from tunelab.registry.reader import Rows
+from tunelab.registry.samples import SAMPLE_COLUMNS, SamplePair, pair_rows
 from tunelab.registry.scores import ROW_COLUMNS, Score, from_columns, p_value_as_read, select_list
 from tunelab.registry.scores import to_json as score_json
 
@@ -61,6 +62,8 @@ class RunDetail:
     data_stats: dict[str, Any] | None = None
     # Training's latest figures (step, total, loss, tokens_per_second, eta_seconds); None before training.
     progress: dict[str, Any] | None = None
+    # [eval.samples]: each prompt with what the base and the fine-tuned model wrote (registry/samples.py).
+    samples: list[SamplePair] = field(default_factory=list)
 
     @property
     def validation_loss(self) -> float | None:
@@ -326,6 +329,12 @@ def _details_of(source: Rows, ids: list[int], fingerprints: dict[str, dict],
             f"WHERE {condition} ORDER BY id", params):
         details[run_id].metrics.append({"step": step, "epoch": epoch, "loss": loss, "learning_rate": learning_rate,
                                         "grad_norm": grad_norm, "eval_loss": eval_loss})
+    sample_rows: dict[int, list[Sequence[Any]]] = {}
+    for row in source.rows(f"SELECT run_id, {SAMPLE_COLUMNS} FROM generatedsample WHERE {condition} "
+                           "ORDER BY run_id, id", params):
+        sample_rows.setdefault(row[0], []).append(row[1:])
+    for run_id, rows in sample_rows.items():
+        details[run_id].samples = pair_rows(rows)
     members = "" if group_members else " AND task_group IS NULL"
     p_values = _p_values(source, ids)
     for row in source.rows(f"SELECT {_SCORE_COLUMNS} FROM evalresult WHERE {condition}{members} ORDER BY id", params):

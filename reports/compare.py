@@ -1,4 +1,5 @@
-"""Compare two runs: the spec keys that differ, score deltas with significance, loss curves, flipped items."""
+"""Compare two runs: the spec keys that differ, score deltas with significance, loss curves, flipped items, and
+what each wrote for the same prompts."""
 
 from __future__ import annotations
 
@@ -50,6 +51,28 @@ class ScoreDelta:
 
 
 @dataclass
+class SampleRow:
+    """One prompt of [eval.samples] and what each compared run's fine-tuned model wrote (None: not asked)."""
+
+    prompt: str
+    reference: str | None
+    base: str | None  # the base model's output, from the first run that has one
+    outputs: list[str | None]  # one per run, in the comparison's order
+
+
+def side_by_side(details: list[RunDetail]) -> list[SampleRow]:
+    """The runs' samples matched by prompt text, in the order the prompts first appear (first run first)."""
+    rows: dict[str, SampleRow] = {}
+    for index, detail in enumerate(details):
+        for pair in detail.samples:
+            row = rows.setdefault(pair.prompt, SampleRow(pair.prompt, pair.reference, None, [None] * len(details)))
+            row.outputs[index] = pair.finetuned
+            row.base = row.base if row.base is not None else pair.base
+            row.reference = row.reference if row.reference is not None else pair.reference
+    return list(rows.values())
+
+
+@dataclass
 class Comparison:
     a_id: int
     b_id: int
@@ -61,6 +84,7 @@ class Comparison:
     # MMLU subjects, A against B, worst change first (B - A): what B lost relative to A.
     subjects: list[SubjectDelta] = field(default_factory=list)
     significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
+    samples: list[SampleRow] = field(default_factory=list)  # outputs: [A's, B's]
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -146,4 +170,4 @@ def build_comparison(registry: Registry, a_id: int, b_id: int) -> Comparison:
     subjects_a, subjects_b = group_scores(a.scores, "finetuned"), group_scores(b.scores, "finetuned")
     subjects = subject_deltas(subjects_a, subjects_b) if subjects_a and subjects_b else []
     return Comparison(a_id, b_id, a.summary.name, b.summary.name, spec_differences(a.spec, b.spec), scores,
-                      {"loss": loss} if loss is not None else {}, subjects)
+                      {"loss": loss} if loss is not None else {}, subjects, samples=side_by_side([a, b]))

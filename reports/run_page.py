@@ -11,6 +11,7 @@ from tunelab.experiments.toml_text import spec_toml
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
 from tunelab.registry.queries import MemberScore, RunDetail, member_scores, run_details
+from tunelab.registry.samples import SamplePair
 from tunelab.registry.scores import Score, headline_rows
 from tunelab.reports.charts import Chart, Series, bar_spec, line_spec
 from tunelab.reports.data_stats import DataSourceLine, data_source_lines, overlength_note
@@ -75,6 +76,14 @@ class RunPage:
     data_sources: list[DataSourceLine] = field(default_factory=list)
     data_note: str | None = None  # why over-length rows were dropped, where that needs saying
     significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
+    # [eval.samples]: prompt, reference, base and fine-tuned output side by side (escaped by the template).
+    samples: list[SamplePair] = field(default_factory=list)
+
+    @property
+    def samples_settings(self) -> str:
+        """The generation settings the samples were written with, as `key = value` pairs."""
+        settings = self.samples[0].settings if self.samples else {}
+        return ", ".join(f"{key} = {json.dumps(value)}" for key, value in sorted(settings.items()))
 
     @property
     def any_p_value(self) -> bool:
@@ -167,6 +176,7 @@ def _page(detail: RunDetail, members: Members) -> RunPage:
         forgetting=subject_deltas(base_subjects, group_scores(members, "finetuned")) if base_subjects else [],
         data_sources=data_source_lines(detail.data_stats),
         data_note=overlength_note(detail.data_stats, detail.spec.get("data", {})),
+        samples=detail.samples,
     )
 
 

@@ -22,23 +22,33 @@ import json
 import logging
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tunelab.experiments.benchmarks import leaderboard_average
 from tunelab.experiments.schema import NotifySection, Spec, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import experiment_for_run, find_base_scores
-from tunelab.registry.recording import forget_scores, record_scores, update_run
+from tunelab.registry.recording import forget_samples, forget_scores, record_samples, record_scores, update_run
 from tunelab.registry.run_records import headline_values
 from tunelab.registry.run_state import beat, prune, requeue_interrupted, retry_or_fail, succeed
 from tunelab.registry.run_status import RunStatus
 from tunelab.registry.search_records import SearchRecord
+from tunelab.runner.data.prompts import SamplePrompt
 from tunelab.runner.devices import check_run_gpus, cuda_device_count
 from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunCancelled, RunFailed, retryable
 from tunelab.runner.evaluation.cache import evaluate_cached, lm_eval_version
+from tunelab.runner.evaluation.samples import (
+    GenerationStopped,
+    as_texts,
+    generate_cached,
+    recorded_settings,
+    sample_prompts,
+    seed_of,
+)
 from tunelab.runner.evaluation.targets import base_model_digest, settings_key, trained_model_digest
 from tunelab.runner.lineage import resolve_start
 from tunelab.runner.notify import Event, notify, targets_of
@@ -168,26 +178,54 @@ def eval_key(spec: Spec, lm_eval_version: str) -> str:
 
 
 def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path,
-                   progress: RunProgress) -> None:
+                   progress: RunProgress, prompts: list[SamplePrompt] | None, heart: _Heartbeat) -> None:
     key = eval_key(spec, lm_eval_version())
     digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
+    load = _base_loader(spec, workdir)
     # With the weights' content hash the eval cache answers (it also sees edited task files and data);
     # without one, an earlier identical evaluation of the same base name is the best there is.
     cached = find_base_scores(registry, spec.model.base, key) if digest is None else None
     if cached:
         progress.note(f"base model {spec.model.base}: scores reused from an identical earlier evaluation")
         record_scores(registry, run_id, cached)
-        return
+    else:
+        outcome = evaluate_cached(registry, load, digest, spec.eval,
+                                  workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
+                                  dtype=spec.model.dtype, progress=progress.note)
+        record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base,
+                                                            eval_key=key))
+    if prompts:
+        _write_samples(registry, run_id, "base", spec, prompts, load, digest, progress, heart)
 
-    def load():  # only when some benchmark is not in the cache
-        model_path = resolve_model_path(spec.model.base, workdir)
-        model = load_model(model_path, spec.model.dtype, spec.model.revision)
-        return model.eval(), load_tokenizer(model_path, spec.model.revision)
 
-    outcome = evaluate_cached(registry, load, digest, spec.eval,
-                              workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
-                              dtype=spec.model.dtype, progress=progress.note)
-    record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base, eval_key=key))
+def _base_loader(spec: Spec, workdir: Path) -> Callable[[], tuple[Any, Any]]:
+    """Loads the base model and tokenizer on the first call only (benchmarks and samples may both need it)."""
+    loaded: list[tuple[Any, Any]] = []
+
+    def load() -> tuple[Any, Any]:
+        if not loaded:
+            model_path = resolve_model_path(spec.model.base, workdir)
+            model = load_model(model_path, spec.model.dtype, spec.model.revision)
+            loaded.append((model.eval(), load_tokenizer(model_path, spec.model.revision)))
+        return loaded[0]
+
+    return load
+
+
+def _write_samples(registry: Registry, run_id: int, model_kind: str, spec: Spec, prompts: list[SamplePrompt],
+                   load: Callable[[], tuple[Any, Any]], digest: str | None, progress: RunProgress,
+                   heart: _Heartbeat) -> None:
+    """[eval.samples]: what one of the run's models writes for its prompts (from the cache where it can)."""
+    label = "fine-tuned model" if model_kind == "finetuned" else f"base model {spec.model.base}"
+    try:
+        generated = generate_cached(registry, load, digest, prompts, spec.eval.samples, seed=seed_of(spec),
+                                    dtype=spec.model.dtype, should_stop=heart.should_stop, progress=progress.note,
+                                    label=label)
+    except GenerationStopped:
+        _check_still_ours(heart)  # cancelled or lost: say which
+        raise
+    record_samples(registry, run_id, model_kind, as_texts(prompts, generated.outputs),
+                   settings=recorded_settings(spec), model_digest=digest)
 
 
 def _make_output_dir(output_dir: Path) -> None:
@@ -319,6 +357,7 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     # A run:ID base becomes that run's final weights (an adapter merged into its base) from here on.
     spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
     forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
+    forget_samples(registry, run_id)
     try:
         outcome = _train(registry, run_id, spec, workdir, output_dir,
                          _training_hooks(registry, run_id, spec, progress, heart, stop), progress)
@@ -346,7 +385,15 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
                              dtype=spec.model.dtype, progress=progress.note)
     record_scores(registry, run_id, result.recorded_as(model_kind="finetuned", model_name=f"run:{run_id}",
                                                        eval_key=key))
+    prompts = sample_prompts(spec, outcome.tokenizer, workdir) if spec.eval.samples is not None else None
+    if prompts:
+        _write_samples(registry, run_id, "finetuned", spec, prompts,
+                       lambda m=outcome.model, t=outcome.tokenizer: (m, t), digest, progress, heart)
     del outcome
     _check_still_ours(heart)
     if spec.eval.baseline:
-        _evaluate_base(registry, run_id, spec, workdir, output_dir, progress)
+        _evaluate_base(registry, run_id, spec, workdir, output_dir, progress, prompts, heart)
+    elif prompts:  # no base scores asked for, but samples are side by side with the base's
+        _write_samples(registry, run_id, "base", spec, prompts, _base_loader(spec, workdir),
+                       base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision),
+                       progress, heart)

@@ -136,6 +136,7 @@ def settings_key(settings: EvalSection, *, dtype: str, seed: int, lm_eval_versio
     """What makes two evaluations of one model interchangeable (the worker's and `tunelab eval`'s alike)."""
     values = settings.model_dump(mode="json")
     values.pop("baseline", None)
+    values.pop("samples", None)  # generations, not scores: the samples' own cache key covers them
     payload = {"eval": values, "dtype": dtype, "lm_eval": lm_eval_version, "seed": seed}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 

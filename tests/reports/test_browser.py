@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
+from tunelab.registry.recording import MetricPoint, record_metrics, record_samples, record_scores
+from tunelab.registry.samples import GeneratedText
 from tunelab.reports.compare import build_comparison
-from tunelab.reports.render import render_comparison, write_report
+from tunelab.reports.render import render_comparison, render_run_page, write_report
+from tunelab.reports.run_page import build_run_page
 
 from tests.helpers import EVIL, finished_run, scores, subject_scores
 
@@ -268,3 +270,27 @@ def test_a_report_link_opens_the_run_page_whatever_the_report_is_called(page, re
     page.click("text=leaderboard")  # and back
     page.wait_for_load_state()
     assert page.locator("#leaderboard").count() == 1
+
+
+def test_samples_that_hold_tags_and_script_ends_show_as_text_on_run_and_compare_pages(page, registry, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        run = finished_run(registry, name)
+        record_metrics(registry, run, [MetricPoint(step=s, loss=1.0 / s) for s in range(1, 6)])
+        for kind in ("finetuned", "base"):
+            record_samples(registry, run, kind, [GeneratedText(0, f"{EVIL} {SCRIPT_BREAKER}", EVIL,
+                                                               f"{kind} {name} {SCRIPT_BREAKER} {EVIL}")],
+                           settings={"max_new_tokens": 8})
+        runs.append(run)
+    pages = {"run": render_run_page(build_run_page(registry, runs[0])),
+             "compare": render_comparison(build_comparison(registry, *runs))}
+    for kind, html in pages.items():
+        out = tmp_path / f"{kind}.html"
+        out.write_text(html, encoding="utf-8")
+        page.goto(out.as_uri())
+        cells = page.eval_on_selector_all("#samples tbody td", "cells => cells.map(c => c.innerText)")
+        assert f"{EVIL} {SCRIPT_BREAKER}" in cells and f"finetuned a {SCRIPT_BREAKER} {EVIL}" in cells
+        assert page.locator("img").count() == 0
+        assert page.locator("script").count() == 3  # the chart data, uPlot and charts.js: nothing injected
+        assert page.evaluate("() => Object.keys(window.tunelabCharts)") == ["loss"]
+    # The page fixture fails the test on any dialog or script error.
