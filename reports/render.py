@@ -16,7 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 from tunelab.registry.db import Registry
 from tunelab.reports.charts import chart_assets, chart_payloads
-from tunelab.reports.compare import Comparison
+from tunelab.reports.compare import Comparison, ManyComparison
 from tunelab.reports.files import check_writable, relative_href, write_atomically
 from tunelab.reports.leaderboard import Leaderboard, build_leaderboard
 from tunelab.reports.run_page import RunPage, build_run_pages
@@ -69,6 +69,10 @@ def render_search_page(page: SearchPage, *, back_href: str | None = None) -> str
 
 def render_comparison(comparison: Comparison) -> str:
     return environment().get_template("compare.html.j2").render(c=comparison)
+
+
+def render_many_comparison(comparison: ManyComparison) -> str:
+    return environment().get_template("compare_many.html.j2").render(c=comparison)
 
 
 def write_leaderboard(board: Leaderboard, path: Path) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from tunelab.registry.recording import MetricPoint, record_metrics, record_samples, record_scores
 from tunelab.registry.samples import GeneratedText
-from tunelab.reports.compare import build_comparison
-from tunelab.reports.render import render_comparison, render_run_page, write_report
+from tunelab.reports.compare import build_comparison, build_many_comparison
+from tunelab.reports.render import render_comparison, render_many_comparison, render_run_page, write_report
 from tunelab.reports.run_page import build_run_page
 
 from tests.helpers import EVIL, finished_run, scores, subject_scores
@@ -294,3 +294,19 @@ def test_samples_that_hold_tags_and_script_ends_show_as_text_on_run_and_compare_
         assert page.locator("script").count() == 3  # the chart data, uPlot and charts.js: nothing injected
         assert page.evaluate("() => Object.keys(window.tunelabCharts)") == ["loss"]
     # The page fixture fails the test on any dialog or script error.
+
+
+def test_the_comparison_of_three_runs_draws_their_loss_curves_overlaid(page, registry, tmp_path):
+    runs = []
+    for index, name in enumerate(("one", "two", EVIL)):
+        run = finished_run(registry, name)
+        record_metrics(registry, run, [MetricPoint(step=s, loss=(index + 1) / s) for s in range(1, 8)])
+        runs.append(run)
+    out = tmp_path / "compare.html"
+    out.write_text(render_many_comparison(build_many_comparison(registry, runs)), encoding="utf-8")
+    page.goto(out.as_uri())
+    assert EVIL in page.inner_text("#compare-title")
+    assert list(legend(page, "loss")) == ["step", *(f"#{run} {name}" for run, name in zip(runs, ("one", "two", EVIL),
+                                                                                           strict=True))]
+    assert page.evaluate("() => window.tunelabCharts.loss.data.slice(1).map(s => s.length)") == [7, 7, 7]
+    assert colored_pixels(page, "loss", TRAINING_LOSS_RGB) > 100
