@@ -401,3 +401,30 @@ def training_gpus(source: Rows, run_ids: Sequence[int]) -> dict[int, int]:
             if used:
                 found[run_id] = used
     return found
+
+
+class RunGroup(NamedTuple):
+    """The sweep or search a run's experiment came from: reports gather its points under it."""
+
+    key: str  # "sweep-3" | "search-2": unique in a registry
+    kind: str  # "sweep" | "search"
+    group_id: int
+    name: str
+
+
+def run_groups(source: Rows, run_ids: Sequence[int]) -> dict[int, RunGroup]:
+    """The group of each run that is a sweep point or a search trial, by run id; other runs are left out."""
+    found: dict[int, RunGroup] = {}
+    for chunk in _chunks(sorted(set(run_ids))):
+        condition, params = _in("run.id", chunk)
+        for run_id, sweep_id, sweep_name, search_id, search_name in source.rows(
+                "SELECT run.id, sweep.id, sweep.name, search.id, search.name FROM run "
+                "JOIN experiment ON experiment.id = run.experiment_id "
+                "LEFT JOIN sweep ON sweep.id = experiment.sweep_id "
+                "LEFT JOIN searchtrial ON searchtrial.experiment_id = experiment.id "
+                f"LEFT JOIN search ON search.id = searchtrial.search_id WHERE {condition}", params):
+            if search_id is not None:
+                found[run_id] = RunGroup(f"search-{search_id}", "search", search_id, search_name)
+            elif sweep_id is not None:
+                found[run_id] = RunGroup(f"sweep-{sweep_id}", "sweep", sweep_id, sweep_name)
+    return found

@@ -14,7 +14,7 @@ from tunelab.reports.compare import build_comparison, build_many_comparison
 from tunelab.reports.render import render_comparison, render_many_comparison, render_run_page, write_report
 from tunelab.reports.run_page import build_run_page
 
-from tests.helpers import EVIL, finished_run, scores, subject_scores
+from tests.helpers import EVIL, finished_run, scores, subject_scores, sweep_runs
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -310,3 +310,50 @@ def test_the_comparison_of_three_runs_draws_their_loss_curves_overlaid(page, reg
                                                                                            strict=True))]
     assert page.evaluate("() => window.tunelabCharts.loss.data.slice(1).map(s => s.length)") == [7, 7, 7]
     assert colored_pixels(page, "loss", TRAINING_LOSS_RGB) > 100
+
+
+def visible_rows(page) -> list[str]:
+    """The leaderboard body's shown rows: a group's head by its group, any other row by its model cell."""
+    return page.eval_on_selector_all(
+        "#leaderboard tbody tr",
+        "rows => rows.filter(r => r.style.display !== 'none').map(r => r.classList.contains('group-head') ?"
+        " 'group:' + r.dataset.group : r.cells[0].innerText.split(' #')[0])")
+
+
+def test_a_sweep_collapses_under_its_best_point_and_columns_can_be_hidden(browser, registry, tmp_path):
+    plain = finished_run(registry, "plain")
+    record_scores(registry, plain, scores("finetuned", f"run:{plain}", {"arc_challenge": 0.45}))
+    sweep = sweep_runs(registry, "lr", {1e-4: 0.30, 1e-3: 0.50, 1e-2: 0.40})
+    out = tmp_path / "leaderboard.html"
+    write_report(registry, out, title="t", jobs=1)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(out.as_uri())
+    group = page.get_attribute("tr.group-head", "data-group")
+    assert visible_rows(page) == [f"group:{group}", "plain", "tiny"]  # collapsed: the best point stands for it
+    assert "best: lr/lr=0.001" in page.inner_text("tr.group-head")
+
+    page.click("tr.group-head button.toggle")
+    assert visible_rows(page) == [f"group:{group}", "lr/lr=0.001", "lr/lr=0.01", "lr/lr=0.0001", "plain", "tiny"]
+    page.click("th[data-key='arc_challenge']")  # ascending now: units move whole, points sorted within
+    page.click("th[data-key='arc_challenge']")
+    assert visible_rows(page) == ["tiny", "plain", f"group:{group}", "lr/lr=0.0001", "lr/lr=0.01", "lr/lr=0.001"]
+    page.fill("#filter", "lr=0.01")
+    assert visible_rows(page) == [f"group:{group}", "lr/lr=0.01"]
+    page.fill("#filter", "")
+    page.click("tr.group-head button.toggle")
+    assert visible_rows(page) == ["tiny", "plain", f"group:{group}"]
+    assert len(sweep) == 3 and page.evaluate("() => document.documentElement.scrollWidth") <= 1400
+
+    page.click("#column-picker summary")
+    page.uncheck("#column-choices input[data-col='final_loss']")
+    assert not page.is_visible("th[data-col='final_loss']")
+    page.reload()  # remembered in this browser
+    assert not page.is_visible("th[data-col='final_loss']") and page.is_visible("th[data-col='val_loss']")
+    widths = page.eval_on_selector_all("#leaderboard tbody tr.group-head td",
+                                       "cells => cells.filter(c => c.style.display !== 'none').length")
+    assert widths == len(page.eval_on_selector_all("#leaderboard th", "t => t.filter(c => c.style.display !== 'none')"))
+    page.click("#column-picker summary")
+    page.check("#column-choices input[data-col='final_loss']")
+    page.reload()
+    assert page.is_visible("th[data-col='final_loss']")
+    page.close()
