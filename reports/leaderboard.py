@@ -131,7 +131,6 @@ class RowGroup:
 
     group: RunGroup
     rows: list[Row]  # in the leaderboard's order, best first
-    href: str | None = None  # the group's page, when the report has one
 
     @property
     def best(self) -> Row:
@@ -178,6 +177,12 @@ class Leaderboard:
     significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
     comparisons: int = 0  # tested deltas in the report: the Holm–Bonferroni correction's family
     searches: list[tuple[str, str]] = field(default_factory=list)  # (label, href) of each search page
+    sweeps: list[tuple[str, str]] = field(default_factory=list)  # (label, href) of each sweep page
+
+    def group_href(self, group: RunGroup) -> str | None:
+        """The page of a sweep or search, when the report has one."""
+        pages = self.sweeps if group.kind == "sweep" else self.searches
+        return next((href for label, href in pages if label.startswith(f"#{group.group_id} ")), None)
 
     @property
     def units(self) -> list[Row | RowGroup]:

@@ -357,3 +357,21 @@ def test_a_sweep_collapses_under_its_best_point_and_columns_can_be_hidden(browse
     page.reload()
     assert page.is_visible("th[data-col='final_loss']")
     page.close()
+
+
+def test_the_sweep_page_draws_a_scatter_per_parameter_and_every_points_loss(page, registry, tmp_path):
+    runs = sweep_runs(registry, "lr", {1e-4: 0.30, 1e-3: 0.50, 1e-2: 0.40})
+    out = tmp_path / "lb.html"
+    write_report(registry, out, title="t", jobs=1)
+    page.goto(out.as_uri())
+    page.click("tr.group-head .group-label a")
+    assert "/lb_runs/sweep-" in page.url
+    drawn = page.evaluate("() => Object.fromEntries(Object.entries(window.tunelabCharts).map("
+                          "([name, plot]) => [name, plot.data.slice(1).map(s => s.filter(v => v != null).length)]))")
+    assert drawn == {"param-0": [3], "loss": [8, 8, 8]}
+    assert colored_pixels(page, "param-0", TRAINING_LOSS_RGB) > 30  # the three points are on the canvas
+    assert colored_pixels(page, "loss", VALIDATION_LOSS_RGB) > 50  # and the second point's curve
+    hover(page, "param-0", 0.5, 0.5)  # the cursor on the middle point names its run
+    assert "lr/lr=0.001" in legend(page, "param-0")["train.learning_rate"]
+    page.click(f"a[href='run-{runs[1]}.html']")
+    assert page.url.endswith(f"run-{runs[1]}.html")
