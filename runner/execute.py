@@ -212,6 +212,14 @@ def _base_loader(spec: Spec, workdir: Path) -> Callable[[], tuple[Any, Any]]:
     return load
 
 
+def _check_sample_prompts(spec: Spec, workdir: Path) -> None:
+    """A prompts file that is missing or has a bad row fails the run before training, not after it."""
+    samples = spec.eval.samples
+    if samples is not None and samples.prompts is not None:
+        sample_prompts(spec, load_tokenizer(resolve_model_path(spec.model.base, workdir), spec.model.revision),
+                       workdir)
+
+
 def _write_samples(registry: Registry, run_id: int, model_kind: str, spec: Spec, prompts: list[SamplePrompt],
                    load: Callable[[], tuple[Any, Any]], digest: str | None, progress: RunProgress,
                    heart: _Heartbeat) -> None:
@@ -358,6 +366,7 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
     forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
     forget_samples(registry, run_id)
+    _check_sample_prompts(spec, workdir)
     try:
         outcome = _train(registry, run_id, spec, workdir, output_dir,
                          _training_hooks(registry, run_id, spec, progress, heart, stop), progress)

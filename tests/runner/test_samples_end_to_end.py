@@ -70,3 +70,16 @@ def test_the_run_page_shows_the_samples(worked, tmp_path):
     page = next((tmp_path / "lb_runs").glob(f"run-{first}*.html")).read_text(encoding="utf-8")
     assert 'id="samples"' in page and "Branpastead" in page
     assert EVIL not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_a_bad_prompts_file_fails_the_run_before_training(tmp_path, tiny_model_dir):
+    home = tmp_path / "home"
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "fine"}, {"question": "no prompt here"}])
+    spec = write_spec(tmp_path / "bad.toml", name="bad-prompts", model_dir=tiny_model_dir, tasks=(), custom=False,
+                      baseline=False, extra=f'[eval.samples]\nprompts = "{tmp_path / "prompts.jsonl"}"\n')
+    (submitted,) = invoke_json(home, "submit", str(spec))
+    invoke(home, "worker", "--until-empty", "--quiet")
+    detail = invoke_json(home, "show", str(submitted["run_id"]))
+    assert detail["summary"]["status"] == "failed"
+    assert "prompts.jsonl:2: a prompt row needs" in detail["summary"]["error"]
+    assert detail["metrics"] == [] and detail["checkpoints"] == []  # nothing trained
