@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tunelab.experiments.benchmarks import leaderboard_average
 from tunelab.experiments.sweep import format_value
@@ -51,6 +52,26 @@ class SweepPage:
         return (max if self.maximize else min)(scored, key=lambda p: p.objective)
 
 
+def parameter_charts(keys: list[str], points: list[tuple[dict[str, Any], float | None, str]],
+                     objective: str) -> dict[str, Chart]:
+    """A scatter per parameter, "param-0", "param-1", ... in the order of `keys`: each point's value of it against
+    its objective. `points` are (parameters, objective, name); a point without an objective is left out."""
+    charts: dict[str, Chart] = {}
+    for index, key in enumerate(keys):
+        placed = [(params[key], value, name) for params, value, name in points if value is not None and key in params]
+        if placed:
+            charts[f"param-{index}"] = ScatterChart(
+                tuple(p[0] for p in placed), tuple(p[1] for p in placed), tuple(p[2] for p in placed),
+                title=f"{objective} by {key}", xlabel=key, ylabel=objective)
+    return charts
+
+
+def loss_overlay(runs: list[tuple[RunDetail, str]]) -> Chart | None:
+    """Every run's training loss on one chart, each labelled; None when none has trained."""
+    return line_spec([loss_series(detail, label) for detail, label in runs], title="Training loss of every point",
+                     xlabel="step", ylabel="loss")
+
+
 def _objectives(details: dict[int, RunDetail]) -> tuple[str, bool, dict[int, float | None]]:
     """The objective the points are compared by (its name, whether higher is better) and each run's value."""
     averages = {run_id: leaderboard_average({task: row.value for task, row in
@@ -73,17 +94,10 @@ def build_sweep_page(registry: Registry, record: SweepRecord,
                         run_href(p.run_id) if run_href and p.run_id is not None else None, p.status,
                         values.get(p.run_id) if p.run_id is not None else None)
               for p in record.points]
-    charts: dict[str, Chart] = {}
     keys = record.keys
-    scored = [(p, point) for p, point in zip(record.points, points, strict=True) if point.objective is not None]
-    for index, key in enumerate(keys):
-        placed = [(p.params[key], point) for p, point in scored if key in p.params]
-        if placed:
-            charts[f"param-{index}"] = ScatterChart(
-                tuple(value for value, _ in placed), tuple(point.objective for _, point in placed),
-                tuple(point.name for _, point in placed), title=f"{objective} by {key}", xlabel=key, ylabel=objective)
-    loss = line_spec([loss_series(details[p.run_id], f"#{p.run_id} {p.name}") for p in record.points
-                      if p.run_id in details], title="Training loss of every point", xlabel="step", ylabel="loss")
+    charts = parameter_charts(keys, [(p.params, point.objective, point.name)
+                                     for p, point in zip(record.points, points, strict=True)], objective)
+    loss = loss_overlay([(details[p.run_id], f"#{p.run_id} {p.name}") for p in record.points if p.run_id in details])
     if loss is not None:
         charts["loss"] = loss
     return SweepPage(record.sweep_id, record.name, objective, maximize, keys, points, charts)
