@@ -365,7 +365,8 @@ def test_the_sweep_page_draws_a_scatter_per_parameter_and_every_points_loss(page
     write_report(registry, out, title="t", jobs=1)
     page.goto(out.as_uri())
     page.click("tr.group-head .group-label a")
-    assert "/lb_runs/sweep-" in page.url
+    page.wait_for_url("**/lb_runs/sweep-*.html")
+    page.wait_for_function("() => window.tunelabCharts && window.tunelabCharts.loss")
     drawn = page.evaluate("() => Object.fromEntries(Object.entries(window.tunelabCharts).map("
                           "([name, plot]) => [name, plot.data.slice(1).map(s => s.filter(v => v != null).length)]))")
     assert drawn == {"param-0": [3], "loss": [8, 8, 8]}
@@ -374,4 +375,4 @@ def test_the_sweep_page_draws_a_scatter_per_parameter_and_every_points_loss(page
     hover(page, "param-0", 0.5, 0.5)  # the cursor on the middle point names its run
     assert "lr/lr=0.001" in legend(page, "param-0")["train.learning_rate"]
     page.click(f"a[href='run-{runs[1]}.html']")
-    assert page.url.endswith(f"run-{runs[1]}.html")
+    page.wait_for_url(f"**/run-{runs[1]}.html")
