@@ -71,3 +71,11 @@ def test_show_json_has_the_samples(registry):
         {"position": 1, "prompt": f"Say {EVIL}", "reference": None, "base": "meh", "finetuned": "fine",
          "settings": SETTINGS},
     ]
+
+
+def test_show_says_how_many_prompts_were_answered(registry):
+    run = with_samples(registry, "counted", ["Paris", "fine"], base=["Lyon", "meh"])
+    out = CliRunner().invoke(cli, ["--db", registry.url, "show", str(run)])
+    assert out.exit_code == 0, out.output
+    assert "samples: 2 prompts answered by the base and the fine-tuned model" in out.output
+    assert EVIL not in out.output  # the text itself is for --json and the page
