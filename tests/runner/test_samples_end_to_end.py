@@ -83,3 +83,18 @@ def test_a_bad_prompts_file_fails_the_run_before_training(tmp_path, tiny_model_d
     assert detail["summary"]["status"] == "failed"
     assert "prompts.jsonl:2: a prompt row needs" in detail["summary"]["error"]
     assert detail["metrics"] == [] and detail["checkpoints"] == []  # nothing trained
+
+
+def test_a_fraction_of_the_validation_set_is_prompted_with_its_responses_as_references(tmp_path, tiny_model_dir):
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path / "val.toml", name="val-samples", model_dir=tiny_model_dir, tasks=(),
+                      baseline=False, extra="[eval.samples]\nvalidation = 0.5\nmax_new_tokens = 4\n")
+    spec.write_text(spec.read_text().replace("max_seq_len = 96", "max_seq_len = 96\nvalidation = 0.1"))
+    (submitted,) = invoke_json(home, "submit", str(spec))
+    invoke(home, "worker", "--until-empty", "--quiet")
+    detail = invoke_json(home, "show", str(submitted["run_id"]))
+    assert detail["summary"]["status"] == "succeeded", detail["summary"]["error"]
+    samples = detail["samples"]
+    assert samples and all(s["reference"] and s["base"] is not None and s["finetuned"] is not None for s in samples)
+    assert all(s["reference"] not in s["prompt"] for s in samples)  # the response is the reference, not the prompt
+    assert all(s["settings"]["validation"] == 0.5 and s["settings"]["seed"] == 7 for s in samples)
