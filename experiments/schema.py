@@ -423,6 +423,41 @@ _ShotsTask = Annotated[str, AfterValidator(_shots_task_is_known)]
 _Shots = Annotated[int, Field(ge=0, le=MAX_SHOTS)]
 
 
+class SamplesSection(_Section):
+    """[eval.samples]: prompts the fine-tuned model and its base both answer after training, kept side by side."""
+
+    prompts: str | None = Field(
+        None, min_length=1, description="JSONL of prompts, relative to the directory submit ran in: rows of "
+        "`prompt` (text used as written) and an optional `reference`, or rows in the [data] format (instruction "
+        "with optional input, or messages), rendered with [data] template as training renders them; their output "
+        "(or last assistant message) is the reference.")
+    validation: float | None = Field(
+        None, gt=0, le=1, description="Instead of prompts: this fraction of the validation examples ([data] "
+        "validation), drawn with the seed; the prompt is what precedes the response, the response the reference.")
+    limit: int = Field(0, ge=0, description="At most this many prompts (the first ones); 0 = all.")
+    max_new_tokens: int = Field(64, gt=0, le=8192, description="Tokens generated at most per prompt.")
+    do_sample: bool = Field(False, description="Sample instead of greedy decoding (the default).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature (do_sample = true only).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass (do_sample = true only).")
+    top_k: int = Field(0, ge=0, description="Sample among the k likeliest tokens; 0 = all (do_sample = true only).")
+    repetition_penalty: float = Field(1.0, gt=0, description="transformers' repetition penalty; 1.0 = none.")
+    seed: int | None = Field(None, description="Seed of the draw from the validation set and of sampling; "
+                             "unset = [experiment] seed.")
+    batch_size: int = Field(8, gt=0, description="Prompts generated together (left-padded); part of the cache key.")
+
+    @model_validator(mode="after")
+    def _one_source_and_sampling_keys(self) -> SamplesSection:
+        if (self.prompts is None) == (self.validation is None):
+            raise ValueError("set one of prompts (a JSONL file) or validation (a fraction of the validation set)")
+        # Non-default values, not keys set: the stored, resolved spec carries every default.
+        sampling = [key for key in ("temperature", "top_p", "top_k")
+                    if getattr(self, key) != type(self).model_fields[key].default]
+        if sampling and not self.do_sample:
+            verb = "applies" if len(sampling) == 1 else "apply"
+            raise ValueError(f"{', '.join(sampling)} {verb} only with do_sample = true (greedy decoding otherwise)")
+        return self
+
+
 class EvalSection(_Section):
     tasks: list[str] = Field(
         default_factory=lambda: list(LEADERBOARD),
@@ -450,6 +485,9 @@ class EvalSection(_Section):
         description=f"Seed the few-shot examples are drawn with: the leaderboard's (and the lm_eval command's) "
         f"{LEADERBOARD_FEWSHOT_SEED} unless set, whatever the training seed. A result at another few-shot seed "
         "saw other prompts and is not leaderboard-comparable.")
+    samples: SamplesSection | None = Field(
+        None, description="Prompts generated from by the fine-tuned model and its base after training (greedy by "
+        "default, seeded), kept with the run and shown side by side; cached by content like benchmark results.")
 
     @property
     def harness_tasks(self) -> list[str]:
@@ -480,7 +518,7 @@ class EvalSection(_Section):
     def _new_keys_only_when_set(self, handler) -> dict[str, Any]:
         # Specs that set neither keep the canonical form (and hash, and eval key) they had before these existed.
         data = handler(self)
-        for key in ("include_path", "num_fewshot"):
+        for key in ("include_path", "num_fewshot", "samples"):
             if not data.get(key):
                 data.pop(key, None)
         if data.get("fewshot_seed") == LEADERBOARD_FEWSHOT_SEED:
@@ -544,6 +582,24 @@ class Spec(_Section):
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
     notify: NotifySection | None = Field(
         None, description="Notifications when a run ends or a search finishes; not part of the spec's hash.")
+
+    @model_validator(mode="after")
+    def _samples_have_prompts(self) -> Spec:
+        samples = self.eval.samples
+        if samples is None or samples.validation is None:
+            return self
+        problem = None
+        if self.data.validation is None:
+            problem = "needs a validation set: set [data] validation (a file or a fraction), or use prompts"
+        elif self.data.format not in ("instruction", "chat") or self.data.train_on_prompt:
+            problem = ("needs validation examples with a prompt and a response: [data] format instruction or chat, "
+                       "train_on_prompt = false")
+        if problem is None:
+            return self
+        # Located at the key itself, so the error names its line (a plain ValueError here would name the spec).
+        raise ValidationError.from_exception_data("Spec", [{
+            "type": "value_error", "loc": ("eval", "samples", "validation"), "input": samples.validation,
+            "ctx": {"error": ValueError(problem)}}])
 
     @model_serializer(mode="wrap")
     def _notify_only_when_set(self, handler) -> dict[str, Any]:

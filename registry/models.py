@@ -239,3 +239,37 @@ class FileDigest(SQLModel, table=True):
     size: int = Field(sa_type=BigInteger)
     mtime_ns: int = Field(sa_type=BigInteger)
     sha256: str
+
+
+class GeneratedSample(SQLModel, table=True):
+    """What one model of a run wrote for one prompt of its [eval.samples] (registry/samples.py reads them back).
+
+    One row per (run, model, prompt): a run's fine-tuned model and its base each answer every prompt; `position`
+    pairs their answers. `settings_json` holds the generation settings the text was written with.
+    """
+
+    __tablename__ = "generatedsample"
+    __table_args__ = (Index("ix_generatedsample_run_kind_position", "run_id", "model_kind", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    model_kind: str  # "finetuned" | "base"
+    position: int  # the prompt's place in the run's list of prompts
+    prompt: str
+    reference: str | None = None
+    output: str
+    settings_json: str = "{}"
+    model_digest: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class GenerationCacheEntry(SQLModel, table=True):
+    """A model's outputs for a list of prompts at given settings, keyed by content (runner/evaluation/samples.py)."""
+
+    __tablename__ = "generationcache"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True)  # sha256 of weights, prompt tokens, generation settings, versions
+    model_digest: str = Field(index=True)
+    payload_json: str  # the outputs, in prompt order
+    created_at: datetime = Field(default_factory=utcnow)

@@ -16,7 +16,16 @@ from sqlalchemy import func
 from sqlmodel import select
 from tunelab.registry.db import Registry
 from tunelab.registry.errors import MAX_ID, NotFound
-from tunelab.registry.models import Checkpoint, EvalCacheEntry, EvalResult, Experiment, FileDigest, Run, Search
+from tunelab.registry.models import (
+    Checkpoint,
+    EvalCacheEntry,
+    EvalResult,
+    Experiment,
+    FileDigest,
+    GenerationCacheEntry,
+    Run,
+    Search,
+)
 from tunelab.registry.run_records import (  # noqa: F401  (re-exported: the read path's records and reads)
     MemberScore,
     RunDetail,
@@ -129,6 +138,13 @@ def cached_evaluations(registry: Registry, keys: list[str]) -> dict[str, dict[st
     with registry.session() as session:
         rows = session.exec(select(EvalCacheEntry).where(EvalCacheEntry.key.in_(keys))).all()
     return {row.key: json.loads(row.payload_json) for row in rows}
+
+
+def cached_generation(registry: Registry, key: str) -> list[str] | None:
+    """The outputs stored under a generation-cache key (runner/evaluation/samples.py), or None."""
+    with registry.session() as session:
+        row = session.exec(select(GenerationCacheEntry).where(GenerationCacheEntry.key == key)).first()
+    return None if row is None else json.loads(row.payload_json)
 
 
 def known_file_digest(registry: Registry, path: str, size: int, mtime_ns: int) -> str | None:

@@ -20,9 +20,12 @@ from tunelab.registry.models import (
     EvalCacheEntry,
     EvalResult,
     FileDigest,
+    GeneratedSample,
+    GenerationCacheEntry,
     Run,
     TrainMetric,
 )
+from tunelab.registry.samples import GeneratedText
 from tunelab.registry.scores import Score, to_columns
 from tunelab.registry.significance import (
     NO_P_VALUE,
@@ -95,7 +98,7 @@ def record_metrics(registry: Registry, run_id: int, points: Iterable[MetricPoint
         session.commit()
 
 
-def record_samples(registry: Registry, run_id: int, step: int, samples: Iterable[SampleCompletion]) -> None:
+def record_completions(registry: Registry, run_id: int, step: int, samples: Iterable[SampleCompletion]) -> None:
     """Keep completions online RL generated for step `step`."""
     with registry.session() as session:
         for sample in samples:
@@ -287,3 +290,34 @@ def forget_scores(registry: Registry, run_id: int) -> None:
         session.exec(delete(EvalResult).where(EvalResult.run_id == run_id,
                                               EvalResult.model_kind.in_(RUN_SCORE_KINDS)))
         session.commit()
+
+
+def record_samples(registry: Registry, run_id: int, model_kind: str, texts: Iterable[GeneratedText], *,
+                   settings: dict, model_digest: str | None = None) -> None:
+    """Store what one model of a run ("finetuned" or "base") wrote for each of the run's sample prompts."""
+    settings_json = json.dumps(settings, sort_keys=True)
+    with registry.session() as session:
+        for text in texts:
+            session.add(GeneratedSample(run_id=run_id, model_kind=model_kind, position=text.position,
+                                        prompt=text.prompt, reference=text.reference, output=text.output,
+                                        settings_json=settings_json, model_digest=model_digest))
+        session.commit()
+
+
+def forget_samples(registry: Registry, run_id: int) -> None:
+    """Drop a run's samples; a new attempt generates them again (from the cache where it can)."""
+    with registry.session() as session:
+        session.exec(delete(GeneratedSample).where(GeneratedSample.run_id == run_id))
+        session.commit()
+
+
+def record_cached_generation(registry: Registry, *, key: str, model_digest: str, outputs: list[str]) -> bool:
+    """Store a model's outputs for a list of prompts under their cache key; False when another process did first."""
+    with registry.session() as session:
+        session.add(GenerationCacheEntry(key=key, model_digest=model_digest, payload_json=json.dumps(outputs)))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()  # the same key means the same outputs
+            return False
+    return True

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from tunelab.registry.errors import NotFound
 from tunelab.registry.reader import Rows
 from tunelab.registry.roots import Roots
+from tunelab.registry.samples import SAMPLE_COLUMNS, SamplePair, pair_rows
 from tunelab.registry.scores import ROW_COLUMNS, Score, from_columns, p_value_as_read, select_list
 from tunelab.registry.scores import to_json as score_json
 
@@ -75,7 +76,9 @@ class RunDetail:
     # Online RL: where the reward came from (registry/reward_sources.py RewardRecord as JSON); None otherwise.
     reward_source: dict[str, Any] | None = None
     # Online RL: completions kept at a few steps ({step, prompt, completion, reward}), by step.
-    samples: list[dict] = field(default_factory=list)
+    completions: list[dict] = field(default_factory=list)
+    # [eval.samples]: each prompt with what the base and the fine-tuned model wrote (registry/samples.py).
+    samples: list[SamplePair] = field(default_factory=list)
 
     def seen_from(self, roots: Roots) -> RunDetail:
         """This record with the paths of the run's files (output directory, checkpoints) as a machine with `roots`
@@ -355,7 +358,13 @@ def _details_of(source: Rows, ids: list[int], fingerprints: dict[str, dict],
         details[run_id].metrics.append(dict(zip(METRIC_FIELDS, values, strict=True)))
     for run_id, *values in source.rows(f"SELECT run_id, {', '.join(SAMPLE_FIELDS)} FROM completionsample "
                                        f"WHERE {condition} ORDER BY step, id", params):
-        details[run_id].samples.append(dict(zip(SAMPLE_FIELDS, values, strict=True)))
+        details[run_id].completions.append(dict(zip(SAMPLE_FIELDS, values, strict=True)))
+    sample_rows: dict[int, list[Sequence[Any]]] = {}
+    for row in source.rows(f"SELECT run_id, {SAMPLE_COLUMNS} FROM generatedsample WHERE {condition} "
+                           "ORDER BY run_id, id", params):
+        sample_rows.setdefault(row[0], []).append(row[1:])
+    for run_id, rows in sample_rows.items():
+        details[run_id].samples = pair_rows(rows)
     members = "" if group_members else " AND task_group IS NULL"
     p_values = _p_values(source, ids)
     for row in source.rows(f"SELECT {_SCORE_COLUMNS} FROM evalresult WHERE {condition}{members} ORDER BY id", params):
@@ -421,4 +430,31 @@ def training_gpus(source: Rows, run_ids: Sequence[int]) -> dict[int, int]:
             used = gpus_used(requested or 0, _loads(environment_json))
             if used:
                 found[run_id] = used
+    return found
+
+
+class RunGroup(NamedTuple):
+    """The sweep or search a run's experiment came from: reports gather its points under it."""
+
+    key: str  # "sweep-3" | "search-2": unique in a registry
+    kind: str  # "sweep" | "search"
+    group_id: int
+    name: str
+
+
+def run_groups(source: Rows, run_ids: Sequence[int]) -> dict[int, RunGroup]:
+    """The group of each run that is a sweep point or a search trial, by run id; other runs are left out."""
+    found: dict[int, RunGroup] = {}
+    for chunk in _chunks(sorted(set(run_ids))):
+        condition, params = _in("run.id", chunk)
+        for run_id, sweep_id, sweep_name, search_id, search_name in source.rows(
+                "SELECT run.id, sweep.id, sweep.name, search.id, search.name FROM run "
+                "JOIN experiment ON experiment.id = run.experiment_id "
+                "LEFT JOIN sweep ON sweep.id = experiment.sweep_id "
+                "LEFT JOIN searchtrial ON searchtrial.experiment_id = experiment.id "
+                f"LEFT JOIN search ON search.id = searchtrial.search_id WHERE {condition}", params):
+            if search_id is not None:
+                found[run_id] = RunGroup(f"search-{search_id}", "search", search_id, search_name)
+            elif sweep_id is not None:
+                found[run_id] = RunGroup(f"sweep-{sweep_id}", "sweep", sweep_id, sweep_name)
     return found

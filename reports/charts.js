@@ -60,6 +60,42 @@
     return new uPlot(options, data, box);
   }
 
+  // Points without a line, one per run; x is a number, or the place of a text value among spec.categories.
+  function scatterChart(spec, box) {
+    var color = COLORS[0];
+    // The legend names the run under the cursor with its x value.
+    var xvalue = function (self, value, seriesIndex, index) {
+      if (value == null) { return "--"; }
+      var shown = spec.categories.length ? (spec.categories[value] || "") : number(value);
+      return index == null ? shown : shown + " (" + spec.labels[index] + ")";
+    };
+    var series = [
+      { label: spec.xlabel, value: xvalue },
+      { label: spec.ylabel, stroke: color, fill: color, paths: function () { return null; },
+        points: { show: true, size: 8, stroke: color, fill: color },
+        value: function (self, value) { return number(value); } },
+    ];
+    var xaxis = { label: spec.xlabel };
+    if (spec.categories.length) {
+      xaxis.splits = function () { return spec.categories.map(function (_, i) { return i; }); };
+      xaxis.values = function (self, splits) { return splits.map(function (i) { return spec.categories[i] || ""; }); };
+    } else {
+      xaxis.values = ticks;
+    }
+    var range = spec.categories.length ? [-0.5, spec.categories.length - 0.5] : null;
+    var options = {
+      title: spec.title,
+      width: Math.min(box.clientWidth || WIDTH, WIDTH),
+      height: 260,
+      scales: { x: range ? { time: false, range: range } : (spec.logx ? { time: false, distr: 3 } : { time: false }) },
+      axes: [xaxis, { label: spec.ylabel, size: axisSize, values: ticks }],
+      series: series,
+      legend: { live: true },
+    };
+    var data = [spec.x, spec.y];
+    return new uPlot(options, data, box);
+  }
+
   // Horizontal bars, one per label, first label on top; a reference series shows as a marker.
   function barChart(spec, box) {
     var labels = spec.labels;
@@ -117,7 +153,8 @@
     var name = box.getAttribute("data-chart");
     var spec = charts[name];
     if (spec) {
-      window.tunelabCharts[name] = keepLegendUnder(spec.kind === "bars" ? barChart(spec, box) : lineChart(spec, box));
+      var draw = spec.kind === "bars" ? barChart : spec.kind === "scatter" ? scatterChart : lineChart;
+      window.tunelabCharts[name] = keepLegendUnder(draw(spec, box));
     }
   });
 })();

@@ -74,7 +74,31 @@ class BarChart:
                 "series": series}
 
 
-Chart = LineChart | BarChart
+@dataclass(frozen=True)
+class ScatterChart:
+    """Points, x against y, no line: one point per run (a swept parameter against the objective). Text values of x
+    are placed at 0, 1, ... in the order given and labelled with themselves."""
+
+    x: tuple[float | str, ...]
+    y: tuple[float | None, ...]
+    labels: tuple[str, ...]  # each point's name, shown when the cursor is on it
+    title: str
+    xlabel: str
+    ylabel: str
+
+    def payload(self) -> dict:
+        numeric = all(isinstance(value, int | float) and not isinstance(value, bool) for value in self.x)
+        categories = [] if numeric else list(dict.fromkeys(str(value) for value in self.x))
+        xs = [float(v) if numeric else float(categories.index(str(v))) for v in self.x]
+        order = sorted(range(len(xs)), key=lambda i: xs[i])  # uPlot reads x in ascending order
+        positive = numeric and xs and min(xs) > 0
+        return {"kind": "scatter", "title": self.title, "xlabel": self.xlabel, "ylabel": self.ylabel,
+                "x": [_number(xs[i]) for i in order], "y": [_number(self.y[i]) for i in order],
+                "labels": [self.labels[i] for i in order], "categories": categories,
+                "logx": bool(positive and max(xs) / min(xs) >= 100)}
+
+
+Chart = LineChart | BarChart | ScatterChart
 
 
 def _number(value: float | None) -> float | None:

@@ -1,9 +1,10 @@
-"""Compare two runs: the spec keys that differ, score deltas with significance, loss curves, flipped items."""
+"""Compare two runs: the spec keys that differ, score deltas with significance, loss curves, flipped items, and
+what each wrote for the same prompts."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tunelab.experiments.benchmarks import display_order
@@ -50,6 +51,28 @@ class ScoreDelta:
 
 
 @dataclass
+class SampleRow:
+    """One prompt of [eval.samples] and what each compared run's fine-tuned model wrote (None: not asked)."""
+
+    prompt: str
+    reference: str | None
+    base: str | None  # the base model's output, from the first run that has one
+    outputs: list[str | None]  # one per run, in the comparison's order
+
+
+def side_by_side(details: list[RunDetail]) -> list[SampleRow]:
+    """The runs' samples matched by prompt text, in the order the prompts first appear (first run first)."""
+    rows: dict[str, SampleRow] = {}
+    for index, detail in enumerate(details):
+        for pair in detail.samples:
+            row = rows.setdefault(pair.prompt, SampleRow(pair.prompt, pair.reference, None, [None] * len(details)))
+            row.outputs[index] = pair.finetuned
+            row.base = row.base if row.base is not None else pair.base
+            row.reference = row.reference if row.reference is not None else pair.reference
+    return list(rows.values())
+
+
+@dataclass
 class Comparison:
     a_id: int
     b_id: int
@@ -61,6 +84,7 @@ class Comparison:
     # MMLU subjects, A against B, worst change first (B - A): what B lost relative to A.
     subjects: list[SubjectDelta] = field(default_factory=list)
     significance_level: float = SIGNIFICANCE_LEVEL  # a delta with a p-value below it is marked
+    samples: list[SampleRow] = field(default_factory=list)  # outputs: [A's, B's]
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -146,4 +170,77 @@ def build_comparison(registry: Registry, a_id: int, b_id: int) -> Comparison:
     subjects_a, subjects_b = group_scores(a.scores, "finetuned"), group_scores(b.scores, "finetuned")
     subjects = subject_deltas(subjects_a, subjects_b) if subjects_a and subjects_b else []
     return Comparison(a_id, b_id, a.summary.name, b.summary.name, spec_differences(a.spec, b.spec), scores,
-                      {"loss": loss} if loss is not None else {}, subjects)
+                      {"loss": loss} if loss is not None else {}, subjects, samples=side_by_side([a, b]))
+
+
+# --- more than two runs: each against the first ---------------------------------------------------------------
+
+
+@dataclass
+class SpecValues:
+    key: str
+    values: list[str]  # one per run, in the comparison's order ("(not set)" where a run's spec lacks the key)
+
+
+@dataclass
+class ScoreRow:
+    task: str
+    metric: str
+    values: list[float | None]  # one per run
+    versus_first: list[ScoreDelta | None]  # each run after the first against the first (None: no score to pair)
+
+
+@dataclass
+class ManyComparison:
+    """Runs side by side: the spec keys that differ among them, their scores, each against the first with
+    McNemar's test (MMLU pooled, as for two runs), their loss curves overlaid and their samples."""
+
+    run_ids: list[int]
+    names: list[str]
+    spec_differences: list[SpecValues]
+    scores: list[ScoreRow]
+    charts: dict[str, Chart]  # "loss": every run's training loss, when any has some
+    pairs: list[Comparison]  # the first run against each other one (flipped items, MMLU subjects)
+    samples: list[SampleRow] = field(default_factory=list)
+    significance_level: float = SIGNIFICANCE_LEVEL
+
+    @property
+    def labels(self) -> list[str]:
+        return [f"#{run_id} {name}" for run_id, name in zip(self.run_ids, self.names, strict=True)]
+
+
+def spec_values(specs: list[dict]) -> list[SpecValues]:
+    """The keys whose values are not the same in every spec (the experiment's name aside), with each value."""
+    flat = [flatten(spec) for spec in specs]
+    missing = "(not set)"
+    keys = sorted(set().union(*flat) - {"experiment.name"})
+    rows = [SpecValues(key, [json.dumps(f[key]) if key in f else missing for f in flat]) for key in keys]
+    return [row for row in rows if len(set(row.values)) > 1]
+
+
+def build_many_comparison(registry: Registry, run_ids: list[int]) -> ManyComparison:
+    """`run_ids` (two or more) side by side; the tests and deltas are each run's against the first."""
+    details = [run_detail(registry, run_id) for run_id in run_ids]
+    pairs = [build_comparison(registry, run_ids[0], other) for other in run_ids[1:]]
+    headlines = [headline_rows(detail.scores, "finetuned") for detail in details]
+    scores = []
+    for task in display_order([task for rows in headlines for task in rows]):
+        found = [rows.get(task) for rows in headlines]
+        metric = next(row.metric for row in found if row is not None)
+        versus = [next((s for s in pair.scores if s.task == task and s.delta is not None), None) for pair in pairs]
+        scores.append(ScoreRow(task, metric, [row.value if row else None for row in found], versus))
+    names = [detail.summary.name for detail in details]
+    labels = [f"#{run_id} {name}" for run_id, name in zip(run_ids, names, strict=True)]
+    loss = line_spec([loss_series(detail, label) for detail, label in zip(details, labels, strict=True)],
+                     title="Training loss", xlabel="step", ylabel="loss")
+    return ManyComparison(run_ids, names, spec_values([detail.spec for detail in details]), scores,
+                          {"loss": loss} if loss is not None else {}, pairs, side_by_side(details))
+
+
+def comparison_json(comparison: Comparison | ManyComparison) -> dict[str, Any]:
+    """A comparison as `compare --json` prints it: everything but the chart data."""
+    data = asdict(comparison)
+    data.pop("charts")
+    for pair in data.get("pairs", []):
+        pair.pop("charts")
+    return data

@@ -1,4 +1,5 @@
-"""The leaderboard view model: one row per evaluated model, base models included; reward models in a section of
+"""The leaderboard view model: one row per evaluated model, base models included; the points of a sweep or a
+search gathered under it, with its best point standing for it when it is collapsed; reward models in a section of
 their own."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tunelab.experiments.benchmarks import (
 )
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import RunSummary, list_runs, model_evaluations, resolved_specs, run_scores
-from tunelab.registry.run_records import training_gpus, validation_losses
+from tunelab.registry.run_records import RunGroup, run_groups, training_gpus, validation_losses
 from tunelab.registry.scores import Score, headline_rows
 from tunelab.registry.significance import holm_adjusted
 from tunelab.reports.eval_settings import (
@@ -107,6 +108,7 @@ class Row:
     base_average: float | None = None  # the base model's average, for the delta of this row's
     eval_settings: dict[str, str] = field(default_factory=dict)  # a base or eval row's evaluation settings
     gpus: int = 0  # GPUs its training used
+    group: RunGroup | None = None  # the sweep or search the run is a point of
 
     @property
     def gain_points(self) -> float | None:
@@ -129,6 +131,38 @@ class Row:
     def cost_value(self) -> float | None:
         gain = self.gain_points
         return None if gain is None or self.train_seconds is None else self.train_seconds / gain
+
+
+@dataclass
+class RowGroup:
+    """A sweep's or search's rows on the leaderboard: the best (by average) stands for them when collapsed."""
+
+    group: RunGroup
+    rows: list[Row]  # in the leaderboard's order, best first
+
+    @property
+    def best(self) -> Row:
+        return self.rows[0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.group.kind} #{self.group.group_id} {self.group.name}"
+
+
+def leaderboard_units(rows: list[Row]) -> list[Row | RowGroup]:
+    """The rows in order, a group's gathered where its best row stands (the rows are sorted best first); a group of
+    one point is a plain row."""
+    members: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.group is not None:
+            members.setdefault(row.group.key, []).append(row)
+    units: list[Row | RowGroup] = []
+    for row in rows:
+        if row.group is None or len(members[row.group.key]) < 2:
+            units.append(row)
+        elif members[row.group.key][0] is row:
+            units.append(RowGroup(row.group, members[row.group.key]))
+    return units
 
 
 @dataclass
@@ -177,6 +211,17 @@ class Leaderboard:
     searches: list[tuple[str, str]] = field(default_factory=list)  # (label, href) of each search page
     # Reward models, best held-out accuracy first: never rows of the table above, whose columns are benchmarks.
     reward_models: list[RewardModelRow] = field(default_factory=list)
+    sweeps: list[tuple[str, str]] = field(default_factory=list)  # (label, href) of each sweep page
+
+    def group_href(self, group: RunGroup) -> str | None:
+        """The page of a sweep or search, when the report has one."""
+        pages = self.sweeps if group.kind == "sweep" else self.searches
+        return next((href for label, href in pages if label.startswith(f"#{group.group_id} ")), None)
+
+    @property
+    def units(self) -> list[Row | RowGroup]:
+        """What the table shows, in order: rows, and groups of a sweep's or search's points."""
+        return leaderboard_units(self.rows)
 
 
 def _cells(rows: dict[str, Score], base: dict[str, Score] | None, columns: list[str]) -> dict[str, Cell]:
@@ -293,6 +338,7 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
     specs = resolved_specs(registry, list(all_scores))
     val_losses = validation_losses(registry, list(all_scores))
     gpus = training_gpus(registry, list(all_scores))
+    groups = run_groups(registry, list(all_scores))
     evaluations = model_evaluations(registry)  # `tunelab eval` of any model: rows of their own
     keys = _column_keys({**all_scores, **{-i - 1: e.scores for i, e in enumerate(evaluations)}})
     rows: list[Row] = []
@@ -316,7 +362,7 @@ def build_leaderboard(registry: Registry, *, title: str = "tunelab leaderboard",
                             href=run_href(run_id) if run_href else None, train_seconds=summary.train_seconds,
                             num_examples=summary.num_train_examples, settings=key_settings(specs.get(run_id, {})),
                             val_loss=val_losses.get(run_id), reproduces=summary.reproduces_run_id,
-                            base_average=_mean(base_cells), gpus=gpus.get(run_id, 0)))
+                            base_average=_mean(base_cells), gpus=gpus.get(run_id, 0), group=groups.get(run_id)))
         if base and base_cells is not None:
             any_row = next(iter(base.values()))
             identity = (any_row.model_name, str(any_row.fingerprint.get("eval_key", "")))

@@ -16,11 +16,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 from tunelab.registry.db import Registry
 from tunelab.reports.charts import chart_assets, chart_payloads
-from tunelab.reports.compare import Comparison
+from tunelab.reports.compare import Comparison, ManyComparison
 from tunelab.reports.files import check_writable, relative_href, write_atomically
 from tunelab.reports.leaderboard import Leaderboard, build_leaderboard
 from tunelab.reports.run_page import RunPage, build_run_pages
 from tunelab.reports.search_page import SearchPage, build_search_pages
+from tunelab.reports.sweep_page import SweepPage, build_sweep_pages
 
 # Characters that must not appear as themselves in a <script> element's text: "</script" or "<!--" would end
 # or bend the element (every "<" is escaped, so neither can form); ">" and "&" for good measure. json.dumps
@@ -67,8 +68,16 @@ def render_search_page(page: SearchPage, *, back_href: str | None = None) -> str
     return environment().get_template("search.html.j2").render(page=page, back_href=back_href)
 
 
+def render_sweep_page(page: SweepPage, *, back_href: str | None = None) -> str:
+    return environment().get_template("sweep.html.j2").render(page=page, back_href=back_href)
+
+
 def render_comparison(comparison: Comparison) -> str:
     return environment().get_template("compare.html.j2").render(c=comparison)
+
+
+def render_many_comparison(comparison: ManyComparison) -> str:
+    return environment().get_template("compare_many.html.j2").render(c=comparison)
 
 
 def write_leaderboard(board: Leaderboard, path: Path) -> None:
@@ -160,5 +169,11 @@ def write_report(registry: Registry, path: Path, *, title: str, run_pages: bool 
             write_atomically(runs_dir / f"search-{page.search_id}.html",
                              render_search_page(page, back_href=f"../{path.name}"))
             board.searches.append((f"#{page.search_id} {page.name}", f"{runs_dir.name}/search-{page.search_id}.html"))
+        for sweep in build_sweep_pages(registry, lambda run_id: f"run-{run_id}.html" if run_id in on_board else None):
+            if not any(point.run_id in on_board for point in sweep.points):
+                continue
+            write_atomically(runs_dir / f"sweep-{sweep.sweep_id}.html",
+                             render_sweep_page(sweep, back_href=f"../{path.name}"))
+            board.sweeps.append((f"#{sweep.sweep_id} {sweep.name}", f"{runs_dir.name}/sweep-{sweep.sweep_id}.html"))
     write_leaderboard(board, path)
     return board

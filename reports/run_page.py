@@ -13,6 +13,7 @@ from tunelab.registry.db import Registry
 from tunelab.registry.errors import NotFound
 from tunelab.registry.queries import MemberScore, RunDetail, member_scores, run_details
 from tunelab.registry.reward_sources import RewardRecord
+from tunelab.registry.samples import SamplePair
 from tunelab.registry.scores import Score, headline_rows
 from tunelab.reports.charts import Chart, Series, bar_spec, line_spec
 from tunelab.reports.data_stats import DataSourceLine, data_source_lines, overlength_note
@@ -96,7 +97,15 @@ class RunPage:
     # and completions kept at a few steps.
     reward_source: str | None = None
     judge_template: str | None = None
-    samples: list[SampleLine] = field(default_factory=list)
+    completions: list[SampleLine] = field(default_factory=list)
+    # [eval.samples]: prompt, reference, base and fine-tuned output side by side (escaped by the template).
+    samples: list[SamplePair] = field(default_factory=list)
+
+    @property
+    def samples_settings(self) -> str:
+        """The generation settings the samples were written with, as `key = value` pairs."""
+        settings = self.samples[0].settings if self.samples else {}
+        return ", ".join(f"{key} = {json.dumps(value)}" for key, value in sorted(settings.items()))
 
     @property
     def any_p_value(self) -> bool:
@@ -222,7 +231,8 @@ def _page(detail: RunDetail, members: Members) -> RunPage:
         data_sources=data_source_lines(detail.data_stats),
         data_note=overlength_note(detail.data_stats, detail.spec.get("data", {})),
         reward_source=reward.describe() if reward else None, judge_template=reward.template if reward else None,
-        samples=[SampleLine(**sample) for sample in detail.samples],
+        completions=[SampleLine(**sample) for sample in detail.completions],
+        samples=detail.samples,
     )
 
 

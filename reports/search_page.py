@@ -1,5 +1,6 @@
-"""The search page view model: objective by trial, the best trial's settings, parameter importance, and the
-winner against the runner-up with a paired test on every task both were evaluated on."""
+"""The search page view model: objective by trial, each parameter against the objective, every trial's loss curve,
+the best trial's settings, parameter importance, and the winner against the runner-up with a paired test on every
+task both were evaluated on."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from dataclasses import dataclass, field
 from tunelab.experiments.benchmarks import display_order
 from tunelab.experiments.sweep import format_value
 from tunelab.registry.db import Registry
-from tunelab.registry.queries import samples_of
+from tunelab.registry.queries import run_details, samples_of
 from tunelab.registry.run_records import headline_values
 from tunelab.registry.search_records import SearchRecord, TrialRecord, list_searches
 from tunelab.registry.significance import PairingError, bootstrap_interval, paired_differences
 from tunelab.reports.charts import Chart, Series, bar_spec, line_spec
 from tunelab.reports.flips import flip_summary
 from tunelab.reports.marks import SIGNIFICANCE_LEVEL, significant
+from tunelab.reports.sweep_page import loss_overlay, parameter_charts
 
 
 @dataclass
@@ -75,6 +77,7 @@ class SearchPage:
     versus: list[PairedTest]
     charts: dict[str, Chart] = field(default_factory=dict)
     significance_level: float = SIGNIFICANCE_LEVEL
+    params: list[str] = field(default_factory=list)  # the searched keys, one scatter each ("param-0", ...)
 
 
 def _line(trial: TrialRecord, run_href: Callable[[int], str | None] | None) -> TrialLine:
@@ -126,6 +129,12 @@ def build_search_page(registry: Registry, record: SearchRecord,
     charts = {"objective": _objective_chart(record),
               "importance": bar_spec([k for k, _ in importance], [v for _, v in importance],
                                      title="Parameter importance (fANOVA)", xlabel="share of objective variance")}
+    params = list(d.get("params", {}))
+    charts |= parameter_charts(params, [(t.params, t.objective, f"trial {t.number}") for t in record.trials],
+                               record.objective)
+    details = run_details(registry, [t.run_id for t in record.trials if t.run_id is not None], group_members=False)
+    charts["loss"] = loss_overlay([(details[t.run_id], f"trial {t.number}") for t in record.trials
+                                   if t.run_id in details])
     return SearchPage(
         search_id=record.search_id, name=record.name, status=record.status, stop_reason=record.stop_reason,
         sampler=d["sampler"], objective=record.objective, direction="maximize" if record.maximize else "minimize",
@@ -134,7 +143,7 @@ def build_search_page(registry: Registry, record: SearchRecord,
         best_settings=[(k, format_value(v)) for k, v in best.params.items()] if best else [],
         importance=importance, runner_up=_line(second, run_href) if second else None,
         versus=paired_tests(registry, best.run_id, second.run_id) if best and second else [],
-        charts={name: chart for name, chart in charts.items() if chart is not None})
+        charts={name: chart for name, chart in charts.items() if chart is not None}, params=params)
 
 
 def build_search_pages(registry: Registry, run_href: Callable[[int], str | None] | None = None) -> list[SearchPage]:

@@ -26,21 +26,31 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tunelab.experiments.benchmarks import leaderboard_average
 from tunelab.experiments.schema import NotifySection, Spec, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import checkpoint_steps, experiment_for_run, find_base_scores
-from tunelab.registry.recording import forget_scores, record_scores, update_run
+from tunelab.registry.recording import forget_samples, forget_scores, record_samples, record_scores, update_run
 from tunelab.registry.roots import Roots
 from tunelab.registry.run_records import headline_values
 from tunelab.registry.run_state import beat, prune, requeue_interrupted, retry_or_fail, succeed
 from tunelab.registry.run_status import RunStatus
 from tunelab.registry.search_records import SearchRecord
+from tunelab.runner.data.sample_prompts import SamplePrompt
 from tunelab.runner.devices import check_run_gpus, cuda_device_count
 from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunCancelled, RunFailed, retryable
 from tunelab.runner.evaluation.cache import evaluate_cached, lm_eval_version
+from tunelab.runner.evaluation.samples import (
+    GenerationStopped,
+    as_texts,
+    generate_cached,
+    recorded_settings,
+    sample_prompts,
+    seed_of,
+)
 from tunelab.runner.evaluation.targets import base_model_digest, settings_key, trained_model_digest
 from tunelab.runner.lineage import resolve_start, submit_dir
 from tunelab.runner.notify import Event, notify, targets_of
@@ -176,26 +186,62 @@ def eval_key(spec: Spec, lm_eval_version: str) -> str:
 
 
 def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path,
-                   progress: RunProgress, should_stop: Callable[[], bool] = lambda: False) -> None:
+                   progress: RunProgress, prompts: list[SamplePrompt] | None, heart: _Heartbeat) -> None:
     key = eval_key(spec, lm_eval_version())
     digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
+    load = _base_loader(spec, workdir)
     # With the weights' content hash the eval cache answers (it also sees edited task files and data);
     # without one, an earlier identical evaluation of the same base name is the best there is.
     cached = find_base_scores(registry, spec.model.base, key) if digest is None else None
     if cached:
         progress.note(f"base model {spec.model.base}: scores reused from an identical earlier evaluation")
         record_scores(registry, run_id, cached)
-        return
+    else:
+        outcome = evaluate_cached(registry, load, digest, spec.eval,
+                                  workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
+                                  dtype=spec.model.dtype, progress=progress.note, should_stop=heart.should_stop)
+        record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base,
+                                                            eval_key=key))
+    if prompts:
+        _write_samples(registry, run_id, "base", spec, prompts, load, digest, progress, heart)
 
-    def load():  # only when some benchmark is not in the cache
-        model_path = resolve_model_path(spec.model.base, workdir)
-        model = load_model(model_path, spec.model.dtype, spec.model.revision)
-        return model.eval(), load_tokenizer(model_path, spec.model.revision)
 
-    outcome = evaluate_cached(registry, load, digest, spec.eval,
-                              workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
-                              dtype=spec.model.dtype, progress=progress.note, should_stop=should_stop)
-    record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base, eval_key=key))
+def _base_loader(spec: Spec, workdir: Path) -> Callable[[], tuple[Any, Any]]:
+    """Loads the base model and tokenizer on the first call only (benchmarks and samples may both need it)."""
+    loaded: list[tuple[Any, Any]] = []
+
+    def load() -> tuple[Any, Any]:
+        if not loaded:
+            model_path = resolve_model_path(spec.model.base, workdir)
+            model = load_model(model_path, spec.model.dtype, spec.model.revision)
+            loaded.append((model.eval(), load_tokenizer(model_path, spec.model.revision)))
+        return loaded[0]
+
+    return load
+
+
+def _check_sample_prompts(spec: Spec, workdir: Path) -> None:
+    """A prompts file that is missing or has a bad row fails the run before training, not after it."""
+    samples = spec.eval.samples
+    if samples is not None and samples.prompts is not None:
+        sample_prompts(spec, load_tokenizer(resolve_model_path(spec.model.base, workdir), spec.model.revision),
+                       workdir)
+
+
+def _write_samples(registry: Registry, run_id: int, model_kind: str, spec: Spec, prompts: list[SamplePrompt],
+                   load: Callable[[], tuple[Any, Any]], digest: str | None, progress: RunProgress,
+                   heart: _Heartbeat) -> None:
+    """[eval.samples]: what one of the run's models writes for its prompts (from the cache where it can)."""
+    label = "fine-tuned model" if model_kind == "finetuned" else f"base model {spec.model.base}"
+    try:
+        generated = generate_cached(registry, load, digest, prompts, spec.eval.samples, seed=seed_of(spec),
+                                    dtype=spec.model.dtype, should_stop=heart.should_stop, progress=progress.note,
+                                    label=label)
+    except GenerationStopped:
+        _check_still_ours(heart)  # cancelled or lost: say which
+        raise
+    record_samples(registry, run_id, model_kind, as_texts(prompts, generated.outputs),
+                   settings=recorded_settings(spec), model_digest=digest)
 
 
 def _make_output_dir(output_dir: Path) -> None:
@@ -359,6 +405,8 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     # Online RL: the reward run, judge or function that scores the completions, recorded on the run.
     reward = resolve_reward_source(registry, run_id, spec, workdir=workdir, output_dir=output_dir, roots=roots)
     forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
+    forget_samples(registry, run_id)
+    _check_sample_prompts(spec, workdir)
     try:
         outcome = _train(registry, run_id, spec, workdir, output_dir, roots,
                          _training_hooks(registry, run_id, spec, progress, heart, stop, roots), progress, reward)
@@ -385,17 +433,25 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     outcome.model.eval()
     digest = trained_model_digest(registry, outcome.final_dir, base=spec.model.base, workdir=workdir,
                                   revision=spec.model.revision)
-    try:  # a cancel is honoured while evaluating too (lm-eval's loop asks at every batch)
+    try:  # a cancel is honoured while evaluating and generating too (lm-eval's loop asks at every batch)
         # Default arguments, not a closure: nothing may keep the model alive after `del outcome` below.
         result = evaluate_cached(registry, lambda m=outcome.model, t=outcome.tokenizer: (m, t), digest, spec.eval,
                                  workdir=output_dir / "eval", base_dir=workdir, seed=spec.experiment.seed,
                                  dtype=spec.model.dtype, progress=progress.note, should_stop=heart.should_stop)
         record_scores(registry, run_id, result.recorded_as(model_kind="finetuned", model_name=f"run:{run_id}",
                                                            eval_key=key))
+        prompts = sample_prompts(spec, outcome.tokenizer, workdir) if spec.eval.samples is not None else None
+        if prompts:
+            _write_samples(registry, run_id, "finetuned", spec, prompts,
+                           lambda m=outcome.model, t=outcome.tokenizer: (m, t), digest, progress, heart)
         del outcome
         _check_still_ours(heart)
         if spec.eval.baseline:
-            _evaluate_base(registry, run_id, spec, workdir, output_dir, progress, heart.should_stop)
+            _evaluate_base(registry, run_id, spec, workdir, output_dir, progress, prompts, heart)
+        elif prompts:  # no base scores asked for, but samples are side by side with the base's
+            _write_samples(registry, run_id, "base", spec, prompts, _base_loader(spec, workdir),
+                           base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision),
+                           progress, heart)
     except RunCancelled:
         _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
         raise

@@ -20,7 +20,7 @@ from tunelab.registry.run_state import claim_next, prune, retry_or_fail, succeed
 from tunelab.registry.scores import Score
 from tunelab.registry.search_records import search_record
 from tunelab.registry.searches import create_search, search_from_loaded
-from tunelab.registry.submissions import NewExperiment, from_loaded, submit
+from tunelab.registry.submissions import NewExperiment, NewSweep, from_loaded, submit
 from tunelab.runner.search import ask_trial, trial_ended
 
 from tunelab.cli import cli
@@ -344,4 +344,29 @@ def run_search(registry, search_id: int, losses_of, status_of=lambda number: "su
         runs.append(run_id)
         params = search_record(registry, search_id).trials[number].params
         end_trial(registry, run_id, losses_of(params if by_params else number), status_of(number))
+    return runs
+
+
+def sweep_runs(registry, name: str, points: dict[float, float], *, steps: int = 8) -> list[int]:
+    """A finished sweep over train.learning_rate: one run per (learning rate, ARC score) in `points`, with
+    training losses and scores for it and its base; returns the run ids in point order."""
+    sweep = NewSweep(name=name, spec_path="sweep.toml",
+                     definition_json=json.dumps({"train.learning_rate": list(points)}))
+    experiments = [NewExperiment(name=f"{name}/lr={lr:g}", description="", tags=["t"], spec_path="sweep.toml",
+                                 spec_text="", resolved_json=json.dumps({"method": {"kind": "lora"},
+                                                                        "train": {"learning_rate": lr}}),
+                                 spec_hash=f"{name}-{lr}", workdir="/", sweep=sweep,
+                                 sweep_point_json=json.dumps({"train.learning_rate": lr}))
+                   for lr in points]
+    runs = []
+    for submitted, (lr, arc) in zip(submit(registry, experiments), points.items(), strict=True):
+        assert claim_next(registry, "w") == submitted.run_id
+        record_metrics(registry, submitted.run_id, [MetricPoint(step=s, loss=1.0 / s + lr * 100, learning_rate=lr)
+                                                    for s in range(1, steps + 1)])
+        update_run(registry, submitted.run_id, final_loss=1.0 / steps + lr * 100, train_seconds=10.0)
+        assert succeed(registry, submitted.run_id, "w") == "succeeded"
+        record_scores(registry, submitted.run_id, scores("finetuned", f"run:{submitted.run_id}",
+                                                         {"arc_challenge": arc}))
+        record_scores(registry, submitted.run_id, scores("base", "tiny", {"arc_challenge": 0.25}))
+        runs.append(submitted.run_id)
     return runs

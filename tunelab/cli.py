@@ -36,7 +36,8 @@ COMMANDS = {
     "report": LazyCommand("tunelab.commands.reports:report",
                           "Render a static HTML leaderboard of every evaluated model, with a page per run."),
     "compare": LazyCommand("tunelab.commands.reports:compare",
-                           "Compare two runs: differing spec keys, score deltas with significance, flipped items."),
+                           "Compare runs: differing spec keys, scores against the first run with significance, curves, "
+                           "samples."),
     "reproduce": LazyCommand("tunelab.commands.reproduce:reproduce",
                              "Re-run RUN_ID from its registry record alone (spec, seed, data) and say whether it "
                              "reproduced."),

@@ -48,6 +48,9 @@ def print_detail(detail: RunDetail) -> None:
         print_data_stats(console, detail.data_stats, detail.spec.get("data", {}))
     if detail.checkpoints:
         console.print("  checkpoints: " + ", ".join(f"step {c['step']}" for c in detail.checkpoints))
+    if detail.samples:
+        console.print(f"  samples: {len(detail.samples)} prompts answered by the base and the fine-tuned model "
+                      "(the text: show --json, the run page)")
     if detail.scores:
         print_scores(console, detail.scores)
     accuracy = headline_rows(detail.scores, "finetuned").get(REWARD_ACCURACY)

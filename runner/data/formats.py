@@ -93,6 +93,11 @@ def read_rows(path: Path, data_format: str) -> list[Example]:
     return rows
 
 
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, record) of every row of a JSONL or CSV file, unvalidated: for readers of their own row shapes."""
+    yield from _records(Path(path))
+
+
 def read_preference_rows(path: Path) -> list[PreferenceExample]:
     """Rows of prompt, chosen and rejected (JSONL or CSV), validated; for preference methods such as DPO."""
     return [row for row in read_rows(Path(path), "preference") if isinstance(row, PreferenceExample)]

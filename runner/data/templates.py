@@ -181,6 +181,19 @@ class Renderer:
         raise DataError(path, f"{type(example).__name__} rows cannot be rendered for supervised fine-tuning",
                         line=example.line)
 
+    def prompt_text(self, example: InstructionExample | ChatExample, path: Path) -> str:
+        """The text a generation for this row starts from, rendered as training renders its prompt: an instruction
+        row up to its response, a conversation up to its last assistant turn (or where the next turn would begin)."""
+        try:
+            if isinstance(example, InstructionExample) and self.template not in ("chatml", "tokenizer"):
+                return self._instruction_prompt(example)
+            messages = _as_messages(example)[:1] if isinstance(example, InstructionExample) else example.messages
+            if messages[-1].role == "assistant":
+                messages = messages[:-1]
+            return self.chat_renderer()([{"role": m.role, "content": m.content} for m in messages], True)
+        except TemplateError as exc:
+            raise DataError(path, f"template: {exc}", line=example.line) from None
+
     def _instruction_prompt(self, example: InstructionExample) -> str:
         if self._prompt is not None:
             return self._env.render(self._prompt, instruction=example.instruction, input=example.input,

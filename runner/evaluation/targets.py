@@ -142,6 +142,7 @@ def settings_key(settings: EvalSection, *, dtype: str, seed: int, lm_eval_versio
     """What makes two evaluations of one model interchangeable (the worker's and `tunelab eval`'s alike)."""
     values = settings.model_dump(mode="json")
     values.pop("baseline", None)
+    values.pop("samples", None)  # generations, not scores: the samples' own cache key covers them
     # The few-shot seed is named even at its default (which the spec's canonical form leaves out): evaluations
     # from before it existed drew their shots with the training seed.
     payload = {"eval": values, "dtype": dtype, "lm_eval": lm_eval_version, "seed": seed,

@@ -25,8 +25,8 @@ from tunelab.registry.recording import (
     SampleCompletion,
     forget_checkpoints,
     record_checkpoint,
+    record_completions,
     record_metrics,
-    record_samples,
     rewind,
     update_run,
 )
@@ -154,8 +154,8 @@ def registry_hooks(registry: Registry, run_id: int, progress: RunProgress, roots
         on_progress=on_progress,
         on_start=on_start,
         on_pruned=lambda steps: forget_checkpoints(registry, run_id, steps),
-        on_samples=lambda step, samples: record_samples(registry, run_id, step,
-                                                        [SampleCompletion(**sample) for sample in samples]),
+        on_samples=lambda step, samples: record_completions(registry, run_id, step,
+                                                            [SampleCompletion(**sample) for sample in samples]),
         flush=reports.flush,
         recording=reports.background,
     )

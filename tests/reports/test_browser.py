@@ -8,11 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tunelab.registry.recording import MetricPoint, record_metrics, record_scores
-from tunelab.reports.compare import build_comparison
-from tunelab.reports.render import render_comparison, write_report
+from tunelab.registry.recording import MetricPoint, record_metrics, record_samples, record_scores
+from tunelab.registry.samples import GeneratedText
+from tunelab.reports.compare import build_comparison, build_many_comparison
+from tunelab.reports.render import render_comparison, render_many_comparison, render_run_page, write_report
+from tunelab.reports.run_page import build_run_page
 
-from tests.helpers import EVIL, finished_run, scores, subject_scores
+from tests.helpers import EVIL, finished_run, scores, subject_scores, sweep_runs
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -268,3 +270,109 @@ def test_a_report_link_opens_the_run_page_whatever_the_report_is_called(page, re
     page.click("text=leaderboard")  # and back
     page.wait_for_load_state()
     assert page.locator("#leaderboard").count() == 1
+
+
+def test_samples_that_hold_tags_and_script_ends_show_as_text_on_run_and_compare_pages(page, registry, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        run = finished_run(registry, name)
+        record_metrics(registry, run, [MetricPoint(step=s, loss=1.0 / s) for s in range(1, 6)])
+        for kind in ("finetuned", "base"):
+            record_samples(registry, run, kind, [GeneratedText(0, f"{EVIL} {SCRIPT_BREAKER}", EVIL,
+                                                               f"{kind} {name} {SCRIPT_BREAKER} {EVIL}")],
+                           settings={"max_new_tokens": 8})
+        runs.append(run)
+    pages = {"run": render_run_page(build_run_page(registry, runs[0])),
+             "compare": render_comparison(build_comparison(registry, *runs))}
+    for kind, html in pages.items():
+        out = tmp_path / f"{kind}.html"
+        out.write_text(html, encoding="utf-8")
+        page.goto(out.as_uri())
+        cells = page.eval_on_selector_all("#samples tbody td", "cells => cells.map(c => c.innerText)")
+        assert f"{EVIL} {SCRIPT_BREAKER}" in cells and f"finetuned a {SCRIPT_BREAKER} {EVIL}" in cells
+        assert page.locator("img").count() == 0
+        assert page.locator("script").count() == 3  # the chart data, uPlot and charts.js: nothing injected
+        assert page.evaluate("() => Object.keys(window.tunelabCharts)") == ["loss"]
+    # The page fixture fails the test on any dialog or script error.
+
+
+def test_the_comparison_of_three_runs_draws_their_loss_curves_overlaid(page, registry, tmp_path):
+    runs = []
+    for index, name in enumerate(("one", "two", EVIL)):
+        run = finished_run(registry, name)
+        record_metrics(registry, run, [MetricPoint(step=s, loss=(index + 1) / s) for s in range(1, 8)])
+        runs.append(run)
+    out = tmp_path / "compare.html"
+    out.write_text(render_many_comparison(build_many_comparison(registry, runs)), encoding="utf-8")
+    page.goto(out.as_uri())
+    assert EVIL in page.inner_text("#compare-title")
+    assert list(legend(page, "loss")) == ["step", *(f"#{run} {name}" for run, name in zip(runs, ("one", "two", EVIL),
+                                                                                           strict=True))]
+    assert page.evaluate("() => window.tunelabCharts.loss.data.slice(1).map(s => s.length)") == [7, 7, 7]
+    assert colored_pixels(page, "loss", TRAINING_LOSS_RGB) > 100
+
+
+def visible_rows(page) -> list[str]:
+    """The leaderboard body's shown rows: a group's head by its group, any other row by its model cell."""
+    return page.eval_on_selector_all(
+        "#leaderboard tbody tr",
+        "rows => rows.filter(r => r.style.display !== 'none').map(r => r.classList.contains('group-head') ?"
+        " 'group:' + r.dataset.group : r.cells[0].innerText.split(' #')[0])")
+
+
+def test_a_sweep_collapses_under_its_best_point_and_columns_can_be_hidden(browser, registry, tmp_path):
+    plain = finished_run(registry, "plain")
+    record_scores(registry, plain, scores("finetuned", f"run:{plain}", {"arc_challenge": 0.45}))
+    sweep = sweep_runs(registry, "lr", {1e-4: 0.30, 1e-3: 0.50, 1e-2: 0.40})
+    out = tmp_path / "leaderboard.html"
+    write_report(registry, out, title="t", jobs=1)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(out.as_uri())
+    group = page.get_attribute("tr.group-head", "data-group")
+    assert visible_rows(page) == [f"group:{group}", "plain", "tiny"]  # collapsed: the best point stands for it
+    assert "best: lr/lr=0.001" in page.inner_text("tr.group-head")
+
+    page.click("tr.group-head button.toggle")
+    assert visible_rows(page) == [f"group:{group}", "lr/lr=0.001", "lr/lr=0.01", "lr/lr=0.0001", "plain", "tiny"]
+    page.click("th[data-key='arc_challenge']")  # ascending now: units move whole, points sorted within
+    page.click("th[data-key='arc_challenge']")
+    assert visible_rows(page) == ["tiny", "plain", f"group:{group}", "lr/lr=0.0001", "lr/lr=0.01", "lr/lr=0.001"]
+    page.fill("#filter", "lr=0.01")
+    assert visible_rows(page) == [f"group:{group}", "lr/lr=0.01"]
+    page.fill("#filter", "")
+    page.click("tr.group-head button.toggle")
+    assert visible_rows(page) == ["tiny", "plain", f"group:{group}"]
+    assert len(sweep) == 3 and page.evaluate("() => document.documentElement.scrollWidth") <= 1400
+
+    page.click("#column-picker summary")
+    page.uncheck("#column-choices input[data-col='final_loss']")
+    assert not page.is_visible("th[data-col='final_loss']")
+    page.reload()  # remembered in this browser
+    assert not page.is_visible("th[data-col='final_loss']") and page.is_visible("th[data-col='val_loss']")
+    widths = page.eval_on_selector_all("#leaderboard tbody tr.group-head td",
+                                       "cells => cells.filter(c => c.style.display !== 'none').length")
+    assert widths == len(page.eval_on_selector_all("#leaderboard th", "t => t.filter(c => c.style.display !== 'none')"))
+    page.click("#column-picker summary")
+    page.check("#column-choices input[data-col='final_loss']")
+    page.reload()
+    assert page.is_visible("th[data-col='final_loss']")
+    page.close()
+
+
+def test_the_sweep_page_draws_a_scatter_per_parameter_and_every_points_loss(page, registry, tmp_path):
+    runs = sweep_runs(registry, "lr", {1e-4: 0.30, 1e-3: 0.50, 1e-2: 0.40})
+    out = tmp_path / "lb.html"
+    write_report(registry, out, title="t", jobs=1)
+    page.goto(out.as_uri())
+    page.click("tr.group-head .group-label a")
+    page.wait_for_url("**/lb_runs/sweep-*.html")
+    page.wait_for_function("() => window.tunelabCharts && window.tunelabCharts.loss")
+    drawn = page.evaluate("() => Object.fromEntries(Object.entries(window.tunelabCharts).map("
+                          "([name, plot]) => [name, plot.data.slice(1).map(s => s.filter(v => v != null).length)]))")
+    assert drawn == {"param-0": [3], "loss": [8, 8, 8]}
+    assert colored_pixels(page, "param-0", TRAINING_LOSS_RGB) > 30  # the three points are on the canvas
+    assert colored_pixels(page, "loss", VALIDATION_LOSS_RGB) > 50  # and the second point's curve
+    hover(page, "param-0", 0.5, 0.5)  # the cursor on the middle point names its run
+    assert "lr/lr=0.001" in legend(page, "param-0")["train.learning_rate"]
+    page.click(f"a[href='run-{runs[1]}.html']")
+    page.wait_for_url(f"**/run-{runs[1]}.html")

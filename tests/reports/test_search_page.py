@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from tunelab.registry.recording import record_scores, update_run
+from tunelab.registry.recording import MetricPoint, record_metrics, record_scores, update_run
 from tunelab.registry.search_records import search_record
 from tunelab.reports.leaderboard import build_leaderboard
 from tunelab.reports.render import render_search_page, write_report
@@ -80,3 +80,25 @@ def test_cost_per_point_and_intervals_on_the_leaderboard(registry):
     cell = row.cells["arc_challenge"]
     assert cell.ci is not None and cell.ci[0] < cell.delta < cell.ci[1]
     assert cell.ci_text.startswith("[+")
+
+
+def test_the_search_page_plots_each_parameter_and_every_trials_loss(registry, searched):
+    search_id, runs = searched
+    for index, run_id in enumerate(runs):
+        record_metrics(registry, run_id, [MetricPoint(step=s, loss=(index + 1) / s) for s in range(1, 7)])
+    page = build_search_page(registry, search_record(registry, search_id))
+    assert page.params == ["train.learning_rate", "method.r"]
+    charts = chart_data(parse(render_search_page(page)))
+    learning_rate, rank = charts["param-0"], charts["param-1"]
+    assert learning_rate["kind"] == rank["kind"] == "scatter" and learning_rate["xlabel"] == "train.learning_rate"
+    assert sorted(learning_rate["y"]) == sorted([0.25, 0.5, 11 / 12, 0.0])
+    assert set(rank["x"]) <= {4.0, 8.0, 16.0} and len(rank["x"]) == 4
+    assert [line["label"] for line in charts["loss"]["series"]] == [f"trial {n}" for n in range(4)]
+
+
+def test_the_leaderboard_gathers_a_searchs_trials_and_links_its_page(registry, searched, tmp_path):
+    search_id, _ = searched
+    write_report(registry, tmp_path / "lb.html", title="t", jobs=1)
+    head = parse((tmp_path / "lb.html").read_text()).find("tr", class_="group-head")
+    assert head.attrs["data-group"] == f"search-{search_id}" and "4 points" in head.text
+    assert head.find("a").attrs["href"] == f"lb_runs/search-{search_id}.html"

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from tunelab.compare_text import print_comparison
+from tunelab.compare_text import print_comparison, print_many_comparison
 from tunelab.context import AppContext
 from tunelab.output import print_json
 from tunelab.params import RUN_ID
-from tunelab.reports.compare import build_comparison
+from tunelab.reports.compare import (
+    Comparison,
+    ManyComparison,
+    build_comparison,
+    build_many_comparison,
+    comparison_json,
+)
 from tunelab.reports.files import write_atomically
-from tunelab.reports.render import render_comparison, runs_dir_for, write_report
+from tunelab.reports.render import render_comparison, render_many_comparison, runs_dir_for, write_report
 from tunelab.terminal import say
 
 
@@ -36,21 +41,29 @@ def report(app: AppContext, output: Path, title: str, run_pages: bool) -> None:
 
 
 @click.command()
-@click.argument("run_a", type=RUN_ID)
-@click.argument("run_b", type=RUN_ID)
+@click.argument("run_ids", type=RUN_ID, nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write an HTML comparison page to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.pass_obj
-def compare(app: AppContext, run_a: int, run_b: int, output: Path | None, as_json: bool) -> None:
-    """Compare two runs: differing spec keys, score deltas with significance, flipped items."""
-    comparison = build_comparison(app.read_only_registry(), run_a, run_b)
-    if as_json:
-        data = asdict(comparison)
-        data.pop("charts")
-        print_json(data)
+def compare(app: AppContext, run_ids: tuple[int, ...], output: Path | None, as_json: bool) -> None:
+    """Compare runs: differing spec keys, scores against the first run with significance, curves, samples.
+
+    Two runs also list the items one got right and the other wrong, and MMLU by subject.
+    """
+    if len(run_ids) < 2:
+        raise click.UsageError("compare needs two runs or more")
+    registry = app.read_only_registry()
+    if len(run_ids) == 2:
+        comparison: Comparison | ManyComparison = build_comparison(registry, *run_ids)
+        render, show = render_comparison, print_comparison
     else:
-        print_comparison(comparison)
+        comparison = build_many_comparison(registry, list(run_ids))
+        render, show = render_many_comparison, print_many_comparison
+    if as_json:
+        print_json(comparison_json(comparison))
+    else:
+        show(comparison)
     if output is not None:
-        write_atomically(output, render_comparison(comparison))
+        write_atomically(output, render(comparison))
         say(f"wrote {output}")

@@ -197,7 +197,7 @@ def test_rlhf_trains_against_the_reward_run_and_records_it(chain):
     figures = [m for m in detail["metrics"] if m["reward"] is not None]
     assert [m["step"] for m in figures] == [1, 2, 3, 4]
     assert all(math.isfinite(m["reward"]) and m["reward_std"] >= 0 and m["kl"] is not None for m in figures)
-    assert {s["step"] for s in detail["samples"]} == {1, 2, 3, 4}  # a run this short keeps every step
+    assert {s["step"] for s in detail["completions"]} == {1, 2, 3, 4}  # a run this short keeps every step
     assert {s["task"] for s in detail["scores"]} == {"capitals"}  # evaluated as every run is
     shown = invoke(home, "show", str(run_id)).output
     assert f"reward: reward run {reward_run} (rm), weights {source['digest'][:12]}" in shown
@@ -213,7 +213,7 @@ def test_rlaif_is_judged_by_the_tiny_model(chain):
     rewards = [m["reward"] for m in detail["metrics"] if m["reward"] is not None]
     assert len(rewards) == 2 and all(0 < r < 1 for r in rewards)  # the judge's probability of "Yes"
     # The judge sees the prompt as the file wrote it, not the template-rendered one.
-    assert all(s["prompt"].startswith("What is the capital of") for s in detail["samples"])
+    assert all(s["prompt"].startswith("What is the capital of") for s in detail["completions"])
 
 
 @pytest.mark.slow
@@ -230,7 +230,7 @@ def test_the_report_shows_the_reward_model_section_and_the_rl_run_page(chain):
     page = (chain["root"] / "board_runs" / f"run-{chain['rl']}.html").read_text(encoding="utf-8")
     for chart in ("reward", "kl", "completion_length"):
         assert f'data-chart="{chart}"' in page
-    assert "trained against reward run" in page and 'id="samples"' in page
+    assert "trained against reward run" in page and 'id="completions"' in page
     assert "rlhf &lt;b&gt;" in page and "rlhf <b>" not in page  # text from the registry is escaped
 
     class Cells(HTMLParser):
@@ -239,7 +239,7 @@ def test_the_report_shows_the_reward_model_section_and_the_rl_run_page(chain):
             self.inside, self.completions = False, []
 
         def handle_starttag(self, tag, attrs):
-            self.inside = self.inside or dict(attrs).get("id") == "samples"
+            self.inside = self.inside or dict(attrs).get("id") == "completions"
 
         def handle_data(self, data):
             if self.inside and data.strip():
