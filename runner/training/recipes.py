@@ -13,6 +13,7 @@ from tunelab.experiments.schema import Spec
 from tunelab.runner.data.fingerprint import fingerprint_data
 from tunelab.runner.training.methods import check_device
 from tunelab.runner.training.models import load_tokenizer, pick_device, resolve_model_path
+from tunelab.runner.training.options import check_cuda_options
 from tunelab.runner.training.preference import train_preference
 from tunelab.runner.training.supervised import train_supervised
 from tunelab.runner.training.trainer import TrainHooks, TrainOutcome
@@ -26,6 +27,7 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
     """
     device = device or pick_device()
     check_device(spec, device)
+    check_cuda_options(spec, device)
     recipe = train_preference if spec.method.kind == "dpo" else train_supervised
     return recipe(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device=device)
 

@@ -19,6 +19,7 @@ from tunelab.registry.searches import create_search, search_from_loaded
 from tunelab.registry.submissions import from_loaded, with_existing
 from tunelab.registry.submissions import submit as submit_runs
 from tunelab.runner.search import preview
+from tunelab.runner.training.options import check_options
 from tunelab.terminal import say
 
 # Trials of a search that `submit --dry-run` draws to show.
@@ -45,6 +46,7 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
     """
     workdir = Path.cwd()
     loaded = load_for_submit(specs, workdir)
+    check_options(loaded)
     searches = [item for item in loaded if item.search is not None]
     if dry_run:
         _show_plan(app, loaded, searches, workdir, as_json)
