@@ -113,6 +113,8 @@ class Run(SQLModel, table=True):
     lineage_json: str | None = None
     # Training's latest figures: {step, total, loss, tokens_per_second, eta_seconds} (runner/training/progress.py).
     progress_json: str | None = None
+    # [train] load_best: the step whose checkpoint became the final weights (the best validation loss).
+    best_step: int | None = None
 
 
 class Checkpoint(SQLModel, table=True):

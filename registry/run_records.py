@@ -61,6 +61,8 @@ class RunDetail:
     data_stats: dict[str, Any] | None = None
     # Training's latest figures (step, total, loss, tokens_per_second, eta_seconds); None before training.
     progress: dict[str, Any] | None = None
+    # [train] load_best: the step whose checkpoint became the final weights; None otherwise.
+    best_step: int | None = None
 
     @property
     def validation_loss(self) -> float | None:
@@ -128,7 +130,7 @@ def summary_columns(dialect: str) -> str:
 def _detail_columns(dialect: str) -> str:
     return (f"{summary_columns(dialect)}, experiment.resolved_json, experiment.spec_text, experiment.spec_path, "
             "experiment.spec_hash, experiment.workdir, run.output_dir, run.environment_json, run.lineage_json, "
-            "run.data_stats_json, run.progress_json")
+            "run.data_stats_json, run.progress_json, run.best_step")
 
 
 # A score's columns (registry/scores.py), after its run's id.
@@ -308,12 +310,13 @@ def _details_of(source: Rows, ids: list[int], fingerprints: dict[str, dict],
     for row in source.rows(f"SELECT {_detail_columns(source.dialect)} FROM {RUNS} WHERE {condition}", params):
         summary = summary_of(row)
         (resolved_json, spec_text, spec_path, spec_hash, workdir, output_dir, environment_json, lineage_json,
-         data_stats_json, progress_json) = row[_SUMMARY_WIDTH:]
+         data_stats_json, progress_json, best_step) = row[_SUMMARY_WIDTH:]
         details[summary.run_id] = RunDetail(
             summary=summary, spec=json.loads(resolved_json), spec_text=spec_text, spec_path=spec_path,
             spec_hash=spec_hash, workdir=workdir, output_dir=output_dir, train_seconds=summary.train_seconds,
             num_train_examples=summary.num_train_examples, environment=_loads(environment_json),
             lineage=_loads(lineage_json), data_stats=_loads(data_stats_json), progress=_loads(progress_json),
+            best_step=best_step,
         )
     if not details:
         return details

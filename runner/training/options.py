@@ -95,6 +95,9 @@ def train_option_arguments(spec: Spec) -> dict[str, Any]:
     if (train.load_best or train.early_stopping_patience) and spec.data.validation is not None:
         arguments.update(load_best_model_at_end=train.load_best, metric_for_best_model="eval_loss",
                          greater_is_better=False)
+    if train.early_stopping_patience and spec.data.validation is not None:
+        # The early-stopping counter is in each checkpoint's trainer state; this makes a resume read it back.
+        arguments["restore_callback_states_from_checkpoint"] = True
     return arguments
 
 

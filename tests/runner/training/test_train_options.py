@@ -48,6 +48,7 @@ def test_train_options_reach_the_training_arguments(tmp_path):
     assert args.max_grad_norm == 0.5 and args.weight_decay == 0.01
     assert args.eval_strategy == "steps" and args.eval_steps == 2 and args.logging_steps == 2
     assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and not args.greater_is_better
+    assert args.restore_callback_states_from_checkpoint  # early stopping's counter survives a resume
 
 
 def test_defaults_leave_the_training_arguments_as_before(tmp_path):
