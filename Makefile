@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # The tests cover 4-bit qlora (bitsandbytes) and PostgreSQL registries (psycopg), so every extra.
-EXTRAS := dev,qlora,postgres
+EXTRAS := dev,qlora,postgres,track
 CONSTRAINTS := constraints.txt
 PIP_INSTALL := $(PY) -m pip install --quiet -c $(CONSTRAINTS)
 

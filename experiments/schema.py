@@ -488,6 +488,26 @@ class NotifySection(_Section):
         description="What is told: a run that succeeded, failed or was pruned, a search that finished.")
 
 
+TrackerName = Literal["tensorboard", "mlflow", "wandb"]
+
+
+class TrackSection(_Section):
+    """Trackers the Trainer streams the run's figures to, through its own integrations."""
+
+    report_to: list[TrackerName] = Field(
+        default_factory=list, description='Trackers: "tensorboard" (event files under the run\'s output directory, '
+        'tracking/), "mlflow" (MLFLOW_TRACKING_URI; the spec as parameters) and "wandb" (its own settings). The '
+        "tracker run is named after the tunelab run, and a resumed run continues it. tensorboard and mlflow come "
+        "with the extra tunelab[track].")
+
+    @field_validator("report_to")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("names a tracker twice")
+        return value
+
+
 class Spec(_Section):
     experiment: ExperimentSection
     model: ModelSection
@@ -498,6 +518,8 @@ class Spec(_Section):
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
     notify: NotifySection | None = Field(
         None, description="Notifications when a run ends or a search finishes; not part of the spec's hash.")
+    track: TrackSection | None = Field(
+        None, description="Trackers the run reports to; not part of the spec's hash (they change no result).")
 
     @model_serializer(mode="wrap")
     def _notify_only_when_set(self, handler) -> dict[str, Any]:
@@ -505,6 +527,8 @@ class Spec(_Section):
         data = handler(self)
         if data.get("notify") is None:
             data.pop("notify", None)
+        if data.get("track") is None:
+            data.pop("track", None)
         return data
 
 

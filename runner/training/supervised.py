@@ -19,6 +19,7 @@ from tunelab.runner.training.methods import apply_method, loraplus_optimizer
 from tunelab.runner.training.models import load_base, load_tokenizer, resolve_model_path, torch_dtype
 from tunelab.runner.training.options import steering_callbacks
 from tunelab.runner.training.resume import finished_outcome, resume_point
+from tunelab.runner.training.trackers import tracker_runs
 from tunelab.runner.training.trainer import (
     VALIDATION_MARK,
     TokenCounter,
@@ -91,5 +92,6 @@ def train_supervised(spec: Spec, *, workdir: Path, output_dir: Path, hooks: Trai
         data_collator=collator,
         callbacks=[callback, *steering_callbacks(spec)],
     )
-    return run_trainer(trainer, callback, hooks, resume_from=resume_from, identity=identity, tokenizer=tokenizer,
-                       final_dir=final_dir, validate=bool(data.validation), **data_facts)
+    with tracker_runs(spec, output_dir, trainer):
+        return run_trainer(trainer, callback, hooks, resume_from=resume_from, identity=identity, tokenizer=tokenizer,
+                           final_dir=final_dir, validate=bool(data.validation), **data_facts)

@@ -33,6 +33,7 @@ from tunelab.runner.training.final_weights import save_final_once
 from tunelab.runner.training.methods import optimizer_arguments
 from tunelab.runner.training.options import best_checkpoint_step, point_best_at_published, train_option_arguments
 from tunelab.runner.training.progress import TrainingProgress
+from tunelab.runner.training.trackers import tracker_arguments
 
 # Set on validation examples (see runner/training/supervised.py) so the token counter leaves them out of tokens trained.
 VALIDATION_MARK = "tunelab_validation"
@@ -117,7 +118,7 @@ def training_arguments(spec: Spec, checkpoints_dir: Path, device: str, arguments
         save_steps=train.save_every,
         seed=spec.experiment.seed,
         data_seed=spec.experiment.seed,
-        report_to=[],
+        **tracker_arguments(spec, checkpoints_dir.parent),
         use_cpu=device == "cpu",
         bf16=device == "cuda" and spec.model.dtype == "bfloat16",
         fp16=device == "cuda" and spec.model.dtype == "float16",
