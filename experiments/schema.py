@@ -462,12 +462,32 @@ class ResourcesSection(_Section):
         "the run.",
     )
 
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp", description="How gpus = N > 1 processes share the model: ddp (a copy each, through torchrun); fsdp "
+        "(PyTorch FSDP, full shard with transformer-block auto-wrap) or deepspeed (ZeRO, zero_stage), both through "
+        "accelerate's launcher and config. deepspeed needs the deepspeed package.")
+    zero_stage: Literal[2, 3] = Field(
+        2, description="strategy = \"deepspeed\": ZeRO stage 2 (optimizer state and gradients sharded) or 3 (the "
+        "weights too).")
+
+    @model_validator(mode="after")
+    def _strategy_needs_processes(self) -> ResourcesSection:
+        if self.strategy != "ddp" and self.gpus < 2:
+            raise ValueError(f'strategy = "{self.strategy}" shards over several processes: set gpus = N > 1')
+        if "zero_stage" in self.model_fields_set and self.strategy != "deepspeed":
+            raise ValueError('zero_stage applies to strategy = "deepspeed"')
+        return self
+
     @model_serializer(mode="wrap")
     def _gpus_only_when_set(self, handler) -> dict[str, Any]:
-        # Specs that leave it at 0 keep the canonical form (and hash) they had before it existed.
+        # Specs that leave them at their defaults keep the canonical form (and hash) they had before they existed.
         data = handler(self)
         if not data.get("gpus"):
             data.pop("gpus", None)
+        if data.get("strategy") == "ddp":
+            data.pop("strategy", None)
+        if data.get("strategy") != "deepspeed":
+            data.pop("zero_stage", None)
         return data
 
 

@@ -15,6 +15,7 @@ from tunelab.experiments.errors import SpecError
 from tunelab.experiments.schema import Spec
 from tunelab.runner.errors import RunFailed
 from tunelab.runner.training.methods import require_bitsandbytes
+from tunelab.runner.training.strategies import strategy_problem
 from tunelab.runner.training.trackers import tracker_problem
 
 # Parts of an optimizer name that mean bitsandbytes (its 8-bit and paged optimizers), which needs CUDA.
@@ -56,7 +57,7 @@ def option_problem(spec: Spec) -> tuple[tuple[str, ...], str] | None:
             return ("train", key), 'steers by the validation loss of the supervised kinds, not kind = "dpo"'
         if getattr(train, key) and spec.data.validation is None:
             return ("train", key), "needs [data] validation (the loss it steers by)"
-    return tracker_problem(spec)
+    return tracker_problem(spec) or strategy_problem(spec)
 
 
 def check_options(loaded: list) -> None:
