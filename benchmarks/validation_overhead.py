@@ -55,6 +55,8 @@ def main() -> None:
         root = Path(tmp)
         model_dir = build_tiny_model(root / "model", default_corpus(REPO_ROOT), vocab_size=1024, hidden_size=64,
                                      num_layers=2, num_heads=2, seed=0)
+        # A first run pays for what only the first pays (imports, kernel set-up): not timed.
+        train_seconds(model_dir, root / "warm-up", steps=2, every=0, validation=args.validation)
         for repeat in range(args.repeats):
             for every in settings:  # alternating, so a change in the machine's load falls on every setting
                 out = root / f"run-{repeat}-{every}"
