@@ -93,7 +93,7 @@ def train_option_arguments(spec: Spec) -> dict[str, Any]:
         arguments["optim"] = train.optimizer
     if train.gradient_checkpointing:
         # Non-reentrant checkpointing also passes gradients through frozen inputs (LoRA, prompt tuning).
-        arguments.update(gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False})
+        arguments.update(activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": False})
     if (train.load_best or train.early_stopping_patience) and spec.data.validation is not None:
         arguments.update(load_best_model_at_end=train.load_best, metric_for_best_model="eval_loss",
                          greater_is_better=False)

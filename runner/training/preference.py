@@ -65,7 +65,7 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks: Trai
     callback = registry_callback(hooks, spec.train.keep_checkpoints)
     arguments = training_arguments(
         spec, checkpoints_dir, device, DPOConfig, beta=spec.method.beta, max_length=spec.data.max_seq_len,
-        activation_checkpointing=False, precompute_ref_log_probs=False,
+        activation_checkpointing=spec.train.gradient_checkpointing, precompute_ref_log_probs=False,
     )
     try:
         trainer = staged_trainer_class(DPOTrainer)(

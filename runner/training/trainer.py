@@ -128,8 +128,8 @@ def training_arguments(spec: Spec, checkpoints_dir: Path, device: str, arguments
         # Processes launched by torchrun on CPUs (the distributed path's tests) talk over gloo; GPUs over NCCL.
         ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         **_evaluation_arguments(spec),
-        **{**optimizer_arguments(spec.method, device), **train_option_arguments(spec)},
-        **extra,
+        # A trainer's own configuration (`extra`) has the last word.
+        **{**optimizer_arguments(spec.method, device), **train_option_arguments(spec), **extra},
     )
     return one_gpu_per_process(arguments)
 

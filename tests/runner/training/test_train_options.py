@@ -42,7 +42,7 @@ def test_train_options_reach_the_training_arguments(tmp_path):
                         "logging_steps": 2, "load_best": True, "early_stopping_patience": 2},
                  data={"validation": 0.2})
     args = _arguments(spec, tmp_path)
-    assert args.gradient_checkpointing and args.gradient_checkpointing_kwargs == {"use_reentrant": False}
+    assert args.activation_checkpointing and args.activation_checkpointing_kwargs == {"use_reentrant": False}
     assert args.optim == "adafactor" and args.lr_scheduler_type == "cosine"
     assert args.warmup_steps == 0.25 and args.get_warmup_steps(40) == 10  # a share of the steps
     assert args.max_grad_norm == 0.5 and args.weight_decay == 0.01
