@@ -10,7 +10,7 @@ SLURM_START := bash scripts/slurm.sh start
 # 1: `make test` starts the test Slurm cluster when TUNELAB_TEST_SLURM_CONF names none (test-fast sets 0).
 SLURM ?= 1
 # The tests cover 4-bit qlora (bitsandbytes) and PostgreSQL registries (psycopg), so every extra.
-EXTRAS := dev,qlora,postgres
+EXTRAS := dev,qlora,postgres,track
 CONSTRAINTS := constraints.txt
 PIP_INSTALL := $(PY) -m pip install --quiet -c $(CONSTRAINTS)
 

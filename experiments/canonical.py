@@ -39,6 +39,7 @@ def _identity(spec: Spec) -> dict[str, Any]:
     """What makes a spec the experiment it is. [notify] says who hears of a run, not what it is: left out."""
     data = resolved_dict(spec)
     data.pop("notify", None)
+    data.pop("track", None)  # where figures are streamed to changes no result
     return data
 
 

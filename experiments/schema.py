@@ -28,6 +28,9 @@ from tunelab.experiments.paths import RUN_BASE
 from tunelab.experiments.plain_text import control_character
 
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
+# LoRA options added later, with their defaults: stored only when set, so older specs keep their hash.
+LORA_OPTION_DEFAULTS: dict[str, Any] = {"use_dora": False, "use_rslora": False, "modules_to_save": [],
+                                        "loraplus_lr_ratio": None}
 
 # Upper bounds of the integer keys: far above any real use, and within what every consumer takes (a 64-bit
 # registry column, numpy's 32-bit seed, a PostgreSQL INTEGER for the priority), so a typo such as 10**20 is
@@ -207,8 +210,8 @@ WEIGHTS_KINDS = ("reward", "rloo", "grpo", "kto")
 # The keys each kind reads besides `kind`; a key another kind owns is an error, never silently ignored.
 _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "full": (),
-    "lora": LORA_KEYS,
-    "qlora": LORA_KEYS + ("bnb_compute_dtype",),
+    "lora": LORA_KEYS + tuple(LORA_OPTION_DEFAULTS),
+    "qlora": LORA_KEYS + tuple(LORA_OPTION_DEFAULTS) + ("bnb_compute_dtype",),
     "freeze": ("trainable_layers",),
     "prompt_tuning": ("num_virtual_tokens", "prompt_init_text"),
     "dpo": ("beta", "dpo_weights"),
@@ -243,7 +246,18 @@ class MethodSection(_Section):
     r: int = Field(8, gt=0, le=MAX_RANK, description="LoRA rank.")
     alpha: float = Field(16, gt=0, description="LoRA alpha (scaling = alpha / r).")
     dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1)
+    target_modules: Annotated[list[str], Field(min_length=1)] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"],
+        description='Module names the LoRA adapter wraps, or "all-linear": every linear layer but the output head.')
+    use_dora: bool = Field(False, description="lora, qlora: DoRA (weight-decomposed LoRA: a learned magnitude per "
+                           "output feature besides the low-rank direction).")
+    use_rslora: bool = Field(False, description="lora, qlora: rank-stabilised LoRA (scaling = alpha / sqrt(r)).")
+    modules_to_save: list[str] = Field(
+        default_factory=list, description="lora, qlora: modules trained in full and saved with the adapter "
+        '(e.g. ["lm_head"]).')
+    loraplus_lr_ratio: float | None = Field(
+        None, gt=0, le=1e6, description="lora, qlora: LoRA+ (peft's create_loraplus_optimizer): the B matrices "
+        "learn this many times faster than the A matrices; unset = plain LoRA.")
     bnb_compute_dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         None, description="qlora: dtype the 4-bit layers compute in; unset = float32 on the CPU, bfloat16 on a GPU.")
     trainable_layers: int = Field(
@@ -299,7 +313,7 @@ class MethodSection(_Section):
         keys = _KIND_KEYS[self.kind]
         lora = ((self.kind == "dpo" and self.dpo_weights == "lora")
                 or (self.kind in WEIGHTS_KINDS and self.weights == "lora"))
-        return keys + LORA_KEYS if lora else keys
+        return keys + LORA_KEYS + tuple(LORA_OPTION_DEFAULTS) if lora else keys
 
     @field_validator("reward_model")
     @classmethod
@@ -331,7 +345,7 @@ class MethodSection(_Section):
     def _keys_belong_to_the_kind(self) -> MethodSection:
         used = set(self.keys_used()) | set(PAGING_KEYS) | {"kind"}
         stray = [k for k in type(self).model_fields if k in self.model_fields_set and k not in used]
-        if stray and set(stray) <= set(LORA_KEYS):
+        if stray and set(stray) <= set(LORA_KEYS) | set(LORA_OPTION_DEFAULTS):
             raise ValueError(f"LoRA option(s) {', '.join(stray)} set on {_KIND_NAMES[self.kind]} "
                              f'(kind = "{self.kind}")')
         if stray:
@@ -369,7 +383,8 @@ class MethodSection(_Section):
         # Of the reward sources, only the one in use.
         unset = {k for k in REWARD_SOURCE_KEYS if getattr(self, k) is None}
         return {k: v for k, v in data.items()
-                if (k in used and k not in unset) or (k in defaults and getattr(self, k) != defaults[k])}
+                if (k in used and k not in unset and (k not in LORA_OPTION_DEFAULTS or v != LORA_OPTION_DEFAULTS[k]))
+                or (k in defaults and getattr(self, k) != defaults[k])}
 
 
 class TrainSection(_Section):
@@ -381,7 +396,9 @@ class TrainSection(_Section):
     save_every: int = Field(20, gt=0, le=MAX_STEPS, description="Optimizer steps between checkpoints.")
     warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
     weight_decay: float = Field(0.0, ge=0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
+                          "polynomial", "inverse_sqrt"] = Field(
+        "linear", description="Learning-rate schedule after warmup (the Trainer's lr_scheduler_type).")
     logging_steps: int = Field(1, gt=0, le=MAX_STEPS)
     keep_checkpoints: int = Field(
         0, ge=0, le=MAX_KEPT, description="Complete checkpoints to keep on disk, newest first (0 = keep all)."
@@ -390,7 +407,56 @@ class TrainSection(_Section):
         0, ge=0, le=MAX_STEPS, description="Optimizer steps between validation-loss evaluations ([data] validation); "
         "0 = at the end only.",
     )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass instead of keeping them: less memory, "
+        "about a third more compute, the same result.")
+    optimizer: str | None = Field(
+        None, min_length=1, description='The optimizer as the Trainer names it (its OptimizerNames: "adamw_torch", '
+        '"adamw_8bit", "paged_adamw_8bit", "adafactor", "sgd", ...); unset = the Trainer\'s default (or the paged '
+        "optimizer of [method] paged_optimizer). Checked at submit against the installed transformers; names "
+        "with 8bit or paged need bitsandbytes and a CUDA GPU.")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the optimizer steps spent warming the "
+                                "learning rate up; not together with warmup_steps.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradients are clipped to this global norm; 0 = no clipping.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] | None = Field(
+        None, description="Attention kernel the model loads with; unset = transformers' choice. flash_attention_2 "
+        "needs the flash-attn package and a CUDA GPU.")
+    early_stopping_patience: int = Field(
+        0, ge=0, le=MAX_STEPS, description="Stop after this many validation-loss evaluations (every eval_every "
+        "steps) without an improvement of more than early_stopping_threshold; 0 = never stop early.")
+    early_stopping_threshold: float = Field(
+        0.0, ge=0, description="The least drop of the validation loss that counts as an improvement.")
+    load_best: bool = Field(
+        False, description="Final weights (and their evaluation) are the checkpoint with the lowest validation loss, "
+        "not the last step's; the run records its step. Needs validation, eval_every, and save_every a multiple "
+        "of eval_every.")
 
+    @model_validator(mode="after")
+    def _steering_is_consistent(self) -> TrainSection:
+        if self.warmup_ratio and self.warmup_steps:
+            raise ValueError("set warmup_steps or warmup_ratio, not both")
+        if (self.early_stopping_patience or self.load_best) and not self.eval_every:
+            needs = "early_stopping_patience" if self.early_stopping_patience else "load_best"
+            raise ValueError(f"{needs} needs eval_every > 0 (the validation loss it steers by)")
+        if self.early_stopping_threshold and not self.early_stopping_patience:
+            raise ValueError("early_stopping_threshold set while early_stopping_patience = 0")
+        if (self.early_stopping_patience or self.load_best) and self.save_every % self.eval_every:
+            raise ValueError(f"save_every ({self.save_every}) must be a multiple of eval_every ({self.eval_every}) "
+                             "when steering by validation: the best step must have a checkpoint")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _new_keys_only_when_set(self, handler) -> dict[str, Any]:
+        # Specs that leave them at their defaults keep the canonical form (and hash) they had before these existed.
+        data = handler(self)
+        return {k: v for k, v in data.items() if k not in TRAIN_OPTION_DEFAULTS or v != TRAIN_OPTION_DEFAULTS[k]}
+
+
+# [train] options added later, with their defaults (see TrainSection._new_keys_only_when_set).
+TRAIN_OPTION_DEFAULTS: dict[str, Any] = {
+    "gradient_checkpointing": False, "optimizer": None, "warmup_ratio": 0.0, "max_grad_norm": 1.0,
+    "attn_implementation": None, "early_stopping_patience": 0, "early_stopping_threshold": 0.0, "load_best": False,
+}
 
 class CustomTask(_Section):
     """A multiple-choice task from the user's own JSONL: rows of question, choices, answer (index)."""
@@ -544,6 +610,25 @@ class ResourcesSection(_Section):
         "--nodes N) claims the run.",
     )
 
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp", description="How gpus = N > 1 processes share the model: ddp (a copy each, through torchrun); fsdp "
+        "(PyTorch FSDP, full shard with transformer-block auto-wrap) or deepspeed (ZeRO, zero_stage), both through "
+        "accelerate's launcher and config. deepspeed needs the deepspeed package.")
+    zero_stage: Literal[2, 3] = Field(
+        2, description="strategy = \"deepspeed\": ZeRO stage 2 (optimizer state and gradients sharded) or 3 (the "
+        "weights too).")
+
+    @model_validator(mode="after")
+    def _strategy_needs_processes(self) -> ResourcesSection:
+        if self.strategy != "ddp" and self.gpus < 2:
+            raise ValueError(f'strategy = "{self.strategy}" shards over several processes: set gpus = N > 1')
+        if self.strategy != "ddp" and self.nodes > 1:
+            # Several nodes start through srun + torchrun (ddp); accelerate's launcher is started on one node here.
+            raise ValueError(f'strategy = "{self.strategy}" runs on one node: nodes > 1 trains with strategy = "ddp"')
+        if "zero_stage" in self.model_fields_set and self.strategy != "deepspeed":
+            raise ValueError('zero_stage applies to strategy = "deepspeed"')
+        return self
+
     @model_serializer(mode="wrap")
     def _new_keys_only_when_set(self, handler) -> dict[str, Any]:
         # Specs that leave them at their defaults keep the canonical form (and hash) they had before they existed.
@@ -552,6 +637,10 @@ class ResourcesSection(_Section):
             data.pop("gpus", None)
         if data.get("nodes") == 1:
             data.pop("nodes", None)
+        if data.get("strategy") == "ddp":
+            data.pop("strategy", None)
+        if data.get("strategy") != "deepspeed":
+            data.pop("zero_stage", None)
         return data
 
 
@@ -572,6 +661,26 @@ class NotifySection(_Section):
         description="What is told: a run that succeeded, failed or was pruned, a search that finished.")
 
 
+TrackerName = Literal["tensorboard", "mlflow", "wandb"]
+
+
+class TrackSection(_Section):
+    """Trackers the Trainer streams the run's figures to, through its own integrations."""
+
+    report_to: list[TrackerName] = Field(
+        default_factory=list, description='Trackers: "tensorboard" (event files under the run\'s output directory, '
+        'tracking/), "mlflow" (MLFLOW_TRACKING_URI; the spec as parameters) and "wandb" (its own settings). The '
+        "tracker run is named after the tunelab run, and a resumed run continues it. tensorboard and mlflow come "
+        "with the extra tunelab[track].")
+
+    @field_validator("report_to")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("names a tracker twice")
+        return value
+
+
 class Spec(_Section):
     experiment: ExperimentSection
     model: ModelSection
@@ -582,6 +691,8 @@ class Spec(_Section):
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
     notify: NotifySection | None = Field(
         None, description="Notifications when a run ends or a search finishes; not part of the spec's hash.")
+    track: TrackSection | None = Field(
+        None, description="Trackers the run reports to; not part of the spec's hash (they change no result).")
 
     @model_validator(mode="after")
     def _samples_have_prompts(self) -> Spec:
@@ -607,6 +718,8 @@ class Spec(_Section):
         data = handler(self)
         if data.get("notify") is None:
             data.pop("notify", None)
+        if data.get("track") is None:
+            data.pop("track", None)
         return data
 
     @model_validator(mode="after")

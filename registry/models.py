@@ -124,6 +124,8 @@ class Run(SQLModel, table=True):
     slurm_node: str | None = None
     # [resources] nodes, copied from the spec like gpus: a claim takes only runs the worker's allocation spans.
     nodes: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    # [train] load_best: the step whose checkpoint became the final weights (the best validation loss).
+    best_step: int | None = None
 
 
 class Checkpoint(SQLModel, table=True):

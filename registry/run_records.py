@@ -85,6 +85,8 @@ class RunDetail:
         sees them; the registry stores them relative to the artifact root."""
         return replace(self, output_dir=str(roots.artifact(self.output_dir)) if self.output_dir else None,
                        checkpoints=[dict(c, path=str(roots.artifact(c["path"]))) for c in self.checkpoints])
+    # [train] load_best: the step whose checkpoint became the final weights; None otherwise.
+    best_step: int | None = None
 
     @property
     def validation_loss(self) -> float | None:
@@ -152,7 +154,7 @@ def summary_columns(dialect: str) -> str:
 def _detail_columns(dialect: str) -> str:
     return (f"{summary_columns(dialect)}, experiment.resolved_json, experiment.spec_text, experiment.spec_path, "
             "experiment.spec_hash, experiment.workdir, run.output_dir, run.environment_json, run.lineage_json, "
-            "run.data_stats_json, run.progress_json, run.reward_source_json")
+            "run.data_stats_json, run.progress_json, run.reward_source_json, run.best_step")
 
 
 # A training metric row's columns (registry/models.py TrainMetric), as the keys of RunDetail.metrics.
@@ -339,13 +341,14 @@ def _details_of(source: Rows, ids: list[int], fingerprints: dict[str, dict],
     for row in source.rows(f"SELECT {_detail_columns(source.dialect)} FROM {RUNS} WHERE {condition}", params):
         summary = summary_of(row)
         (resolved_json, spec_text, spec_path, spec_hash, workdir, output_dir, environment_json, lineage_json,
-         data_stats_json, progress_json, reward_source_json) = row[_SUMMARY_WIDTH:]
+         data_stats_json, progress_json, reward_source_json, best_step) = row[_SUMMARY_WIDTH:]
         details[summary.run_id] = RunDetail(
             summary=summary, spec=json.loads(resolved_json), spec_text=spec_text, spec_path=spec_path,
             spec_hash=spec_hash, workdir=workdir, output_dir=output_dir, train_seconds=summary.train_seconds,
             num_train_examples=summary.num_train_examples, environment=_loads(environment_json),
             lineage=_loads(lineage_json), data_stats=_loads(data_stats_json), progress=_loads(progress_json),
             reward_source=_loads(reward_source_json),
+            best_step=best_step,
         )
     if not details:
         return details

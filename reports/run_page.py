@@ -208,6 +208,8 @@ def _page(detail: RunDetail, members: Members) -> RunPage:
     ]
     if detail.validation_loss is not None:
         facts.append(("validation loss", f"{detail.validation_loss:.4f} (the last validation point)"))
+    if detail.best_step is not None:
+        facts.append(("final weights", f"best checkpoint by validation loss: step {detail.best_step}"))
     if s.reproduces_run_id is not None:
         facts.append(("reproduces", f"run {s.reproduces_run_id} (made by tunelab reproduce)"))
     reward = RewardRecord.from_json(detail.reward_source) if detail.reward_source else None

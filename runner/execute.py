@@ -417,7 +417,7 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     if outcome.interrupted:
         raise RunInterrupted(f"{stop.reason} at step {outcome.global_step}")
     update_run(registry, run_id, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
-               num_train_examples=outcome.num_examples,
+               num_train_examples=outcome.num_examples, best_step=outcome.best_step,
                data_fingerprint=outcome.data_fingerprint or fingerprint_spec_data(spec, workdir),
                data_stats_json=json.dumps(outcome.data_stats) if outcome.data_stats is not None else None)
     if outcome.pruned:

@@ -42,6 +42,8 @@ def print_detail(detail: RunDetail) -> None:
                       f"final loss {fmt_float(s.final_loss)}")
     if detail.validation_loss is not None:
         console.print(f"  validation loss {fmt_float(detail.validation_loss)} (the last validation point)")
+    if detail.best_step is not None:
+        console.print(f"  final weights: the best checkpoint by validation loss, step {detail.best_step}")
     if detail.progress:
         console.print("  progress: " + progress_line(detail.progress, running=s.status == "running"))
     if detail.data_stats:

@@ -130,12 +130,13 @@ def discard_incomplete(checkpoints_root: Path) -> list[Path]:
     return removed
 
 
-def prune(checkpoints_root: Path, keep: int) -> list[int]:
-    """Delete all but the newest `keep` complete checkpoints (0 keeps all); the steps deleted."""
+def prune(checkpoints_root: Path, keep: int, *, keep_step: int | None = None) -> list[int]:
+    """Delete all but the newest `keep` complete checkpoints (0 keeps all); the steps deleted. `keep_step` (the best
+    by validation loss, when steering by it) is kept besides."""
     if keep <= 0:
         return []
     complete = complete_checkpoints(checkpoints_root)
-    doomed = complete[:-keep]
+    doomed = [c for c in complete[:-keep] if c.step != keep_step]
     for checkpoint in doomed:
         _remove(checkpoint.path)
     return [c.step for c in doomed]

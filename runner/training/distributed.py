@@ -39,6 +39,7 @@ from tunelab.runner.training.checkpoints import complete_checkpoints, discard_in
 from tunelab.runner.training.final_weights import is_finished
 from tunelab.runner.training.progress import RunProgress
 from tunelab.runner.training.recipes import train
+from tunelab.runner.training.strategies import launch_command
 from tunelab.runner.training.trainer import TrainHooks, TrainOutcome
 
 JOB_FILE = "distributed-job.json"
@@ -118,8 +119,9 @@ def run_torchrun(job: DistributedJob, *, should_stop: Callable[[], bool], should
     env = {**(os.environ if env is None else env), "PYTHONSAFEPATH": "1"}
     # A session of their own: a Ctrl-C at the terminal reaches the worker, which asks for a pause;
     # it must not kill the training processes halfway through a checkpoint.
-    process = subprocess.Popen(torchrun_command(job_file, job.nproc, nodes=job.nodes, run_id=job.run_id), env=env,
-                               start_new_session=True)
+    command = launch_command(job_file, spec=job.spec, nproc=job.nproc, device=job.device, output_dir=output_dir,
+                             torchrun=torchrun_command(job_file, job.nproc, nodes=job.nodes, run_id=job.run_id))
+    process = subprocess.Popen(command, env=env, start_new_session=True)
     wish = ""
     try:
         while process.poll() is None:
@@ -206,7 +208,8 @@ def train_distributed(registry: Registry, run_id: int, spec: Spec, *, workdir: P
                              output_dir=str(output_dir), device=device, nproc=nproc, worker_pid=os.getpid(),
                              show_progress=progress.enabled, artifacts=str(roots.artifacts), nodes=nodes,
                              worker_host=socket.gethostname())
-        how = f"on {nodes} nodes, {device}, srun + torchrun" if nodes > 1 else f"{device}, torchrun"
+        launcher = "torchrun" if spec.resources.strategy == "ddp" else f"{spec.resources.strategy}, accelerate"
+        how = f"on {nodes} nodes, {device}, srun + torchrun" if nodes > 1 else f"{device}, {launcher}"
         progress.note(f"training in {nproc * nodes} processes ({how})")
         with hooks.polling():
             ended = run_torchrun(job, should_stop=hooks.should_stop, should_pause=hooks.should_pause,

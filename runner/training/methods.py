@@ -64,8 +64,23 @@ def bnb_compute_dtype(method: MethodSection, device: str) -> str:
 def lora_config(method: MethodSection):
     from peft import LoraConfig
 
-    return LoraConfig(r=method.r, lora_alpha=method.alpha, lora_dropout=method.dropout,
-                      target_modules=list(method.target_modules), task_type="CAUSAL_LM")
+    targets = method.target_modules if isinstance(method.target_modules, str) else list(method.target_modules)
+    return LoraConfig(r=method.r, lora_alpha=method.alpha, lora_dropout=method.dropout, target_modules=targets,
+                      use_dora=method.use_dora, use_rslora=method.use_rslora,
+                      modules_to_save=list(method.modules_to_save) or None, task_type="CAUSAL_LM")
+
+
+def loraplus_optimizer(model, method: MethodSection, arguments):
+    """peft's LoRA+ optimizer ([method] loraplus_lr_ratio) over the Trainer's optimizer class and settings
+    ([train] optimizer): the B matrices learn loraplus_lr_ratio times faster than the A matrices."""
+    from peft.optimizers import create_loraplus_optimizer
+    from transformers import Trainer
+
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(arguments, model)
+    kwargs = {k: v for k, v in kwargs.items() if k != "lr"}
+    return create_loraplus_optimizer(model, optimizer_cls, lr=arguments.learning_rate,
+                                     loraplus_lr_ratio=method.loraplus_lr_ratio,
+                                     loraplus_weight_decay=arguments.weight_decay, **kwargs)
 
 
 def apply_method(model, spec: Spec, *, model_path: str | None = None):

@@ -80,14 +80,16 @@ def load_tokenizer(model_path: str, revision: str | None = None):
     return tokenizer
 
 
-def load_model(model_path: str, dtype: str, revision: str | None = None):
+def load_model(model_path: str, dtype: str, revision: str | None = None, attn_implementation: str | None = None):
+    """A causal LM in `dtype`; `attn_implementation` ([train] attn_implementation): unset = transformers' choice."""
     require_hub(model_path, revision)
     from transformers import AutoModelForCausalLM
 
     if dtype != "float32" and pick_device() == "cpu":
         raise RunFailed(f'model.dtype = "{dtype}" needs a GPU; none is available (use "float32" on the CPU)')
     try:
-        return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype), revision=revision)
+        return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype), revision=revision,
+                                                    **_attention(attn_implementation))
     except OSError as exc:
         raise RunFailed(f"cannot load model {model_path!r}: {exc}") from None
 
@@ -95,7 +97,7 @@ def load_model(model_path: str, dtype: str, revision: str | None = None):
 def load_base(model_path: str, spec: Spec, device: str):
     """The base model as the method needs it: 4-bit NF4 (double quantisation) for qlora, else as is."""
     if spec.method.kind != "qlora":
-        return load_model(model_path, spec.model.dtype, spec.model.revision)
+        return load_model(model_path, spec.model.dtype, spec.model.revision, spec.train.attn_implementation)
     return _load_quantised(model_path, spec, device)
 
 
@@ -116,6 +118,7 @@ def _load_quantised(model_path: str, spec: Spec, device: str):
         model = AutoModelForCausalLM.from_pretrained(
             model_path, quantization_config=quantisation, dtype=torch_dtype(spec.model.dtype),
             revision=spec.model.revision, device_map="cpu" if device == "cpu" else {"": _local_gpu()},
+            **_attention(spec.train.attn_implementation),
         )
     except OSError as exc:
         raise RunFailed(f"cannot load model {model_path!r}: {exc}") from None
@@ -123,6 +126,11 @@ def _load_quantised(model_path: str, spec: Spec, device: str):
         raise RunFailed(f"qlora needs bitsandbytes: {exc}") from None
     _keep_cpu_layout_for_small_layers(model)
     return model
+
+
+def _attention(attn_implementation: str | None) -> dict[str, str]:
+    # Passed only when set, so that a spec without it loads exactly as before.
+    return {"attn_implementation": attn_implementation} if attn_implementation else {}
 
 
 def _local_gpu() -> int:

@@ -21,6 +21,7 @@ from tunelab.runner.training.checkpoint_identity import identity_for
 from tunelab.runner.training.methods import lora_config
 from tunelab.runner.training.models import load_base, load_tokenizer, resolve_model_path
 from tunelab.runner.training.resume import finished_outcome, resume_point
+from tunelab.runner.training.trackers import tracker_runs
 from tunelab.runner.training.trainer import (
     TrainHooks,
     TrainOutcome,
@@ -64,7 +65,7 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks: Trai
     callback = registry_callback(hooks, spec.train.keep_checkpoints)
     arguments = training_arguments(
         spec, checkpoints_dir, device, DPOConfig, beta=spec.method.beta, max_length=spec.data.max_seq_len,
-        activation_checkpointing=False, precompute_ref_log_probs=False,
+        activation_checkpointing=spec.train.gradient_checkpointing, precompute_ref_log_probs=False,
     )
     try:
         trainer = staged_trainer_class(DPOTrainer)(
@@ -73,5 +74,6 @@ def train_preference(spec: Spec, *, workdir: Path, output_dir: Path, hooks: Trai
         )
     except ValueError as exc:  # trl's checks of the model and adapter (e.g. target_modules)
         raise RunFailed(f"dpo: {exc}") from None
-    return run_trainer(trainer, callback, hooks, resume_from=resume_from, identity=identity, tokenizer=tokenizer,
-                       final_dir=final_dir, num_examples=len(pairs), data_fingerprint=data_fingerprint)
+    with tracker_runs(spec, output_dir, trainer):
+        return run_trainer(trainer, callback, hooks, resume_from=resume_from, identity=identity, tokenizer=tokenizer,
+                           final_dir=final_dir, num_examples=len(pairs), data_fingerprint=data_fingerprint)

@@ -19,6 +19,7 @@ from tunelab.runner.training.kto import fingerprint_feedback_data, train_kto
 from tunelab.runner.training.methods import check_device
 from tunelab.runner.training.models import load_tokenizer, pick_device, resolve_model_path
 from tunelab.runner.training.online_rl import fingerprint_prompt_data, train_online_rl
+from tunelab.runner.training.options import check_cuda_options
 from tunelab.runner.training.preference import train_preference
 from tunelab.runner.training.reward_model import fingerprint_reward_data, train_reward
 from tunelab.runner.training.rewards import RewardSource
@@ -44,6 +45,7 @@ def train(spec: Spec, *, workdir: Path, output_dir: Path, hooks: TrainHooks, dev
     """
     device = device or pick_device()
     check_device(spec, device)
+    check_cuda_options(spec, device)
     recipe = _RECIPES.get(spec.method.kind, train_supervised)
     if spec.method.kind in ONLINE_RL_KINDS:
         recipe = partial(recipe, reward=reward)

@@ -33,7 +33,8 @@ def finished_outcome(spec: Spec, model_path: str, tokenizer, output_dir: Path, h
         hooks.on_start(facts["global_step"], complete_checkpoints(checkpoints_dir))
     return TrainOutcome(model=load_trained(spec, model_path, final_dir, device), tokenizer=tokenizer,
                         final_dir=final_dir, global_step=facts["global_step"], final_loss=facts["final_loss"],
-                        train_seconds=facts["train_seconds"], resumed_from=facts["global_step"], **data_facts)
+                        train_seconds=facts["train_seconds"], resumed_from=facts["global_step"],
+                        best_step=facts.get("best_step"), **data_facts)
 
 
 def resume_point(checkpoints_dir: Path, identity: TrainingIdentity, hooks: TrainHooks) -> CompleteCheckpoint | None:

@@ -15,9 +15,11 @@ from tunelab.runner.data.fingerprint import fingerprint_prepared
 from tunelab.runner.data.packing import PackedCollator
 from tunelab.runner.data.prepare import prepare_data
 from tunelab.runner.training.checkpoint_identity import identity_for
-from tunelab.runner.training.methods import apply_method
+from tunelab.runner.training.methods import apply_method, loraplus_optimizer
 from tunelab.runner.training.models import load_base, load_tokenizer, resolve_model_path, torch_dtype
+from tunelab.runner.training.options import steering_callbacks
 from tunelab.runner.training.resume import finished_outcome, resume_point
+from tunelab.runner.training.trackers import tracker_runs
 from tunelab.runner.training.trainer import (
     VALIDATION_MARK,
     TokenCounter,
@@ -79,13 +81,17 @@ def train_supervised(spec: Spec, *, workdir: Path, output_dir: Path, hooks: Trai
 
     collator = TokenCounter(_data_collator(spec, tokenizer))
     callback = registry_callback(hooks, spec.train.keep_checkpoints, collator)
+    arguments = training_arguments(spec, checkpoints_dir, device)
+    optimizer = loraplus_optimizer(model, spec.method, arguments) if spec.method.loraplus_lr_ratio else None
     trainer = staged_trainer_class()(
         model=model,
-        args=training_arguments(spec, checkpoints_dir, device),
+        args=arguments,
+        optimizers=(optimizer, None),
         train_dataset=_ListDataset(data.train),
         eval_dataset=_ListDataset(data.validation, validation=True) if data.validation else None,
         data_collator=collator,
-        callbacks=[callback],
+        callbacks=[callback, *steering_callbacks(spec)],
     )
-    return run_trainer(trainer, callback, hooks, resume_from=resume_from, identity=identity, tokenizer=tokenizer,
-                       final_dir=final_dir, validate=bool(data.validation), **data_facts)
+    with tracker_runs(spec, output_dir, trainer):
+        return run_trainer(trainer, callback, hooks, resume_from=resume_from, identity=identity, tokenizer=tokenizer,
+                           final_dir=final_dir, validate=bool(data.validation), **data_facts)

@@ -31,7 +31,9 @@ from tunelab.runner.training.checkpoints import (
 )
 from tunelab.runner.training.final_weights import save_final_once
 from tunelab.runner.training.methods import optimizer_arguments
+from tunelab.runner.training.options import best_checkpoint_step, point_best_at_published, train_option_arguments
 from tunelab.runner.training.progress import TrainingProgress
+from tunelab.runner.training.trackers import tracker_arguments
 
 # Set on validation examples (see runner/training/supervised.py) so the token counter leaves them out of tokens trained.
 VALIDATION_MARK = "tunelab_validation"
@@ -99,6 +101,8 @@ class TrainOutcome:
     data_stats: dict[str, Any] | None = None
     # Hash of the features trained on (runner/data/fingerprint.py); None: the caller computes it from the spec.
     data_fingerprint: str | None = None
+    # [train] load_best: the step whose checkpoint became the final weights; None when not steering by validation.
+    best_step: int | None = None
 
 
 def training_arguments(spec: Spec, checkpoints_dir: Path, device: str, arguments_class=None, **extra: Any):
@@ -115,14 +119,14 @@ def training_arguments(spec: Spec, checkpoints_dir: Path, device: str, arguments
         num_train_epochs=train.epochs,
         max_steps=train.max_steps if train.max_steps > 0 else -1,
         lr_scheduler_type=train.lr_scheduler,
-        warmup_steps=train.warmup_steps,
+        warmup_steps=train.warmup_steps or train.warmup_ratio,  # transformers takes a float below 1 as a share
         weight_decay=train.weight_decay,
         logging_steps=train.logging_steps,
         save_strategy="steps",
         save_steps=train.save_every,
         seed=spec.experiment.seed,
         data_seed=spec.experiment.seed,
-        report_to=[],
+        **tracker_arguments(spec, checkpoints_dir.parent),
         use_cpu=device == "cpu",
         bf16=device == "cuda" and spec.model.dtype == "bfloat16",
         fp16=device == "cuda" and spec.model.dtype == "float16",
@@ -132,8 +136,8 @@ def training_arguments(spec: Spec, checkpoints_dir: Path, device: str, arguments
         # Processes launched by torchrun on CPUs (the distributed path's tests) talk over gloo; GPUs over NCCL.
         ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         **_evaluation_arguments(spec),
-        **optimizer_arguments(spec.method, device),
-        **extra,
+        # A trainer's own configuration (`extra`) has the last word.
+        **{**optimizer_arguments(spec.method, device), **train_option_arguments(spec), **extra},
     )
     return one_gpu_per_process(arguments)
 
@@ -217,7 +221,8 @@ def registry_callback(hooks: TrainHooks, keep_checkpoints: int, counter: TokenCo
                 control.should_save = True
                 control.should_training_stop = True
                 self.paused = state.global_step < state.max_steps
-            elif state.global_step >= state.max_steps and state.global_step % args.save_steps:
+            elif (state.global_step >= state.max_steps and state.global_step % args.save_steps
+                  and not args.load_best_model_at_end):  # the last step's evaluation may be the best
                 # The flow callback also checkpoints the last step (weights and optimizer state: gigabytes, inside
                 # the timed loop). final/ is written right after, so only [train] save_every's checkpoints are.
                 control.should_save = False
@@ -226,7 +231,7 @@ def registry_callback(hooks: TrainHooks, keep_checkpoints: int, counter: TokenCo
             checkpoint_dir = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if is_complete(checkpoint_dir) and state.is_world_process_zero:
                 hooks.on_checkpoint(state.global_step, self.last_loss, checkpoint_dir)
-                pruned = prune(Path(args.output_dir), keep_checkpoints)
+                pruned = prune(Path(args.output_dir), keep_checkpoints, keep_step=state.best_global_step)
                 if pruned and hooks.on_pruned:
                     hooks.on_pruned(pruned)
 
@@ -261,6 +266,7 @@ def staged_trainer_class(base=None):
             staged = self._staging / f"checkpoint-{step}"
             try:
                 super()._save_checkpoint(model, trial)
+                point_best_at_published(self.state, root, staged)
                 # Under torchrun every process writes its part (its RNG state) into the one staging
                 # directory; the first publishes once all are done, and none goes on before that.
                 self.accelerator.wait_for_everyone()
@@ -305,9 +311,9 @@ def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCh
     outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
                            global_step=trainer.state.global_step, final_loss=final_loss, train_seconds=seconds,
                            resumed_from=resume_from.step if resume_from else 0, interrupted=callback.paused,
-                           pruned=callback.pruned, **data_facts)
+                           pruned=callback.pruned, best_step=best_checkpoint_step(trainer), **data_facts)
     if not outcome.interrupted and not outcome.pruned:
         save_final_once(trainer, tokenizer, final_dir,
                         {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds,
-                         "identity": identity.to_json()})
+                         "identity": identity.to_json(), "best_step": outcome.best_step})
     return outcome

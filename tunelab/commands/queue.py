@@ -20,6 +20,7 @@ from tunelab.registry.searches import create_search, search_from_loaded
 from tunelab.registry.submissions import from_loaded, with_existing
 from tunelab.registry.submissions import submit as submit_runs
 from tunelab.runner.search import preview
+from tunelab.runner.training.options import check_options
 from tunelab.terminal import say
 
 # Trials of a search that `submit --dry-run` draws to show.
@@ -45,6 +46,7 @@ def submit(app: AppContext, specs: tuple[Path, ...], dry_run: bool, force: bool,
     twice: tunelab points at the earlier experiment and its latest run (use --force to queue a new run of it).
     """
     loaded = load_for_submit(specs, Path.cwd())
+    check_options(loaded)
     searches = [item for item in loaded if item.search is not None]
     workdir = app.roots.stored_workdir(Path.cwd())  # relative to the project root when under one
     if dry_run:

@@ -18,6 +18,7 @@ from tunelab.registry.submissions import submit as submit_runs
 from tunelab.runner.devices import make_choice
 from tunelab.runner.execute import execute_run
 from tunelab.runner.slurm.job import current_job
+from tunelab.runner.training.options import check_options
 from tunelab.runner.worker import WorkerOptions, serve, worker_name
 from tunelab.terminal import say
 
@@ -86,6 +87,7 @@ def run(app: AppContext, spec: Path, quiet: bool, as_json: bool) -> None:
     """Submit SPEC and execute it here in the foreground."""
     workdir = Path.cwd()
     loaded = load_for_submit((spec,), workdir)
+    check_options(loaded)
     if len(loaded) != 1:
         raise click.ClickException(f"{spec} defines a sweep of {len(loaded)} experiments: use submit + worker")
     if loaded[0].search is not None:
