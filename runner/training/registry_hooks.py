@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 
@@ -37,8 +38,9 @@ from tunelab.runner.training.trainer import TrainHooks
 
 log = logging.getLogger(__name__)
 
-# How often the background thread writes what training reported (`tunelab show` lags by at most this much).
-REPORT_SECONDS = 2.0
+# How often the background thread writes what training reported (`tunelab show` lags by at most this much);
+# TUNELAB_REPORT_SECONDS sets it (a dashboard that wants fresher figures; tests that watch a run step by step).
+REPORT_SECONDS = float(os.environ.get("TUNELAB_REPORT_SECONDS", "2.0"))
 
 
 class BufferedReports:

@@ -64,7 +64,8 @@ def _interrupt_on(machine: Machine, database: Path) -> str:
     """Start a worker on `machine`; SIGTERM it once its run has a checkpoint and steps after it. Its output."""
     worker = subprocess.Popen([sys.executable, "-m", "tunelab", *machine.options(), "worker", "--once", "--quiet",
                                "--heartbeat", "0.5"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+                              stderr=subprocess.STDOUT, text=True,
+                              env=os.environ | {"TUNELAB_REPORT_SECONDS": "0.05"})  # steps seen as they happen
     db = sqlite3.connect(database, timeout=30)
     deadline = time.monotonic() + 300
     while True:
@@ -104,7 +105,11 @@ def moved(tmp_path_factory, tiny_model_dir):
     a_output = _interrupt_on(a, database)
     doctor_b = b.run("doctor", "--offline").output
     b_output = b.run("worker", "--until-empty", "--quiet").output
-    (reference,) = b.json("submit", "--force", str(spec))  # the same spec, never interrupted
+    os.chdir(root / "mnt" / "project" / "specs")  # B submits from the spec's directory too, as B sees it
+    try:
+        (reference,) = b.json("submit", "--force", "move.toml")  # the same spec, never interrupted
+    finally:
+        os.chdir(cwd)
     b.run("worker", "--until-empty", "--quiet")
     return {"a": a, "b": b, "run": submitted["run_id"], "reference": reference["run_id"], "a_output": a_output,
             "b_output": b_output, "doctor_b": doctor_b, "root": root, "storage": storage}

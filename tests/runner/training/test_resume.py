@@ -187,6 +187,9 @@ def resumed(tmp_path_factory, tiny_model_dir):
 
     env = {k: v for k, v in os.environ.items() if k != "TUNELAB_DB"}
     env["TUNELAB_TEST_SECRET"] = CANARY
+    # Metric rows reach the registry every 50 ms, not every 2 s: the workers are stopped once the registry shows
+    # steps after a checkpoint, and the whole run takes about a second.
+    env["TUNELAB_REPORT_SECONDS"] = "0.05"
     interrupted = _interrupt_two_workers(home, env)
     (reference,) = set(ids) - set(interrupted["runs"].values())
 
