@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab.experiments.benchmarks import leaderboard_average
+from tunelab.experiments.files import check_spec_files
 from tunelab.experiments.schema import NotifySection, Spec, stored_spec
 from tunelab.registry.db import Registry
 from tunelab.registry.queries import experiment_for_run, find_base_scores
@@ -39,6 +40,7 @@ from tunelab.runner.devices import check_run_gpus, cuda_device_count
 from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunCancelled, RunFailed, retryable
 from tunelab.runner.evaluation.cache import evaluate_cached, lm_eval_version
+from tunelab.runner.evaluation.planning import check_evaluation
 from tunelab.runner.evaluation.targets import base_model_digest, settings_key, trained_model_digest
 from tunelab.runner.lineage import resolve_start
 from tunelab.runner.notify import Event, notify, targets_of
@@ -255,7 +257,7 @@ def _attempt(registry: Registry, run_id: int, *, home: Path, show_progress: bool
             _make_output_dir(output_dir)
             with _Heartbeat(registry, run_id, worker, heartbeat_seconds) as heart, progress:
                 _execute(registry, run_id, stored_spec(experiment.resolved_json), Path(experiment.workdir),
-                         output_dir, progress, heart, stop)
+                         output_dir, progress, heart, stop, spec_file=experiment.spec_path)
     except RunInterrupted as exc:
         latest = latest_complete(output_dir / "checkpoints")
         where = f"resumes from {latest.name}" if latest else "no checkpoint yet, starts over"
@@ -313,9 +315,13 @@ def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_di
 
 
 def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress: RunProgress,
-             heart: _Heartbeat, stop: StopRequest) -> None:
+             heart: _Heartbeat, stop: StopRequest, *, spec_file: str | None = None) -> None:
     update_run(registry, run_id, output_dir=str(output_dir))
     _record_environment(registry, run_id, workdir)
+    # What the spec names (files, tasks, the rows its shots need) is checked before any training: a run whose
+    # files vanished since submit, or whose evaluation cannot work, fails now, once, not after training.
+    check_spec_files(spec, workdir, path=spec_file)
+    check_evaluation(spec.eval, base_dir=workdir, out_dir=output_dir / "eval" / "lm_eval_tasks")
     # A run:ID base becomes that run's final weights (an adapter merged into its base) from here on.
     spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
     forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start

@@ -370,3 +370,63 @@ def test_scores_of_other_commands_survive_a_new_attempt(registry):
     with registry.session() as session:
         kinds = session.exec(select(EvalResult.model_kind).where(EvalResult.run_id == run_id)).all()
     assert kinds == ["eval"]
+
+
+# ---- what the spec causes is never retried, and is found before training -------------------------------------
+
+
+def test_evaluation_errors_of_the_spec_are_not_retried_and_those_of_the_data_source_are():
+    from tunelab.runner.errors import EvaluationError, EvaluationSpecError, retryable
+
+    assert not retryable(EvaluationSpecError("unknown eval task(s) 'truthfulqa'"))
+    assert retryable(EvaluationError("the hub dataset is not in the local cache"))
+    assert issubclass(EvaluationSpecError, EvaluationError)  # doctor and the CLI catch both as one
+
+
+def _queue_stored(home: Path, spec: Path, tmp_path: Path, **changes) -> int:
+    """Queue `spec` as a registry holds it, with `changes` ("section.key": value) made to its stored JSON after
+    validation: a spec stored before a bound it breaks, or one whose flaw only shows at run time."""
+    import dataclasses
+
+    from tunelab.experiments.loader import load_all
+    from tunelab.registry.db import default_url, open_registry
+    from tunelab.registry.submissions import from_loaded
+
+    new = from_loaded(load_all([spec])[0], workdir=str(tmp_path))
+    resolved = json.loads(new.resolved_json)
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        resolved[section][key] = value
+    registry = open_registry(default_url(home))
+    try:
+        (done,) = submit(registry, [dataclasses.replace(new, resolved_json=json.dumps(resolved))])
+    finally:
+        registry.engine.dispose()
+    return done.run_id
+
+
+@pytest.mark.parametrize(("changes", "error"), [
+    ({"eval.tasks": ["truthfulqa"]}, 'late.toml: eval.tasks: unknown eval task "truthfulqa"'),
+    ({"eval.tasks": [], "eval.custom": []}, "eval.tasks: names no task and there is no [[eval.custom]] task"),
+    ({"eval.custom": [{"name": "gone", "path": "gone.jsonl"}]}, "eval.custom.0.path: file not found"),
+    ({"eval.custom": [{"name": "capitals", "num_fewshot": 500,
+                       "path": str(REPO_ROOT / "examples" / "data" / "capitals_mc.jsonl")}]},
+     "EvaluationSpecError: custom task capitals: num_fewshot = 500 needs more than"),
+    ({"experiment.seed": -1}, "ValidationError"),
+    ({"method.r": 10**9}, "ValidationError"),
+], ids=["unknown-task", "no-task", "missing-custom-file", "too-few-rows-for-the-shots", "seed", "lora-r"])
+def test_a_spec_that_can_only_fail_at_run_time_fails_once_before_training(tmp_path, tiny_model_dir, monkeypatch,
+                                                                          changes, error):
+    from tunelab.runner import execute as runner_execute
+
+    trained = []
+    monkeypatch.setattr(runner_execute, "train", lambda *a, **k: trained.append(1))
+    home = tmp_path / "home"
+    run_id = _queue_stored(home, _spec(tmp_path, tiny_model_dir, "late"), tmp_path, **changes)
+    result = invoke(home, "worker", "--until-empty", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "queued" not in result.output and f"run {run_id}: failed" in result.output
+    detail = invoke_json(home, "show", str(run_id))
+    assert detail["summary"]["status"] == "failed"
+    assert error in detail["summary"]["error"] and "retr" not in detail["summary"]["error"]
+    assert trained == []  # found before training, not after it
