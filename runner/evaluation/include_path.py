@@ -166,7 +166,7 @@ def included_task_data(task: IncludedTask, base_dir: Path) -> tuple[dict[str, An
     if dataset in LOCAL_LOADERS:
         if not isinstance(kwargs, dict) or not kwargs.get("data_files"):
             raise EvaluationSpecError(f"task {task.name} ({task.yaml_path}): dataset_path {dataset} needs "
-                                  "dataset_kwargs.data_files")
+                                      "dataset_kwargs.data_files")
         found: list[Path] = []
 
         def resolve(value: Any) -> Any:

@@ -269,6 +269,21 @@ def staged_trainer_class(base=None):
     return StagedTrainer
 
 
+def _trained_to_the_end(trainer, checkpoint: CompleteCheckpoint) -> bool:
+    """Whether `checkpoint` is at (or past) the last step: the attempt that wrote it died before final/ existed."""
+    return 0 < trainer.args.max_steps <= checkpoint.step
+
+
+def _finish_from(trainer, checkpoint: CompleteCheckpoint) -> float | None:
+    """Take the weights and state of a checkpoint at the last step, without training: the Trainer, resumed there,
+    would train one step more before it looks at max_steps (unless the step ends an epoch). Returns its loss."""
+    from transformers import TrainerState
+
+    trainer._load_from_checkpoint(str(checkpoint.path))
+    trainer.state = TrainerState.load_from_json(str(checkpoint.path / "trainer_state.json"))
+    return checkpoint.loss
+
+
 def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCheckpoint | None,
                 identity: TrainingIdentity, tokenizer, final_dir: Path, validate: bool = False,
                 **data_facts: Any) -> TrainOutcome:
@@ -280,14 +295,19 @@ def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCh
     # Our own progress bar and the registry carry the logs; the Trainer's printer would repeat them.
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
-    with hooks.polling():
-        result = trainer.train(resume_from_checkpoint=str(resume_from.path) if resume_from else None)
+    if resume_from is not None and _trained_to_the_end(trainer, resume_from):
+        training_loss = _finish_from(trainer, resume_from)
+    else:
+        with hooks.polling():
+            training_loss = trainer.train(
+                resume_from_checkpoint=str(resume_from.path) if resume_from else None).training_loss
+            training_loss = float(training_loss)
     seconds = time.perf_counter() - started
     if hooks.should_stop():
         raise RunCancelled("cancelled while training")
     if validate and not callback.paused and not callback.pruned:
         _evaluate_at_end(trainer)
-    final_loss = callback.last_loss if callback.last_loss is not None else float(result.training_loss)
+    final_loss = callback.last_loss if callback.last_loss is not None else training_loss
     outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
                            global_step=trainer.state.global_step, final_loss=final_loss, train_seconds=seconds,
                            resumed_from=resume_from.step if resume_from else 0, interrupted=callback.paused,

@@ -58,6 +58,69 @@ def test_training_writes_the_save_every_checkpoints_and_none_more_at_the_end(tmp
     assert (tmp_path / "run" / "final" / FINAL_FACTS).is_file()
 
 
+def _final_tensors(final_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {f"{path.name}:{name}": tensor for path in sorted(final_dir.glob("*.safetensors"))
+            for name, tensor in load_file(path).items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("max_steps", "ending"), [(6, "killed"), (6, "disk-full"), (7, "killed")],
+                         ids=["last-checkpoint-at-max-steps-killed", "last-checkpoint-at-max-steps-disk-full",
+                              "last-checkpoint-before-max-steps-killed"])
+def test_a_run_that_died_before_its_final_weights_ends_as_an_uninterrupted_one(tmp_path, tiny_model_dir,
+                                                                              monkeypatch, max_steps, ending):
+    """Killed after its last checkpoint was complete and before final/ existed, or failed writing final/ on a full
+    disk and retried: the next attempt finishes from the checkpoint, training no step past max_steps."""
+    import shutil
+
+    import tunelab.runner.training.final_weights as final_weights
+    from tunelab.experiments.loader import load_spec
+    from tunelab.runner.errors import RunFailed
+    from tunelab.runner.training.final_weights import FINAL_FACTS, final_facts
+    from tunelab.runner.training.recipes import train
+    from tunelab.runner.training.trainer import TrainHooks
+
+    path = write_spec(tmp_path / "s.toml", name="end", model_dir=tiny_model_dir, max_steps=max_steps, save_every=3,
+                      tasks=(), custom=False, baseline=False)
+    # A constant rate: one step too many changes the weights (with the linear default its rate would be 0).
+    path.write_text(path.read_text().replace("[train]\n", '[train]\nlr_scheduler = "constant"\nlogging_steps = 1\n'))
+    spec = load_spec(path).spec
+    quiet = TrainHooks(on_metrics=lambda _m: None, on_checkpoint=lambda *_a: None)
+    train(spec, workdir=tmp_path, output_dir=tmp_path / "whole", hooks=quiet)
+    expected = _final_tensors(tmp_path / "whole" / "final")
+
+    run = tmp_path / "run"
+    if ending == "killed":
+        train(spec, workdir=tmp_path, output_dir=run, hooks=quiet)
+        shutil.rmtree(run / "final")
+    else:
+        real_fsync_tree = final_weights.fsync_tree
+
+        def full(_path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(final_weights, "fsync_tree", full)
+        with pytest.raises(RunFailed):
+            train(spec, workdir=tmp_path, output_dir=run, hooks=quiet)
+        monkeypatch.setattr(final_weights, "fsync_tree", real_fsync_tree)
+    assert not (run / "final").exists()
+
+    metrics: list[int] = []
+    saved: list[int] = []
+    hooks = TrainHooks(on_metrics=lambda m: metrics.append(m["step"]),
+                       on_checkpoint=lambda step, *_a: saved.append(step))
+    outcome = train(spec, workdir=tmp_path, output_dir=run, hooks=hooks)
+    assert outcome.global_step == max_steps and outcome.resumed_from == 6
+    assert metrics == list(range(7, max_steps + 1)) and saved == []  # no step 7 when 6 was the last
+    assert [c.step for c in complete_checkpoints(run / "checkpoints")] == [3, 6]
+    assert final_facts(run / "final")["global_step"] == max_steps and (run / "final" / FINAL_FACTS).is_file()
+    resumed = _final_tensors(run / "final")
+    assert resumed.keys() == expected.keys() and resumed
+    assert all(resumed[name].equal(expected[name]) for name in expected)
+
+
 # ---- checkpoints on disk, without training -----------------------------------------------------------------
 
 
