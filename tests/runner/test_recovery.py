@@ -319,6 +319,42 @@ def test_an_idle_worker_stops_at_once_on_a_signal(tmp_path, signum, exit_code):
     assert worker.returncode == exit_code, output
     assert time.monotonic() - started < 10, "the worker slept on instead of stopping"
     assert f"worker stopped ({signal.Signals(signum).name})" in output
+    # It said, once, that it waits and for what.
+    assert output.count("waiting for queued runs") == 1
+    assert f"waiting for queued runs in sqlite:///{tmp_path / 'registry.db'} (training on " in output
+
+
+def test_an_idle_worker_says_it_waits_once_per_idle_stretch(registry, tmp_path):
+    from tunelab.runner.devices import DeviceChoice
+    from tunelab.runner.execute import StopRequest
+    from tunelab.runner.worker import work
+
+    stop, sleeps, heard = StopRequest(), [], []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            stop.request("enough")
+
+    assert work(registry, home=tmp_path, sleep=sleep, stop=stop, devices=DeviceChoice("cpu"),
+                on_waiting=heard.append) == []
+    assert len(sleeps) == 3 and heard == [0]  # three looks at the empty queue, one word about it
+
+
+def test_a_worker_with_no_gpu_possible_starts_without_importing_torch(tmp_path):
+    """What made `worker --until-empty` on an empty queue take seconds: torch imported to count no GPUs."""
+    from tunelab.runner.devices import no_gpu_possible
+
+    if not no_gpu_possible():
+        pytest.skip("this machine may have a GPU: only torch can count them")
+    script = ("import sys; from pathlib import Path; from tunelab.registry.db import open_registry; "
+              "from tunelab.runner.worker import work; "
+              f"print(work(open_registry('sqlite:///{tmp_path / 'r.db'}'), home=Path({str(tmp_path)!r}), "
+              "until_empty=True), sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "[]"]
 
 
 # ---- environment snapshot ----------------------------------------------------------------------------------
