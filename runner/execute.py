@@ -30,6 +30,7 @@ from tunelab.experiments.benchmarks import leaderboard_average
 from tunelab.experiments.files import check_spec_files
 from tunelab.experiments.schema import NotifySection, Spec, stored_spec
 from tunelab.registry.db import Registry
+from tunelab.registry.errors import RegistryUnwritable, database_failure, full_disk_cause
 from tunelab.registry.queries import experiment_for_run, find_base_scores
 from tunelab.registry.recording import forget_scores, record_scores, update_run
 from tunelab.registry.run_records import headline_values
@@ -55,6 +56,8 @@ from tunelab.runner.training.trainer import TrainHooks, TrainOutcome
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15.0
+# While the registry's disk is full, how often a worker tries again to release its run.
+RELEASE_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -142,8 +145,9 @@ class _Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 status = beat(registry, run_id, worker)
-            except Exception:  # a missed beat must not kill the run; the next one retries
-                log.warning("heartbeat for run %s failed", run_id, exc_info=True)
+            except Exception as exc:  # a missed beat must not kill the run; the next one retries
+                # A full registry disk is said once, by the worker, when the run's own write fails too.
+                log.warning("heartbeat for run %s failed", run_id, exc_info=full_disk_cause(exc) is None)
                 continue
             if status == "running":
                 continue
@@ -211,7 +215,8 @@ def execute_run(
     heartbeat_seconds: float = HEARTBEAT_SECONDS, stop: StopRequest | None = None,
     notify_also: NotifySection | None = None,
 ) -> RunResult:
-    """Run a claimed run to the end of this attempt; never raises for a failure of the run itself.
+    """Run a claimed run to the end of this attempt; never raises for a failure of the run itself. A registry
+    whose disk is full raises RegistryUnwritable, once the run is released (see `_release_when_writable`).
 
     Its end (succeeded, failed, pruned) is told to the spec's [notify] and to `notify_also` (the worker's).
     """
@@ -273,15 +278,45 @@ def _attempt(registry: Registry, run_id: int, *, home: Path, show_progress: bool
         status = prune(registry, run_id, worker)  # "pruned", or what a cancel or a stale re-queue made of it
         return RunResult(run_id, status, str(exc))
     except Exception as exc:  # the run fails (or is re-queued), the worker lives on
+        if full_disk_cause(exc) is not None:
+            raise _release_when_writable(registry, run_id, worker, stop, exc) from None
         error = f"{type(exc).__name__}: {exc}"
         _write_traceback(output_dir)
-        status = retry_or_fail(registry, run_id, worker, error, retryable=retryable(exc))
+        try:
+            status = retry_or_fail(registry, run_id, worker, error, retryable=retryable(exc))
+        except Exception as failed:
+            if full_disk_cause(failed) is None:
+                raise
+            raise _release_when_writable(registry, run_id, worker, stop, failed) from None
         return RunResult(run_id, status, error)
     # Only while still ours: a cancel, or a stale re-queue while this worker stalled, is not overwritten.
     status = succeed(registry, run_id, worker)
     if status != "succeeded":
         return RunResult(run_id, "cancelled" if status == "cancelled" else "lost")
     return RunResult(run_id, "succeeded")
+
+
+def _release_when_writable(registry: Registry, run_id: int, worker: str | None, stop: StopRequest,
+                           full: BaseException) -> RegistryUnwritable:
+    """The registry's disk is full: put the run back in the queue (not a retry: nothing is wrong with it) as soon as
+    the registry takes the write, trying every RELEASE_RETRY_SECONDS until then or until the worker is asked to
+    stop (the run is then left to the stale-run recovery of another worker). Returns the error that stops the
+    worker, in one line."""
+    url = registry.engine.url.render_as_string()
+    why = database_failure(full_disk_cause(full) or full, url) or f"the registry {url} cannot be written"
+    note = f"released: {why}; resumes from its last checkpoint"
+    while True:
+        try:
+            released = requeue_interrupted(registry, run_id, worker, note)
+            break
+        except Exception as again:
+            if full_disk_cause(again) is None:
+                raise
+            if stop.event.wait(RELEASE_RETRY_SECONDS):
+                return RegistryUnwritable(f"{why} (run {run_id} is left running, for another worker to recover "
+                                          "once the registry can be written; the worker stops)")
+    what = "went back to the queue" if released else "was no longer this worker's"
+    return RegistryUnwritable(f"{why} (run {run_id} {what}; the worker stops)")
 
 
 def _record_environment(registry: Registry, run_id: int, workdir: Path) -> None:

@@ -466,3 +466,53 @@ def test_a_spec_that_can_only_fail_at_run_time_fails_once_before_training(tmp_pa
     assert detail["summary"]["status"] == "failed"
     assert error in detail["summary"]["error"] and "retr" not in detail["summary"]["error"]
     assert trained == []  # found before training, not after it
+
+
+# ---- a full disk under the registry --------------------------------------------------------------------------
+
+
+def test_a_full_registry_disk_stops_the_worker_in_one_line_once_its_run_is_released(tmp_path, tiny_model_dir,
+                                                                                     monkeypatch):
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from tunelab.runner import execute as runner_execute
+    from tunelab.runner.training import registry_hooks
+
+    home = tmp_path / "home"
+    (submitted,) = invoke_json(home, "submit", str(_spec(tmp_path, tiny_model_dir, "full")))
+    run_id = submitted["run_id"]
+    disk = {"full": False, "refused": 0}
+
+    def refuse_writes(_conn, _cursor, statement, *_args) -> None:
+        if disk["full"] and statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            disk["refused"] += 1
+            disk["full"] = disk["refused"] < 4  # room again after a few refused writes
+            raise sqlite3.OperationalError("database or disk is full")
+
+    real_record = registry_hooks.record_metrics
+
+    def fill_the_disk(*args, **kwargs):
+        disk["full"] = True  # from the first metric row on
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(registry_hooks, "record_metrics", fill_the_disk)
+    monkeypatch.setattr(runner_execute, "RELEASE_RETRY_SECONDS", 0.05)
+    event.listen(Engine, "before_cursor_execute", refuse_writes)
+    try:
+        result = invoke(home, "worker", "--until-empty", "--quiet")
+    finally:
+        event.remove(Engine, "before_cursor_execute", refuse_writes)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error")]  # one line
+    assert "cannot be written (database or disk is full)" in line
+    assert line.endswith(f"(run {run_id} went back to the queue; the worker stops)")
+    assert disk["refused"] == 4  # the release waited until the registry took a write
+    detail = invoke_json(home, "show", str(run_id))
+    assert detail["summary"]["status"] == "queued"
+    assert detail["summary"]["error"].startswith("released: the registry")
+    # Nothing was lost: the next worker finishes the run.
+    monkeypatch.setattr(registry_hooks, "record_metrics", real_record)
+    assert f"run {run_id}: succeeded" in invoke(home, "worker", "--until-empty", "--quiet").output
