@@ -11,6 +11,11 @@ class NotFound(RegistryError):
     """No experiment or run with that id."""
 
 
+class RunNotHeld(RegistryError):
+    """A write for a run by a worker that no longer holds it (re-queued while it stalled, taken by another): refused,
+    so a stale owner writes nothing."""
+
+
 class RegistryUnwritable(RegistryError):
     """The registry's disk is full: a worker stops (its run released when the registry can be written again)."""
 

@@ -30,7 +30,7 @@ from tunelab.experiments.benchmarks import leaderboard_average
 from tunelab.experiments.files import check_spec_files
 from tunelab.experiments.schema import NotifySection, Spec, stored_spec
 from tunelab.registry.db import Registry
-from tunelab.registry.errors import RegistryUnwritable, database_failure, full_disk_cause
+from tunelab.registry.errors import RegistryUnwritable, RunNotHeld, database_failure, full_disk_cause
 from tunelab.registry.queries import experiment_for_run, find_base_scores
 from tunelab.registry.recording import forget_scores, record_scores, update_run
 from tunelab.registry.run_records import headline_values
@@ -174,7 +174,7 @@ def eval_key(spec: Spec, lm_eval_version: str) -> str:
 
 
 def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path,
-                   progress: RunProgress) -> None:
+                   progress: RunProgress, held_by: str | None) -> None:
     key = eval_key(spec, lm_eval_version())
     digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
     # With the weights' content hash the eval cache answers (it also sees edited task files and data);
@@ -182,7 +182,7 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
     cached = find_base_scores(registry, spec.model.base, key) if digest is None else None
     if cached:
         progress.note(f"base model {spec.model.base}: scores reused from an identical earlier evaluation")
-        record_scores(registry, run_id, cached)
+        record_scores(registry, run_id, cached, held_by=held_by)
         return
 
     def load():  # only when some benchmark is not in the cache
@@ -193,7 +193,8 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
     outcome = evaluate_cached(registry, load, digest, spec.eval,
                               workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
                               dtype=spec.model.dtype, progress=progress.note)
-    record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base, eval_key=key))
+    record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base, eval_key=key),
+                  held_by=held_by)
 
 
 def _make_output_dir(output_dir: Path) -> None:
@@ -262,7 +263,7 @@ def _attempt(registry: Registry, run_id: int, *, home: Path, show_progress: bool
             _make_output_dir(output_dir)
             with _Heartbeat(registry, run_id, worker, heartbeat_seconds) as heart, progress:
                 _execute(registry, run_id, stored_spec(experiment.resolved_json), Path(experiment.workdir),
-                         output_dir, progress, heart, stop, spec_file=experiment.spec_path)
+                         output_dir, progress, heart, stop, spec_file=experiment.spec_path, held_by=worker)
     except RunInterrupted as exc:
         latest = latest_complete(output_dir / "checkpoints")
         where = f"resumes from {latest.name}" if latest else "no checkpoint yet, starts over"
@@ -272,7 +273,7 @@ def _attempt(registry: Registry, run_id: int, *, home: Path, show_progress: bool
         return RunResult(run_id, "queued", note)
     except RunCancelled:
         return RunResult(run_id, "cancelled")
-    except RunLost as exc:
+    except (RunLost, RunNotHeld) as exc:  # RunNotHeld: a fenced write refused (registry/recording.py)
         return RunResult(run_id, "lost", str(exc))
     except TrialPruned as exc:
         status = prune(registry, run_id, worker)  # "pruned", or what a cancel or a stale re-queue made of it
@@ -319,13 +320,14 @@ def _release_when_writable(registry: Registry, run_id: int, worker: str | None, 
     return RegistryUnwritable(f"{why} (run {run_id} {what}; the worker stops)")
 
 
-def _record_environment(registry: Registry, run_id: int, workdir: Path) -> None:
-    update_run(registry, run_id, environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
+def _record_environment(registry: Registry, run_id: int, workdir: Path, held_by: str | None) -> None:
+    update_run(registry, run_id, held_by=held_by,
+               environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
 
 
 def _training_hooks(registry: Registry, run_id: int, spec: Spec, progress: RunProgress, heart: _Heartbeat,
-                    stop: StopRequest) -> TrainHooks:
-    return dataclasses.replace(registry_hooks(registry, run_id, progress), should_stop=heart.should_stop,
+                    stop: StopRequest, held_by: str | None) -> TrainHooks:
+    return dataclasses.replace(registry_hooks(registry, run_id, progress, held_by), should_stop=heart.should_stop,
                                should_pause=lambda: stop.requested, polling=stop.polled,
                                should_prune=pruning_check(registry, run_id, spec.train.eval_every))
 
@@ -338,7 +340,7 @@ def _check_still_ours(heart: _Heartbeat) -> None:
 
 
 def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, hooks: TrainHooks,
-           progress: RunProgress) -> TrainOutcome:
+           progress: RunProgress, held_by: str | None) -> TrainOutcome:
     """Training in this process, or for [resources] gpus = N > 1 in N processes under torchrun."""
     gpus = spec.resources.gpus
     if gpus:
@@ -346,30 +348,30 @@ def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_di
     if gpus <= 1:
         return train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device="cuda" if gpus else None)
     return train_distributed(registry, run_id, spec, workdir=workdir, output_dir=output_dir, hooks=hooks,
-                             nproc=gpus, device="cuda", progress=progress)
+                             nproc=gpus, device="cuda", progress=progress, held_by=held_by)
 
 
 def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress: RunProgress,
-             heart: _Heartbeat, stop: StopRequest, *, spec_file: str | None = None) -> None:
-    update_run(registry, run_id, output_dir=str(output_dir))
-    _record_environment(registry, run_id, workdir)
+             heart: _Heartbeat, stop: StopRequest, *, spec_file: str | None = None, held_by: str | None = None) -> None:
+    update_run(registry, run_id, held_by=held_by, output_dir=str(output_dir))
+    _record_environment(registry, run_id, workdir, held_by)
     # What the spec names (files, tasks, the rows its shots need) is checked before any training: a run whose
     # files vanished since submit, or whose evaluation cannot work, fails now, once, not after training.
     check_spec_files(spec, workdir, path=spec_file)
     check_evaluation(spec.eval, base_dir=workdir, out_dir=output_dir / "eval" / "lm_eval_tasks")
     # A run:ID base becomes that run's final weights (an adapter merged into its base) from here on.
     spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
-    forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
+    forget_scores(registry, run_id, held_by=held_by)  # an earlier attempt's partial evaluation is redone from the start
     try:
         outcome = _train(registry, run_id, spec, workdir, output_dir,
-                         _training_hooks(registry, run_id, spec, progress, heart, stop), progress)
+                         _training_hooks(registry, run_id, spec, progress, heart, stop, held_by), progress, held_by)
     except RunCancelled:
         _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
         raise
     _check_still_ours(heart)
     if outcome.interrupted:
         raise RunInterrupted(f"{stop.reason} at step {outcome.global_step}")
-    update_run(registry, run_id, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
+    update_run(registry, run_id, held_by=held_by, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
                num_train_examples=outcome.num_examples,
                data_fingerprint=outcome.data_fingerprint or fingerprint_spec_data(spec, workdir),
                data_stats_json=json.dumps(outcome.data_stats) if outcome.data_stats is not None else None)
@@ -386,8 +388,8 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
                              workdir=output_dir / "eval", base_dir=workdir, seed=spec.experiment.seed,
                              dtype=spec.model.dtype, progress=progress.note)
     record_scores(registry, run_id, result.recorded_as(model_kind="finetuned", model_name=f"run:{run_id}",
-                                                       eval_key=key))
+                                                       eval_key=key), held_by=held_by)
     del outcome
     _check_still_ours(heart)
     if spec.eval.baseline:
-        _evaluate_base(registry, run_id, spec, workdir, output_dir, progress)
+        _evaluate_base(registry, run_id, spec, workdir, output_dir, progress, held_by)

@@ -70,6 +70,9 @@ class TrainHooks:
     on_start: Callable[[int, list[CompleteCheckpoint]], None] | None = None
     # Checkpoints deleted by [train] keep_checkpoints.
     on_pruned: Callable[[list[int]], None] | None = None
+    # Raises when the run is no longer this worker's (runner/training/registry_hooks.py): called just before a
+    # checkpoint or the final weights are renamed into place, so a stale owner publishes no file.
+    before_publish: Callable[[], None] = lambda: None
     # A search's trial: asked at each validation loss (step, loss) before the last step; True stops training
     # there, with a checkpoint at that step (runner/search.py decides).
     should_prune: Callable[[int, float], bool] | None = None
@@ -238,6 +241,8 @@ def staged_trainer_class(base=None):
         _staging: Path | None = None
         # Written into each checkpoint's marker (runner/training/checkpoint_identity.py); set by the recipe.
         identity: dict | None = None
+        # TrainHooks.before_publish; set by run_trainer.
+        before_publish: Callable[[], None] = staticmethod(lambda: None)
 
         def _get_output_dir(self, trial) -> str:
             return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
@@ -254,6 +259,7 @@ def staged_trainer_class(base=None):
                 self.accelerator.wait_for_everyone()
                 if self.is_world_process_zero():
                     losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
+                    self.before_publish()
                     publish(staged, root, step=step, loss=losses[-1] if losses else None, identity=self.identity)
                 self.accelerator.wait_for_everyone()
             except Exception as exc:
@@ -292,6 +298,7 @@ def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCh
     from transformers import PrinterCallback
 
     trainer.identity = identity.to_json()
+    trainer.before_publish = hooks.before_publish
     # Our own progress bar and the registry carry the logs; the Trainer's printer would repeat them.
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
@@ -315,5 +322,5 @@ def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCh
     if not outcome.interrupted and not outcome.pruned:
         save_final_once(trainer, tokenizer, final_dir,
                         {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds,
-                         "identity": identity.to_json()})
+                         "identity": identity.to_json()}, before_rename=hooks.before_publish)
     return outcome

@@ -155,6 +155,35 @@ def test_an_error_does_not_touch_a_run_another_worker_holds(registry):
     assert (run_row(registry, run_id).status, run_row(registry, run_id).worker) == ("running", "other")
 
 
+def test_a_worker_that_lost_its_run_writes_nothing_for_it(registry):
+    from tunelab.registry.errors import RunNotHeld
+    from tunelab.registry.recording import ensure_held, update_run
+
+    run_id = queue_run(registry, "taken")
+    assert claim(registry, "stalled", T0 - timedelta(minutes=10)) == run_id
+    requeue_stale(registry, 60, now=T0)
+    assert claim_next(registry, "new") == run_id
+    stale_writes = [
+        lambda: record_metrics(registry, run_id, [MetricPoint(step=6, loss=0.5)], held_by="stalled"),
+        lambda: record_checkpoint(registry, run_id, 6, 0.5, "/x/checkpoint-6", held_by="stalled"),
+        lambda: update_run(registry, run_id, final_loss=0.5, held_by="stalled"),
+        lambda: rewind(registry, run_id, 0, [], held_by="stalled"),
+        lambda: forget_scores(registry, run_id, held_by="stalled"),
+        lambda: ensure_held(registry, run_id, "stalled"),
+    ]
+    for write in stale_writes:
+        with pytest.raises(RunNotHeld):
+            write()
+    record_metrics(registry, run_id, [MetricPoint(step=6, loss=0.25)], held_by="new")  # the owner's go through
+    record_checkpoint(registry, run_id, 6, 0.25, "/x/checkpoint-6", held_by="new")
+    ensure_held(registry, run_id, "new")
+    with registry.session() as session:
+        metrics = session.exec(select(TrainMetric.loss).where(TrainMetric.run_id == run_id)).all()
+        checkpoints = session.exec(select(Checkpoint.loss).where(Checkpoint.run_id == run_id)).all()
+    assert (metrics, checkpoints) == ([0.25], [0.25])
+    assert (run_row(registry, run_id).worker, run_row(registry, run_id).final_loss) == ("new", None)
+
+
 def test_rewind_drops_later_metrics_and_matches_checkpoint_rows_to_disk(registry):
     run_id = queue_run(registry)
     record_metrics(registry, run_id, [MetricPoint(step=s, loss=1.0 / s) for s in range(1, 8)])
