@@ -416,3 +416,62 @@ def test_a_write_error_on_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**12, 10**11, 9 * 10**11))
     assert disk_failure(torch_error, tmp_path) is None  # plenty of space: some other bug, not the disk
     assert disk_failure(OSError(errno.EROFS, "Read-only file system"), tmp_path) == "Read-only file system"
+
+
+# ---- a worker paused past --stale-after, and the worker that took its run over -----------------------------
+
+
+def _wait_for(condition, what: str, timeout: float = 300.0):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+@pytest.mark.slow
+def test_a_paused_worker_that_lost_its_run_writes_nothing_when_it_continues(tmp_path, tiny_model_dir):
+    """SIGSTOP a worker mid-training, let another take the run over (stale heartbeat), SIGCONT the first: it stops
+    as `lost` and writes no metric row, no checkpoint row and no checkpoint directory for the run."""
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path / "paused.toml", name="paused", model_dir=tiny_model_dir, kind="lora", max_steps=400,
+                      save_every=5, tasks=(), limit=2, baseline=False)
+    (submitted,) = invoke_json(home, "submit", str(spec))
+    run_id = submitted["run_id"]
+    env = {k: v for k, v in os.environ.items() if k != "TUNELAB_DB"}
+    command = [sys.executable, "-m", "tunelab", "--home", str(home), "worker", "--once", "--quiet", "--heartbeat",
+               "0.5", "--stale-after", "3"]
+    db = _db(home)
+    stalled = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    owner = None
+    try:
+        _wait_for(lambda: _claimed_by(db, stalled) == run_id and _progress(db, run_id)[0] >= 5, "a checkpoint")
+        stalled.send_signal(signal.SIGSTOP)
+        paused_at = _progress(db, run_id)[1]
+        owner = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        # The new owner has trained past where the paused worker stopped, and checkpointed.
+        _wait_for(lambda: _claimed_by(db, owner) == run_id and _progress(db, run_id)[0] >= paused_at + 10,
+                  "the new owner's progress")
+        owner.send_signal(signal.SIGSTOP)  # hold the new owner still while the old one wakes up
+        before = (db.execute("SELECT step, loss FROM trainmetric WHERE run_id = ? ORDER BY id", (run_id,)).fetchall(),
+                  db.execute("SELECT step, path FROM checkpoint WHERE run_id = ? ORDER BY id", (run_id,)).fetchall())
+        markers = {p.parent.name: p.read_bytes() for p in (home / "runs" / str(run_id) / "checkpoints").glob(
+            f"checkpoint-*/{MARKER}")}
+        stalled.send_signal(signal.SIGCONT)
+        output, _ = stalled.communicate(timeout=120)
+        assert f"run {run_id}: lost" in output, output
+        after = (db.execute("SELECT step, loss FROM trainmetric WHERE run_id = ? ORDER BY id", (run_id,)).fetchall(),
+                 db.execute("SELECT step, path FROM checkpoint WHERE run_id = ? ORDER BY id", (run_id,)).fetchall())
+        assert after == before  # not a row more
+        assert {p.parent.name: p.read_bytes() for p in (home / "runs" / str(run_id) / "checkpoints").glob(
+            f"checkpoint-*/{MARKER}")} == markers  # no checkpoint published over the new owner's
+        assert _one(db, "SELECT worker FROM run WHERE id = ?", run_id).endswith(f":{owner.pid}")
+    finally:
+        for process in (stalled, owner):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+                process.wait(timeout=30)
+        db.close()
