@@ -60,8 +60,8 @@ def database_failure(exc: BaseException, url: str) -> str | None:
 
 def full_disk_cause(exc: BaseException) -> BaseException | None:
     """The database error in `exc` or what it was raised from that says the registry's disk is full (SQLite's
-    SQLITE_FULL, PostgreSQL's disk_full, ENOSPC); None when there is none."""
-    import errno
+    SQLITE_FULL, PostgreSQL's disk_full); None when there is none. A plain ENOSPC is not one: it is the disk of
+    the run's own files (a checkpoint, the final weights), which fails the run instead."""
     import sqlite3
 
     seen: set[int] = set()
@@ -71,7 +71,7 @@ def full_disk_cause(exc: BaseException) -> BaseException | None:
         cause = getattr(current, "orig", None) or current
         if isinstance(cause, sqlite3.DatabaseError) and "full" in str(cause).lower():
             return cause
-        if str(getattr(cause, "sqlstate", "") or "") == "53100" or getattr(cause, "errno", None) == errno.ENOSPC:
+        if str(getattr(cause, "sqlstate", "") or "") == "53100":
             return cause
         current = current.__cause__ or current.__context__
     return None

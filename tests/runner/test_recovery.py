@@ -545,3 +545,19 @@ def test_a_full_registry_disk_stops_the_worker_in_one_line_once_its_run_is_relea
     # Nothing was lost: the next worker finishes the run.
     monkeypatch.setattr(registry_hooks, "record_metrics", real_record)
     assert f"run {run_id}: succeeded" in invoke(home, "worker", "--until-empty", "--quiet").output
+
+
+def test_only_a_full_registry_disk_counts_as_one_not_a_full_disk_under_the_runs_files():
+    import errno
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+    from tunelab.registry.errors import full_disk_cause
+    from tunelab.runner.errors import RunFailed
+
+    full = sqlite3.OperationalError("database or disk is full")
+    assert full_disk_cause(OperationalError("INSERT INTO trainmetric", {}, full)) is full
+    try:
+        raise RunFailed("cannot write the checkpoint") from OSError(errno.ENOSPC, "No space left on device")
+    except RunFailed as checkpoint_failed:
+        assert full_disk_cause(checkpoint_failed) is None  # the run fails; the worker goes on
