@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab.experiments.benchmarks import leaderboard_average
+from tunelab.experiments.files import check_spec_files
 from tunelab.experiments.schema import NotifySection, Spec, stored_spec
 from tunelab.registry.db import Registry
+from tunelab.registry.errors import RegistryUnwritable, RunNotHeld, database_failure, full_disk_cause
 from tunelab.registry.queries import experiment_for_run, find_base_scores
 from tunelab.registry.recording import forget_scores, record_scores, update_run
 from tunelab.registry.run_records import headline_values
@@ -40,6 +42,7 @@ from tunelab.runner.devices import check_run_gpus, cuda_device_count
 from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunCancelled, RunFailed, retryable
 from tunelab.runner.evaluation.cache import evaluate_cached, lm_eval_version
+from tunelab.runner.evaluation.planning import check_evaluation
 from tunelab.runner.evaluation.targets import base_model_digest, settings_key, trained_model_digest
 from tunelab.runner.lineage import resolve_start
 from tunelab.runner.notify import Event, notify, targets_of
@@ -58,6 +61,8 @@ from tunelab.runner.training.trainer import TrainHooks, TrainOutcome
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15.0
+# While the registry's disk is full, how often a worker tries again to release its run.
+RELEASE_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -145,8 +150,9 @@ class _Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 status = beat(registry, run_id, worker)
-            except Exception:  # a missed beat must not kill the run; the next one retries
-                log.warning("heartbeat for run %s failed", run_id, exc_info=True)
+            except Exception as exc:  # a missed beat must not kill the run; the next one retries
+                # A full registry disk is said once, by the worker, when the run's own write fails too.
+                log.warning("heartbeat for run %s failed", run_id, exc_info=full_disk_cause(exc) is None)
                 continue
             if status == "running":
                 continue
@@ -173,7 +179,7 @@ def eval_key(spec: Spec, lm_eval_version: str) -> str:
 
 
 def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path,
-                   progress: RunProgress) -> None:
+                   progress: RunProgress, held_by: str | None) -> None:
     key = eval_key(spec, lm_eval_version())
     digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
     # With the weights' content hash the eval cache answers (it also sees edited task files and data);
@@ -181,7 +187,7 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
     cached = find_base_scores(registry, spec.model.base, key) if digest is None else None
     if cached:
         progress.note(f"base model {spec.model.base}: scores reused from an identical earlier evaluation")
-        record_scores(registry, run_id, cached)
+        record_scores(registry, run_id, cached, held_by=held_by)
         return
 
     def load():  # only when some benchmark is not in the cache
@@ -192,7 +198,8 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
     outcome = evaluate_cached(registry, load, digest, spec.eval,
                               workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
                               dtype=spec.model.dtype, progress=progress.note)
-    record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base, eval_key=key))
+    record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base, eval_key=key),
+                  held_by=held_by)
 
 
 def _make_output_dir(output_dir: Path) -> None:
@@ -214,7 +221,8 @@ def execute_run(
     heartbeat_seconds: float = HEARTBEAT_SECONDS, stop: StopRequest | None = None,
     notify_also: NotifySection | None = None,
 ) -> RunResult:
-    """Run a claimed run to the end of this attempt; never raises for a failure of the run itself.
+    """Run a claimed run to the end of this attempt; never raises for a failure of the run itself. A registry
+    whose disk is full raises RegistryUnwritable, once the run is released (see `_release_when_writable`).
 
     Its end (succeeded, failed, pruned) is told to the spec's [notify] and to `notify_also` (the worker's).
     """
@@ -261,7 +269,7 @@ def _attempt(registry: Registry, run_id: int, *, home: Path, show_progress: bool
             _make_output_dir(output_dir)
             with _Heartbeat(registry, run_id, worker, heartbeat_seconds) as heart, progress:
                 _execute(registry, run_id, stored_spec(experiment.resolved_json), Path(experiment.workdir),
-                         output_dir, progress, heart, stop)
+                         output_dir, progress, heart, stop, spec_file=experiment.spec_path, held_by=worker)
     except RunInterrupted as exc:
         latest = latest_complete(output_dir / "checkpoints")
         where = f"resumes from {latest.name}" if latest else "no checkpoint yet, starts over"
@@ -271,15 +279,22 @@ def _attempt(registry: Registry, run_id: int, *, home: Path, show_progress: bool
         return RunResult(run_id, "queued", note)
     except RunCancelled:
         return RunResult(run_id, "cancelled")
-    except RunLost as exc:
+    except (RunLost, RunNotHeld) as exc:  # RunNotHeld: a fenced write refused (registry/recording.py)
         return RunResult(run_id, "lost", str(exc))
     except TrialPruned as exc:
         status = prune(registry, run_id, worker)  # "pruned", or what a cancel or a stale re-queue made of it
         return RunResult(run_id, status, str(exc))
     except Exception as exc:  # the run fails (or is re-queued), the worker lives on
+        if full_disk_cause(exc) is not None:
+            raise _release_when_writable(registry, run_id, worker, stop, exc) from None
         error = f"{type(exc).__name__}: {exc}"
         _write_traceback(output_dir)
-        status = retry_or_fail(registry, run_id, worker, error, retryable=retryable(exc))
+        try:
+            status = retry_or_fail(registry, run_id, worker, error, retryable=retryable(exc))
+        except Exception as failed:
+            if full_disk_cause(failed) is None:
+                raise
+            raise _release_when_writable(registry, run_id, worker, stop, failed) from None
         return RunResult(run_id, status, error)
     # Only while still ours: a cancel, or a stale re-queue while this worker stalled, is not overwritten.
     status = succeed(registry, run_id, worker)
@@ -288,13 +303,37 @@ def _attempt(registry: Registry, run_id: int, *, home: Path, show_progress: bool
     return RunResult(run_id, "succeeded")
 
 
-def _record_environment(registry: Registry, run_id: int, workdir: Path) -> None:
-    update_run(registry, run_id, environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
+def _release_when_writable(registry: Registry, run_id: int, worker: str | None, stop: StopRequest,
+                           full: BaseException) -> RegistryUnwritable:
+    """The registry's disk is full: put the run back in the queue (not a retry: nothing is wrong with it) as soon as
+    the registry takes the write, trying every RELEASE_RETRY_SECONDS until then or until the worker is asked to
+    stop (the run is then left to the stale-run recovery of another worker). Returns the error that stops the
+    worker, in one line."""
+    url = registry.engine.url.render_as_string()
+    why = database_failure(full_disk_cause(full) or full, url) or f"the registry {url} cannot be written"
+    note = f"released: {why}; resumes from its last checkpoint"
+    while True:
+        try:
+            released = requeue_interrupted(registry, run_id, worker, note)
+            break
+        except Exception as again:
+            if full_disk_cause(again) is None:
+                raise
+            if stop.event.wait(RELEASE_RETRY_SECONDS):
+                return RegistryUnwritable(f"{why} (run {run_id} is left running, for another worker to recover "
+                                          "once the registry can be written; the worker stops)")
+    what = "went back to the queue" if released else "was no longer this worker's"
+    return RegistryUnwritable(f"{why} (run {run_id} {what}; the worker stops)")
+
+
+def _record_environment(registry: Registry, run_id: int, workdir: Path, held_by: str | None) -> None:
+    update_run(registry, run_id, held_by=held_by,
+               environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
 
 
 def _training_hooks(registry: Registry, run_id: int, spec: Spec, progress: RunProgress, heart: _Heartbeat,
-                    stop: StopRequest) -> TrainHooks:
-    return dataclasses.replace(registry_hooks(registry, run_id, progress), should_stop=heart.should_stop,
+                    stop: StopRequest, held_by: str | None) -> TrainHooks:
+    return dataclasses.replace(registry_hooks(registry, run_id, progress, held_by), should_stop=heart.should_stop,
                                should_pause=lambda: stop.requested, polling=stop.polled,
                                should_prune=pruning_check(registry, run_id, spec.train.eval_every))
 
@@ -307,7 +346,7 @@ def _check_still_ours(heart: _Heartbeat) -> None:
 
 
 def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, hooks: TrainHooks,
-           progress: RunProgress, reward: RewardSource | None) -> TrainOutcome:
+           progress: RunProgress, reward: RewardSource | None, held_by: str | None) -> TrainOutcome:
     """Training in this process, or for [resources] gpus = N > 1 in N processes under torchrun (never online RL,
     whose spec keeps it to one process)."""
     gpus = spec.resources.gpus
@@ -317,28 +356,33 @@ def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_di
         return train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device="cuda" if gpus else None,
                      reward=reward)
     return train_distributed(registry, run_id, spec, workdir=workdir, output_dir=output_dir, hooks=hooks,
-                             nproc=gpus, device="cuda", progress=progress)
+                             nproc=gpus, device="cuda", progress=progress, held_by=held_by)
 
 
 def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, progress: RunProgress,
-             heart: _Heartbeat, stop: StopRequest) -> None:
-    update_run(registry, run_id, output_dir=str(output_dir))
-    _record_environment(registry, run_id, workdir)
+             heart: _Heartbeat, stop: StopRequest, *, spec_file: str | None = None, held_by: str | None = None) -> None:
+    update_run(registry, run_id, held_by=held_by, output_dir=str(output_dir))
+    _record_environment(registry, run_id, workdir, held_by)
+    # What the spec names (files, tasks, the rows its shots need) is checked before any training: a run whose
+    # files vanished since submit, or whose evaluation cannot work, fails now, once, not after training.
+    check_spec_files(spec, workdir, path=spec_file)
+    check_evaluation(spec.eval, base_dir=workdir, out_dir=output_dir / "eval" / "lm_eval_tasks")
     # A run:ID base becomes that run's final weights (an adapter merged into its base) from here on.
-    spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
+    spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir, held_by=held_by)
     # Online RL: the reward run, judge or function that scores the completions, recorded on the run.
-    reward = resolve_reward_source(registry, run_id, spec, workdir=workdir, output_dir=output_dir)
-    forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
+    reward = resolve_reward_source(registry, run_id, spec, workdir=workdir, output_dir=output_dir, held_by=held_by)
+    forget_scores(registry, run_id, held_by=held_by)  # an earlier attempt's partial evaluation is redone from the start
     try:
         outcome = _train(registry, run_id, spec, workdir, output_dir,
-                         _training_hooks(registry, run_id, spec, progress, heart, stop), progress, reward)
+                         _training_hooks(registry, run_id, spec, progress, heart, stop, held_by), progress, reward,
+                         held_by)
     except RunCancelled:
         _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
         raise
     _check_still_ours(heart)
     if outcome.interrupted:
         raise RunInterrupted(f"{stop.reason} at step {outcome.global_step}")
-    update_run(registry, run_id, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
+    update_run(registry, run_id, held_by=held_by, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
                num_train_examples=outcome.num_examples,
                data_fingerprint=outcome.data_fingerprint or fingerprint_spec_data(spec, workdir),
                data_stats_json=json.dumps(outcome.data_stats) if outcome.data_stats is not None else None)
@@ -347,7 +391,8 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     if isinstance(outcome, RewardOutcome) and outcome.accuracy is not None:
         # A reward model is scored by its held-out pairwise accuracy, not by lm-eval (it generates no text).
         record_scores(registry, run_id, [accuracy_score(outcome.accuracy, run_id=run_id,
-                                                        data_fingerprint=outcome.data_fingerprint)])
+                                                        data_fingerprint=outcome.data_fingerprint)],
+                      held_by=held_by)
         return
     stop.check()  # a request that came as training finished: evaluation would not poll it
 
@@ -360,8 +405,8 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
                              workdir=output_dir / "eval", base_dir=workdir, seed=spec.experiment.seed,
                              dtype=spec.model.dtype, progress=progress.note)
     record_scores(registry, run_id, result.recorded_as(model_kind="finetuned", model_name=f"run:{run_id}",
-                                                       eval_key=key))
+                                                       eval_key=key), held_by=held_by)
     del outcome
     _check_still_ours(heart)
     if spec.eval.baseline:
-        _evaluate_base(registry, run_id, spec, workdir, output_dir, progress)
+        _evaluate_base(registry, run_id, spec, workdir, output_dir, progress, held_by)

@@ -54,9 +54,10 @@ def _judge_digest(registry: Registry, judge: str, model_dir: str, workdir: Path)
     return base_model_digest(registry, judge, workdir=workdir)  # a hub id: its cached snapshot, where there is one
 
 
-def resolve_reward_source(registry: Registry, run_id: int, spec: Spec, *, workdir: Path,
-                          output_dir: Path) -> RewardSource | None:
-    """The reward source of an online RL run (None for other kinds), recorded on the run."""
+def resolve_reward_source(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path,
+                          held_by: str | None = None) -> RewardSource | None:
+    """The reward source of an online RL run (None for other kinds), recorded on the run (a write fenced by
+    `held_by`, registry/recording.py)."""
     method = spec.method
     if method.kind not in ONLINE_RL_KINDS:
         return None
@@ -76,7 +77,7 @@ def resolve_reward_source(registry: Registry, run_id: int, spec: Spec, *, workdi
         _, digest = import_reward_function(name, workdir)
         source = RewardSource("function", name, digest, workdir=workdir)
         record = RewardRecord("function", name, digest)
-    update_run(registry, run_id, reward_source_json=json.dumps(record.to_json(), sort_keys=True))
+    update_run(registry, run_id, held_by=held_by, reward_source_json=json.dumps(record.to_json(), sort_keys=True))
     return source
 
 

@@ -93,6 +93,7 @@ def work(
     devices: DeviceChoice | None = None,
     on_skipped: Callable[[int, int], None] | None = None,
     notify_also: NotifySection | None = None,
+    on_waiting: Callable[[int], None] | None = None,
 ) -> list[RunResult]:
     """Execute queued runs. `once`: at most one run; `until_empty`: stop when nothing is queued.
 
@@ -101,6 +102,7 @@ def work(
     what to train on (default: every GPU there is, else the CPU); runs whose [resources] gpus
     exceed it are left for other workers, and `on_skipped` hears how many (and how many GPUs this
     worker has) when the queue looks empty. `notify_also`: who else hears of each run's end and each search's.
+    `on_waiting` hears (with the worker's GPU count) each time the worker finds nothing to do and starts to wait.
     Raises runner.devices.DeviceUnavailable when the devices asked for are not there.
     """
     name = worker_name()
@@ -108,6 +110,7 @@ def work(
     sleep = sleep or stop.event.wait  # an idle worker wakes at once on SIGTERM/SIGINT
     results: list[RunResult] = []
     prepared = False
+    waiting = False
     with visible_devices(devices or DeviceChoice()) as gpus, stop_on_signals(stop):
         while not stop.requested:
             _recover(registry, stale_after)
@@ -120,12 +123,16 @@ def work(
                     if left and on_skipped:
                         on_skipped(left, gpus)
                     return results
+                if on_waiting is not None and not waiting:  # said first: preparing takes seconds
+                    on_waiting(gpus)
+                waiting = True
                 if not prepared:  # look at the queue again right after: that took seconds
                     _prepare_while_idle(stop)
                     prepared = True
                     continue
                 sleep(poll_seconds)
                 continue
+            waiting = False
             result = execute_run(registry, run_id, home=home, show_progress=show_progress,
                                  heartbeat_seconds=heartbeat_seconds, stop=stop, notify_also=notify_also)
             results.append(result)
@@ -176,6 +183,11 @@ def serve(registry: Registry, *, home: Path, options: WorkerOptions, say: Callab
         if on_result is not None:
             on_result(result)
 
+    def waiting(gpus: int) -> None:
+        devices = "the CPU" if not gpus else f"{gpus} GPU(s)"
+        say(f"waiting for queued runs in {registry.engine.url.render_as_string()} (training on {devices}; "
+            f"looking every {options.poll_seconds:g}s)")
+
     def skipped(count: int, gpus: int) -> None:
         left_for_others.append(count)
         say(f"{count} queued run(s) need more GPUs than the {gpus} this worker has; left for other workers")
@@ -183,7 +195,7 @@ def serve(registry: Registry, *, home: Path, options: WorkerOptions, say: Callab
     results = work(registry, home=home, once=options.once, until_empty=options.until_empty,
                    poll_seconds=options.poll_seconds, show_progress=options.show_progress, on_result=report,
                    heartbeat_seconds=options.heartbeat_seconds, stale_after=options.stale_after, stop=stop,
-                   devices=options.devices, on_skipped=skipped, notify_also=options.notify)
+                   devices=options.devices, on_skipped=skipped, notify_also=options.notify, on_waiting=waiting)
     if stop.requested:
         say(f"worker stopped ({stop.reason})")
     elif not results and not left_for_others and (options.once or options.until_empty):

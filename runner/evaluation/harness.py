@@ -40,7 +40,7 @@ from typing import Any
 from tunelab.experiments.schema import EvalSection
 from tunelab.registry.scores import Score
 from tunelab.runner.devices import CHOSEN_DEVICE, no_gpu_possible
-from tunelab.runner.errors import EvaluationError
+from tunelab.runner.errors import EvaluationError, EvaluationSpecError
 from tunelab.runner.evaluation.include_path import resolve_include_path
 from tunelab.runner.evaluation.leaderboard import (
     BENCHMARKS_DIR_ENV,
@@ -48,7 +48,7 @@ from tunelab.runner.evaluation.leaderboard import (
     resolve_benchmarks_dir,
     shot_overrides,
 )
-from tunelab.runner.evaluation.planning import plan_tasks
+from tunelab.runner.evaluation.planning import NOTHING_TO_EVALUATE, plan_tasks
 from tunelab.runner.evaluation.tasks import GeneratedTask, TaskPlan
 from tunelab.runner.offline import hub_offline
 
@@ -94,7 +94,7 @@ def evaluate(
     tasks_dir = Path(workdir) / "lm_eval_tasks"
     plans = plan_tasks(settings, benchmarks_dir=benchmarks_dir, base_dir=base_dir, out_dir=tasks_dir)
     if not plans:
-        raise EvaluationError("nothing to evaluate: [eval] tasks is empty and there are no custom tasks")
+        raise EvaluationSpecError(NOTHING_TO_EVALUATE)
 
     import lm_eval
     from lm_eval.models.huggingface import HFLM

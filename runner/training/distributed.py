@@ -56,6 +56,7 @@ class DistributedJob:
     nproc: int
     worker_pid: int
     show_progress: bool
+    held_by: str | None = None  # the worker holding the run: the first process's registry writes are fenced by it
 
     @classmethod
     def read(cls, path: Path) -> DistributedJob:
@@ -169,14 +170,15 @@ class SharedControl:
 
 
 def train_distributed(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path,
-                      hooks: TrainHooks, nproc: int, device: str, progress: RunProgress) -> TrainOutcome:
+                      hooks: TrainHooks, nproc: int, device: str, progress: RunProgress,
+                      held_by: str | None = None) -> TrainOutcome:
     """runner/training/recipes.py train's counterpart for `[resources] gpus = N > 1`: the same TrainOutcome."""
     if not is_finished(output_dir / "final"):
         # Cleared here, once: every process clearing it at start-up would race.
         discard_incomplete(output_dir / "checkpoints")
         job = DistributedJob(run_id=run_id, spec=spec.model_dump(mode="json"), workdir=str(workdir),
                              output_dir=str(output_dir), device=device, nproc=nproc, worker_pid=os.getpid(),
-                             show_progress=progress.enabled)
+                             show_progress=progress.enabled, held_by=held_by)
         progress.note(f"training in {nproc} processes ({device}, torchrun)")
         with hooks.polling():
             ended = run_torchrun(job, should_stop=hooks.should_stop, should_pause=hooks.should_pause,

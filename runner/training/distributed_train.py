@@ -27,7 +27,8 @@ def _hooks(job: DistributedJob, spec: Spec, first: bool) -> tuple[TrainHooks, Ru
     progress = RunProgress(job.run_id, spec.experiment.name, enabled=first and job.show_progress)
     if not first:
         return TrainHooks(on_metrics=lambda _m: None, on_checkpoint=lambda *_a: None), progress
-    return registry_hooks(open_registry(os.environ[REGISTRY_ENV], migrate=False), job.run_id, progress), progress
+    registry = open_registry(os.environ[REGISTRY_ENV], migrate=False)
+    return registry_hooks(registry, job.run_id, progress, held_by=job.held_by), progress
 
 
 def _record_error(output_dir: Path, exc: Exception) -> None:
