@@ -92,6 +92,8 @@ def tasks_problem(spec: Spec, index: TaskIndex | None) -> tuple[Loc, str] | None
     """Where and what is wrong with the eval tasks (an unknown name, MMLU both whole and by subject, a custom task
     named like another task), or None. `index`: the tasks of the spec's include_path."""
     custom = [task.name for task in spec.eval.custom]
+    if not spec.eval.tasks and not custom:
+        return ("eval", "tasks"), "names no task and there is no [[eval.custom]] task: nothing would be evaluated"
     included = set(index.tasks if index is not None else ())
     for i, name in enumerate(custom):
         if _is_benchmark(name) or name in included:

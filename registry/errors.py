@@ -11,6 +11,15 @@ class NotFound(RegistryError):
     """No experiment or run with that id."""
 
 
+class RunNotHeld(RegistryError):
+    """A write for a run by a worker that no longer holds it (re-queued while it stalled, taken by another): refused,
+    so a stale owner writes nothing."""
+
+
+class RegistryUnwritable(RegistryError):
+    """The registry's disk is full: a worker stops (its run released when the registry can be written again)."""
+
+
 # The largest id a registry row can have: ids are SQL INTEGER columns, 32 signed bits on PostgreSQL.
 MAX_ID = 2**31 - 1
 # The largest count a query takes (LIMIT): 64 signed bits on both databases.
@@ -46,4 +55,23 @@ def database_failure(exc: BaseException, url: str) -> str | None:
         return f"the registry {url} cannot be written ({text}): its server's disk is full"
     if state.startswith("08"):
         return f"cannot reach the registry {url}: {text}"
+    return None
+
+
+def full_disk_cause(exc: BaseException) -> BaseException | None:
+    """The database error in `exc` or what it was raised from that says the registry's disk is full (SQLite's
+    SQLITE_FULL, PostgreSQL's disk_full); None when there is none. A plain ENOSPC is not one: it is the disk of
+    the run's own files (a checkpoint, the final weights), which fails the run instead."""
+    import sqlite3
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        cause = getattr(current, "orig", None) or current
+        if isinstance(cause, sqlite3.DatabaseError) and "full" in str(cause).lower():
+            return cause
+        if str(getattr(cause, "sqlstate", "") or "") == "53100":
+            return cause
+        current = current.__cause__ or current.__context__
     return None

@@ -2,6 +2,11 @@
 back what an attempt recorded that the next one redoes (a resume's rewind, pruned checkpoints, scores).
 
 A run's status changes are not here: they are all in registry/run_state.py.
+
+Fencing: a worker passes `held_by` (its name, which the run holds while it is the run's owner) to every write of a
+run it executes; the write's own transaction first checks, and locks, the run row as still running under that
+name, so a worker that stalled past --stale-after and lost the run (or a training process whose worker died)
+writes nothing: RunNotHeld.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from tunelab.registry.db import Registry
+from tunelab.registry.errors import RunNotHeld
 from tunelab.registry.models import (
     Checkpoint,
     CompletionSample,
@@ -25,6 +31,7 @@ from tunelab.registry.models import (
     Run,
     TrainMetric,
 )
+from tunelab.registry.run_status import RunStatus
 from tunelab.registry.samples import GeneratedText
 from tunelab.registry.scores import Score, to_columns
 from tunelab.registry.significance import (
@@ -70,43 +77,72 @@ class KeptCheckpoint:
     path: str
 
 
+def _fence(session, run_id: int, held_by: str | None) -> None:
+    """Within a write's transaction: the run must be running under `held_by` (None: an unfenced write, by a command
+    that holds no run). A no-op update of the run row, so the check holds until the commit: it takes SQLite's write
+    lock and PostgreSQL's row lock, and a re-queue or claim of the run waits for it."""
+    if held_by is None:
+        return
+    held = session.exec(update(Run).where(Run.id == run_id, Run.status == RunStatus.running.value,
+                                          Run.worker == held_by).values(worker=held_by))
+    if held.rowcount != 1:
+        session.rollback()
+        raise RunNotHeld(f"run {run_id} is no longer held by {held_by}: another worker took it over")
+
+
+def ensure_held(registry: Registry, run_id: int, held_by: str | None) -> None:
+    """Raise RunNotHeld unless the run is running under `held_by`: checked just before a file of the run (a
+    checkpoint, the final weights) is renamed into place, which no transaction covers."""
+    with registry.session() as session:
+        _fence(session, run_id, held_by)
+        session.rollback()
+
+
 # What executing a run records (other kinds come from other commands).
 RUN_SCORE_KINDS = ("finetuned", "base")
 
 
-def update_run(registry: Registry, run_id: int, **values) -> None:
+def update_run(registry: Registry, run_id: int, *, held_by: str | None = None, **values) -> None:
     """Set training facts on a run (output dir, train time, final loss, data size, progress, lineage)."""
     with registry.session() as session:
+        _fence(session, run_id, held_by)
         session.exec(update(Run).where(Run.id == run_id).values(**values))
         session.commit()
 
 
-def record_checkpoint(registry: Registry, run_id: int, step: int, loss: float | None, path: str) -> None:
+def record_checkpoint(registry: Registry, run_id: int, step: int, loss: float | None, path: str, *,
+                      held_by: str | None = None) -> None:
     with registry.session() as session:
+        _fence(session, run_id, held_by)
         session.add(Checkpoint(run_id=run_id, step=step, loss=loss, path=path))
         session.commit()
 
 
-def record_metrics(registry: Registry, run_id: int, points: Iterable[MetricPoint]) -> None:
+def record_metrics(registry: Registry, run_id: int, points: Iterable[MetricPoint], *,
+                   held_by: str | None = None) -> None:
     """Insert metric rows in one transaction, as one executemany: training writes them in batches while it
     runs (runner/training/registry_hooks.py) and ORM objects would cost ten times as much per row."""
     rows = [{"run_id": run_id, **asdict(point)} for point in points]
     if not rows:
         return
     with registry.session() as session:
+        _fence(session, run_id, held_by)
         session.exec(insert(TrainMetric), params=rows)
         session.commit()
 
 
-def record_completions(registry: Registry, run_id: int, step: int, samples: Iterable[SampleCompletion]) -> None:
+def record_completions(registry: Registry, run_id: int, step: int, samples: Iterable[SampleCompletion], *,
+                       held_by: str | None = None) -> None:
     """Keep completions online RL generated for step `step`."""
     with registry.session() as session:
+        _fence(session, run_id, held_by)
         for sample in samples:
             session.add(CompletionSample(run_id=run_id, step=step, **asdict(sample)))
         session.commit()
 
 
-def record_scores(registry: Registry, run_id: int | None, scores: Iterable[Score]) -> None:
+def record_scores(registry: Registry, run_id: int | None, scores: Iterable[Score], *,
+                  held_by: str | None = None) -> None:
     """Store scores; run_id None for a model that belongs to no run (`tunelab eval` of a path or hub id).
 
     Once a run has both a fine-tuned score and its base's, with per-item logs, the fine-tuned score gets its
@@ -117,6 +153,8 @@ def record_scores(registry: Registry, run_id: int | None, scores: Iterable[Score
         if not score.model_kind or not score.model_name:
             raise ValueError(f"score of {score.task} recorded without saying whose it is (model_kind, model_name)")
     with registry.session() as session:
+        if run_id is not None:
+            _fence(session, run_id, held_by)
         for score in scores:
             session.add(EvalResult(run_id=run_id, **to_columns(score)))
         session.commit()
@@ -252,7 +290,8 @@ def _base_log(session, run_id: int, row, has_log: bool) -> list[dict] | None:
     return None
 
 
-def rewind(registry: Registry, run_id: int, step: int, kept: Iterable[KeptCheckpoint]) -> int:
+def rewind(registry: Registry, run_id: int, step: int, kept: Iterable[KeptCheckpoint], *,
+           held_by: str | None = None) -> int:
     """Make the registry match a run resuming at `step` with the checkpoints `kept` on disk.
 
     Training metrics and sample completions after `step` are deleted (they will be logged again, identically), and
@@ -260,6 +299,7 @@ def rewind(registry: Registry, run_id: int, step: int, kept: Iterable[KeptCheckp
     """
     kept = list(kept)
     with registry.session() as session:
+        _fence(session, run_id, held_by)
         deleted = session.exec(delete(TrainMetric).where(TrainMetric.run_id == run_id, TrainMetric.step > step))
         session.exec(delete(CompletionSample).where(CompletionSample.run_id == run_id, CompletionSample.step > step))
         session.exec(delete(Checkpoint).where(Checkpoint.run_id == run_id,
@@ -274,29 +314,32 @@ def rewind(registry: Registry, run_id: int, step: int, kept: Iterable[KeptCheckp
     return deleted.rowcount
 
 
-def forget_checkpoints(registry: Registry, run_id: int, steps: Iterable[int]) -> None:
+def forget_checkpoints(registry: Registry, run_id: int, steps: Iterable[int], *, held_by: str | None = None) -> None:
     """Drop the rows of checkpoints pruned from disk (`[train] keep_checkpoints`)."""
     steps = list(steps)
     if not steps:
         return
     with registry.session() as session:
+        _fence(session, run_id, held_by)
         session.exec(delete(Checkpoint).where(Checkpoint.run_id == run_id, Checkpoint.step.in_(steps)))
         session.commit()
 
 
-def forget_scores(registry: Registry, run_id: int) -> None:
+def forget_scores(registry: Registry, run_id: int, *, held_by: str | None = None) -> None:
     """Drop the scores a run's own evaluation recorded; a new attempt evaluates again from the start."""
     with registry.session() as session:
+        _fence(session, run_id, held_by)
         session.exec(delete(EvalResult).where(EvalResult.run_id == run_id,
                                               EvalResult.model_kind.in_(RUN_SCORE_KINDS)))
         session.commit()
 
 
 def record_samples(registry: Registry, run_id: int, model_kind: str, texts: Iterable[GeneratedText], *,
-                   settings: dict, model_digest: str | None = None) -> None:
+                   settings: dict, model_digest: str | None = None, held_by: str | None = None) -> None:
     """Store what one model of a run ("finetuned" or "base") wrote for each of the run's sample prompts."""
     settings_json = json.dumps(settings, sort_keys=True)
     with registry.session() as session:
+        _fence(session, run_id, held_by)
         for text in texts:
             session.add(GeneratedSample(run_id=run_id, model_kind=model_kind, position=text.position,
                                         prompt=text.prompt, reference=text.reference, output=text.output,
@@ -304,9 +347,10 @@ def record_samples(registry: Registry, run_id: int, model_kind: str, texts: Iter
         session.commit()
 
 
-def forget_samples(registry: Registry, run_id: int) -> None:
+def forget_samples(registry: Registry, run_id: int, *, held_by: str | None = None) -> None:
     """Drop a run's samples; a new attempt generates them again (from the cache where it can)."""
     with registry.session() as session:
+        _fence(session, run_id, held_by)
         session.exec(delete(GeneratedSample).where(GeneratedSample.run_id == run_id))
         session.commit()
 

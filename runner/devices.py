@@ -64,6 +64,8 @@ def no_gpu_possible(platform: str = sys.platform, dev: Path = Path("/dev")) -> b
 
 
 def cuda_device_count() -> int:
+    if no_gpu_possible():  # no torch import (seconds) just to learn there is nothing: a worker's start stays quick
+        return 0
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -27,11 +27,17 @@ class DataError(RunFailed):
 
 
 class EvaluationError(TunelabError):
-    """An evaluation cannot run: unknown task, missing or malformed data, data not reachable offline.
+    """An evaluation cannot run now: benchmark data not reachable (offline, on a shared disk), lm-eval missing.
 
-    Not a RunFailed: a run whose evaluation failed is tried again like after any other unexpected error
-    (benchmark data on a shared disk or in the hub cache may be back by then).
+    Not a RunFailed: a run whose evaluation failed this way is tried again like after any other unexpected error
+    (the data may be back by then). What the spec itself asks wrongly is an EvaluationSpecError.
     """
+
+
+class EvaluationSpecError(EvaluationError, RunFailed):
+    """What the spec asks for cannot be evaluated (an unknown task, a custom task file that is missing or malformed,
+    too few rows for the shots, nothing to evaluate): another attempt would fail the same way, so it is never
+    retried, and the worker checks it before training (runner/execute.py)."""
 
 
 class RunCancelled(Exception):

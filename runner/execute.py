@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.experiments.benchmarks import leaderboard_average
+from tunelab.experiments.files import check_spec_files
 from tunelab.experiments.schema import NotifySection, Spec, stored_spec
 from tunelab.registry.db import Registry
+from tunelab.registry.errors import RegistryUnwritable, RunNotHeld, database_failure, full_disk_cause
 from tunelab.registry.queries import checkpoint_steps, experiment_for_run, find_base_scores
 from tunelab.registry.recording import forget_samples, forget_scores, record_samples, record_scores, update_run
 from tunelab.registry.roots import Roots
@@ -43,6 +45,7 @@ from tunelab.runner.devices import check_run_gpus, cuda_device_count
 from tunelab.runner.environment import snapshot
 from tunelab.runner.errors import RunCancelled, RunFailed, retryable
 from tunelab.runner.evaluation.cache import evaluate_cached, lm_eval_version
+from tunelab.runner.evaluation.planning import check_evaluation
 from tunelab.runner.evaluation.samples import (
     GenerationStopped,
     as_texts,
@@ -71,6 +74,8 @@ from tunelab.runner.training.trainer import TrainHooks, TrainOutcome
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15.0
+# While the registry's disk is full, how often a worker tries again to release its run.
+RELEASE_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -158,8 +163,9 @@ class _Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 status = beat(registry, run_id, worker)
-            except Exception:  # a missed beat must not kill the run; the next one retries
-                log.warning("heartbeat for run %s failed", run_id, exc_info=True)
+            except Exception as exc:  # a missed beat must not kill the run; the next one retries
+                # A full registry disk is said once, by the worker, when the run's own write fails too.
+                log.warning("heartbeat for run %s failed", run_id, exc_info=full_disk_cause(exc) is None)
                 continue
             if status == "running":
                 continue
@@ -186,7 +192,8 @@ def eval_key(spec: Spec, lm_eval_version: str) -> str:
 
 
 def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path,
-                   progress: RunProgress, prompts: list[SamplePrompt] | None, heart: _Heartbeat) -> None:
+                   progress: RunProgress, prompts: list[SamplePrompt] | None, heart: _Heartbeat,
+                   held_by: str | None) -> None:
     key = eval_key(spec, lm_eval_version())
     digest = base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision)
     load = _base_loader(spec, workdir)
@@ -195,15 +202,15 @@ def _evaluate_base(registry: Registry, run_id: int, spec: Spec, workdir: Path, o
     cached = find_base_scores(registry, spec.model.base, key) if digest is None else None
     if cached:
         progress.note(f"base model {spec.model.base}: scores reused from an identical earlier evaluation")
-        record_scores(registry, run_id, cached)
+        record_scores(registry, run_id, cached, held_by=held_by)
     else:
         outcome = evaluate_cached(registry, load, digest, spec.eval,
                                   workdir=output_dir / "eval-base", base_dir=workdir, seed=spec.experiment.seed,
                                   dtype=spec.model.dtype, progress=progress.note, should_stop=heart.should_stop)
         record_scores(registry, run_id, outcome.recorded_as(model_kind="base", model_name=spec.model.base,
-                                                            eval_key=key))
+                                                            eval_key=key), held_by=held_by)
     if prompts:
-        _write_samples(registry, run_id, "base", spec, prompts, load, digest, progress, heart)
+        _write_samples(registry, run_id, "base", spec, prompts, load, digest, progress, heart, held_by)
 
 
 def _base_loader(spec: Spec, workdir: Path) -> Callable[[], tuple[Any, Any]]:
@@ -230,7 +237,7 @@ def _check_sample_prompts(spec: Spec, workdir: Path) -> None:
 
 def _write_samples(registry: Registry, run_id: int, model_kind: str, spec: Spec, prompts: list[SamplePrompt],
                    load: Callable[[], tuple[Any, Any]], digest: str | None, progress: RunProgress,
-                   heart: _Heartbeat) -> None:
+                   heart: _Heartbeat, held_by: str | None) -> None:
     """[eval.samples]: what one of the run's models writes for its prompts (from the cache where it can)."""
     label = "fine-tuned model" if model_kind == "finetuned" else f"base model {spec.model.base}"
     try:
@@ -241,7 +248,7 @@ def _write_samples(registry: Registry, run_id: int, model_kind: str, spec: Spec,
         _check_still_ours(heart)  # cancelled or lost: say which
         raise
     record_samples(registry, run_id, model_kind, as_texts(prompts, generated.outputs),
-                   settings=recorded_settings(spec), model_digest=digest)
+                   settings=recorded_settings(spec), model_digest=digest, held_by=held_by)
 
 
 def _make_output_dir(output_dir: Path) -> None:
@@ -263,7 +270,8 @@ def execute_run(
     heartbeat_seconds: float = HEARTBEAT_SECONDS, stop: StopRequest | None = None,
     notify_also: NotifySection | None = None,
 ) -> RunResult:
-    """Run a claimed run to the end of this attempt; never raises for a failure of the run itself.
+    """Run a claimed run to the end of this attempt; never raises for a failure of the run itself. A registry
+    whose disk is full raises RegistryUnwritable, once the run is released (see `_release_when_writable`).
 
     Its files go under `roots.artifacts` (runs/ID), where an attempt on another machine that sees the same storage
     left its checkpoints; the spec's relative paths resolve through `roots` too. Its end (succeeded, failed, pruned)
@@ -313,7 +321,8 @@ def _attempt(registry: Registry, run_id: int, *, roots: Roots, show_progress: bo
             _make_output_dir(output_dir)
             with _Heartbeat(registry, run_id, worker, heartbeat_seconds) as heart, progress:
                 _execute(registry, run_id, stored_spec(experiment.resolved_json),
-                         submit_dir(roots, experiment.workdir), output_dir, roots, progress, heart, stop)
+                         submit_dir(roots, experiment.workdir), output_dir, roots, progress, heart, stop,
+                         spec_file=experiment.spec_path, held_by=worker)
     except RunInterrupted as exc:
         latest = latest_complete(output_dir / "checkpoints")
         where = f"resumes from {latest.name}" if latest else "no checkpoint yet, starts over"
@@ -323,15 +332,22 @@ def _attempt(registry: Registry, run_id: int, *, roots: Roots, show_progress: bo
         return RunResult(run_id, "queued", note)
     except RunCancelled:
         return RunResult(run_id, "cancelled")
-    except RunLost as exc:
+    except (RunLost, RunNotHeld) as exc:  # RunNotHeld: a fenced write refused (registry/recording.py)
         return RunResult(run_id, "lost", str(exc))
     except TrialPruned as exc:
         status = prune(registry, run_id, worker)  # "pruned", or what a cancel or a stale re-queue made of it
         return RunResult(run_id, status, str(exc))
     except Exception as exc:  # the run fails (or is re-queued), the worker lives on
+        if full_disk_cause(exc) is not None:
+            raise _release_when_writable(registry, run_id, worker, stop, exc) from None
         error = f"{type(exc).__name__}: {exc}"
         _write_traceback(output_dir)
-        status = retry_or_fail(registry, run_id, worker, error, retryable=retryable(exc))
+        try:
+            status = retry_or_fail(registry, run_id, worker, error, retryable=retryable(exc))
+        except Exception as failed:
+            if full_disk_cause(failed) is None:
+                raise
+            raise _release_when_writable(registry, run_id, worker, stop, failed) from None
         return RunResult(run_id, status, error)
     # Only while still ours: a cancel, or a stale re-queue while this worker stalled, is not overwritten.
     status = succeed(registry, run_id, worker)
@@ -340,8 +356,32 @@ def _attempt(registry: Registry, run_id: int, *, roots: Roots, show_progress: bo
     return RunResult(run_id, "succeeded")
 
 
-def _record_environment(registry: Registry, run_id: int, workdir: Path) -> None:
-    update_run(registry, run_id, environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
+def _release_when_writable(registry: Registry, run_id: int, worker: str | None, stop: StopRequest,
+                           full: BaseException) -> RegistryUnwritable:
+    """The registry's disk is full: put the run back in the queue (not a retry: nothing is wrong with it) as soon as
+    the registry takes the write, trying every RELEASE_RETRY_SECONDS until then or until the worker is asked to
+    stop (the run is then left to the stale-run recovery of another worker). Returns the error that stops the
+    worker, in one line."""
+    url = registry.engine.url.render_as_string()
+    why = database_failure(full_disk_cause(full) or full, url) or f"the registry {url} cannot be written"
+    note = f"released: {why}; resumes from its last checkpoint"
+    while True:
+        try:
+            released = requeue_interrupted(registry, run_id, worker, note)
+            break
+        except Exception as again:
+            if full_disk_cause(again) is None:
+                raise
+            if stop.event.wait(RELEASE_RETRY_SECONDS):
+                return RegistryUnwritable(f"{why} (run {run_id} is left running, for another worker to recover "
+                                          "once the registry can be written; the worker stops)")
+    what = "went back to the queue" if released else "was no longer this worker's"
+    return RegistryUnwritable(f"{why} (run {run_id} {what}; the worker stops)")
+
+
+def _record_environment(registry: Registry, run_id: int, workdir: Path, held_by: str | None) -> None:
+    update_run(registry, run_id, held_by=held_by,
+               environment_json=json.dumps(snapshot(workdir).to_dict(), sort_keys=True))
 
 
 def _record_placement(registry: Registry, run_id: int) -> None:
@@ -362,8 +402,9 @@ def _check_checkpoints_visible(registry: Registry, run_id: int, output_dir: Path
 
 
 def _training_hooks(registry: Registry, run_id: int, spec: Spec, progress: RunProgress, heart: _Heartbeat,
-                    stop: StopRequest, roots: Roots) -> TrainHooks:
-    return dataclasses.replace(registry_hooks(registry, run_id, progress, roots), should_stop=heart.should_stop,
+                    stop: StopRequest, roots: Roots, held_by: str | None) -> TrainHooks:
+    return dataclasses.replace(registry_hooks(registry, run_id, progress, roots, held_by),
+                               should_stop=heart.should_stop,
                                should_pause=lambda: stop.requested, polling=stop.polled,
                                should_prune=pruning_check(registry, run_id, spec.train.eval_every))
 
@@ -376,7 +417,7 @@ def _check_still_ours(heart: _Heartbeat) -> None:
 
 
 def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, roots: Roots,
-           hooks: TrainHooks, progress: RunProgress, reward: RewardSource | None) -> TrainOutcome:
+           hooks: TrainHooks, progress: RunProgress, reward: RewardSource | None, held_by: str | None) -> TrainOutcome:
     """Training in this process; for [resources] gpus = N > 1 in N processes under torchrun; for nodes = M > 1 in
     M torchruns started by srun over this Slurm job's allocation (never online RL, whose spec keeps it to one
     process)."""
@@ -392,31 +433,38 @@ def _train(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_di
         return train(spec, workdir=workdir, output_dir=output_dir, hooks=hooks, device="cuda" if gpus else None,
                      reward=reward)
     return train_distributed(registry, run_id, spec, workdir=workdir, output_dir=output_dir, roots=roots, hooks=hooks,
-                             nproc=gpus, device="cuda", progress=progress)
+                             nproc=gpus, device="cuda", progress=progress, held_by=held_by)
 
 
 def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_dir: Path, roots: Roots,
-             progress: RunProgress, heart: _Heartbeat, stop: StopRequest) -> None:
+             progress: RunProgress, heart: _Heartbeat, stop: StopRequest, *, spec_file: str | None = None,
+             held_by: str | None = None) -> None:
     _check_checkpoints_visible(registry, run_id, output_dir)
-    update_run(registry, run_id, output_dir=roots.stored(output_dir))
-    _record_environment(registry, run_id, workdir)
+    update_run(registry, run_id, held_by=held_by, output_dir=roots.stored(output_dir))
+    _record_environment(registry, run_id, workdir, held_by)
+    # What the spec names (files, tasks, the rows its shots need) is checked before any training: a run whose
+    # files vanished since submit, or whose evaluation cannot work, fails now, once, not after training.
+    check_spec_files(spec, workdir, path=spec_file)
+    check_evaluation(spec.eval, base_dir=workdir, out_dir=output_dir / "eval" / "lm_eval_tasks")
     # A run:ID base becomes that run's final weights (an adapter merged into its base) from here on.
-    spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir, roots=roots)
+    spec = resolve_start(registry, run_id, spec, workdir=workdir, output_dir=output_dir, roots=roots, held_by=held_by)
     # Online RL: the reward run, judge or function that scores the completions, recorded on the run.
-    reward = resolve_reward_source(registry, run_id, spec, workdir=workdir, output_dir=output_dir, roots=roots)
-    forget_scores(registry, run_id)  # an earlier attempt's partial evaluation is redone from the start
-    forget_samples(registry, run_id)
+    reward = resolve_reward_source(registry, run_id, spec, workdir=workdir, output_dir=output_dir, roots=roots,
+                                   held_by=held_by)
+    forget_scores(registry, run_id, held_by=held_by)  # an earlier attempt's partial evaluation is redone from the start
+    forget_samples(registry, run_id, held_by=held_by)
     _check_sample_prompts(spec, workdir)
     try:
         outcome = _train(registry, run_id, spec, workdir, output_dir, roots,
-                         _training_hooks(registry, run_id, spec, progress, heart, stop, roots), progress, reward)
+                         _training_hooks(registry, run_id, spec, progress, heart, stop, roots, held_by), progress,
+                         reward, held_by)
     except RunCancelled:
         _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
         raise
     _check_still_ours(heart)
     if outcome.interrupted:
         raise RunInterrupted(f"{stop.reason} at step {outcome.global_step}")
-    update_run(registry, run_id, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
+    update_run(registry, run_id, held_by=held_by, train_seconds=outcome.train_seconds, final_loss=outcome.final_loss,
                num_train_examples=outcome.num_examples, best_step=outcome.best_step,
                data_fingerprint=outcome.data_fingerprint or fingerprint_spec_data(spec, workdir),
                data_stats_json=json.dumps(outcome.data_stats) if outcome.data_stats is not None else None)
@@ -425,7 +473,8 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
     if isinstance(outcome, RewardOutcome) and outcome.accuracy is not None:
         # A reward model is scored by its held-out pairwise accuracy, not by lm-eval (it generates no text).
         record_scores(registry, run_id, [accuracy_score(outcome.accuracy, run_id=run_id,
-                                                        data_fingerprint=outcome.data_fingerprint)])
+                                                        data_fingerprint=outcome.data_fingerprint)],
+                      held_by=held_by)
         return
     stop.check()  # a request that came as training finished: evaluation would not poll it
 
@@ -439,19 +488,19 @@ def _execute(registry: Registry, run_id: int, spec: Spec, workdir: Path, output_
                                  workdir=output_dir / "eval", base_dir=workdir, seed=spec.experiment.seed,
                                  dtype=spec.model.dtype, progress=progress.note, should_stop=heart.should_stop)
         record_scores(registry, run_id, result.recorded_as(model_kind="finetuned", model_name=f"run:{run_id}",
-                                                           eval_key=key))
+                                                           eval_key=key), held_by=held_by)
         prompts = sample_prompts(spec, outcome.tokenizer, workdir) if spec.eval.samples is not None else None
         if prompts:
             _write_samples(registry, run_id, "finetuned", spec, prompts,
-                           lambda m=outcome.model, t=outcome.tokenizer: (m, t), digest, progress, heart)
+                           lambda m=outcome.model, t=outcome.tokenizer: (m, t), digest, progress, heart, held_by)
         del outcome
         _check_still_ours(heart)
         if spec.eval.baseline:
-            _evaluate_base(registry, run_id, spec, workdir, output_dir, progress, prompts, heart)
+            _evaluate_base(registry, run_id, spec, workdir, output_dir, progress, prompts, heart, held_by)
         elif prompts:  # no base scores asked for, but samples are side by side with the base's
             _write_samples(registry, run_id, "base", spec, prompts, _base_loader(spec, workdir),
                            base_model_digest(registry, spec.model.base, workdir=workdir, revision=spec.model.revision),
-                           progress, heart)
+                           progress, heart, held_by)
     except RunCancelled:
         _check_still_ours(heart)  # stopped because the run was lost, not cancelled: say so
         raise

@@ -139,11 +139,11 @@ def save_whole(model, tokenizer, destination: Path) -> None:
 
 
 def resolve_start(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path,
-                  roots: Roots) -> Spec:
+                  roots: Roots, held_by: str | None = None) -> Spec:
     """Record the run's lineage; for a run:ID base, return the spec with model.base pointing at the
     directory of that run's final weights (the spec stored in the registry keeps run:ID)."""
     lineage = lineage_of(registry, spec.model.base, workdir, roots, run_id=run_id)
-    update_run(registry, run_id, lineage_json=json.dumps(lineage.to_json(), sort_keys=True))
+    update_run(registry, run_id, held_by=held_by, lineage_json=json.dumps(lineage.to_json(), sort_keys=True))
     parent = run_base_id(spec.model.base)
     if parent is None:
         return spec

@@ -57,8 +57,9 @@ def _judge_digest(registry: Registry, judge: str, model_dir: str, workdir: Path)
 
 
 def resolve_reward_source(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path,
-                          roots: Roots) -> RewardSource | None:
-    """The reward source of an online RL run (None for other kinds), recorded on the run."""
+                          roots: Roots, held_by: str | None = None) -> RewardSource | None:
+    """The reward source of an online RL run (None for other kinds), recorded on the run (a write fenced by
+    `held_by`, registry/recording.py)."""
     method = spec.method
     if method.kind not in ONLINE_RL_KINDS:
         return None
@@ -78,7 +79,7 @@ def resolve_reward_source(registry: Registry, run_id: int, spec: Spec, *, workdi
         _, digest = import_reward_function(name, workdir)
         source = RewardSource("function", name, digest, workdir=workdir)
         record = RewardRecord("function", name, digest)
-    update_run(registry, run_id, reward_source_json=json.dumps(record.to_json(), sort_keys=True))
+    update_run(registry, run_id, held_by=held_by, reward_source_json=json.dumps(record.to_json(), sort_keys=True))
     return source
 
 

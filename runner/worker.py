@@ -95,6 +95,7 @@ def work(
     on_skipped: Callable[[int, int], None] | None = None,
     notify_also: NotifySection | None = None,
     max_nodes: int = 1,
+    on_waiting: Callable[[int], None] | None = None,
 ) -> list[RunResult]:
     """Execute queued runs. `once`: at most one run; `until_empty`: stop when nothing is queued.
 
@@ -105,6 +106,7 @@ def work(
     worker has) when the queue looks empty. `notify_also`: who else hears of each run's end and each search's.
     `max_nodes`: the most [resources] nodes of a run this worker takes (its Slurm allocation's tasks). Runs write
     under `roots` (registry/roots.py).
+    `on_waiting` hears (with the worker's GPU count) each time the worker finds nothing to do and starts to wait.
     Raises runner.devices.DeviceUnavailable when the devices asked for are not there.
     """
     name = worker_name()
@@ -112,6 +114,7 @@ def work(
     sleep = sleep or stop.event.wait  # an idle worker wakes at once on SIGTERM/SIGINT
     results: list[RunResult] = []
     prepared = False
+    waiting = False
     with visible_devices(devices or DeviceChoice()) as gpus, stop_on_signals(stop):
         while not stop.requested:
             _recover(registry, stale_after)
@@ -124,12 +127,16 @@ def work(
                     if left and on_skipped:
                         on_skipped(left, gpus)
                     return results
+                if on_waiting is not None and not waiting:  # said first: preparing takes seconds
+                    on_waiting(gpus)
+                waiting = True
                 if not prepared:  # look at the queue again right after: that took seconds
                     _prepare_while_idle(stop)
                     prepared = True
                     continue
                 sleep(poll_seconds)
                 continue
+            waiting = False
             result = execute_run(registry, run_id, roots=roots, show_progress=show_progress,
                                  heartbeat_seconds=heartbeat_seconds, stop=stop, notify_also=notify_also)
             results.append(result)
@@ -181,6 +188,11 @@ def serve(registry: Registry, *, roots: Roots, options: WorkerOptions, say: Call
         if on_result is not None:
             on_result(result)
 
+    def waiting(gpus: int) -> None:
+        devices = "the CPU" if not gpus else f"{gpus} GPU(s)"
+        say(f"waiting for queued runs in {registry.engine.url.render_as_string()} (training on {devices}; "
+            f"looking every {options.poll_seconds:g}s)")
+
     def skipped(count: int, gpus: int) -> None:
         left_for_others.append(count)
         say(f"{count} queued run(s) need more GPUs than the {gpus} this worker has; left for other workers")
@@ -189,7 +201,7 @@ def serve(registry: Registry, *, roots: Roots, options: WorkerOptions, say: Call
                    poll_seconds=options.poll_seconds, show_progress=options.show_progress, on_result=report,
                    heartbeat_seconds=options.heartbeat_seconds, stale_after=options.stale_after, stop=stop,
                    devices=options.devices, on_skipped=skipped, notify_also=options.notify,
-                   max_nodes=options.max_nodes)
+                   max_nodes=options.max_nodes, on_waiting=waiting)
     if stop.requested:
         say(f"worker stopped ({stop.reason})")
     elif not results and not left_for_others and (options.once or options.until_empty):

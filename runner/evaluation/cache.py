@@ -29,7 +29,7 @@ from tunelab.registry.db import Registry
 from tunelab.registry.queries import cached_evaluations, known_file_digest
 from tunelab.registry.recording import forget_cached_evaluations, record_cached_evaluation, record_file_digest
 from tunelab.registry.scores import Score
-from tunelab.runner.errors import EvaluationError
+from tunelab.runner.errors import EvaluationError, EvaluationSpecError
 from tunelab.runner.evaluation.harness import (
     EvalOutcome,
     evaluate,
@@ -40,7 +40,7 @@ from tunelab.runner.evaluation.harness import (
 )
 from tunelab.runner.evaluation.include_path import data_files_under, map_data_files, task_yaml_loader
 from tunelab.runner.evaluation.leaderboard import PROFILE, resolve_benchmarks_dir
-from tunelab.runner.evaluation.planning import plan_tasks
+from tunelab.runner.evaluation.planning import NOTHING_TO_EVALUATE, plan_tasks
 from tunelab.runner.evaluation.tasks import TaskPlan
 
 # Bump when the key's recipe or the payload's shape changes: older entries then simply stop matching.
@@ -136,7 +136,7 @@ def _include_digest(path: Path, seen: frozenset[Path] = frozenset()) -> str:
     """A task YAML, the YAMLs it includes in turn, and the Python helpers beside them, as one hash."""
     path = path.resolve()
     if path in seen:
-        raise EvaluationError(f"lm-eval task YAML {path} includes itself")
+        raise EvaluationSpecError(f"lm-eval task YAML {path} includes itself")
     text = path.read_text(encoding="utf-8")
     digest = hashlib.sha256(text.encode("utf-8"))
     for helper in sorted(path.parent.glob("*.py")):
@@ -152,7 +152,7 @@ def _includes(path: Path) -> list[str]:
         # Read without following includes (those are hashed one by one) and with `!function` kept as text.
         config = yaml.load(path.read_text(encoding="utf-8"), Loader=task_yaml_loader())  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
-        raise EvaluationError(f"lm-eval task YAML {path} cannot be read: {err}") from err
+        raise EvaluationSpecError(f"lm-eval task YAML {path} cannot be read: {err}") from err
     include = config.get("include") if isinstance(config, dict) else None
     return [] if include is None else [str(i) for i in (include if isinstance(include, list) else [include])]
 
@@ -236,7 +236,7 @@ def evaluate_cached(
         settings, benchmarks_dir=benchmarks_dir, base_dir=base_dir, out_dir=Path(workdir) / "lm_eval_tasks"
     )
     if not plans:
-        raise EvaluationError("nothing to evaluate: [eval] tasks is empty and there are no custom tasks")
+        raise EvaluationSpecError(NOTHING_TO_EVALUATE)
     version = lm_eval_version()
     keys = {plan.name: plan_key(plan, settings, model=digest, seed=seed, dtype=dtype, device=device, lm_eval=version)
             for plan in plans}

@@ -10,7 +10,7 @@ from typing import Any
 from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import CustomTask
 from tunelab.runner.data.templates import ALPACA_PROMPT
-from tunelab.runner.errors import EvaluationError
+from tunelab.runner.errors import EvaluationSpecError
 from tunelab.runner.evaluation.tasks import TASK_PREFIX, GeneratedTask, TaskPlan, write_task_yaml
 
 # The prompt the instruction fine-tunes are trained on (the spec's `alpaca` template), so a custom task scores
@@ -23,7 +23,7 @@ def plan_custom(custom: CustomTask, base_dir: Path, out_dir: Path) -> TaskPlan:
     path = spec_path(custom.path, base_dir).resolve()
     rows = check_custom_rows(path)
     if custom.num_fewshot >= rows:
-        raise EvaluationError(
+        raise EvaluationSpecError(
             f"custom task {custom.name}: num_fewshot = {custom.num_fewshot} needs more than {rows} row(s) in {path}"
         )
     lm_name = f"{TASK_PREFIX}custom_{custom.name}"
@@ -68,7 +68,7 @@ def plan_custom(custom: CustomTask, base_dir: Path, out_dir: Path) -> TaskPlan:
 def check_custom_rows(path: Path) -> int:
     """Validate a custom task's JSONL (rows of question, choices, answer index); return the number of rows."""
     if not path.is_file():
-        raise EvaluationError(f"custom task file {path} is missing")
+        raise EvaluationSpecError(f"custom task file {path} is missing")
     rows = 0
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
@@ -77,13 +77,13 @@ def check_custom_rows(path: Path) -> int:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise EvaluationError(f"{path}:{number}: not valid JSON ({err.msg})") from err
+                raise EvaluationSpecError(f"{path}:{number}: not valid JSON ({err.msg})") from err
             problem = _custom_row_problem(row)
             if problem:
-                raise EvaluationError(f"{path}:{number}: {problem}")
+                raise EvaluationSpecError(f"{path}:{number}: {problem}")
             rows += 1
     if rows == 0:
-        raise EvaluationError(f"custom task file {path} has no rows")
+        raise EvaluationSpecError(f"custom task file {path} has no rows")
     return rows
 
 

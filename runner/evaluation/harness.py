@@ -44,7 +44,7 @@ from tunelab.experiments.benchmarks import LEADERBOARD_FEWSHOT_SEED
 from tunelab.experiments.schema import EvalSection
 from tunelab.registry.scores import Score
 from tunelab.runner.devices import CHOSEN_DEVICE, no_gpu_possible
-from tunelab.runner.errors import EvaluationError, RunCancelled
+from tunelab.runner.errors import EvaluationError, EvaluationSpecError, RunCancelled
 from tunelab.runner.evaluation.include_path import resolve_include_path
 from tunelab.runner.evaluation.leaderboard import (
     BENCHMARKS_DIR_ENV,
@@ -52,7 +52,7 @@ from tunelab.runner.evaluation.leaderboard import (
     resolve_benchmarks_dir,
     shot_overrides,
 )
-from tunelab.runner.evaluation.planning import plan_tasks
+from tunelab.runner.evaluation.planning import NOTHING_TO_EVALUATE, plan_tasks
 from tunelab.runner.evaluation.tasks import GeneratedTask, TaskPlan
 from tunelab.runner.evaluation.truncation import truncated_items
 from tunelab.runner.offline import hub_offline
@@ -101,7 +101,7 @@ def evaluate(
     tasks_dir = Path(workdir) / "lm_eval_tasks"
     plans = plan_tasks(settings, benchmarks_dir=benchmarks_dir, base_dir=base_dir, out_dir=tasks_dir)
     if not plans:
-        raise EvaluationError("nothing to evaluate: [eval] tasks is empty and there are no custom tasks")
+        raise EvaluationSpecError(NOTHING_TO_EVALUATE)
 
     import lm_eval
     from lm_eval.models.huggingface import HFLM

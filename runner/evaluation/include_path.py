@@ -16,7 +16,7 @@ import yaml
 from tunelab.experiments.eval_tasks import task_yaml_files, task_yaml_loader
 from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import EvalSection
-from tunelab.runner.errors import EvaluationError
+from tunelab.runner.errors import EvaluationSpecError
 from tunelab.runner.evaluation.tasks import TASK_PREFIX, GeneratedTask, TaskPlan, write_task_yaml
 
 # `datasets`' packaged loaders that read local files named by data_files (a hub dataset's data_files are not local).
@@ -49,7 +49,7 @@ def resolve_include_path(settings: EvalSection, base_dir: Path) -> Path | None:
         return None
     path = spec_path(settings.include_path, base_dir).resolve()
     if not path.is_dir():
-        raise EvaluationError(f"task directory {path} (from [eval] include_path) does not exist")
+        raise EvaluationSpecError(f"task directory {path} (from [eval] include_path) does not exist")
     return path
 
 
@@ -165,8 +165,8 @@ def included_task_data(task: IncludedTask, base_dir: Path) -> tuple[dict[str, An
     kwargs = task.config.get("dataset_kwargs") or {}
     if dataset in LOCAL_LOADERS:
         if not isinstance(kwargs, dict) or not kwargs.get("data_files"):
-            raise EvaluationError(f"task {task.name} ({task.yaml_path}): dataset_path {dataset} needs "
-                                  "dataset_kwargs.data_files")
+            raise EvaluationSpecError(f"task {task.name} ({task.yaml_path}): dataset_path {dataset} needs "
+                                      "dataset_kwargs.data_files")
         found: list[Path] = []
 
         def resolve(value: Any) -> Any:
@@ -208,8 +208,8 @@ def _local_files(task: IncludedTask, path: str, base_dir: Path) -> list[Path]:
     else:
         files = [full.resolve()] if full.is_file() else []
     if not files:
-        raise EvaluationError(f"task {task.name} ({task.yaml_path}): data file {path} not found (relative paths are "
-                              f"looked for beside the YAML, then in {base_dir})")
+        raise EvaluationSpecError(f"task {task.name} ({task.yaml_path}): data file {path} not found (relative paths "
+                                  f"are looked for beside the YAML, then in {base_dir})")
     return files
 
 

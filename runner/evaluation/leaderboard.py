@@ -19,7 +19,7 @@ from typing import Any
 from tunelab.experiments.benchmarks import LEADERBOARD, LEADERBOARD_FEWSHOT_SEED, Benchmark
 from tunelab.experiments.paths import spec_path
 from tunelab.experiments.schema import EvalSection
-from tunelab.runner.errors import EvaluationError
+from tunelab.runner.errors import EvaluationError, EvaluationSpecError
 from tunelab.runner.evaluation.tasks import TASK_PREFIX, GeneratedTask, TaskPlan, write_task_yaml
 
 PROFILE = "openllm-v1"
@@ -158,8 +158,10 @@ def resolve_benchmarks_dir(settings: EvalSection, base_dir: Path, environ: Mappi
         return None
     path = spec_path(raw, base_dir).resolve()
     if not path.is_dir():
-        source = "[eval] benchmarks_dir" if settings.benchmarks_dir else BENCHMARKS_DIR_ENV
-        raise EvaluationError(f"benchmarks directory {path} (from {source}) does not exist")
+        if settings.benchmarks_dir:  # the spec's own: another attempt would not find it either
+            raise EvaluationSpecError(f"benchmarks directory {path} (from [eval] benchmarks_dir) does not exist")
+        # The worker's environment: a shared disk may be mounted again by the next attempt.
+        raise EvaluationError(f"benchmarks directory {path} (from {BENCHMARKS_DIR_ENV}) does not exist")
     return path
 
 
@@ -274,5 +276,5 @@ def _check_shot_rows(task: str, key: str, data: _LocalData, shots: int) -> None:
     with path.open(encoding="utf-8") as f:
         rows = sum(1 for line in f if line.strip())
     if rows < need:
-        raise EvaluationError(f"{task}: {shots}-shot needs {need} rows in {path} (the {data.fewshot_split} split), "
+        raise EvaluationSpecError(f"{task}: {shots}-shot needs {need} rows in {path} (the {data.fewshot_split} split), "
                               f"it has {rows}; lower [eval.num_fewshot] {key}")

@@ -7,12 +7,13 @@ which the evaluation hands to lm-eval's TaskManager.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
 from tunelab.experiments.benchmarks import LEADERBOARD
 from tunelab.experiments.schema import EvalSection
-from tunelab.runner.errors import EvaluationError
+from tunelab.runner.errors import EvaluationSpecError
 from tunelab.runner.evaluation.custom_tasks import plan_custom
 from tunelab.runner.evaluation.include_path import TaskDirectory, plan_included, task_directory
 from tunelab.runner.evaluation.leaderboard import (
@@ -20,6 +21,7 @@ from tunelab.runner.evaluation.leaderboard import (
     mmlu_subjects,
     official_tasks_dir,
     plan_benchmark,
+    resolve_benchmarks_dir,
 )
 from tunelab.runner.evaluation.tasks import TASK_PREFIX, TaskPlan
 
@@ -39,7 +41,7 @@ def plan_tasks(settings: EvalSection, *, benchmarks_dir: Path | None, base_dir: 
     names += [c.name for c in settings.custom]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
-        raise EvaluationError(f"custom task name(s) {', '.join(clashes)} already used by another eval task")
+        raise EvaluationSpecError(f"custom task name(s) {', '.join(clashes)} already used by another eval task")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # lm-eval indexes every YAML in the directory: drop what an earlier evaluation left there.
@@ -63,6 +65,18 @@ def plan_tasks(settings: EvalSection, *, benchmarks_dir: Path | None, base_dir: 
     return list(plans.values()) + [plan_custom(custom, base_dir, out_dir) for custom in settings.custom]
 
 
+def check_evaluation(settings: EvalSection, *, base_dir: Path, out_dir: Path) -> None:
+    """Check all an evaluation of `settings` can be checked for without a model (its tasks, their files, the rows
+    the shots need), writing its task YAMLs into `out_dir`: a worker calls it before training, so a spec that
+    cannot be evaluated fails at once rather than after training."""
+    benchmarks_dir = resolve_benchmarks_dir(settings, base_dir, os.environ)
+    if not plan_tasks(settings, benchmarks_dir=benchmarks_dir, base_dir=base_dir, out_dir=out_dir):
+        raise EvaluationSpecError(NOTHING_TO_EVALUATE)
+
+
+NOTHING_TO_EVALUATE = "nothing to evaluate: [eval] tasks is empty and there are no custom tasks"
+
+
 def benchmark_requests(
     tasks: list[str], official: Path | None = None, directory: TaskDirectory | None = None
 ) -> dict[str, list[str] | None]:
@@ -80,17 +94,17 @@ def benchmark_requests(
 
     unknown = [t for t in tasks if t not in LEADERBOARD and not is_subject(t) and t not in included]
     if unknown:
-        raise EvaluationError(_unknown_tasks_message(unknown, directory))
+        raise EvaluationSpecError(_unknown_tasks_message(unknown, directory))
     requested: dict[str, list[str] | None] = {}
     for task in dict.fromkeys(tasks):
         if task in LEADERBOARD:
             if task == "mmlu" and requested.get("mmlu"):
-                raise EvaluationError("eval tasks name both mmlu (all subjects) and single mmlu_<subject> tasks")
+                raise EvaluationSpecError("eval tasks name both mmlu (all subjects) and single mmlu_<subject> tasks")
             requested[task] = None
         elif not is_subject(task):
             continue  # an include_path task
         elif requested.get("mmlu", []) is None:
-            raise EvaluationError("eval tasks name both mmlu (all subjects) and single mmlu_<subject> tasks")
+            raise EvaluationSpecError("eval tasks name both mmlu (all subjects) and single mmlu_<subject> tasks")
         else:
             requested.setdefault("mmlu", []).append(task.removeprefix("mmlu_"))
     return requested

@@ -67,6 +67,7 @@ class DistributedJob:
     artifacts: str = ""  # the worker's artifact root: rank 0 records checkpoints relative to it
     nodes: int = 1
     worker_host: str = ""  # where worker_pid lives: processes on other nodes cannot watch it
+    held_by: str | None = None  # the worker holding the run: the first process's registry writes are fenced by it
 
     @classmethod
     def read(cls, path: Path) -> DistributedJob:
@@ -198,7 +199,7 @@ def _alive(pid: int) -> bool:
 
 def train_distributed(registry: Registry, run_id: int, spec: Spec, *, workdir: Path, output_dir: Path, roots: Roots,
                       hooks: TrainHooks, nproc: int, device: str, progress: RunProgress,
-                      nodes: int = 1) -> TrainOutcome:
+                      nodes: int = 1, held_by: str | None = None) -> TrainOutcome:
     """runner/training/recipes.py train's counterpart for `[resources] gpus = N > 1` (`nproc` processes) or
     `nodes = M > 1` (`nproc` processes on each of M nodes): the same TrainOutcome."""
     if not is_finished(output_dir / "final"):
@@ -207,7 +208,7 @@ def train_distributed(registry: Registry, run_id: int, spec: Spec, *, workdir: P
         job = DistributedJob(run_id=run_id, spec=spec.model_dump(mode="json"), workdir=str(workdir),
                              output_dir=str(output_dir), device=device, nproc=nproc, worker_pid=os.getpid(),
                              show_progress=progress.enabled, artifacts=str(roots.artifacts), nodes=nodes,
-                             worker_host=socket.gethostname())
+                             worker_host=socket.gethostname(), held_by=held_by)
         launcher = "torchrun" if spec.resources.strategy == "ddp" else f"{spec.resources.strategy}, accelerate"
         how = f"on {nodes} nodes, {device}, srun + torchrun" if nodes > 1 else f"{device}, {launcher}"
         progress.note(f"training in {nproc * nodes} processes ({how})")

@@ -29,7 +29,7 @@ def _hooks(job: DistributedJob, spec: Spec, first: bool) -> tuple[TrainHooks, Ru
     if not first:
         return TrainHooks(on_metrics=lambda _m: None, on_checkpoint=lambda *_a: None), progress
     registry = open_registry(os.environ[REGISTRY_ENV], migrate=False)
-    return registry_hooks(registry, job.run_id, progress, Roots(Path(job.artifacts))), progress
+    return registry_hooks(registry, job.run_id, progress, Roots(Path(job.artifacts)), held_by=job.held_by), progress
 
 
 def _record_error(output_dir: Path, exc: Exception) -> None:

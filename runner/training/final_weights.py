@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ def final_facts(final_dir: Path) -> dict[str, Any]:
     return json.loads((final_dir / FINAL_FACTS).read_text(encoding="utf-8"))
 
 
-def save_final(model, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None:
+def save_final(model, tokenizer, final_dir: Path, facts: dict[str, Any],
+               before_rename: Callable[[], None] | None = None) -> None:
     """Write the final weights to a staging directory, then rename it into place.
 
     `facts` (step, loss, time) go in last, as FINAL_FACTS: a later attempt that finds them
@@ -43,6 +45,8 @@ def save_final(model, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None
         tokenizer.save_pretrained(staging)
         (staging / FINAL_FACTS).write_text(json.dumps(facts), encoding="utf-8")
         fsync_tree(staging)
+        if before_rename is not None:
+            before_rename()  # raises when the run is no longer ours: the staging copy is dropped below
         if final_dir.exists():
             shutil.rmtree(final_dir)
         os.replace(staging, final_dir)
@@ -54,8 +58,9 @@ def save_final(model, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None
         raise RunFailed(f"cannot write the final model to {final_dir}: {reason}") from exc
 
 
-def save_final_once(trainer, tokenizer, final_dir: Path, facts: dict[str, Any]) -> None:
+def save_final_once(trainer, tokenizer, final_dir: Path, facts: dict[str, Any],
+                    before_rename: Callable[[], None] | None = None) -> None:
     """save_final from the first process only (under torchrun all of them get here), the others waiting."""
     if trainer.is_world_process_zero():
-        save_final(trainer.model, tokenizer, final_dir, facts)
+        save_final(trainer.model, tokenizer, final_dir, facts, before_rename=before_rename)
     trainer.accelerator.wait_for_everyone()

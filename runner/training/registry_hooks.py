@@ -20,10 +20,12 @@ import threading
 from collections.abc import Iterator
 
 from tunelab.registry.db import Registry
+from tunelab.registry.errors import RunNotHeld, full_disk_cause
 from tunelab.registry.recording import (
     KeptCheckpoint,
     MetricPoint,
     SampleCompletion,
+    ensure_held,
     forget_checkpoints,
     record_checkpoint,
     record_completions,
@@ -49,24 +51,38 @@ class BufferedReports:
     `add` and `set_progress` only touch memory (the training loop calls them at every logged step); `flush`
     writes everything pending in one batch. Inside `background()` a thread flushes every `every_seconds`;
     leaving it flushes the rest. A write that fails keeps its rows for the next one.
+
+    Every write is fenced by `held_by` (registry/recording.py). A background write refused for good (the run is no
+    longer this worker's, the registry's disk is full) is not retried: the thread stops and the training loop's
+    next report raises that error, as a write of its own would have, so training ends and the worker hears why.
     """
 
-    def __init__(self, registry: Registry, run_id: int, every_seconds: float = REPORT_SECONDS) -> None:
+    def __init__(self, registry: Registry, run_id: int, every_seconds: float = REPORT_SECONDS, *,
+                 held_by: str | None = None) -> None:
         self.registry = registry
         self.run_id = run_id
         self.every_seconds = every_seconds
-        self._pending = threading.Lock()  # guards the two fields below, never held while writing
+        self.held_by = held_by
+        self._pending = threading.Lock()  # guards the three fields below, never held while writing
         self._metrics: list[MetricPoint] = []
         self._progress: TrainingProgress | None = None
+        self._refused: BaseException | None = None  # what stopped the background thread, for the training loop
         self._writing = threading.Lock()  # one write at a time, so rows and figures land in the order reported
 
     def add(self, point: MetricPoint) -> None:
         with self._pending:
+            self._raise_refused()
             self._metrics.append(point)
 
     def set_progress(self, figures: TrainingProgress) -> None:
         with self._pending:
+            self._raise_refused()
             self._progress = figures
+
+    def _raise_refused(self) -> None:
+        if self._refused is not None:
+            refused, self._refused = self._refused, None  # raised once: leaving background() may write again
+            raise refused
 
     def flush(self) -> None:
         """Write the pending metric rows (one transaction) and the latest figures; raises if the registry fails."""
@@ -76,13 +92,14 @@ class BufferedReports:
                 figures, self._progress = self._progress, None
             if metrics:
                 try:
-                    record_metrics(self.registry, self.run_id, metrics)
+                    record_metrics(self.registry, self.run_id, metrics, held_by=self.held_by)
                 except BaseException:
                     self._put_back(metrics, figures)
                     raise
             if figures is not None:
                 try:
-                    update_run(self.registry, self.run_id, progress_json=json.dumps(figures.to_json()))
+                    update_run(self.registry, self.run_id, held_by=self.held_by,
+                               progress_json=json.dumps(figures.to_json()))
                 except BaseException:
                     self._put_back([], figures)
                     raise
@@ -107,8 +124,9 @@ class BufferedReports:
             # The error that ended training is the one to report; the rows are kept if they can be.
             try:
                 self.flush()
-            except Exception:
-                log.warning("run %s: could not record its last training metrics", self.run_id, exc_info=True)
+            except Exception as exc:
+                log.warning("run %s: could not record its last training metrics", self.run_id,
+                            exc_info=not _refused_for_good(exc))
             raise
         self._stop(stop, thread)
         self.flush()
@@ -117,7 +135,12 @@ class BufferedReports:
         while not stop.wait(self.every_seconds):
             try:
                 self.flush()
-            except Exception:  # a checkpoint's flush, or the last one, raises; this one just tries again later
+            except Exception as exc:
+                if _refused_for_good(exc):
+                    with self._pending:
+                        self._refused = exc
+                    return
+                # A checkpoint's flush, or the last one, raises; this one just tries again later.
                 log.warning("run %s: writing training metrics failed; retrying", self.run_id, exc_info=True)
 
     @staticmethod
@@ -126,15 +149,25 @@ class BufferedReports:
         thread.join()
 
 
-def registry_hooks(registry: Registry, run_id: int, progress: RunProgress, roots: Roots,
+def _refused_for_good(exc: BaseException) -> bool:
+    """A write no retry of the same attempt gets through: the run is another worker's, or the registry's disk is
+    full (the worker releases the run and stops, runner/execute.py)."""
+    return isinstance(exc, RunNotHeld) or full_disk_cause(exc) is not None
+
+
+def registry_hooks(registry: Registry, run_id: int, progress: RunProgress, roots: Roots, held_by: str | None = None,
                    report_seconds: float = REPORT_SECONDS) -> TrainHooks:
     """Training's reports written into the registry (metrics, checkpoints, resume, pruning); progress shown.
-    Checkpoint paths are stored relative to `roots`' artifact root."""
-    reports = BufferedReports(registry, run_id, report_seconds)
+    Checkpoint paths are stored relative to `roots`' artifact root.
+
+    `held_by`: the worker that holds the run; every write, and every checkpoint or final weights put in place, is
+    fenced by it (registry/recording.py), so training for a run another worker took over writes nothing.
+    """
+    reports = BufferedReports(registry, run_id, report_seconds, held_by=held_by)
 
     def on_start(step: int, on_disk: list[CompleteCheckpoint]) -> None:
         kept = [KeptCheckpoint(c.step, c.loss, roots.stored(c.path)) for c in on_disk]
-        dropped = rewind(registry, run_id, step, kept)
+        dropped = rewind(registry, run_id, step, kept, held_by=held_by)
         if step:
             progress.resumed(step, dropped)
 
@@ -152,12 +185,15 @@ def registry_hooks(registry: Registry, run_id: int, progress: RunProgress, roots
 
     return TrainHooks(
         on_metrics=on_metrics,
-        on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, roots.stored(path)),
+        on_checkpoint=lambda step, loss, path: record_checkpoint(registry, run_id, step, loss, roots.stored(path),
+                                                                 held_by=held_by),
         on_progress=on_progress,
         on_start=on_start,
-        on_pruned=lambda steps: forget_checkpoints(registry, run_id, steps),
+        on_pruned=lambda steps: forget_checkpoints(registry, run_id, steps, held_by=held_by),
         on_samples=lambda step, samples: record_completions(registry, run_id, step,
-                                                            [SampleCompletion(**sample) for sample in samples]),
+                                                            [SampleCompletion(**sample) for sample in samples],
+                                                            held_by=held_by),
         flush=reports.flush,
         recording=reports.background,
+        before_publish=lambda: ensure_held(registry, run_id, held_by),
     )

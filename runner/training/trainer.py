@@ -72,6 +72,9 @@ class TrainHooks:
     on_start: Callable[[int, list[CompleteCheckpoint]], None] | None = None
     # Checkpoints deleted by [train] keep_checkpoints.
     on_pruned: Callable[[list[int]], None] | None = None
+    # Raises when the run is no longer this worker's (runner/training/registry_hooks.py): called just before a
+    # checkpoint or the final weights are renamed into place, so a stale owner publishes no file.
+    before_publish: Callable[[], None] = lambda: None
     # A search's trial: asked at each validation loss (step, loss) before the last step; True stops training
     # there, with a checkpoint at that step (runner/search.py decides).
     should_prune: Callable[[int, float], bool] | None = None
@@ -253,6 +256,8 @@ def staged_trainer_class(base=None):
         identity: dict | None = None
         # Called before a checkpoint is written (TrainHooks.flush); set by run_trainer.
         before_checkpoint: Callable[[], None] | None = None
+        # TrainHooks.before_publish; set by run_trainer.
+        before_publish: Callable[[], None] = staticmethod(lambda: None)
 
         def _get_output_dir(self, trial) -> str:
             return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
@@ -272,6 +277,7 @@ def staged_trainer_class(base=None):
                 self.accelerator.wait_for_everyone()
                 if self.is_world_process_zero():
                     losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
+                    self.before_publish()
                     publish(staged, root, step=step, loss=losses[-1] if losses else None, identity=self.identity)
                 self.accelerator.wait_for_everyone()
             except Exception as exc:
@@ -287,6 +293,21 @@ def staged_trainer_class(base=None):
     return StagedTrainer
 
 
+def _trained_to_the_end(trainer, checkpoint: CompleteCheckpoint) -> bool:
+    """Whether `checkpoint` is at (or past) the last step: the attempt that wrote it died before final/ existed."""
+    return 0 < trainer.args.max_steps <= checkpoint.step
+
+
+def _finish_from(trainer, checkpoint: CompleteCheckpoint) -> float | None:
+    """Take the weights and state of a checkpoint at the last step, without training: the Trainer, resumed there,
+    would train one step more before it looks at max_steps (unless the step ends an epoch). Returns its loss."""
+    from transformers import TrainerState
+
+    trainer._load_from_checkpoint(str(checkpoint.path))
+    trainer.state = TrainerState.load_from_json(str(checkpoint.path / "trainer_state.json"))
+    return checkpoint.loss
+
+
 def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCheckpoint | None,
                 identity: TrainingIdentity, tokenizer, final_dir: Path, validate: bool = False,
                 **data_facts: Any) -> TrainOutcome:
@@ -296,18 +317,23 @@ def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCh
 
     trainer.identity = identity.to_json()
     trainer.before_checkpoint = hooks.flush
+    trainer.before_publish = hooks.before_publish
     # Our own progress bar and the registry carry the logs; the Trainer's printer would repeat them.
     trainer.remove_callback(PrinterCallback)
     with hooks.recording():
         started = time.perf_counter()
-        with hooks.polling():
-            result = trainer.train(resume_from_checkpoint=str(resume_from.path) if resume_from else None)
+        if resume_from is not None and _trained_to_the_end(trainer, resume_from):
+            training_loss = _finish_from(trainer, resume_from)
+        else:
+            with hooks.polling():
+                result = trainer.train(resume_from_checkpoint=str(resume_from.path) if resume_from else None)
+            training_loss = float(result.training_loss)
         seconds = time.perf_counter() - started
         if hooks.should_stop():
             raise RunCancelled("cancelled while training")
         if validate and not callback.paused and not callback.pruned:
             _evaluate_at_end(trainer)
-    final_loss = callback.last_loss if callback.last_loss is not None else float(result.training_loss)
+    final_loss = callback.last_loss if callback.last_loss is not None else training_loss
     outcome = TrainOutcome(model=trainer.model, tokenizer=tokenizer, final_dir=final_dir,
                            global_step=trainer.state.global_step, final_loss=final_loss, train_seconds=seconds,
                            resumed_from=resume_from.step if resume_from else 0, interrupted=callback.paused,
@@ -315,5 +341,6 @@ def run_trainer(trainer, callback, hooks: TrainHooks, *, resume_from: CompleteCh
     if not outcome.interrupted and not outcome.pruned:
         save_final_once(trainer, tokenizer, final_dir,
                         {"global_step": outcome.global_step, "final_loss": final_loss, "train_seconds": seconds,
-                         "identity": identity.to_json(), "best_step": outcome.best_step})
+                         "identity": identity.to_json(), "best_step": outcome.best_step},
+                        before_rename=hooks.before_publish)
     return outcome

@@ -41,8 +41,7 @@ def test_a_postgresql_registry_without_psycopg_names_the_postgres_extra(without,
 def test_a_qlora_run_without_bitsandbytes_fails_in_one_line_naming_the_qlora_extra(tmp_path, tiny_model_dir,
                                                                                    without):
     without("bitsandbytes")
-    spec = write_spec(tmp_path / "s.toml", name="q", model_dir=tiny_model_dir, tasks=(), custom=False,
-                      baseline=False)
+    spec = write_spec(tmp_path / "s.toml", name="q", model_dir=tiny_model_dir, tasks=(), baseline=False)
     spec.write_text(spec.read_text().replace('kind = "lora"', 'kind = "qlora"'))
     home = tmp_path / "home"
     result = invoke(home, "run", "--quiet", str(spec))

@@ -80,7 +80,7 @@ def test_tunelab_cancel_stops_a_worker_stuck_in_data_preparation(tmp_path, tiny_
 
     monkeypatch.setattr(templates, "TEMPLATE_SECONDS", 600.0)  # only the cancel can end it
     spec = write_spec(tmp_path / "spin.toml", name="spin", model_dir=tiny_model_dir, max_steps=2, tasks=(),
-                      baseline=False, custom=False)
+                      baseline=False)  # the default custom task: a spec must name something to evaluate
     spec.write_text(spec.read_text().replace("max_seq_len = 96\n", f"max_seq_len = 96\ntemplate = '{SLOW}'\n"))
     home = tmp_path / "home"
     (submitted,) = invoke_json(home, "submit", str(spec))

@@ -28,6 +28,7 @@ from tunelab.registry.recording import (
     record_metrics,
     rewind,
 )
+from tunelab.registry.roots import Roots
 from tunelab.registry.run_state import beat, cancel, claim_next, requeue_stale, retry_or_fail
 from tunelab.registry.submissions import NewExperiment, submit
 
@@ -153,6 +154,35 @@ def test_an_error_does_not_touch_a_run_another_worker_holds(registry):
     run_id = claim_next(registry, "other")
     assert retry_or_fail(registry, run_id, "w", "RuntimeError", retryable=True) == "lost"
     assert (run_row(registry, run_id).status, run_row(registry, run_id).worker) == ("running", "other")
+
+
+def test_a_worker_that_lost_its_run_writes_nothing_for_it(registry):
+    from tunelab.registry.errors import RunNotHeld
+    from tunelab.registry.recording import ensure_held, update_run
+
+    run_id = queue_run(registry, "taken")
+    assert claim(registry, "stalled", T0 - timedelta(minutes=10)) == run_id
+    requeue_stale(registry, 60, now=T0)
+    assert claim_next(registry, "new") == run_id
+    stale_writes = [
+        lambda: record_metrics(registry, run_id, [MetricPoint(step=6, loss=0.5)], held_by="stalled"),
+        lambda: record_checkpoint(registry, run_id, 6, 0.5, "/x/checkpoint-6", held_by="stalled"),
+        lambda: update_run(registry, run_id, final_loss=0.5, held_by="stalled"),
+        lambda: rewind(registry, run_id, 0, [], held_by="stalled"),
+        lambda: forget_scores(registry, run_id, held_by="stalled"),
+        lambda: ensure_held(registry, run_id, "stalled"),
+    ]
+    for write in stale_writes:
+        with pytest.raises(RunNotHeld):
+            write()
+    record_metrics(registry, run_id, [MetricPoint(step=6, loss=0.25)], held_by="new")  # the owner's go through
+    record_checkpoint(registry, run_id, 6, 0.25, "/x/checkpoint-6", held_by="new")
+    ensure_held(registry, run_id, "new")
+    with registry.session() as session:
+        metrics = session.exec(select(TrainMetric.loss).where(TrainMetric.run_id == run_id)).all()
+        checkpoints = session.exec(select(Checkpoint.loss).where(Checkpoint.run_id == run_id)).all()
+    assert (metrics, checkpoints) == ([0.25], [0.25])
+    assert (run_row(registry, run_id).worker, run_row(registry, run_id).final_loss) == ("new", None)
 
 
 def test_rewind_drops_later_metrics_and_matches_checkpoint_rows_to_disk(registry):
@@ -320,6 +350,42 @@ def test_an_idle_worker_stops_at_once_on_a_signal(tmp_path, signum, exit_code):
     assert worker.returncode == exit_code, output
     assert time.monotonic() - started < 10, "the worker slept on instead of stopping"
     assert f"worker stopped ({signal.Signals(signum).name})" in output
+    # It said, once, that it waits and for what.
+    assert output.count("waiting for queued runs") == 1
+    assert f"waiting for queued runs in sqlite:///{tmp_path / 'registry.db'} (training on " in output
+
+
+def test_an_idle_worker_says_it_waits_once_per_idle_stretch(registry, tmp_path):
+    from tunelab.runner.devices import DeviceChoice
+    from tunelab.runner.execute import StopRequest
+    from tunelab.runner.worker import work
+
+    stop, sleeps, heard = StopRequest(), [], []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            stop.request("enough")
+
+    assert work(registry, roots=Roots(tmp_path), sleep=sleep, stop=stop, devices=DeviceChoice("cpu"),
+                on_waiting=heard.append) == []
+    assert len(sleeps) == 3 and heard == [0]  # three looks at the empty queue, one word about it
+
+
+def test_a_worker_with_no_gpu_possible_starts_without_importing_torch(tmp_path):
+    """What made `worker --until-empty` on an empty queue take seconds: torch imported to count no GPUs."""
+    from tunelab.runner.devices import no_gpu_possible
+
+    if not no_gpu_possible():
+        pytest.skip("this machine may have a GPU: only torch can count them")
+    script = ("import sys; from pathlib import Path; from tunelab.registry.db import open_registry; "
+              "from tunelab.registry.roots import Roots; from tunelab.runner.worker import work; "
+              f"print(work(open_registry('sqlite:///{tmp_path / 'r.db'}'), roots=Roots(Path({str(tmp_path)!r})), "
+              "until_empty=True), sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "[]"]
 
 
 # ---- environment snapshot ----------------------------------------------------------------------------------
@@ -371,3 +437,129 @@ def test_scores_of_other_commands_survive_a_new_attempt(registry):
     with registry.session() as session:
         kinds = session.exec(select(EvalResult.model_kind).where(EvalResult.run_id == run_id)).all()
     assert kinds == ["eval"]
+
+
+# ---- what the spec causes is never retried, and is found before training -------------------------------------
+
+
+def test_evaluation_errors_of_the_spec_are_not_retried_and_those_of_the_data_source_are():
+    from tunelab.runner.errors import EvaluationError, EvaluationSpecError, retryable
+
+    assert not retryable(EvaluationSpecError("unknown eval task(s) 'truthfulqa'"))
+    assert retryable(EvaluationError("the hub dataset is not in the local cache"))
+    assert issubclass(EvaluationSpecError, EvaluationError)  # doctor and the CLI catch both as one
+
+
+def _queue_stored(home: Path, spec: Path, tmp_path: Path, **changes) -> int:
+    """Queue `spec` as a registry holds it, with `changes` ("section.key": value) made to its stored JSON after
+    validation: a spec stored before a bound it breaks, or one whose flaw only shows at run time."""
+    import dataclasses
+
+    from tunelab.experiments.loader import load_all
+    from tunelab.registry.db import default_url, open_registry
+    from tunelab.registry.submissions import from_loaded
+
+    new = from_loaded(load_all([spec])[0], workdir=str(tmp_path))
+    resolved = json.loads(new.resolved_json)
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        resolved[section][key] = value
+    registry = open_registry(default_url(home))
+    try:
+        (done,) = submit(registry, [dataclasses.replace(new, resolved_json=json.dumps(resolved))])
+    finally:
+        registry.engine.dispose()
+    return done.run_id
+
+
+@pytest.mark.parametrize(("changes", "error"), [
+    ({"eval.tasks": ["truthfulqa"]}, 'late.toml: eval.tasks: unknown eval task "truthfulqa"'),
+    ({"eval.tasks": [], "eval.custom": []}, "eval.tasks: names no task and there is no [[eval.custom]] task"),
+    ({"eval.custom": [{"name": "gone", "path": "gone.jsonl"}]}, "eval.custom.0.path: file not found"),
+    ({"eval.custom": [{"name": "capitals", "num_fewshot": 500,
+                       "path": str(REPO_ROOT / "examples" / "data" / "capitals_mc.jsonl")}]},
+     "EvaluationSpecError: custom task capitals: num_fewshot = 500 needs more than"),
+    ({"experiment.seed": -1}, "ValidationError"),
+    ({"method.r": 10**9}, "ValidationError"),
+], ids=["unknown-task", "no-task", "missing-custom-file", "too-few-rows-for-the-shots", "seed", "lora-r"])
+def test_a_spec_that_can_only_fail_at_run_time_fails_once_before_training(tmp_path, tiny_model_dir, monkeypatch,
+                                                                          changes, error):
+    from tunelab.runner import execute as runner_execute
+
+    trained = []
+    monkeypatch.setattr(runner_execute, "train", lambda *a, **k: trained.append(1))
+    home = tmp_path / "home"
+    run_id = _queue_stored(home, _spec(tmp_path, tiny_model_dir, "late"), tmp_path, **changes)
+    result = invoke(home, "worker", "--until-empty", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "queued" not in result.output and f"run {run_id}: failed" in result.output
+    detail = invoke_json(home, "show", str(run_id))
+    assert detail["summary"]["status"] == "failed"
+    assert error in detail["summary"]["error"] and "retr" not in detail["summary"]["error"]
+    assert trained == []  # found before training, not after it
+
+
+# ---- a full disk under the registry --------------------------------------------------------------------------
+
+
+def test_a_full_registry_disk_stops_the_worker_in_one_line_once_its_run_is_released(tmp_path, tiny_model_dir,
+                                                                                     monkeypatch):
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from tunelab.runner import execute as runner_execute
+    from tunelab.runner.training import registry_hooks
+
+    home = tmp_path / "home"
+    (submitted,) = invoke_json(home, "submit", str(_spec(tmp_path, tiny_model_dir, "full")))
+    run_id = submitted["run_id"]
+    disk = {"full": False, "refused": 0}
+
+    def refuse_writes(_conn, _cursor, statement, *_args) -> None:
+        if disk["full"] and statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            disk["refused"] += 1
+            disk["full"] = disk["refused"] < 4  # room again after a few refused writes
+            raise sqlite3.OperationalError("database or disk is full")
+
+    real_record = registry_hooks.record_metrics
+
+    def fill_the_disk(*args, **kwargs):
+        disk["full"] = True  # from the first metric row on
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(registry_hooks, "record_metrics", fill_the_disk)
+    monkeypatch.setattr(runner_execute, "RELEASE_RETRY_SECONDS", 0.05)
+    event.listen(Engine, "before_cursor_execute", refuse_writes)
+    try:
+        result = invoke(home, "worker", "--until-empty", "--quiet")
+    finally:
+        event.remove(Engine, "before_cursor_execute", refuse_writes)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error")]  # one line
+    assert "cannot be written (database or disk is full)" in line
+    assert line.endswith(f"(run {run_id} went back to the queue; the worker stops)")
+    assert disk["refused"] == 4  # the release waited until the registry took a write
+    detail = invoke_json(home, "show", str(run_id))
+    assert detail["summary"]["status"] == "queued"
+    assert detail["summary"]["error"].startswith("released: the registry")
+    # Nothing was lost: the next worker finishes the run.
+    monkeypatch.setattr(registry_hooks, "record_metrics", real_record)
+    assert f"run {run_id}: succeeded" in invoke(home, "worker", "--until-empty", "--quiet").output
+
+
+def test_only_a_full_registry_disk_counts_as_one_not_a_full_disk_under_the_runs_files():
+    import errno
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+    from tunelab.registry.errors import full_disk_cause
+    from tunelab.runner.errors import RunFailed
+
+    full = sqlite3.OperationalError("database or disk is full")
+    assert full_disk_cause(OperationalError("INSERT INTO trainmetric", {}, full)) is full
+    try:
+        raise RunFailed("cannot write the checkpoint") from OSError(errno.ENOSPC, "No space left on device")
+    except RunFailed as checkpoint_failed:
+        assert full_disk_cause(checkpoint_failed) is None  # the run fails; the worker goes on

@@ -27,6 +27,15 @@ from tests.helpers import REPO_ROOT, invoke, write_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _metrics_seen_as_they_happen() -> Iterator[None]:
+    """Worker jobs (sbatch exports this environment) write metric rows every 50 ms, not every 2 s: the tests
+    interrupt a run once the registry shows steps after a checkpoint, and a run takes seconds."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNELAB_REPORT_SECONDS", "0.05")
+        yield
+
 STEPS, SAVE_EVERY = 60, 5
 JOB_TIMEOUT = 600.0
 CUSTOM = f'[[eval.custom]]\nname = "capitals"\npath = "{REPO_ROOT / "examples" / "data" / "capitals_mc.jsonl"}"\n'

@@ -28,7 +28,7 @@ def _submitted(tmp_path: Path, model_dir: Path, name: str, *, train: Path = CAPI
     home = tmp_path / "home"
     extra = f"[resources]\ngpus = {gpus}\n" if gpus else ""
     spec_path = write_spec(tmp_path / f"{name}.toml", name=name, model_dir=model_dir, train=train, max_steps=6,
-                           save_every=2, tasks=(), custom=False, baseline=False, extra=extra)
+                           save_every=2, tasks=(), baseline=False, extra=extra)
     (submitted,) = invoke_json(home, "submit", str(spec_path))
     return home, spec_path, submitted["run_id"]
 
@@ -133,8 +133,8 @@ def test_a_cpu_worker_leaves_gpu_runs_for_others_and_says_so(tmp_path, tiny_mode
 
 def test_tunelab_run_of_a_gpu_spec_on_a_cpu_machine_fails_in_one_line(tmp_path, tiny_model_dir):
     home = tmp_path / "home"
-    spec = write_spec(tmp_path / "gpu.toml", name="one-gpu", model_dir=tiny_model_dir, tasks=(), custom=False,
-                      baseline=False, extra="[resources]\ngpus = 1\n")
+    spec = write_spec(tmp_path / "gpu.toml", name="one-gpu", model_dir=tiny_model_dir, tasks=(), baseline=False,
+                      extra="[resources]\ngpus = 1\n")
     result = invoke(home, "run", str(spec), "--quiet")
     assert result.exit_code == 1
     assert ("DeviceUnavailable: [resources] gpus = 1: this worker sees 0 GPU(s); start a worker with 1 "

@@ -84,7 +84,7 @@ def test_a_failed_write_keeps_its_rows_for_the_next_one(registry, monkeypatch):
         reports.add(MetricPoint(step=step, loss=0.5))
     real = hooks_module.record_metrics
 
-    def fail_once(*args):
+    def fail_once(*_args, **_kwargs):
         monkeypatch.setattr(hooks_module, "record_metrics", real)
         raise OSError("the registry went away")
 
@@ -116,13 +116,31 @@ def test_the_error_that_ended_training_is_the_one_raised(registry, monkeypatch):
     run_id = _running_run(registry)
     reports = BufferedReports(registry, run_id, NEVER)
 
-    def registry_down(*_args):
+    def registry_down(*_args, **_kwargs):
         raise OSError("the registry went away")
 
     monkeypatch.setattr(hooks_module, "record_metrics", registry_down)
     with pytest.raises(ValueError, match="training broke"), reports.background():
         reports.add(MetricPoint(step=1, loss=0.5))
         raise ValueError("training broke")
+
+
+def test_a_background_write_refused_for_good_reaches_the_training_loop_and_writes_nothing(registry):
+    """The run was taken over: the thread stops retrying and training's next report raises RunNotHeld (so the
+    worker ends the attempt as lost), and not a row is written for a worker that no longer holds the run."""
+    from tunelab.registry.errors import RunNotHeld
+
+    run_id = _running_run(registry)  # held by "w"
+    reports = BufferedReports(registry, run_id, every_seconds=0.05, held_by="stale")
+    with pytest.raises(RunNotHeld), reports.background():
+        reports.add(MetricPoint(step=1, loss=0.5))
+        deadline = time.monotonic() + 30
+        while True:  # the training loop, reporting until it hears
+            assert time.monotonic() < deadline, "the refusal never reached the training loop"
+            time.sleep(0.02)
+            reports.set_progress(TrainingProgress(1, 20, 0.5, 100.0, 19.0))
+    assert _metric_steps(registry, run_id) == [] and _progress_json(registry, run_id) is None
+    assert not [t for t in threading.enumerate() if t.name == f"tunelab-reports-{run_id}"]
 
 
 def test_a_validation_loss_is_written_at_once_with_the_rows_before_it(registry, tmp_path):

@@ -58,6 +58,69 @@ def test_training_writes_the_save_every_checkpoints_and_none_more_at_the_end(tmp
     assert (tmp_path / "run" / "final" / FINAL_FACTS).is_file()
 
 
+def _final_tensors(final_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {f"{path.name}:{name}": tensor for path in sorted(final_dir.glob("*.safetensors"))
+            for name, tensor in load_file(path).items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("max_steps", "ending"), [(6, "killed"), (6, "disk-full"), (7, "killed")],
+                         ids=["last-checkpoint-at-max-steps-killed", "last-checkpoint-at-max-steps-disk-full",
+                              "last-checkpoint-before-max-steps-killed"])
+def test_a_run_that_died_before_its_final_weights_ends_as_an_uninterrupted_one(tmp_path, tiny_model_dir,
+                                                                              monkeypatch, max_steps, ending):
+    """Killed after its last checkpoint was complete and before final/ existed, or failed writing final/ on a full
+    disk and retried: the next attempt finishes from the checkpoint, training no step past max_steps."""
+    import shutil
+
+    import tunelab.runner.training.final_weights as final_weights
+    from tunelab.experiments.loader import load_spec
+    from tunelab.runner.errors import RunFailed
+    from tunelab.runner.training.final_weights import FINAL_FACTS, final_facts
+    from tunelab.runner.training.recipes import train
+    from tunelab.runner.training.trainer import TrainHooks
+
+    path = write_spec(tmp_path / "s.toml", name="end", model_dir=tiny_model_dir, max_steps=max_steps, save_every=3,
+                      tasks=(), custom=False, baseline=False)
+    # A constant rate: one step too many changes the weights (with the linear default its rate would be 0).
+    path.write_text(path.read_text().replace("[train]\n", '[train]\nlr_scheduler = "constant"\nlogging_steps = 1\n'))
+    spec = load_spec(path).spec
+    quiet = TrainHooks(on_metrics=lambda _m: None, on_checkpoint=lambda *_a: None)
+    train(spec, workdir=tmp_path, output_dir=tmp_path / "whole", hooks=quiet)
+    expected = _final_tensors(tmp_path / "whole" / "final")
+
+    run = tmp_path / "run"
+    if ending == "killed":
+        train(spec, workdir=tmp_path, output_dir=run, hooks=quiet)
+        shutil.rmtree(run / "final")
+    else:
+        real_fsync_tree = final_weights.fsync_tree
+
+        def full(_path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(final_weights, "fsync_tree", full)
+        with pytest.raises(RunFailed):
+            train(spec, workdir=tmp_path, output_dir=run, hooks=quiet)
+        monkeypatch.setattr(final_weights, "fsync_tree", real_fsync_tree)
+    assert not (run / "final").exists()
+
+    metrics: list[int] = []
+    saved: list[int] = []
+    hooks = TrainHooks(on_metrics=lambda m: metrics.append(m["step"]),
+                       on_checkpoint=lambda step, *_a: saved.append(step))
+    outcome = train(spec, workdir=tmp_path, output_dir=run, hooks=hooks)
+    assert outcome.global_step == max_steps and outcome.resumed_from == 6
+    assert metrics == list(range(7, max_steps + 1)) and saved == []  # no step 7 when 6 was the last
+    assert [c.step for c in complete_checkpoints(run / "checkpoints")] == [3, 6]
+    assert final_facts(run / "final")["global_step"] == max_steps and (run / "final" / FINAL_FACTS).is_file()
+    resumed = _final_tensors(run / "final")
+    assert resumed.keys() == expected.keys() and resumed
+    assert all(resumed[name].equal(expected[name]) for name in expected)
+
+
 # ---- checkpoints on disk, without training -----------------------------------------------------------------
 
 
@@ -299,7 +362,7 @@ def test_a_sigkill_after_a_checkpoint_loses_no_metric_row_up_to_it(tmp_path, tin
     that follows them: a worker killed at any moment keeps every row up to its newest checkpoint on disk."""
     home = tmp_path / "home"
     spec = write_spec(tmp_path / "kill.toml", name="kill", model_dir=tiny_model_dir, kind="full", max_steps=5000,
-                      save_every=SAVE_EVERY, tasks=(), custom=False, baseline=False)
+                      save_every=SAVE_EVERY, tasks=(), baseline=False)
     run_id = invoke_json(home, "submit", str(spec))[0]["run_id"]
     worker = _start_worker(home, {k: v for k, v in os.environ.items() if k != "TUNELAB_DB"})
     db = _db(home)
@@ -387,3 +450,65 @@ def test_a_write_error_on_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**12, 10**11, 9 * 10**11))
     assert disk_failure(torch_error, tmp_path) is None  # plenty of space: some other bug, not the disk
     assert disk_failure(OSError(errno.EROFS, "Read-only file system"), tmp_path) == "Read-only file system"
+
+
+# ---- a worker paused past --stale-after, and the worker that took its run over -----------------------------
+
+
+def _wait_for(condition, what: str, timeout: float = 300.0):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+@pytest.mark.slow
+def test_a_paused_worker_that_lost_its_run_writes_nothing_when_it_continues(tmp_path, tiny_model_dir):
+    """SIGSTOP a worker mid-training, let another take the run over (stale heartbeat), SIGCONT the first: it stops
+    as `lost` and writes no metric row, no checkpoint row and no checkpoint directory for the run."""
+    home = tmp_path / "home"
+    spec = write_spec(tmp_path / "paused.toml", name="paused", model_dir=tiny_model_dir, kind="lora", max_steps=400,
+                      save_every=5, tasks=(), limit=2, baseline=False)
+    (submitted,) = invoke_json(home, "submit", str(spec))
+    run_id = submitted["run_id"]
+    env = {k: v for k, v in os.environ.items() if k != "TUNELAB_DB"}
+    command = [sys.executable, "-m", "tunelab", "--home", str(home), "worker", "--once", "--quiet", "--heartbeat",
+               "0.5", "--stale-after", "3"]
+    db = _db(home)
+    stalled = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    owner = None
+    try:
+        _wait_for(lambda: _claimed_by(db, stalled) == run_id and _progress(db, run_id)[0] >= 5, "a checkpoint")
+        stalled.send_signal(signal.SIGSTOP)
+        paused_at = _progress(db, run_id)[1]
+        # Stale by the time the new owner looks: a worker starts in under a second, and with --once one that finds
+        # the queue empty (the run not yet stale) just exits.
+        time.sleep(3.5)
+        owner = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        # The new owner has trained past where the paused worker stopped, and checkpointed.
+        _wait_for(lambda: _claimed_by(db, owner) == run_id and _progress(db, run_id)[0] >= paused_at + 10,
+                  "the new owner's progress")
+        owner.send_signal(signal.SIGSTOP)  # hold the new owner still while the old one wakes up
+        before = (db.execute("SELECT step, loss FROM trainmetric WHERE run_id = ? ORDER BY id", (run_id,)).fetchall(),
+                  db.execute("SELECT step, path FROM checkpoint WHERE run_id = ? ORDER BY id", (run_id,)).fetchall())
+        markers = {p.parent.name: p.read_bytes() for p in (home / "runs" / str(run_id) / "checkpoints").glob(
+            f"checkpoint-*/{MARKER}")}
+        stalled.send_signal(signal.SIGCONT)
+        output, _ = stalled.communicate(timeout=120)
+        assert f"run {run_id}: lost" in output, output
+        after = (db.execute("SELECT step, loss FROM trainmetric WHERE run_id = ? ORDER BY id", (run_id,)).fetchall(),
+                 db.execute("SELECT step, path FROM checkpoint WHERE run_id = ? ORDER BY id", (run_id,)).fetchall())
+        assert after == before  # not a row more
+        assert {p.parent.name: p.read_bytes() for p in (home / "runs" / str(run_id) / "checkpoints").glob(
+            f"checkpoint-*/{MARKER}")} == markers  # no checkpoint published over the new owner's
+        assert _one(db, "SELECT worker FROM run WHERE id = ?", run_id).endswith(f":{owner.pid}")
+    finally:
+        for process in (stalled, owner):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+                process.wait(timeout=30)
+        db.close()

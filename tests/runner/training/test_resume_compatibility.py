@@ -96,7 +96,7 @@ def test_the_worker_fails_an_incompatible_resume_without_retrying(tmp_path, tiny
     data = tmp_path / "train.jsonl"
     shutil.copy(CAPITALS, data)
     spec = write_spec(tmp_path / "spec.toml", name="compat-worker", model_dir=tiny_model_dir, train=data,
-                      max_steps=4, save_every=2, tasks=(), custom=False, baseline=False)
+                      max_steps=4, save_every=2, tasks=(), baseline=False)
     (submitted,) = invoke_json(home, "submit", str(spec))
     run_id = submitted["run_id"]
     # A previous attempt's checkpoint, written with other data (as if the file was edited between attempts).

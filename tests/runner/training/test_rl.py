@@ -253,11 +253,12 @@ def test_the_report_shows_the_reward_model_section_and_the_rl_run_page(chain):
 @pytest.mark.slow
 def test_reproduce_refuses_when_the_reward_runs_weights_changed(chain):
     from tunelab.registry.db import default_url, open_registry
+    from tunelab.registry.roots import Roots
     from tunelab.runner.reproduce import plan
 
     home, run_id, reward_run = chain["home"], chain["rl"], chain["reward"]
     registry = open_registry(default_url(home))
-    assert plan(registry, run_id).run_id == run_id  # unchanged: the reproduction may go ahead
+    assert plan(registry, run_id, Roots(home)).run_id == run_id  # unchanged: the reproduction may go ahead
     weights = home / "runs" / str(reward_run) / "final" / "adapter_model.safetensors"
     original = weights.read_bytes()
     try:

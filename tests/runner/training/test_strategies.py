@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tunelab.experiments.canonical import resolved_dict, spec_hash
 from tunelab.experiments.schema import Spec
+from tunelab.registry.roots import Roots
 from tunelab.runner.training.strategies import accelerate_config, launch_command
 
 from tests.helpers import REPO_ROOT, invoke, invoke_json, write_spec
@@ -95,7 +96,7 @@ def test_the_accelerate_launch_path_on_two_cpu_processes_trains_checkpoints_and_
 
     home = tmp_path / "home"
     spec_path = write_spec(tmp_path / "fsdp.toml", name="fsdp", model_dir=tiny_model_dir, kind="full", max_steps=4,
-                           save_every=2, tasks=(), custom=False, baseline=False,
+                           save_every=2, tasks=(), baseline=False,
                            extra='[resources]\ngpus = 2\nstrategy = "fsdp"\n')
     (submitted,) = invoke_json(home, "submit", str(spec_path))
     run_id = submitted["run_id"]
@@ -103,9 +104,11 @@ def test_the_accelerate_launch_path_on_two_cpu_processes_trains_checkpoints_and_
     assert claim_run(registry, run_id, "test")
     progress = RunProgress(run_id, "t", enabled=False)
     output_dir = home / "runs" / str(run_id)
+    roots = Roots(home)
     outcome = train_distributed(registry, run_id, load_spec(spec_path).spec, workdir=spec_path.parent,
-                                output_dir=output_dir, hooks=registry_hooks(registry, run_id, progress), nproc=2,
-                                device="cpu", progress=progress)
+                                output_dir=output_dir, roots=roots,
+                                hooks=registry_hooks(registry, run_id, progress, roots),
+                                nproc=2, device="cpu", progress=progress)
     assert not outcome.interrupted and outcome.global_step == 4
     detail = run_detail(registry, run_id)
     assert [m["step"] for m in detail.metrics if m.get("loss") is not None] == [1, 2, 3, 4]

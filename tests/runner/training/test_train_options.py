@@ -136,8 +136,8 @@ def test_lora_options_belong_to_lora_kinds():
 
 
 def _spec_file(tmp_path: Path, model_dir: Path, train_lines: str, *, kind: str = "lora") -> Path:
-    spec = write_spec(tmp_path / "s.toml", name="s", model_dir=model_dir, kind=kind, tasks=(), custom=False,
-                      baseline=False)
+    spec = write_spec(tmp_path / "s.toml", name="s", model_dir=model_dir, kind=kind, tasks=(),
+                      baseline=False)  # the default custom task: a spec must name something to evaluate
     spec.write_text(spec.read_text().replace("learning_rate = 1e-3\n", f"learning_rate = 1e-3\n{train_lines}"))
     return spec
 
