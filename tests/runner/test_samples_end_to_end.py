@@ -75,7 +75,7 @@ def test_the_run_page_shows_the_samples(worked, tmp_path):
 def test_a_bad_prompts_file_fails_the_run_before_training(tmp_path, tiny_model_dir):
     home = tmp_path / "home"
     write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "fine"}, {"question": "no prompt here"}])
-    spec = write_spec(tmp_path / "bad.toml", name="bad-prompts", model_dir=tiny_model_dir, tasks=(), custom=False,
+    spec = write_spec(tmp_path / "bad.toml", name="bad-prompts", model_dir=tiny_model_dir, tasks=(),
                       baseline=False, extra=f'[eval.samples]\nprompts = "{tmp_path / "prompts.jsonl"}"\n')
     (submitted,) = invoke_json(home, "submit", str(spec))
     invoke(home, "worker", "--until-empty", "--quiet")

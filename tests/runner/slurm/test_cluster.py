@@ -37,6 +37,7 @@ def _metrics_seen_as_they_happen() -> Iterator[None]:
         yield
 
 STEPS, SAVE_EVERY = 60, 5
+GRAD_ACCUM = 48
 JOB_TIMEOUT = 600.0
 CUSTOM = f'[[eval.custom]]\nname = "capitals"\npath = "{REPO_ROOT / "examples" / "data" / "capitals_mc.jsonl"}"\n'
 
@@ -162,9 +163,16 @@ def site(cluster, pg_url, tmp_path_factory) -> Site:
 
 @pytest.fixture(scope="module")
 def long_spec(site, tiny_model_dir) -> Path:
-    """The spec each fault test interrupts: long enough to be caught between two checkpoints."""
-    return write_spec(site.home.parent / "long.toml", name="long", model_dir=tiny_model_dir, kind="full",
+    """The spec each fault test interrupts: long enough to be caught between two checkpoints, and to outlast Slurm's
+    time-limit check (every 30 s) after it. A step of the tiny model takes some 16 ms, so each optimizer step
+    accumulates GRAD_ACCUM batches: about 45 s of training in all."""
+    spec = write_spec(site.home.parent / "long.toml", name="long", model_dir=tiny_model_dir, kind="full",
                       max_steps=STEPS, save_every=SAVE_EVERY, tasks=(), custom=False, baseline=False, extra=CUSTOM)
+    text = spec.read_text(encoding="utf-8")
+    accumulated = f"batch_size = 4\ngrad_accum = {GRAD_ACCUM}\nlearning_rate"
+    spec.write_text(text.replace("batch_size = 4\nlearning_rate", accumulated, 1), encoding="utf-8")
+    assert f"grad_accum = {GRAD_ACCUM}" in spec.read_text(encoding="utf-8")
+    return spec
 
 
 @pytest.fixture(scope="module")
