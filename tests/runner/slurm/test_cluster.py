@@ -37,7 +37,7 @@ def _metrics_seen_as_they_happen() -> Iterator[None]:
         yield
 
 STEPS, SAVE_EVERY = 60, 5
-GRAD_ACCUM = 48
+GRAD_ACCUM = 128
 JOB_TIMEOUT = 600.0
 CUSTOM = f'[[eval.custom]]\nname = "capitals"\npath = "{REPO_ROOT / "examples" / "data" / "capitals_mc.jsonl"}"\n'
 
@@ -164,8 +164,8 @@ def site(cluster, pg_url, tmp_path_factory) -> Site:
 @pytest.fixture(scope="module")
 def long_spec(site, tiny_model_dir) -> Path:
     """The spec each fault test interrupts: long enough to be caught between two checkpoints, and to outlast Slurm's
-    time-limit check (every 30 s) after it. A step of the tiny model takes some 16 ms, so each optimizer step
-    accumulates GRAD_ACCUM batches: about 45 s of training in all."""
+    time-limit check (every 30 s) after it. A batch of the tiny model takes some 10 ms, so each optimizer step
+    accumulates GRAD_ACCUM batches: over a minute of training in all (48 batches, some 30 s, was too short)."""
     spec = write_spec(site.home.parent / "long.toml", name="long", model_dir=tiny_model_dir, kind="full",
                       max_steps=STEPS, save_every=SAVE_EVERY, tasks=(), custom=False, baseline=False, extra=CUSTOM)
     text = spec.read_text(encoding="utf-8")
