@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import select
+from tunelab.experiments.canonical import canonical_json, experiment_hash, resolved_dict
 from tunelab.experiments.plan import PlannedExperiment
 from tunelab.registry.db import Registry
 from tunelab.registry.models import Experiment, Run, RunStatus, Sweep
@@ -198,8 +199,6 @@ def with_existing(planned: list[PlannedExperiment], source: Rows | None) -> list
 
 def from_loaded(loaded, *, workdir: str, priority: int | None = None) -> NewExperiment:
     """Turn a validated `experiments.loader.LoadedSpec` into what `submit` stores."""
-    from tunelab.experiments.canonical import canonical_json, experiment_hash, resolved_dict
-
     spec = loaded.spec
     sweep = None
     if loaded.sweep is not None:
